@@ -1,0 +1,323 @@
+//! The operator's admin API, authenticated with the admin token:
+//! users, balances, ledgers, usage and keys.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use store::{BalanceChange, NewUser, UserUpdate};
+
+use super::body::parse_json;
+use super::respond;
+use super::usage::{usage_page, UsageQuery};
+use crate::accounts::{create_key, create_user, key_json, user_json, KeyOptions};
+use crate::auth::authenticate_admin;
+use crate::error::ApiError;
+use crate::money::Decimal;
+use crate::state::App;
+use crate::time::parse_timestamp;
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/admin/users", post(create).get(list))
+        .route("/admin/users/{id}", get(show).patch(update))
+        .route("/admin/users/{id}/balance", post(change_balance))
+        .route("/admin/users/{id}/ledger", get(ledger))
+        .route("/admin/users/{id}/usage", get(usage))
+        .route("/admin/users/{id}/keys", get(keys).post(new_key))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    name: String,
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    tier: Option<String>,
+    #[serde(default)]
+    membership_expires_at: Option<String>,
+}
+
+fn parse_time_field(name: &str, value: &str) -> Result<Option<i64>, ApiError> {
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    parse_timestamp(value)
+        .map(Some)
+        .ok_or_else(|| ApiError::BadRequest(format!("`{name}` is not a valid time.")))
+}
+
+async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    respond(
+        async {
+            authenticate_admin(&app, &headers)?;
+            let req: CreateUser = parse_json(&body)?;
+            let new = NewUser {
+                name: req.name.trim().to_string(),
+                group_name: req.group.unwrap_or_else(|| "default".into()),
+                tier: req.tier.unwrap_or_else(|| "free".into()),
+                membership_expires_at: match &req.membership_expires_at {
+                    Some(t) => parse_time_field("membership_expires_at", t)?,
+                    None => None,
+                },
+            };
+            let (user, key, secret) = create_user(&app.store, &app.config, &new).await?;
+            Ok(Json(json!({
+                "user": user_json(&user, &app.config),
+                "key": secret,
+                "key_id": key.id,
+            })))
+        }
+        .await,
+    )
+}
+
+async fn list(State(app): State<App>, headers: HeaderMap) -> Response {
+    respond(
+        async {
+            authenticate_admin(&app, &headers)?;
+            let users = app.store.list_users().await?;
+            let data: Vec<Value> = users.iter().map(|u| user_json(u, &app.config)).collect();
+            Ok(Json(json!({"object": "list", "data": data})))
+        }
+        .await,
+    )
+}
+
+async fn show(State(app): State<App>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+    respond(
+        async {
+            authenticate_admin(&app, &headers)?;
+            let user = app.store.get_user(id).await?;
+            Ok(Json(user_json(&user, &app.config)))
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateUser {
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    tier: Option<String>,
+    /// A time, or `""` / `null` to clear.
+    #[serde(default, with = "double_option")]
+    membership_expires_at: Option<Option<String>>,
+}
+
+/// Tells a missing field (`None`) from an explicit `null` (`Some(None)`).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+async fn update(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Response {
+    respond(
+        async {
+            authenticate_admin(&app, &headers)?;
+            let req: UpdateUser = parse_json(&body)?;
+            let expiry = match req.membership_expires_at {
+                None => None,
+                Some(None) => Some(None),
+                Some(Some(t)) => Some(parse_time_field("membership_expires_at", &t)?),
+            };
+            let update = UserUpdate {
+                group_name: req.group,
+                tier: req.tier,
+                membership_expires_at: expiry,
+            };
+            let user = app.store.update_user(id, &update).await?;
+            Ok(Json(user_json(&user, &app.config)))
+        }
+        .await,
+    )
+}
+
+/// A credit (positive) or debit (negative `amount_*`, or `"debit": true`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeBalance {
+    #[serde(default)]
+    amount_usd: Option<String>,
+    #[serde(default)]
+    amount_credits: Option<String>,
+    #[serde(default)]
+    debit: bool,
+    #[serde(default)]
+    free: bool,
+    reason: String,
+}
+
+/// Parses a signed decimal amount into nano-USD with `convert`.
+fn signed_amount(text: &str, convert: impl Fn(&Decimal) -> i64) -> Result<i64, ApiError> {
+    let text = text.trim();
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let d = Decimal::parse(digits).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let nano = convert(&d);
+    Ok(if negative { -nano } else { nano })
+}
+
+async fn change_balance(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Response {
+    respond(
+        async {
+            authenticate_admin(&app, &headers)?;
+            let req: ChangeBalance = parse_json(&body)?;
+            if req.reason.trim().is_empty() {
+                return Err(ApiError::BadRequest(
+                    "A balance change needs a `reason`.".into(),
+                ));
+            }
+            let cpu = app.config.credits_per_usd;
+            let amount = match (&req.amount_usd, &req.amount_credits) {
+                (Some(usd), None) => signed_amount(usd, Decimal::usd_to_nano)?,
+                (None, Some(credits)) => signed_amount(credits, |d| d.credits_to_nano(cpu))?,
+                _ => {
+                    return Err(ApiError::BadRequest(
+                        "Give exactly one of `amount_usd` or `amount_credits`.".into(),
+                    ))
+                }
+            };
+            if amount == 0 {
+                return Err(ApiError::BadRequest("The amount must not be zero.".into()));
+            }
+            let amount = if req.debit { -amount.abs() } else { amount };
+            let user = app
+                .store
+                .change_balance(&BalanceChange {
+                    user_id: id,
+                    amount,
+                    free: req.free,
+                    reason: req.reason.trim().to_string(),
+                })
+                .await?;
+            Ok(Json(user_json(&user, &app.config)))
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+struct LedgerQuery {
+    limit: Option<i64>,
+}
+
+async fn ledger(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Query(q): Query<LedgerQuery>,
+) -> Response {
+    respond(
+        async {
+            authenticate_admin(&app, &headers)?;
+            let entries = app
+                .store
+                .ledger(id, q.limit.unwrap_or(100).clamp(1, 1000))
+                .await?;
+            Ok(Json(json!({"object": "list", "data": entries})))
+        }
+        .await,
+    )
+}
+
+async fn usage(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Query(q): Query<UsageQuery>,
+) -> Response {
+    respond(
+        async {
+            authenticate_admin(&app, &headers)?;
+            let filter = q.to_filter(id)?;
+            Ok(Json(usage_page(&app.store, &app.config, &filter).await?))
+        }
+        .await,
+    )
+}
+
+async fn keys(State(app): State<App>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+    respond(
+        async {
+            authenticate_admin(&app, &headers)?;
+            let keys = app.store.list_keys(id).await?;
+            let data: Vec<Value> = keys.iter().map(|k| key_json(k, &app.config)).collect();
+            Ok(Json(json!({"object": "list", "data": data})))
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NewKeyRequest {
+    #[serde(default)]
+    remark: String,
+    #[serde(default)]
+    is_admin: bool,
+    #[serde(default)]
+    permissions: Vec<String>,
+    #[serde(default)]
+    max_fee_credits: Option<String>,
+}
+
+/// The operator may create admin-capable keys (users may not).
+async fn new_key(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Response {
+    respond(
+        async {
+            authenticate_admin(&app, &headers)?;
+            let req: NewKeyRequest = if body.is_empty() {
+                NewKeyRequest::default()
+            } else {
+                parse_json(&body)?
+            };
+            let max_fee = match &req.max_fee_credits {
+                Some(c) => Decimal::parse(c)
+                    .map_err(|e| ApiError::BadRequest(e.to_string()))?
+                    .credits_to_nano(app.config.credits_per_usd),
+                None => 0,
+            };
+            let options = KeyOptions {
+                remark: req.remark,
+                is_admin: req.is_admin,
+                permissions: req.permissions,
+                max_fee,
+                expired_at: None,
+            };
+            let (key, secret) = create_key(&app.store, &app.config, id, options).await?;
+            Ok(Json(
+                json!({"key": secret, "info": key_json(&key, &app.config)}),
+            ))
+        }
+        .await,
+    )
+}

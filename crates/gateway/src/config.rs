@@ -1,0 +1,459 @@
+//! Configuration: an optional TOML file, then `TOLLGATE_*` environment overrides.
+//!
+//! Every setting has a default, so the gateway starts with no file at all.
+//! Any setting can be overridden from the environment: the variable name is
+//! `TOLLGATE_` followed by the key path in upper case, sections joined by a
+//! double underscore, e.g. `TOLLGATE_LISTEN=0.0.0.0:8080` or
+//! `TOLLGATE_PROVIDERS__OPENAI__API_KEY=sk-…`. Values are read as TOML when
+//! they parse as TOML (numbers, booleans, arrays) and as strings otherwise.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::money::{Decimal, Prices};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    #[serde(default = "defaults::listen")]
+    pub listen: String,
+    /// `sqlite://PATH` (embedded) or `postgres://…`.
+    #[serde(default = "defaults::database_url")]
+    pub database_url: String,
+    /// Bearer token for the admin API. When unset, the first start creates
+    /// one, prints it once and keeps only its hash.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// `text` or `json`.
+    #[serde(default = "defaults::log_format")]
+    pub log_format: String,
+    /// A `tracing` filter, e.g. `info` or `gateway=debug`.
+    #[serde(default = "defaults::log_level")]
+    pub log_level: String,
+    /// How many credits make one USD in balances shown to users (OhMyGPT's unit).
+    #[serde(default = "defaults::credits_per_usd")]
+    pub credits_per_usd: u64,
+    #[serde(default = "defaults::max_keys_per_user")]
+    pub max_keys_per_user: i64,
+    /// Output tokens assumed when a request sets no `max_tokens` and its model
+    /// no `max_output_tokens`; used only to size the hold.
+    #[serde(default = "defaults::default_max_tokens")]
+    pub default_max_tokens: u64,
+    /// How long graceful shutdown waits for streams in flight.
+    #[serde(default = "defaults::shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+    /// A hold whose request never settled (its process died) is released after this.
+    #[serde(default = "defaults::hold_ttl_secs")]
+    pub hold_ttl_secs: u64,
+    #[serde(default)]
+    pub groups: BTreeMap<String, GroupConfig>,
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelConfig>,
+}
+
+mod defaults {
+    pub fn listen() -> String {
+        "127.0.0.1:8080".into()
+    }
+    pub fn database_url() -> String {
+        "sqlite://data/tollgate.db".into()
+    }
+    pub fn log_format() -> String {
+        "text".into()
+    }
+    pub fn log_level() -> String {
+        "info".into()
+    }
+    pub fn credits_per_usd() -> u64 {
+        34_000
+    }
+    pub fn max_keys_per_user() -> i64 {
+        5_000
+    }
+    pub fn default_max_tokens() -> u64 {
+        4_096
+    }
+    pub fn shutdown_grace_secs() -> u64 {
+        30
+    }
+    pub fn hold_ttl_secs() -> u64 {
+        3_600
+    }
+    pub fn connect_timeout_secs() -> u64 {
+        10
+    }
+    pub fn request_timeout_secs() -> u64 {
+        600
+    }
+    pub fn read_timeout_secs() -> u64 {
+        120
+    }
+}
+
+/// A decimal written as a TOML number or string (`0.15` or `"0.15"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DecimalValue {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl DecimalValue {
+    fn to_decimal(&self) -> Result<Decimal, crate::money::DecimalError> {
+        match self {
+            DecimalValue::Int(i) if *i >= 0 => Decimal::parse(&i.to_string()),
+            DecimalValue::Int(i) => Err(crate::money::DecimalError(i.to_string())),
+            DecimalValue::Float(f) => Decimal::from_f64(*f),
+            DecimalValue::Text(s) => Decimal::parse(s),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    #[serde(default)]
+    pub multiplier: Option<DecimalValue>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible endpoint.
+    Openai,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// The key, or `env:VAR` to read it from the environment.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "defaults::connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+    /// Whole-request limit for non-streaming calls.
+    #[serde(default = "defaults::request_timeout_secs")]
+    pub request_timeout_secs: u64,
+    /// Longest silence tolerated between two chunks of a stream.
+    #[serde(default = "defaults::read_timeout_secs")]
+    pub read_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub provider: String,
+    /// The name the upstream knows the model by; defaults to the public name.
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    /// USD per 1M input tokens.
+    pub input_price: DecimalValue,
+    /// USD per 1M output tokens.
+    #[serde(default)]
+    pub output_price: Option<DecimalValue>,
+    /// USD per 1M cached input tokens; defaults to the input price.
+    #[serde(default)]
+    pub cached_input_price: Option<DecimalValue>,
+    /// The model's magnification, applied on top of the prices.
+    #[serde(default)]
+    pub multiplier: Option<DecimalValue>,
+    /// Output tokens assumed for the hold when a request sets no cap.
+    #[serde(default)]
+    pub max_output_tokens: Option<u64>,
+}
+
+/// A configuration problem, naming the key and, when known, the file line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// A model with its prices resolved to exact decimals.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub name: String,
+    pub provider: String,
+    pub upstream_model: String,
+    pub prices: Prices,
+    pub multiplier: Decimal,
+    pub max_output_tokens: Option<u64>,
+}
+
+impl Config {
+    /// Defaults only: what `tollgate serve` runs with when there is no file.
+    pub fn defaults() -> Config {
+        Config::parse("", "<defaults>").expect("the empty configuration is valid")
+    }
+
+    /// Reads `path` (when given), applies environment overrides, validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (text, origin) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", p.display())))?,
+                p.display().to_string(),
+            ),
+            None => (String::new(), "<defaults>".to_string()),
+        };
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("TOLLGATE_") && k != "TOLLGATE_CONFIG")
+            .collect();
+        Config::parse_with_env(&text, &origin, &env)
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        Config::parse_with_env(text, origin, &[])
+    }
+
+    /// Parses `text`, then overlays `env` (`TOLLGATE_A__B=value` pairs).
+    pub fn parse_with_env(
+        text: &str,
+        origin: &str,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        // The file alone first, so its errors carry line and column.
+        let from_file: Config = toml::from_str(text)
+            .map_err(|e| ConfigError(format!("invalid configuration in {origin}: {e}")))?;
+        let config = if env.is_empty() {
+            from_file
+        } else {
+            let mut tree: toml::Table = toml::from_str(text)
+                .map_err(|e| ConfigError(format!("invalid configuration in {origin}: {e}")))?;
+            for (name, value) in env {
+                apply_override(&mut tree, name, value)?;
+            }
+            toml::Value::Table(tree)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    ConfigError(format!(
+                        "invalid configuration from TOLLGATE_* environment variables: {e}"
+                    ))
+                })?
+        };
+        config.validate(text, origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let at = |needle: &str| match line_of(text, needle) {
+            Some(line) => format!("{origin}, line {line}"),
+            None => origin.to_string(),
+        };
+        if self.credits_per_usd == 0 {
+            return Err(ConfigError(format!(
+                "credits_per_usd must be positive ({})",
+                at("credits_per_usd")
+            )));
+        }
+        for (name, group) in &self.groups {
+            if let Some(m) = &group.multiplier {
+                m.to_decimal().map_err(|e| {
+                    ConfigError(format!("groups.{name}.multiplier: {e} ({})", at(name)))
+                })?;
+            }
+        }
+        for (name, provider) in &self.providers {
+            if !provider.base_url.starts_with("http://")
+                && !provider.base_url.starts_with("https://")
+            {
+                return Err(ConfigError(format!(
+                    "providers.{name}.base_url must start with http:// or https:// ({})",
+                    at(&provider.base_url)
+                )));
+            }
+            if let Some(var) = provider
+                .api_key
+                .as_deref()
+                .and_then(|k| k.strip_prefix("env:"))
+            {
+                if std::env::var(var).is_err() {
+                    return Err(ConfigError(format!(
+                        "providers.{name}.api_key names the environment variable {var}, which is not set ({})",
+                        at(name)
+                    )));
+                }
+            }
+        }
+        for name in self.models.keys() {
+            self.model_spec(name)
+                .map_err(|e| ConfigError(format!("{e} ({})", at(name))))?;
+        }
+        Ok(())
+    }
+
+    /// The model `name` with its prices resolved.
+    pub fn model_spec(&self, name: &str) -> Result<ModelSpec, ConfigError> {
+        let m = self
+            .models
+            .get(name)
+            .ok_or_else(|| ConfigError(format!("no model {name:?}")))?;
+        if !self.providers.contains_key(&m.provider) {
+            return Err(ConfigError(format!(
+                "models.{name:?}.provider names {:?}, which is not a configured provider",
+                m.provider
+            )));
+        }
+        let dec = |field: &str, v: Option<&DecimalValue>, default: Decimal| match v {
+            Some(v) => v
+                .to_decimal()
+                .map_err(|e| ConfigError(format!("models.{name:?}.{field}: {e}"))),
+            None => Ok(default),
+        };
+        let input = dec("input_price", Some(&m.input_price), Decimal::ZERO)?;
+        Ok(ModelSpec {
+            name: name.to_string(),
+            provider: m.provider.clone(),
+            upstream_model: m.upstream_model.clone().unwrap_or_else(|| name.to_string()),
+            prices: Prices {
+                input,
+                output: dec("output_price", m.output_price.as_ref(), Decimal::ZERO)?,
+                cached_input: dec("cached_input_price", m.cached_input_price.as_ref(), input)?,
+            },
+            multiplier: dec("multiplier", m.multiplier.as_ref(), Decimal::ONE)?,
+            max_output_tokens: m.max_output_tokens,
+        })
+    }
+
+    /// The multiplier of `group` (1 when the group is not configured).
+    pub fn group_multiplier(&self, group: &str) -> Decimal {
+        self.groups
+            .get(group)
+            .and_then(|g| g.multiplier.as_ref())
+            .and_then(|m| m.to_decimal().ok())
+            .unwrap_or(Decimal::ONE)
+    }
+}
+
+/// Sets the value of one `TOLLGATE_A__B__C` variable in the TOML tree.
+fn apply_override(tree: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = name["TOLLGATE_".len()..]
+        .split("__")
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    if path.iter().any(|s| s.is_empty()) {
+        return Err(ConfigError(format!("{name}: empty key segment")));
+    }
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let (last, parents) = path.split_last().expect("non-empty path");
+    let mut table = tree;
+    for segment in parents {
+        let entry = table
+            .entry(segment.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry
+            .as_table_mut()
+            .ok_or_else(|| ConfigError(format!("{name}: {segment} is not a section")))?;
+    }
+    table.insert(last.clone(), parsed);
+    Ok(())
+}
+
+/// The 1-based line of the first occurrence of `needle` in `text`.
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    let pos = text.find(needle)?;
+    Some(text[..pos].matches('\n').count() + 1)
+}
+
+/// Resolves an `env:VAR` reference (validated at load time).
+pub fn resolve_secret(value: &str) -> String {
+    match value.strip_prefix("env:") {
+        Some(var) => std::env::var(var).unwrap_or_default(),
+        None => value.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+listen = "127.0.0.1:9000"
+
+[groups.vip]
+multiplier = 0.8
+
+[providers.openai]
+kind = "openai"
+base_url = "http://127.0.0.1:1/v1"
+api_key = "sk-upstream"
+
+[models."gpt-4o-mini"]
+provider = "openai"
+input_price = 0.15
+output_price = "0.6"
+multiplier = 1.5
+"#;
+
+    #[test]
+    fn empty_config_has_defaults() {
+        let c = Config::defaults();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.credits_per_usd, 34_000);
+        assert_eq!(c.max_keys_per_user, 5_000);
+    }
+
+    #[test]
+    fn models_resolve_exact_prices() {
+        let c = Config::parse(SAMPLE, "t.toml").unwrap();
+        let m = c.model_spec("gpt-4o-mini").unwrap();
+        assert_eq!(m.upstream_model, "gpt-4o-mini");
+        assert_eq!(m.prices.input, Decimal::parse("0.15").unwrap());
+        assert_eq!(m.prices.cached_input, m.prices.input);
+        assert_eq!(c.group_multiplier("vip"), Decimal::parse("0.8").unwrap());
+        assert_eq!(c.group_multiplier("nobody"), Decimal::ONE);
+    }
+
+    #[test]
+    fn env_overrides_any_key() {
+        let env = vec![
+            ("TOLLGATE_LISTEN".to_string(), "0.0.0.0:1234".to_string()),
+            (
+                "TOLLGATE_PROVIDERS__OPENAI__API_KEY".to_string(),
+                "sk-from-env".to_string(),
+            ),
+            ("TOLLGATE_CREDITS_PER_USD".to_string(), "1000".to_string()),
+        ];
+        let c = Config::parse_with_env(SAMPLE, "t.toml", &env).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:1234");
+        assert_eq!(
+            c.providers["openai"].api_key.as_deref(),
+            Some("sk-from-env")
+        );
+        assert_eq!(c.credits_per_usd, 1000);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line() {
+        let bad = "listen = \"x\"\nmax_keys_per_user = \"many\"\n";
+        let e = Config::parse(bad, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("line 2") && e.contains("max_keys_per_user"),
+            "{e}"
+        );
+
+        let typo = "\n\nlisten_addr = \"x\"\n";
+        let e = Config::parse(typo, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("listen_addr"), "{e}");
+
+        let dangling = "[providers.p]\nkind=\"openai\"\nbase_url=\"http://x\"\n\n[models.m]\nprovider = \"nope\"\ninput_price = 1\n";
+        let e = Config::parse(dangling, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("nope") && e.contains("line 5"), "{e}");
+
+        let price = "[providers.p]\nkind=\"openai\"\nbase_url=\"http://x\"\n[models.m]\nprovider = \"p\"\ninput_price = -1\n";
+        let e = Config::parse(price, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("input_price"), "{e}");
+    }
+}

@@ -1,0 +1,123 @@
+//! The gateway's errors and their one mapping to each client protocol's shape.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use protocol::openai::ErrorBody;
+
+/// Everything a request can fail with, as the client should understand it.
+/// Messages never contain upstream keys or internal details.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("Incorrect API key provided. You can find your API key in your Tollgate account.")]
+    InvalidApiKey,
+    #[error("This API key has been disabled.")]
+    KeyDisabled,
+    #[error("This API key has expired.")]
+    KeyExpired,
+    #[error("This API key may not use the model `{0}`.")]
+    ModelNotAllowed(String),
+    #[error("The model `{0}` does not exist or you do not have access to it.")]
+    ModelNotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("You exceeded your current quota: the balance cannot cover this request.")]
+    InsufficientBalance,
+    #[error("This API key reached its spending limit.")]
+    KeyLimitReached,
+    #[error("This operation needs an admin-capable API key.")]
+    AdminKeyRequired,
+    #[error("Invalid admin token.")]
+    InvalidAdminToken,
+    #[error("{0} not found.")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("The upstream provider could not be reached.")]
+    UpstreamUnreachable,
+    #[error("The upstream provider did not answer in time.")]
+    UpstreamTimeout,
+    #[error("The upstream provider failed (status {0}).")]
+    UpstreamFailed(u16),
+    #[error("The upstream provider rejected the gateway's credentials.")]
+    UpstreamAuth,
+    #[error("The gateway failed to process the request.")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            InvalidApiKey | KeyExpired | InvalidAdminToken => StatusCode::UNAUTHORIZED,
+            KeyDisabled | ModelNotAllowed(_) | AdminKeyRequired => StatusCode::FORBIDDEN,
+            ModelNotFound(_) | NotFound(_) => StatusCode::NOT_FOUND,
+            BadRequest(_) => StatusCode::BAD_REQUEST,
+            Conflict(_) => StatusCode::CONFLICT,
+            InsufficientBalance | KeyLimitReached => StatusCode::TOO_MANY_REQUESTS,
+            UpstreamUnreachable | UpstreamFailed(_) | UpstreamAuth => StatusCode::BAD_GATEWAY,
+            UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// OpenAI's `type` and `code` for this error.
+    fn openai_kind(&self) -> (&'static str, Option<&'static str>) {
+        use ApiError::*;
+        match self {
+            InvalidApiKey => ("invalid_request_error", Some("invalid_api_key")),
+            KeyExpired => ("invalid_request_error", Some("key_expired")),
+            InvalidAdminToken => ("invalid_request_error", Some("invalid_admin_token")),
+            KeyDisabled => ("permission_error", Some("key_disabled")),
+            ModelNotAllowed(_) => ("permission_error", Some("model_not_allowed")),
+            AdminKeyRequired => ("permission_error", Some("admin_key_required")),
+            ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
+            NotFound(_) => ("invalid_request_error", Some("not_found")),
+            BadRequest(_) => ("invalid_request_error", None),
+            Conflict(_) => ("invalid_request_error", Some("conflict")),
+            InsufficientBalance => ("insufficient_quota", Some("insufficient_quota")),
+            KeyLimitReached => ("insufficient_quota", Some("key_limit_reached")),
+            UpstreamUnreachable => ("api_error", Some("upstream_unreachable")),
+            UpstreamTimeout => ("api_error", Some("upstream_timeout")),
+            UpstreamFailed(_) => ("api_error", Some("upstream_error")),
+            UpstreamAuth => ("api_error", Some("upstream_auth_failed")),
+            Internal => ("api_error", Some("internal_error")),
+        }
+    }
+
+    pub fn openai_body(&self) -> ErrorBody {
+        let (kind, code) = self.openai_kind();
+        ErrorBody::new(self.to_string(), kind, code)
+    }
+}
+
+/// OpenAI routes (and the admin API) answer errors in OpenAI's shape.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status(), Json(self.openai_body())).into_response()
+    }
+}
+
+impl From<store::StoreError> for ApiError {
+    fn from(e: store::StoreError) -> Self {
+        match e {
+            store::StoreError::NotFound(what) => ApiError::NotFound(capitalise(what)),
+            store::StoreError::Conflict(msg) => ApiError::Conflict(msg),
+            store::StoreError::InsufficientBalance => {
+                ApiError::BadRequest("The balance is too low for this debit.".into())
+            }
+            other => {
+                tracing::error!(error = %other, "store error");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}

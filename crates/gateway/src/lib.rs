@@ -1,0 +1,166 @@
+//! The Tollgate server as a library: configuration, state, routes, billing
+//! and upstream providers. The `tollgate` binary is a thin CLI over this.
+
+pub mod accounts;
+pub mod api;
+pub mod auth;
+pub mod billing;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod money;
+pub mod providers;
+pub mod relay;
+pub mod secrets;
+pub mod state;
+pub mod time;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::providers::Provider;
+use crate::state::{App, AppState, InFlight};
+
+/// The settings row holding the admin token's hash.
+const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
+
+/// How often expired holds are looked for.
+const HOLD_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("database: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Provider(String),
+}
+
+/// A gateway ready to serve.
+pub struct Gateway {
+    pub app: App,
+    /// Set on the very first start without a configured admin token: the
+    /// token created then, to be shown once.
+    pub generated_admin_token: Option<String>,
+}
+
+/// Opens the database (migrating it) and builds the shared state.
+pub async fn build(config: Config) -> Result<Gateway, StartError> {
+    let store = store::Store::connect(&config.database_url).await?;
+    store.migrate().await?;
+    build_with_store(config, store).await
+}
+
+pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gateway, StartError> {
+    let mut providers = HashMap::new();
+    for (name, p) in &config.providers {
+        providers.insert(
+            name.clone(),
+            Arc::new(Provider::new(name, p).map_err(StartError::Provider)?),
+        );
+    }
+    let mut models = HashMap::new();
+    for name in config.models.keys() {
+        models.insert(name.clone(), Arc::new(config.model_spec(name)?));
+    }
+    let (admin_token_hash, generated_admin_token) = admin_token(&config, &store).await?;
+    let released = store.sweep_expired_holds().await?;
+    if released > 0 {
+        tracing::info!(released, "released holds left by an earlier process");
+    }
+    let app = Arc::new(AppState {
+        config,
+        models,
+        providers,
+        store,
+        metrics: Default::default(),
+        in_flight: InFlight::default(),
+        admin_token_hash,
+    });
+    Ok(Gateway {
+        app,
+        generated_admin_token,
+    })
+}
+
+/// The admin token's hash: from the configuration, or the one created on the
+/// first start (several instances starting together agree on one).
+async fn admin_token(
+    config: &Config,
+    store: &store::Store,
+) -> Result<(String, Option<String>), StartError> {
+    if let Some(token) = &config.admin_token {
+        return Ok((secrets::hash_secret(&config::resolve_secret(token)), None));
+    }
+    if let Some(hash) = store.get_setting(ADMIN_TOKEN_SETTING).await? {
+        return Ok((hash, None));
+    }
+    let token = secrets::new_admin_token();
+    let hash = secrets::hash_secret(&token);
+    if store
+        .insert_setting_if_absent(ADMIN_TOKEN_SETTING, &hash)
+        .await?
+    {
+        return Ok((hash, Some(token)));
+    }
+    let winner = store
+        .get_setting(ADMIN_TOKEN_SETTING)
+        .await?
+        .unwrap_or(hash);
+    Ok((winner, None))
+}
+
+/// Serves until `shutdown` completes, then stops accepting, lets requests and
+/// streams in flight finish (up to the configured grace period) and waits for
+/// every pending settlement before returning.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = Duration::from_secs(app.config.shutdown_grace_secs);
+    let sweeper = tokio::spawn(sweep_holds(app.clone()));
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let server =
+        axum::serve(listener, api::router(app.clone())).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping_tx.send(true);
+        });
+    let grace_over = async move {
+        let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result?,
+        _ = grace_over => tracing::warn!("shutdown grace period over; closing the remaining connections"),
+    }
+    sweeper.abort();
+    // Streams whose clients left are still being read for their usage.
+    if !app.in_flight.wait_idle(grace).await {
+        tracing::warn!(
+            pending = app.in_flight.count(),
+            "shutdown: upstream work still running after the grace period"
+        );
+    }
+    app.store.close().await;
+    Ok(())
+}
+
+async fn sweep_holds(app: App) {
+    let mut tick = tokio::time::interval(HOLD_SWEEP_INTERVAL);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match app.store.sweep_expired_holds().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(released = n, "released expired holds"),
+            Err(e) => tracing::warn!(error = %e, "hold sweep failed"),
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Prometheus metrics, rendered in the text exposition format.
+//!
+//! Series are created on first use and then updated with atomics; the map is
+//! only written when a new label combination appears.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// Upper bounds of the latency histogram, seconds.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+/// A family of counters keyed by their label values.
+#[derive(Default)]
+struct CounterFamily(RwLock<HashMap<Vec<String>, Arc<AtomicU64>>>);
+
+impl CounterFamily {
+    fn add(&self, labels: &[&str], value: u64) {
+        if let Some(c) = self
+            .0
+            .read()
+            .ok()
+            .and_then(|m| m.get(&labels_key(labels)).cloned())
+        {
+            c.fetch_add(value, Ordering::Relaxed);
+            return;
+        }
+        if let Ok(mut map) = self.0.write() {
+            map.entry(labels_key(labels))
+                .or_default()
+                .fetch_add(value, Ordering::Relaxed);
+        }
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str, label_names: &[&str]) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        if let Ok(map) = self.0.read() {
+            let mut rows: Vec<_> = map.iter().collect();
+            rows.sort_by(|a, b| a.0.cmp(b.0));
+            for (labels, value) in rows {
+                let _ = writeln!(
+                    out,
+                    "{name}{{{}}} {}",
+                    render_labels(label_names, labels),
+                    value.load(Ordering::Relaxed)
+                );
+            }
+        }
+    }
+}
+
+fn labels_key(labels: &[&str]) -> Vec<String> {
+    labels.iter().map(|s| s.to_string()).collect()
+}
+
+fn render_labels(names: &[&str], values: &[String]) -> String {
+    names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| format!("{n}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: CounterFamily,
+    latency: RwLock<HashMap<String, Arc<Histogram>>>,
+    upstream_errors: CounterFamily,
+    tokens: CounterFamily,
+    cost: CounterFamily,
+}
+
+impl Metrics {
+    pub fn record_request(&self, route: &str, status: u16, seconds: f64) {
+        self.requests.add(&[route, &status.to_string()], 1);
+        let hist = self.latency.read().ok().and_then(|m| m.get(route).cloned());
+        let hist = match hist {
+            Some(h) => h,
+            None => match self.latency.write() {
+                Ok(mut m) => m.entry(route.to_string()).or_default().clone(),
+                Err(_) => return,
+            },
+        };
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                hist.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        hist.count.fetch_add(1, Ordering::Relaxed);
+        hist.sum_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    pub fn record_upstream_error(&self, provider: &str, kind: &str) {
+        self.upstream_errors.add(&[provider, kind], 1);
+    }
+
+    pub fn record_usage(&self, model: &str, input: u64, output: u64, cost_nano: i64) {
+        self.tokens.add(&[model, "input"], input);
+        self.tokens.add(&[model, "output"], output);
+        self.cost.add(&[model], cost_nano.max(0) as u64);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        self.requests.render(
+            &mut out,
+            "tollgate_requests_total",
+            "HTTP requests served, by route and status.",
+            &["route", "status"],
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tollgate_request_duration_seconds Time to the response head, by route.\n# TYPE tollgate_request_duration_seconds histogram"
+        );
+        if let Ok(map) = self.latency.read() {
+            let mut routes: Vec<_> = map.iter().collect();
+            routes.sort_by(|a, b| a.0.cmp(b.0));
+            for (route, h) in routes {
+                for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "tollgate_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {}",
+                        h.buckets[i].load(Ordering::Relaxed)
+                    );
+                }
+                let count = h.count.load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "tollgate_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}\n\
+                     tollgate_request_duration_seconds_sum{{route=\"{route}\"}} {}\n\
+                     tollgate_request_duration_seconds_count{{route=\"{route}\"}} {count}",
+                    h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+                );
+            }
+        }
+        self.upstream_errors.render(
+            &mut out,
+            "tollgate_upstream_errors_total",
+            "Failed upstream calls, by provider and kind.",
+            &["provider", "kind"],
+        );
+        self.tokens.render(
+            &mut out,
+            "tollgate_tokens_total",
+            "Tokens metered, by model and direction.",
+            &["model", "direction"],
+        );
+        self.cost.render(
+            &mut out,
+            "tollgate_cost_nano_usd_total",
+            "Amount charged in nano-USD, by model.",
+            &["model"],
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::default();
+        m.record_request("/v1/chat/completions", 200, 0.002);
+        m.record_request("/v1/chat/completions", 200, 0.2);
+        m.record_usage("gpt", 10, 5, 1234);
+        let text = m.render();
+        assert!(text
+            .contains("tollgate_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2"));
+        assert!(text.contains("le=\"0.0025\"} 1"));
+        assert!(text
+            .contains("tollgate_request_duration_seconds_count{route=\"/v1/chat/completions\"} 2"));
+        assert!(text.contains("tollgate_tokens_total{model=\"gpt\",direction=\"input\"} 10"));
+        assert!(text.contains("tollgate_cost_nano_usd_total{model=\"gpt\"} 1234"));
+    }
+}

@@ -1,0 +1,71 @@
+//! API keys and tokens: generation and hashing. A secret is shown once, when
+//! created; only its SHA-256 hash is stored.
+
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
+/// Length of the random part of a key (≈ 286 bits of entropy).
+const KEY_RANDOM_LEN: usize = 48;
+
+/// A fresh user API key: `sk-` followed by 48 alphanumerics.
+pub fn new_api_key() -> String {
+    format!("sk-{}", random_alphanumeric(KEY_RANDOM_LEN))
+}
+
+/// A fresh admin token.
+pub fn new_admin_token() -> String {
+    format!("tg-admin-{}", random_alphanumeric(KEY_RANDOM_LEN))
+}
+
+/// A stable, public id for a key.
+pub fn new_key_id() -> String {
+    format!("key_{}", random_hex(8))
+}
+
+/// A unique request id.
+pub fn new_request_id() -> String {
+    format!("req_{}", random_hex(12))
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Compares two hashes in constant time.
+pub fn hashes_equal(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn random_alphanumeric(len: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill(&mut buf[..]);
+    hex::encode(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_and_well_formed() {
+        let a = new_api_key();
+        assert!(a.starts_with("sk-") && a.len() == 51);
+        assert_ne!(a, new_api_key());
+        assert_eq!(hash_secret(&a).len(), 64);
+        assert!(hashes_equal(&hash_secret(&a), &hash_secret(&a)));
+        assert!(!hashes_equal(&hash_secret(&a), &hash_secret("x")));
+    }
+}

@@ -1,0 +1,74 @@
+//! The application state every handler shares, built once at start-up.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::config::{Config, ModelSpec};
+use crate::metrics::Metrics;
+use crate::providers::Provider;
+
+pub type App = Arc<AppState>;
+
+pub struct AppState {
+    pub config: Config,
+    pub models: HashMap<String, Arc<ModelSpec>>,
+    pub providers: HashMap<String, Arc<Provider>>,
+    pub store: store::Store,
+    pub metrics: Metrics,
+    /// Upstream work still running (streams, settlements), awaited at shutdown.
+    pub in_flight: InFlight,
+    pub admin_token_hash: String,
+}
+
+impl AppState {
+    pub fn model(&self, name: &str) -> Option<&Arc<ModelSpec>> {
+        self.models.get(name)
+    }
+}
+
+/// Counts work that must finish before the process exits.
+#[derive(Default)]
+pub struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// Held for as long as one piece of work runs.
+pub struct InFlightGuard(Arc<AppState>);
+
+impl InFlight {
+    pub fn enter(app: &App) -> InFlightGuard {
+        app.in_flight.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(app.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Waits until nothing is in flight, or `limit` passes. Returns whether idle.
+    pub async fn wait_idle(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.count() == 0;
+            }
+        }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.in_flight.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.in_flight.idle.notify_waiters();
+        }
+    }
+}

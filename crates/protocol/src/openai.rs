@@ -1,0 +1,264 @@
+//! OpenAI wire types: only the fields the gateway reads are typed; everything
+//! else a client sends is kept in `extra` and forwarded untouched.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::usage::TokenUsage;
+
+/// `stream_options` of a chat or legacy completion request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_usage: Option<bool>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The body of `POST /v1/chat/completions` or `POST /v1/completions`.
+///
+/// Both share the fields the gateway acts on; `messages` / `prompt` and every
+/// other parameter travel in `extra`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionRequest {
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u64>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl CompletionRequest {
+    pub fn is_stream(&self) -> bool {
+        self.stream.unwrap_or(false)
+    }
+
+    /// Whether the client itself asked for the usage chunk of a stream.
+    pub fn client_wants_stream_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false)
+    }
+
+    /// The output-token cap the client set, if any.
+    pub fn output_cap(&self) -> Option<u64> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// Asks a streaming upstream to report usage, so the gateway can meter it.
+    pub fn request_stream_usage(&mut self) {
+        let options = self.stream_options.get_or_insert_with(Default::default);
+        options.include_usage = Some(true);
+    }
+}
+
+/// The body of `POST /v1/embeddings`: only the model is read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingRequest {
+    pub model: String,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// OpenAI's `usage` object (chat, legacy completions and embeddings).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub total_tokens: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PromptTokensDetails {
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
+}
+
+impl From<&Usage> for TokenUsage {
+    fn from(u: &Usage) -> Self {
+        let cached = u
+            .prompt_tokens_details
+            .as_ref()
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0);
+        TokenUsage {
+            input: u.prompt_tokens,
+            output: u.completion_tokens,
+            cached_input: cached.min(u.prompt_tokens),
+        }
+    }
+}
+
+/// The parts of a response body or stream chunk the meter reads.
+#[derive(Debug, Default, Deserialize)]
+struct UsageProbe {
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    choices: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+/// What a streamed chunk says about usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkUsage {
+    pub usage: TokenUsage,
+    /// True for the dedicated usage chunk (`choices: []`) that
+    /// `include_usage` adds; false when usage rides on a content chunk.
+    pub usage_only: bool,
+}
+
+/// Reads the usage of a streamed chunk's `data` payload, if it carries any.
+/// Cheap for the common case: chunks without the word `usage` are not parsed.
+pub fn chunk_usage(data: &str) -> Option<ChunkUsage> {
+    if !data.contains("\"usage\"") {
+        return None;
+    }
+    let probe: UsageProbe = serde_json::from_str(data).ok()?;
+    let usage = probe.usage?;
+    Some(ChunkUsage {
+        usage: TokenUsage::from(&usage),
+        usage_only: probe.choices.map(|c| c.is_empty()).unwrap_or(true),
+    })
+}
+
+/// Reads the usage of a complete (non-stream) response body.
+pub fn body_usage(body: &[u8]) -> Option<TokenUsage> {
+    let probe: UsageProbe = serde_json::from_slice(body).ok()?;
+    probe.usage.as_ref().map(TokenUsage::from)
+}
+
+/// OpenAI's error envelope: `{"error": {"message", "type", "param", "code"}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub param: Option<String>,
+    pub code: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(message: impl Into<String>, kind: &str, code: Option<&str>) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                message: message.into(),
+                kind: kind.to_string(),
+                param: None,
+                code: code.map(str::to_string),
+            },
+        }
+    }
+}
+
+/// One entry of `GET /v1/models`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    pub id: String,
+    pub object: String,
+    pub created: i64,
+    pub owned_by: String,
+}
+
+/// The `GET /v1/models` response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelList {
+    pub object: String,
+    pub data: Vec<Model>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_fields_round_trip() {
+        let body = json!({
+            "model": "gpt-4o",
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "logit_bias": {"42": -100},
+            "stream": true,
+            "stream_options": {"include_usage": false, "future_flag": 1},
+            "n": 2
+        });
+        let req: CompletionRequest = serde_json::from_value(body.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&req).unwrap(), body);
+        assert!(req.is_stream());
+        assert!(!req.client_wants_stream_usage());
+    }
+
+    #[test]
+    fn request_stream_usage_keeps_other_options() {
+        let mut req: CompletionRequest = serde_json::from_value(json!({
+            "model": "m", "stream": true, "stream_options": {"future_flag": 1}
+        }))
+        .unwrap();
+        req.request_stream_usage();
+        let v = serde_json::to_value(&req).unwrap();
+        assert_eq!(
+            v["stream_options"],
+            json!({"include_usage": true, "future_flag": 1})
+        );
+    }
+
+    #[test]
+    fn reads_usage_chunk_and_ignores_others() {
+        assert_eq!(
+            chunk_usage(r#"{"choices":[{"delta":{"content":"hi"}}]}"#),
+            None
+        );
+        assert_eq!(
+            chunk_usage(r#"{"choices":[{"delta":{}}],"usage":null}"#),
+            None
+        );
+        let u = chunk_usage(
+            r#"{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":4}}}"#,
+        )
+        .unwrap();
+        assert!(u.usage_only);
+        assert_eq!(
+            u.usage,
+            TokenUsage {
+                input: 10,
+                output: 5,
+                cached_input: 4
+            }
+        );
+    }
+
+    #[test]
+    fn usage_on_a_content_chunk_is_not_usage_only() {
+        let u = chunk_usage(
+            r#"{"choices":[{"delta":{}}],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+        )
+        .unwrap();
+        assert!(!u.usage_only);
+    }
+
+    #[test]
+    fn embeddings_usage_from_body() {
+        let u = body_usage(br#"{"data":[],"usage":{"prompt_tokens":7,"total_tokens":7}}"#).unwrap();
+        assert_eq!(u.input, 7);
+        assert_eq!(u.output, 0);
+    }
+}

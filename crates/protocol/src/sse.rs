@@ -1,0 +1,185 @@
+//! An incremental Server-Sent Events decoder.
+//!
+//! Upstream streams arrive in arbitrary chunks: an event may be split across
+//! reads, or one read may carry many events. [`SseDecoder`] buffers only the
+//! unfinished tail and yields each complete event with its *raw bytes*, so a
+//! pass-through stream can forward them untouched while the meter reads the
+//! parsed `data` field.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// One complete SSE event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The event exactly as received, including its terminating blank line.
+    pub raw: Bytes,
+    /// The `event:` field, if any.
+    pub event: Option<String>,
+    /// The `data:` lines joined with `\n` (per the SSE specification).
+    pub data: String,
+}
+
+/// Splits a byte stream into SSE events.
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    buf: BytesMut,
+}
+
+impl SseDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a chunk of the stream.
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// Returns the next complete event, if the buffer holds one.
+    pub fn next_event(&mut self) -> Option<SseEvent> {
+        loop {
+            let end = find_event_end(&self.buf)?;
+            let raw = self.buf.split_to(end).freeze();
+            let event = parse_event(raw);
+            // A block of only comments (`: keep-alive`) carries no event for
+            // the meter, but pass-through callers still want its bytes.
+            if let Some(event) = event {
+                return Some(event);
+            }
+        }
+    }
+
+    /// Returns whatever is left when the stream ends without a final blank
+    /// line, parsed as a last event.
+    pub fn finish(&mut self) -> Option<SseEvent> {
+        if self.buf.iter().all(|b| b.is_ascii_whitespace()) {
+            self.buf.clear();
+            return None;
+        }
+        let raw = self.buf.split().freeze();
+        parse_event(raw)
+    }
+}
+
+/// Position just after the blank line that ends the first event in `buf`.
+/// Accepts `\n\n`, `\r\n\r\n` and `\r\r` as separators.
+fn find_event_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < buf.len() {
+        match buf[i] {
+            b'\n' => {
+                if buf.get(i + 1) == Some(&b'\n') {
+                    return Some(i + 2);
+                }
+                if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
+                    return Some(i + 3);
+                }
+            }
+            b'\r' => {
+                if buf.get(i + 1) == Some(&b'\r') {
+                    return Some(i + 2);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Parses the fields of one raw event block. Returns an event even when it has
+/// no data (so comments are kept), except for blocks that are entirely empty.
+fn parse_event(raw: Bytes) -> Option<SseEvent> {
+    let text = String::from_utf8_lossy(&raw);
+    let mut event = None;
+    let mut data: Option<String> = None;
+    for line in text.split(['\n', '\r']) {
+        if line.is_empty() || line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = match line.find(':') {
+            Some(pos) => {
+                let value = &line[pos + 1..];
+                (&line[..pos], value.strip_prefix(' ').unwrap_or(value))
+            }
+            None => (line, ""),
+        };
+        match field {
+            "event" => event = Some(value.to_string()),
+            "data" => match &mut data {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => data = Some(value.to_string()),
+            },
+            _ => {}
+        }
+    }
+    if raw.chunk().iter().all(|b| b.is_ascii_whitespace()) {
+        return None;
+    }
+    Some(SseEvent {
+        raw,
+        event,
+        data: data.unwrap_or_default(),
+    })
+}
+
+/// Encodes one `data:` event. JSON payloads never contain raw newlines, so a
+/// single data line suffices.
+pub fn encode_data(data: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(data.len() + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data.as_bytes());
+    out.extend_from_slice(b"\n\n");
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(chunks: &[&[u8]]) -> Vec<SseEvent> {
+        let mut dec = SseDecoder::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            dec.push(c);
+            while let Some(e) = dec.next_event() {
+                out.push(e);
+            }
+        }
+        out.extend(dec.finish());
+        out
+    }
+
+    #[test]
+    fn splits_events_across_arbitrary_chunk_boundaries() {
+        let stream = b"data: {\"a\":1}\n\nevent: ping\ndata: x\n\ndata: [DONE]\n\n";
+        let whole = decode_all(&[stream]);
+        for split in 0..stream.len() {
+            let (a, b) = stream.split_at(split);
+            assert_eq!(decode_all(&[a, b]), whole, "split at {split}");
+        }
+        assert_eq!(whole.len(), 3);
+        assert_eq!(whole[0].data, "{\"a\":1}");
+        assert_eq!(whole[1].event.as_deref(), Some("ping"));
+        assert_eq!(whole[2].data, "[DONE]");
+    }
+
+    #[test]
+    fn raw_bytes_round_trip() {
+        let stream = b"data: one\r\n\r\n: comment\n\ndata: a\ndata: b\n\n";
+        let events = decode_all(&[stream]);
+        let joined: Vec<u8> = events.iter().flat_map(|e| e.raw.to_vec()).collect();
+        assert_eq!(joined, stream);
+        assert_eq!(events[2].data, "a\nb");
+    }
+
+    #[test]
+    fn unterminated_tail_is_returned_by_finish() {
+        let events = decode_all(&[b"data: last"]);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data, "last");
+    }
+}

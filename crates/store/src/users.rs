@@ -1,0 +1,237 @@
+//! Users, their balances and the append-only ledger of balance changes.
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::{now_ms, Result, Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub group_name: String,
+    pub tier: String,
+    pub membership_expires_at: Option<i64>,
+    /// Paid balance, nano-USD.
+    pub balance: i64,
+    /// Promotional balance, spent before the paid one, nano-USD.
+    pub free_balance: i64,
+    /// Sum of the holds of requests in flight, nano-USD.
+    pub held: i64,
+    pub created_at: i64,
+}
+
+impl User {
+    /// What new requests may still reserve.
+    pub fn available(&self) -> i64 {
+        self.balance + self.free_balance - self.held
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    pub name: String,
+    pub group_name: String,
+    pub tier: String,
+    pub membership_expires_at: Option<i64>,
+}
+
+/// Fields an operator may change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserUpdate {
+    pub group_name: Option<String>,
+    pub tier: Option<String>,
+    /// `Some(None)` clears the expiry.
+    pub membership_expires_at: Option<Option<i64>>,
+}
+
+/// An operator's credit (positive) or debit (negative) of a balance.
+#[derive(Debug, Clone)]
+pub struct BalanceChange {
+    pub user_id: i64,
+    pub amount: i64,
+    /// Apply to the promotional balance instead of the paid one.
+    pub free: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerEntry {
+    pub id: i64,
+    pub user_id: i64,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub kind: String,
+    pub reason: String,
+    pub request_id: Option<String>,
+    pub created_at: i64,
+}
+
+const USER_COLUMNS: &str =
+    "id, name, group_name, tier, membership_expires_at, balance, free_balance, held, created_at";
+
+pub(crate) fn user_from_row(row: &AnyRow) -> Result<User> {
+    Ok(User {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        group_name: row.try_get("group_name")?,
+        tier: row.try_get("tier")?,
+        membership_expires_at: row.try_get("membership_expires_at")?,
+        balance: row.try_get("balance")?,
+        free_balance: row.try_get("free_balance")?,
+        held: row.try_get("held")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+impl Store {
+    pub async fn create_user(&self, new: &NewUser) -> Result<User> {
+        let sql = format!(
+            "INSERT INTO users (name, group_name, tier, membership_expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&new.name)
+            .bind(&new.group_name)
+            .bind(&new.tier)
+            .bind(new.membership_expires_at)
+            .bind(now_ms())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    StoreError::Conflict(format!("a user named {:?} already exists", new.name))
+                }
+                other => other.into(),
+            })?;
+        user_from_row(&row)
+    }
+
+    pub async fn get_user(&self, id: i64) -> Result<User> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound("user"))?;
+        user_from_row(&row)
+    }
+
+    pub async fn find_user_by_name(&self, name: &str) -> Result<User> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1");
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound("user"))?;
+        user_from_row(&row)
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    pub async fn update_user(&self, id: i64, update: &UserUpdate) -> Result<User> {
+        let user = self.get_user(id).await?;
+        let group = update.group_name.clone().unwrap_or(user.group_name);
+        let tier = update.tier.clone().unwrap_or(user.tier);
+        let expiry = update
+            .membership_expires_at
+            .unwrap_or(user.membership_expires_at);
+        let sql = format!(
+            "UPDATE users SET group_name = $1, tier = $2, membership_expires_at = $3 \
+             WHERE id = $4 RETURNING {USER_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(group)
+            .bind(tier)
+            .bind(expiry)
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        user_from_row(&row)
+    }
+
+    /// Credits or debits a balance and appends the ledger entry, atomically.
+    /// A debit that would take the balance below zero is refused.
+    pub async fn change_balance(&self, change: &BalanceChange) -> Result<User> {
+        let column = if change.free {
+            "free_balance"
+        } else {
+            "balance"
+        };
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "UPDATE users SET {column} = {column} + $1 WHERE id = $2 AND {column} + $1 >= 0 \
+             RETURNING {USER_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(change.amount)
+            .bind(change.user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let user = match row {
+            Some(row) => user_from_row(&row)?,
+            None => {
+                // Tell a missing user apart from an insufficient balance.
+                let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
+                    .bind(change.user_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                return Err(match exists {
+                    Some(_) => StoreError::InsufficientBalance,
+                    None => StoreError::NotFound("user"),
+                });
+            }
+        };
+        let kind = match (change.amount >= 0, change.free) {
+            (true, false) => "credit",
+            (true, true) => "free_credit",
+            (false, false) => "debit",
+            (false, true) => "free_debit",
+        };
+        sqlx::query(
+            "INSERT INTO ledger (user_id, amount, balance_after, kind, reason, request_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, NULL, $6)",
+        )
+        .bind(change.user_id)
+        .bind(change.amount)
+        .bind(user.balance + user.free_balance)
+        .bind(kind)
+        .bind(&change.reason)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// The newest ledger entries of a user, newest first.
+    pub async fn ledger(&self, user_id: i64, limit: i64) -> Result<Vec<LedgerEntry>> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, amount, balance_after, kind, reason, request_id, created_at \
+             FROM ledger WHERE user_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LedgerEntry {
+                    id: row.try_get("id")?,
+                    user_id: row.try_get("user_id")?,
+                    amount: row.try_get("amount")?,
+                    balance_after: row.try_get("balance_after")?,
+                    kind: row.try_get("kind")?,
+                    reason: row.try_get("reason")?,
+                    request_id: row.try_get("request_id")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+}
