@@ -106,6 +106,9 @@ impl Meter {
         let mut error = outcome.error.clone();
         let usage = match (ok, outcome.usage) {
             (true, Some(u)) => u,
+            // Nothing came back (e.g. a stream that stalled before its
+            // first byte): a failed request, which costs nothing.
+            (true, None) if outcome.output_bytes == 0 => TokenUsage::default(),
             (true, None) => {
                 // The upstream served the request but reported no usage:
                 // charge an estimate rather than nothing, and say so.
@@ -118,7 +121,7 @@ impl Meter {
             }
             (false, u) => u.unwrap_or_default(),
         };
-        let cost = if ok {
+        let cost = if ok && (outcome.usage.is_some() || outcome.output_bytes > 0) {
             cost_nano(&usage, &self.model.prices, &self.multiplier)
         } else {
             0

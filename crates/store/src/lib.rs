@@ -11,6 +11,7 @@ mod billing;
 mod db;
 mod keys;
 mod settings;
+pub mod testing;
 mod usage;
 mod users;
 

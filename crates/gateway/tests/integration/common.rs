@@ -1,0 +1,356 @@
+//! The test harness: a scriptable mock upstream and a gateway in front of it.
+
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const UPSTREAM_KEY: &str = "sk-upstream-very-secret-0123456789";
+pub const ADMIN_TOKEN: &str = "tg-admin-test-token";
+
+/// The mock's fixed answer: five pieces, so five completion tokens.
+pub const PIECES: [&str; 5] = ["Hel", "lo", " wor", "ld", "!"];
+pub const PROMPT_TOKENS: u64 = 10;
+pub const CACHED_TOKENS: u64 = 2;
+pub const COMPLETION_TOKENS: u64 = 5;
+
+/// Cost of one mock answer for `gpt-test` (2.5 / 10 / 1.25 USD per 1M, ×1.5):
+/// (8 × 2.5 + 2 × 1.25 + 5 × 10) × 1000 nano × 1.5.
+pub const GPT_TEST_COST: i64 = 108_750;
+
+#[derive(Default)]
+pub struct MockState {
+    /// Every request received: (path, authorization header, body).
+    pub requests: Mutex<Vec<(String, String, Value)>>,
+    pub chunk_delay_ms: AtomicU64,
+    /// When non-zero, every request fails with this status.
+    pub fail_status: AtomicU16,
+    /// When set, streams never send a usage chunk.
+    pub omit_usage: AtomicBool,
+}
+
+pub struct Mock {
+    pub url: String,
+    pub state: Arc<MockState>,
+}
+
+impl Mock {
+    pub fn requests(&self) -> Vec<(String, String, Value)> {
+        self.state.requests.lock().unwrap().clone()
+    }
+}
+
+fn usage_json() -> Value {
+    json!({
+        "prompt_tokens": PROMPT_TOKENS,
+        "completion_tokens": COMPLETION_TOKENS,
+        "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+        "prompt_tokens_details": {"cached_tokens": CACHED_TOKENS}
+    })
+}
+
+/// The exact SSE bytes the mock streams for `model`.
+pub fn mock_stream_events(model: &str, include_usage: bool) -> Vec<String> {
+    let mut events = Vec::new();
+    let chunk = |delta: Value, finish: Value| {
+        json!({
+            "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1700000000,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+        })
+        .to_string()
+    };
+    events.push(format!(
+        "data: {}\n\n",
+        chunk(json!({"role": "assistant", "content": ""}), Value::Null)
+    ));
+    for piece in PIECES {
+        events.push(format!(
+            "data: {}\n\n",
+            chunk(json!({"content": piece}), Value::Null)
+        ));
+    }
+    events.push(format!("data: {}\n\n", chunk(json!({}), json!("stop"))));
+    if include_usage {
+        let usage = json!({
+            "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1700000000,
+            "model": model, "choices": [], "usage": usage_json()
+        });
+        events.push(format!("data: {usage}\n\n"));
+    }
+    events.push("data: [DONE]\n\n".to_string());
+    events
+}
+
+pub fn mock_completion_body(model: &str) -> Value {
+    json!({
+        "id": "chatcmpl-mock", "object": "chat.completion", "created": 1700000000, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": PIECES.concat()},
+                     "finish_reason": "stop"}],
+        "usage": usage_json()
+    })
+}
+
+async fn mock_handler(
+    State(state): State<Arc<MockState>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    state
+        .requests
+        .lock()
+        .unwrap()
+        .push((uri.path().to_string(), auth.clone(), body.clone()));
+    let fail = state.fail_status.load(Ordering::SeqCst);
+    if fail != 0 {
+        let error = json!({"error": {"message": format!("Incorrect API key provided: {UPSTREAM_KEY}"),
+                                     "type": "invalid_request_error", "code": "mock_failure"}});
+        return (StatusCode::from_u16(fail).unwrap(), axum::Json(error)).into_response();
+    }
+    if auth != format!("Bearer {UPSTREAM_KEY}") {
+        return (StatusCode::UNAUTHORIZED, "bad upstream key").into_response();
+    }
+    let model = body["model"].as_str().unwrap_or("").to_string();
+    if uri.path().ends_with("/embeddings") {
+        return axum::Json(json!({
+            "object": "list", "model": model,
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+            "usage": {"prompt_tokens": PROMPT_TOKENS, "total_tokens": PROMPT_TOKENS}
+        }))
+        .into_response();
+    }
+    let delay = Duration::from_millis(state.chunk_delay_ms.load(Ordering::SeqCst));
+    if body["stream"] != json!(true) {
+        tokio::time::sleep(delay).await;
+        return axum::Json(mock_completion_body(&model)).into_response();
+    }
+    let include_usage = body["stream_options"]["include_usage"] == json!(true)
+        && !state.omit_usage.load(Ordering::SeqCst);
+    let events = mock_stream_events(&model, include_usage);
+    let stream = futures_util::stream::unfold(events.into_iter(), move |mut it| async move {
+        let event = it.next()?;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Some((Ok::<_, std::io::Error>(Bytes::from(event)), it))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+pub async fn start_mock() -> Mock {
+    let state = Arc::new(MockState::default());
+    let app = Router::new()
+        .route("/v1/chat/completions", post(mock_handler))
+        .route("/v1/completions", post(mock_handler))
+        .route("/v1/embeddings", post(mock_handler))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Mock { url, state }
+}
+
+pub fn config_text(upstream_url: &str, database_url: &str) -> String {
+    format!(
+        r#"
+database_url = "{database_url}"
+admin_token = "{ADMIN_TOKEN}"
+shutdown_grace_secs = 10
+
+[groups.vip]
+multiplier = 0.8
+
+[providers.mock]
+kind = "openai"
+base_url = "{upstream_url}"
+api_key = "{UPSTREAM_KEY}"
+request_timeout_secs = 5
+read_timeout_secs = 3
+
+[providers.dead]
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+api_key = "sk-dead"
+connect_timeout_secs = 2
+
+[models."gpt-test"]
+provider = "mock"
+upstream_model = "mock-model"
+input_price = 2.5
+output_price = 10
+cached_input_price = 1.25
+multiplier = 1.5
+max_output_tokens = 1000
+
+[models.cheap]
+provider = "mock"
+input_price = "1"
+output_price = "2"
+
+[models.unreachable]
+provider = "dead"
+input_price = 1
+output_price = 1
+"#
+    )
+}
+
+pub struct Gateway {
+    pub url: String,
+    pub database_url: String,
+    pub app: gateway::state::App,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+pub async fn start_gateway(upstream_url: &str, database_url: Option<String>) -> Gateway {
+    let database_url = match database_url {
+        Some(u) => u,
+        None => store::testing::fresh_database_url().await,
+    };
+    let config =
+        gateway::config::Config::parse(&config_text(upstream_url, &database_url), "test.toml")
+            .unwrap();
+    let gw = gateway::build(config).await.unwrap();
+    let app = gw.app.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        gateway::serve(gw.app, listener, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Gateway {
+        url,
+        database_url,
+        app,
+        http: reqwest::Client::new(),
+        shutdown: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+impl Gateway {
+    /// Graceful shutdown; returns when every settlement is written.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(30), h)
+                .await
+                .expect("shutdown within 30 s")
+                .unwrap();
+        }
+    }
+
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates a user in `group` with `usd` of balance; returns (id, admin key).
+    pub async fn user(&self, name: &str, group: &str, usd: &str) -> (i64, String) {
+        let (status, body) = self
+            .admin(
+                reqwest::Method::POST,
+                "/admin/users",
+                Some(json!({"name": name, "group": group})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let id = body["user"]["id"].as_i64().unwrap();
+        if usd != "0" {
+            let (status, body) = self
+                .admin(
+                    reqwest::Method::POST,
+                    &format!("/admin/users/{id}/balance"),
+                    Some(json!({"amount_usd": usd, "reason": "test top-up"})),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+        (id, body["key"].as_str().unwrap().to_string())
+    }
+
+    /// The user's paid balance in nano-USD, and what is held.
+    pub async fn balance(&self, id: i64) -> (i64, i64) {
+        let u = self.app.store.get_user(id).await.unwrap();
+        (u.balance + u.free_balance, u.held)
+    }
+
+    pub async fn chat(&self, key: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/chat/completions", self.url))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Waits (bounded) until the user has `n` usage records.
+    pub async fn wait_for_usage(&self, user_id: i64, n: usize) -> Vec<store::UsageRecord> {
+        for _ in 0..200 {
+            let filter = store::UsageFilter {
+                user_id,
+                limit: 10_000,
+                ..Default::default()
+            };
+            let records = self.app.store.list_usage(&filter).await.unwrap();
+            if records.len() >= n {
+                return records;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("user {user_id} never reached {n} usage records");
+    }
+}
+
+pub fn chat_body(model: &str, stream: bool) -> Value {
+    json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "Say hello"}],
+        "stream": stream,
+        "temperature": 0.5,
+        "tools": [{"type": "function", "function": {"name": "noop", "parameters": {"type": "object"}}}],
+    })
+}

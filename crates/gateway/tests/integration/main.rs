@@ -1,0 +1,10 @@
+//! Integration tests: the real server on 127.0.0.1:0 in front of an
+//! in-process mock upstream, driven over HTTP.
+//!
+//! Every test gets a fresh database: SQLite by default, PostgreSQL when
+//! `TOLLGATE_TEST_POSTGRES_URL` is set (see `store::testing`).
+
+mod accounts;
+mod common;
+mod errors;
+mod relay;
