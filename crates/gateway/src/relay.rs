@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use protocol::openai::{body_usage, chunk_usage};
+use protocol::rewrite::ByteRewriter;
 use protocol::sse::SseDecoder;
 use tokio::sync::mpsc;
 
@@ -141,6 +142,12 @@ pub async fn forward_json(
                 },
             )
             .await;
+        let rewriter =
+            ByteRewriter::for_openai(&meter.model.upstream_model, &meter.model.name, false);
+        let bytes = match rewriter.apply(&bytes) {
+            std::borrow::Cow::Borrowed(_) => bytes,
+            std::borrow::Cow::Owned(edited) => Bytes::from(edited),
+        };
         let mut out = (
             StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::OK),
             bytes,
@@ -217,6 +224,11 @@ async fn pump(
 ) {
     let mut upstream = response.bytes_stream();
     let mut decoder = SseDecoder::new();
+    let rewriter = ByteRewriter::for_openai(
+        &meter.model.upstream_model,
+        &meter.model.name,
+        !client_wants_usage,
+    );
     let mut client_open = true;
     let mut outcome = Outcome {
         status: 200,
@@ -249,7 +261,7 @@ async fn pump(
                     continue;
                 }
             }
-            out.extend_from_slice(&event.raw);
+            out.extend_from_slice(&rewriter.apply(&event.raw));
         }
         // Everything one read completed goes out in one write: no coalescing
         // beyond a single upstream read.
@@ -267,7 +279,9 @@ async fn pump(
             outcome.usage = Some(usage.usage);
         }
         if client_open && !drop_it {
-            let _ = tx.send(Ok(event.raw)).await;
+            let _ = tx
+                .send(Ok(Bytes::from(rewriter.apply(&event.raw).into_owned())))
+                .await;
         }
     }
     drop(tx);

@@ -30,7 +30,7 @@ pub fn parse_fields(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Valu
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let trimmed = body.iter().skip_while(|b| b.is_ascii_whitespace()).next();
+    let trimmed = body.iter().find(|b| !b.is_ascii_whitespace());
     if content_type.contains("json") || trimmed == Some(&b'{') {
         if trimmed.is_none() {
             return Ok(Map::new());

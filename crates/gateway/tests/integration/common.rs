@@ -61,13 +61,17 @@ fn usage_json() -> Value {
 /// The exact SSE bytes the mock streams for `model`.
 pub fn mock_stream_events(model: &str, include_usage: bool) -> Vec<String> {
     let mut events = Vec::new();
+    // Like OpenAI, every chunk carries `"usage":null` once usage was asked for.
     let chunk = |delta: Value, finish: Value| {
-        json!({
+        let mut c = json!({
             "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1700000000,
             "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
-        })
-        .to_string()
+        });
+        if include_usage {
+            c["usage"] = Value::Null;
+        }
+        c.to_string()
     };
     events.push(format!(
         "data: {}\n\n",

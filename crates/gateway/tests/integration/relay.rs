@@ -20,7 +20,7 @@ async fn non_stream_body_is_the_upstreams_and_billing_is_exact() {
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().get("x-request-id").is_some());
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body, mock_completion_body("mock-model"));
+    assert_eq!(body, mock_completion_body("gpt-test"));
 
     // The upstream saw its own model name and key, and every client field.
     let (path, auth, sent) = mock.requests().pop().unwrap();
@@ -72,7 +72,8 @@ async fn stream_is_passed_through_and_usage_chunk_follows_the_clients_wish() {
     let gw = start_gateway(&mock.url, None).await;
     let (id, key) = gw.user("bob", "default", "10").await;
 
-    // The client asked for usage: the stream is the upstream's, byte for byte.
+    // The client asked for usage: the stream is the upstream's, byte for byte
+    // but for the public model name.
     let mut body = chat_body("gpt-test", true);
     body["stream_options"] = json!({"include_usage": true});
     let resp = gw.chat(&key, body).await;
@@ -80,14 +81,15 @@ async fn stream_is_passed_through_and_usage_chunk_follows_the_clients_wish() {
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     assert_eq!(
         read_all(resp).await,
-        mock_stream_events("mock-model", true).concat()
+        mock_stream_events("gpt-test", true).concat()
     );
 
-    // It did not: the gateway still asked the upstream, but drops that chunk.
+    // It did not: the gateway still asked the upstream, but drops that chunk
+    // and the `"usage":null` fields asking added.
     let resp = gw.chat(&key, chat_body("gpt-test", true)).await;
     assert_eq!(
         read_all(resp).await,
-        mock_stream_events("mock-model", false).concat()
+        mock_stream_events("gpt-test", false).concat()
     );
     let (_, _, sent) = mock.requests().pop().unwrap();
     assert_eq!(sent["stream_options"]["include_usage"], true);
@@ -110,7 +112,7 @@ async fn concurrent_streams_charge_exactly_n_times() {
     let (id, key) = gw.user("crowd", "default", "100").await;
     let before = gw.balance(id).await.0;
 
-    let expected = mock_stream_events("mock-model", false).concat();
+    let expected = mock_stream_events("gpt-test", false).concat();
     let tasks: Vec<_> = (0..N)
         .map(|_| {
             let http = gw.http.clone();
@@ -178,7 +180,7 @@ async fn graceful_shutdown_finishes_streams_and_flushes_settlements() {
     // The stream in flight completed in full...
     assert_eq!(
         reader.await.unwrap(),
-        mock_stream_events("mock-model", false).concat()
+        mock_stream_events("gpt-test", false).concat()
     );
     // ...and its settlement was written before shutdown returned.
     drop(store);

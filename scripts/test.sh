@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs every test suite: formatting and lints, unit and integration tests on
+# SQLite and on PostgreSQL, and the end-to-end suite with the official Python
+# SDKs. Installs what it needs (PostgreSQL from Debian, a Python venv) on the
+# first run; later runs reuse them. Safe to run on a fresh machine as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tollgate-target}"
+VENV="${TOLLGATE_VENV:-$HOME/.cache/tollgate-venv}"
+PG_PORT="${TOLLGATE_TEST_PG_PORT:-55432}"
+PG_DIR="${TOLLGATE_TEST_PG_DIR:-/tmp/tollgate-test-pg}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_postgres() {
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    step "installing PostgreSQL from Debian packages"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql >/dev/null
+  fi
+}
+
+# Starts a throw-away PostgreSQL cluster on 127.0.0.1:$PG_PORT (trust auth).
+start_postgres() {
+  local bin
+  bin=$(dirname "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
+  local run=()
+  if [ "$(id -u)" = 0 ]; then run=(runuser -u postgres --); fi
+  if [ -f "$PG_DIR/postmaster.pid" ] && "${run[@]}" "$bin/pg_ctl" -D "$PG_DIR" status >/dev/null 2>&1; then
+    return 0
+  fi
+  rm -rf "$PG_DIR"
+  mkdir -p "$PG_DIR"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$PG_DIR"
+  "${run[@]}" "$bin/initdb" -D "$PG_DIR" -U postgres --auth=trust >/dev/null
+  "${run[@]}" "$bin/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 60 \
+    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null
+}
+
+install_python() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    step "creating the Python venv at $VENV"
+    python3 -m venv "$VENV"
+  fi
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r e2e/requirements.txt
+}
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "tests on SQLite"
+cargo test --workspace
+
+install_postgres
+start_postgres
+step "store and gateway tests on PostgreSQL (127.0.0.1:$PG_PORT)"
+TOLLGATE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres" \
+  cargo test -p store -p gateway
+
+install_python
+step "end-to-end tests with the official SDKs"
+cargo build -p tollgate --quiet
+TOLLGATE_BIN="$CARGO_TARGET_DIR/debug/tollgate" "$VENV/bin/python" -m pytest -q e2e
