@@ -77,6 +77,7 @@ impl Meter {
             input: self.request_bytes.div_ceil(BYTES_PER_TOKEN),
             output: max_output.saturating_mul(choices.max(1)),
             cached_input: 0,
+            cache_write: 0,
         };
         cost_nano(&usage, &self.model.prices, &self.multiplier)
     }
@@ -117,6 +118,7 @@ impl Meter {
                     input: self.request_bytes.div_ceil(BYTES_PER_TOKEN),
                     output: outcome.output_bytes.div_ceil(BYTES_PER_TOKEN),
                     cached_input: 0,
+                    cache_write: 0,
                 }
             }
             (false, u) => u.unwrap_or_default(),
@@ -138,6 +140,7 @@ impl Meter {
             input_tokens: usage.input as i64,
             output_tokens: usage.output as i64,
             cached_tokens: usage.cached_input as i64,
+            cache_write_tokens: usage.cache_write as i64,
             cost,
             latency_ms: self.started.elapsed().as_millis() as i64,
             status: i64::from(outcome.status),

@@ -165,6 +165,10 @@ pub struct ModelConfig {
     /// USD per 1M cached input tokens; defaults to the input price.
     #[serde(default)]
     pub cached_input_price: Option<DecimalValue>,
+    /// USD per 1M tokens written to a prompt cache (Anthropic's cache
+    /// creation); defaults to 1.25 × the input price, Anthropic's rate.
+    #[serde(default)]
+    pub cache_write_price: Option<DecimalValue>,
     /// The model's magnification, applied on top of the prices.
     #[serde(default)]
     pub multiplier: Option<DecimalValue>,
@@ -318,6 +322,11 @@ impl Config {
                 input,
                 output: dec("output_price", m.output_price.as_ref(), Decimal::ZERO)?,
                 cached_input: dec("cached_input_price", m.cached_input_price.as_ref(), input)?,
+                cache_write: dec(
+                    "cache_write_price",
+                    m.cache_write_price.as_ref(),
+                    input.times(&Decimal::parse("1.25").expect("constant")),
+                )?,
             },
             multiplier: dec("multiplier", m.multiplier.as_ref(), Decimal::ONE)?,
             max_output_tokens: m.max_output_tokens,

@@ -126,6 +126,8 @@ pub struct Prices {
     pub input: Decimal,
     pub output: Decimal,
     pub cached_input: Decimal,
+    /// Anthropic's cache creation (writing a prompt prefix to the cache).
+    pub cache_write: Decimal,
 }
 
 /// The exact cost in nano-USD of `usage` at `prices` times `multiplier`,
@@ -137,10 +139,12 @@ pub fn cost_nano(usage: &TokenUsage, prices: &Prices, multiplier: &Decimal) -> i
         .input
         .scale
         .max(prices.output.scale)
-        .max(prices.cached_input.scale);
+        .max(prices.cached_input.scale)
+        .max(prices.cache_write.scale);
     let at_scale = |d: &Decimal| d.mantissa * 10i128.pow(scale - d.scale);
     let weighted = i128::from(usage.uncached_input()) * at_scale(&prices.input)
         + i128::from(usage.cached_input) * at_scale(&prices.cached_input)
+        + i128::from(usage.cache_write) * at_scale(&prices.cache_write)
         + i128::from(usage.output) * at_scale(&prices.output);
     // USD per 1M tokens → nano-USD per token is ×1e9 / 1e6 = ×1000.
     let numerator = weighted * 1000 * multiplier.mantissa;
@@ -210,11 +214,13 @@ mod tests {
             input: d("2.5"),
             output: d("10"),
             cached_input: d("1.25"),
+            cache_write: d("3.125"),
         };
         let usage = TokenUsage {
             input: 1000,
             output: 500,
             cached_input: 200,
+            cache_write: 0,
         };
         // 800 × 2.5 + 200 × 1.25 + 500 × 10 = 7250 USD per 1M → 7250 × 1000 nano.
         assert_eq!(cost_nano(&usage, &prices, &Decimal::ONE), 7_250_000);
@@ -224,6 +230,7 @@ mod tests {
             input: d("0.0375"),
             output: d("0"),
             cached_input: d("0"),
+            cache_write: d("0"),
         };
         let one = TokenUsage {
             input: 1,
@@ -231,6 +238,12 @@ mod tests {
         };
         assert_eq!(cost_nano(&one, &cheap, &Decimal::ONE), 38);
         assert_eq!(cost_nano(&TokenUsage::default(), &cheap, &d("3")), 0);
+        // Cache writes at their own price: 600 × 2.5 + 200 × 1.25 + 200 × 3.125 + 500 × 10.
+        let with_writes = TokenUsage {
+            cache_write: 200,
+            ..usage
+        };
+        assert_eq!(cost_nano(&with_writes, &prices, &Decimal::ONE), 7_375_000);
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! values. The server, the store and the providers depend on this crate, never
 //! the reverse, so every piece can be unit-tested without a socket.
 
+pub mod anthropic;
 pub mod openai;
 pub mod rewrite;
 pub mod sse;
+pub mod translate;
 pub mod usage;
 
 pub use usage::TokenUsage;

@@ -99,6 +99,7 @@ impl From<&Usage> for TokenUsage {
             input: u.prompt_tokens,
             output: u.completion_tokens,
             cached_input: cached.min(u.prompt_tokens),
+            cache_write: 0,
         }
     }
 }
@@ -241,7 +242,8 @@ mod tests {
             TokenUsage {
                 input: 10,
                 output: 5,
-                cached_input: 4
+                cached_input: 4,
+                cache_write: 0,
             }
         );
     }

@@ -4,20 +4,25 @@ use serde::{Deserialize, Serialize};
 
 /// Tokens an upstream reported for one request.
 ///
-/// `input` counts every prompt token, *including* the cached ones, as OpenAI
-/// reports `prompt_tokens`; `cached_input` is the subset billed at the cached
-/// price.
+/// `input` counts every prompt token, *including* cache reads and cache
+/// writes, as OpenAI reports `prompt_tokens`; `cached_input` (cache reads) and
+/// `cache_write` (Anthropic's cache creation) are the subsets billed at their
+/// own prices.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenUsage {
     pub input: u64,
     pub output: u64,
     pub cached_input: u64,
+    #[serde(default)]
+    pub cache_write: u64,
 }
 
 impl TokenUsage {
     /// Input tokens billed at the full input price.
     pub fn uncached_input(&self) -> u64 {
-        self.input.saturating_sub(self.cached_input)
+        self.input
+            .saturating_sub(self.cached_input)
+            .saturating_sub(self.cache_write)
     }
 
     pub fn total(&self) -> u64 {

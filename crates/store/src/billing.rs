@@ -39,6 +39,7 @@ pub struct Settlement {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cached_tokens: i64,
+    pub cache_write_tokens: i64,
     /// Exact cost in nano-USD; 0 for failed requests.
     pub cost: i64,
     pub latency_ms: i64,
@@ -99,8 +100,8 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO usage_records (request_id, user_id, key_id, endpoint, model, provider, \
              upstream_model, stream, input_tokens, output_tokens, cached_tokens, cost, latency_ms, \
-             status, error, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             status, error, created_at, cache_write_tokens) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
              ON CONFLICT (request_id) DO NOTHING",
         )
         .bind(&s.request_id)
@@ -119,6 +120,7 @@ impl Store {
         .bind(s.status)
         .bind(&s.error)
         .bind(s.created_at)
+        .bind(s.cache_write_tokens)
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {

@@ -18,6 +18,7 @@ pub struct UsageRecord {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cached_tokens: i64,
+    pub cache_write_tokens: i64,
     pub cost: i64,
     pub latency_ms: i64,
     pub status: i64,
@@ -48,7 +49,7 @@ impl Store {
         };
         let rows = sqlx::query(
             "SELECT request_id, user_id, key_id, endpoint, model, provider, upstream_model, stream, \
-             input_tokens, output_tokens, cached_tokens, cost, latency_ms, status, error, created_at \
+             input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost, latency_ms, status, error, created_at \
              FROM usage_records WHERE user_id = $1 \
              AND ($2 IS NULL OR created_at >= $2) \
              AND ($3 IS NULL OR created_at < $3) \
@@ -81,6 +82,7 @@ impl Store {
                     input_tokens: row.try_get("input_tokens")?,
                     output_tokens: row.try_get("output_tokens")?,
                     cached_tokens: row.try_get("cached_tokens")?,
+                    cache_write_tokens: row.try_get("cache_write_tokens")?,
                     cost: row.try_get("cost")?,
                     latency_ms: row.try_get("latency_ms")?,
                     status: row.try_get("status")?,

@@ -238,6 +238,7 @@ pub async fn model_rates(State(app): State<App>, headers: HeaderMap) -> Response
                     "input": per_m(&m.prices.input),
                     "output": per_m(&m.prices.output),
                     "cached_input": per_m(&m.prices.cached_input),
+                    "cache_write": per_m(&m.prices.cache_write),
                     "model_multiplier": m.multiplier.to_string(),
                     "group_multiplier": group.to_string(),
                     "effective_multiplier": effective.to_string(),

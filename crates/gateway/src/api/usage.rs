@@ -84,6 +84,7 @@ fn record_json(r: &UsageRecord, config: &Config) -> Value {
         "input_tokens": r.input_tokens,
         "output_tokens": r.output_tokens,
         "cached_tokens": r.cached_tokens,
+        "cache_write_tokens": r.cache_write_tokens,
         "cost": format_credits(r.cost, config.credits_per_usd),
         "cost_usd": format_usd(r.cost),
         "cost_nano_usd": r.cost,
