@@ -125,16 +125,21 @@ pub struct GroupConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
-    /// Any OpenAI-compatible endpoint.
+    /// Any OpenAI-compatible endpoint (`/chat/completions`, …).
     Openai,
+    /// Anthropic's Messages API (`/messages`, `x-api-key`).
+    Anthropic,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub kind: ProviderKind,
-    /// e.g. `https://api.openai.com/v1`.
+    /// e.g. `https://api.openai.com/v1` or `https://api.anthropic.com/v1`.
     pub base_url: String,
+    /// `anthropic-version` sent when the client sends none (Anthropic only).
+    #[serde(default)]
+    pub anthropic_version: Option<String>,
     /// The key, or `env:VAR` to read it from the environment.
     #[serde(default)]
     pub api_key: Option<String>,

@@ -91,10 +91,56 @@ impl ApiError {
     }
 }
 
+/// The error shape a client expects: its protocol's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `{"error": {"message", "type", "param", "code"}}`
+    OpenAi,
+    /// `{"type": "error", "error": {"type", "message"}}`
+    Anthropic,
+}
+
+impl ApiError {
+    /// Anthropic's status and error `type` for this error. Anthropic answers
+    /// an exhausted balance with 400 `invalid_request_error` ("credit balance
+    /// too low"), which clients do not retry, unlike a 429.
+    fn anthropic_kind(&self) -> (StatusCode, &'static str) {
+        use ApiError::*;
+        match self {
+            InvalidApiKey | KeyExpired | InvalidAdminToken => {
+                (StatusCode::UNAUTHORIZED, "authentication_error")
+            }
+            KeyDisabled | ModelNotAllowed(_) | AdminKeyRequired => {
+                (StatusCode::FORBIDDEN, "permission_error")
+            }
+            ModelNotFound(_) | NotFound(_) => (StatusCode::NOT_FOUND, "not_found_error"),
+            BadRequest(_) | Conflict(_) | InsufficientBalance | KeyLimitReached => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error")
+            }
+            UpstreamUnreachable | UpstreamFailed(_) | UpstreamAuth | Internal => {
+                (self.status(), "api_error")
+            }
+            UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "timeout_error"),
+        }
+    }
+
+    /// This error as `shape` expects it.
+    pub fn render(&self, shape: Shape) -> Response {
+        match shape {
+            Shape::OpenAi => (self.status(), Json(self.openai_body())).into_response(),
+            Shape::Anthropic => {
+                let (status, kind) = self.anthropic_kind();
+                let body = protocol::anthropic::error_body(kind, &self.to_string());
+                (status, Json(body)).into_response()
+            }
+        }
+    }
+}
+
 /// OpenAI routes (and the admin API) answer errors in OpenAI's shape.
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), Json(self.openai_body())).into_response()
+        self.render(Shape::OpenAi)
     }
 }
 

@@ -11,9 +11,11 @@ pub mod metrics;
 pub mod money;
 pub mod providers;
 pub mod relay;
+pub mod routing;
 pub mod secrets;
 pub mod state;
 pub mod time;
+pub mod tokens;
 
 use std::collections::HashMap;
 use std::future::Future;

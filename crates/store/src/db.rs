@@ -23,10 +23,20 @@ pub struct Store {
 }
 
 /// Migrations per backend, applied in order; each runs once.
-const SQLITE_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/sqlite/0002_cache_writes.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/postgres/0002_cache_writes.sql"),
+    ),
+];
 
 /// Serialises concurrent migrators on PostgreSQL (an arbitrary constant).
 const PG_MIGRATION_LOCK: i64 = 0x7011_6a7e;

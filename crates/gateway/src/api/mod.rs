@@ -1,6 +1,7 @@
 //! HTTP routes: one module per API area. Only this layer knows HTTP.
 
 mod admin;
+mod anthropic;
 mod body;
 mod ohmygpt;
 mod openai;
@@ -36,6 +37,10 @@ pub fn router(app: App) -> Router {
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::list_models))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/v1/complete", post(anthropic::complete))
+        .route("/", get(ops::root).head(ops::root))
         .route("/v1/usage", get(usage::list_own_usage))
         .route(&format!("{omg}/new-api-token"), post(ohmygpt::new_key))
         .route(&format!("{omg}/create-api-token"), post(ohmygpt::new_key))

@@ -1,22 +1,24 @@
 //! OpenAI-compatible routes: chat completions, legacy completions, embeddings, models.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use protocol::openai::{CompletionRequest, EmbeddingRequest, Model, ModelList};
+use protocol::rewrite::ByteRewriter;
+use protocol::translate::chat_via_messages;
+use serde_json::Value;
 
 use super::body::parse_json;
 use super::{respond, RequestId};
-use crate::auth::{authenticate, Principal};
+use crate::auth::authenticate;
 use crate::billing::Meter;
-use crate::config::ModelSpec;
-use crate::error::ApiError;
-use crate::providers::Provider;
-use crate::relay::{forward_json, forward_stream};
+use crate::error::{ApiError, Shape};
+use crate::providers::ProviderKind;
+use crate::relay::transform::{BodyTransform, OpenAiPassThrough};
+use crate::relay::{forward_json, forward_stream, Exchange};
+use crate::routing::route;
 use crate::state::App;
 
 pub async fn chat_completions(
@@ -25,15 +27,7 @@ pub async fn chat_completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    relay_completion(
-        app,
-        id,
-        headers,
-        body,
-        "/chat/completions",
-        "chat.completions",
-    )
-    .await
+    relay_completion(app, id, headers, body, Endpoint::Chat).await
 }
 
 pub async fn completions(
@@ -42,26 +36,19 @@ pub async fn completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    relay_completion(app, id, headers, body, "/completions", "completions").await
+    relay_completion(app, id, headers, body, Endpoint::Legacy).await
 }
 
-/// Resolves the model a request names, if this key may use it.
-fn resolve_model(
-    app: &App,
-    principal: &Principal,
-    model: &str,
-) -> Result<(Arc<ModelSpec>, Arc<Provider>), ApiError> {
-    let spec = app
-        .model(model)
-        .cloned()
-        .ok_or_else(|| ApiError::ModelNotFound(model.to_string()))?;
-    principal.check_model(model)?;
-    let provider = app
-        .providers
-        .get(&spec.provider)
-        .cloned()
-        .ok_or(ApiError::Internal)?;
-    Ok((spec, provider))
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Chat,
+    Legacy,
+}
+
+/// How a prepared completion request is sent and answered.
+enum Plan {
+    Native { client_wants_usage: bool },
+    ViaMessages { client_wants_usage: bool },
 }
 
 /// Chat and legacy completions share everything but the upstream path.
@@ -70,41 +57,112 @@ async fn relay_completion(
     id: RequestId,
     headers: HeaderMap,
     body: Bytes,
-    path: &'static str,
-    endpoint: &'static str,
+    endpoint: Endpoint,
 ) -> Response {
     let prepared = async {
         // Authentication comes first so an anonymous caller learns nothing,
         // not even whether its JSON parses.
         let principal = authenticate(&app, &headers).await?;
         let mut request: CompletionRequest = parse_json(&body)?;
-        let (spec, provider) = resolve_model(&app, &principal, &request.model)?;
+        let route = route(&app, &principal, &request.model)?;
         let stream = request.is_stream();
-        let meter = Meter::new(&app, &principal, &id.0, endpoint, &spec, stream, body.len());
+        let name = match endpoint {
+            Endpoint::Chat => "chat.completions",
+            Endpoint::Legacy => "completions",
+        };
+        let meter = Meter::new(&app, &principal, &id.0, name, &route.model, stream, body.len());
         let max_output = request
             .output_cap()
-            .or(spec.max_output_tokens)
+            .or(route.model.max_output_tokens)
             .unwrap_or(app.config.default_max_tokens);
+        let client_wants_usage = request.client_wants_stream_usage();
+        let (path, upstream_body, plan) = match (route.provider.kind, endpoint) {
+            (ProviderKind::Openai, _) => {
+                request.model = route.model.upstream_model.clone();
+                if stream {
+                    request.request_stream_usage();
+                }
+                let path = match endpoint {
+                    Endpoint::Chat => "/chat/completions",
+                    Endpoint::Legacy => "/completions",
+                };
+                let body = serde_json::to_vec(&request).map_err(|_| ApiError::Internal)?;
+                (path, body, Plan::Native { client_wants_usage })
+            }
+            (ProviderKind::Anthropic, Endpoint::Chat) => {
+                let Ok(Value::Object(map)) = serde_json::to_value(&request) else {
+                    return Err(ApiError::Internal);
+                };
+                let translated =
+                    chat_via_messages::request(&map, &route.model.upstream_model, max_output)
+                        .map_err(|e| ApiError::BadRequest(e.0))?;
+                if !translated.dropped.is_empty() {
+                    tracing::debug!(dropped = ?translated.dropped, "fields without an Anthropic equivalent");
+                }
+                let body = serde_json::to_vec(&translated.body).map_err(|_| ApiError::Internal)?;
+                (
+                    "/messages",
+                    body,
+                    Plan::ViaMessages { client_wants_usage },
+                )
+            }
+            (ProviderKind::Anthropic, Endpoint::Legacy) => {
+                return Err(ApiError::BadRequest(format!(
+                    "The model `{}` is served by an Anthropic upstream, which has no legacy completions; use /v1/chat/completions.",
+                    route.model.name
+                )))
+            }
+        };
         meter
             .reserve(&app, meter.worst_case(max_output, request.n.unwrap_or(1)))
             .await?;
-        let client_wants_usage = request.client_wants_stream_usage();
-        request.model = spec.upstream_model.clone();
-        if stream {
-            request.request_stream_usage();
-        }
-        let upstream_body = serde_json::to_vec(&request).map_err(|_| ApiError::Internal)?;
-        Ok::<_, ApiError>((meter, provider, upstream_body, stream, client_wants_usage))
+        let exchange = Exchange {
+            meter,
+            provider: route.provider,
+            path,
+            body: upstream_body,
+            forwarded: Vec::new(),
+            shape: Shape::OpenAi,
+        };
+        Ok::<_, ApiError>((exchange, stream, plan))
     }
     .await;
-    match prepared {
-        Ok((meter, provider, upstream_body, true, wants_usage)) => {
-            forward_stream(app, meter, provider, path, upstream_body, wants_usage).await
+    let (exchange, stream, plan) = match prepared {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let model = exchange.meter.model.clone();
+    match (plan, stream) {
+        (Plan::Native { client_wants_usage }, true) => {
+            let transform = OpenAiPassThrough {
+                rewriter: ByteRewriter::for_openai(
+                    &model.upstream_model,
+                    &model.name,
+                    !client_wants_usage,
+                ),
+                client_wants_usage,
+                usage: None,
+            };
+            forward_stream(app, exchange, transform).await
         }
-        Ok((meter, provider, upstream_body, false, _)) => {
-            forward_json(app, meter, provider, path, upstream_body).await
+        (Plan::Native { .. }, false) => {
+            let rewriter = ByteRewriter::for_openai(&model.upstream_model, &model.name, false);
+            forward_json(app, exchange, BodyTransform::OpenAi(rewriter)).await
         }
-        Err(e) => e.into_response(),
+        (Plan::ViaMessages { client_wants_usage }, true) => {
+            let translator = chat_via_messages::StreamTranslator::new(
+                &model.name,
+                crate::relay::transform::unix_now(),
+                client_wants_usage,
+            );
+            forward_stream(app, exchange, translator).await
+        }
+        (Plan::ViaMessages { .. }, false) => {
+            let transform = BodyTransform::ChatViaMessages {
+                public_model: model.name.clone(),
+            };
+            forward_json(app, exchange, transform).await
+        }
     }
 }
 
@@ -117,25 +175,40 @@ pub async fn embeddings(
     let prepared = async {
         let principal = authenticate(&app, &headers).await?;
         let mut request: EmbeddingRequest = parse_json(&body)?;
-        let (spec, provider) = resolve_model(&app, &principal, &request.model)?;
+        let route = route(&app, &principal, &request.model)?;
+        if route.provider.kind != ProviderKind::Openai {
+            return Err(ApiError::BadRequest(format!(
+                "The model `{}` does not offer embeddings.",
+                route.model.name
+            )));
+        }
         let meter = Meter::new(
             &app,
             &principal,
             &id.0,
             "embeddings",
-            &spec,
+            &route.model,
             false,
             body.len(),
         );
         meter.reserve(&app, meter.worst_case(0, 1)).await?;
-        request.model = spec.upstream_model.clone();
+        request.model = route.model.upstream_model.clone();
         let upstream_body = serde_json::to_vec(&request).map_err(|_| ApiError::Internal)?;
-        Ok::<_, ApiError>((meter, provider, upstream_body))
+        Ok::<_, ApiError>(Exchange {
+            meter,
+            provider: route.provider,
+            path: "/embeddings",
+            body: upstream_body,
+            forwarded: Vec::new(),
+            shape: Shape::OpenAi,
+        })
     }
     .await;
     match prepared {
-        Ok((meter, provider, upstream_body)) => {
-            forward_json(app, meter, provider, "/embeddings", upstream_body).await
+        Ok(exchange) => {
+            let model = exchange.meter.model.clone();
+            let rewriter = ByteRewriter::for_openai(&model.upstream_model, &model.name, false);
+            forward_json(app, exchange, BodyTransform::OpenAi(rewriter)).await
         }
         Err(e) => e.into_response(),
     }

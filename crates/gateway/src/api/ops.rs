@@ -8,6 +8,11 @@ use serde_json::json;
 
 use crate::state::App;
 
+/// `GET|HEAD /`: clients such as Claude Code probe the base URL.
+pub async fn root() -> Response {
+    Json(json!({"name": "tollgate", "status": "ok"})).into_response()
+}
+
 pub async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }

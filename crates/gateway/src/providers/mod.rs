@@ -1,8 +1,12 @@
-//! Upstream providers: one adapter per kind of upstream API.
+//! Upstream providers. Every kind is reached over HTTP with a JSON body; what
+//! differs is how it authenticates and which protocol it speaks, which the
+//! handlers use to pick a translation.
 
-mod openai;
+mod http;
 
-pub use openai::Provider;
+pub use http::Provider;
+
+pub use crate::config::ProviderKind;
 
 /// Why an upstream call produced no usable response.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -200,9 +200,11 @@ fn image_part(block: &Value, index: usize) -> Result<Value, TranslateError> {
             str_field(source, "data").unwrap_or_default()
         ),
         Some("url") => str_field(source, "url").unwrap_or_default().to_string(),
-        _ => return Err(TranslateError(format!(
+        _ => {
+            return Err(TranslateError(format!(
             "messages[{index}]: this image source cannot be sent to an OpenAI-compatible upstream."
-        ))),
+        )))
+        }
     };
     Ok(json!({"type": "image_url", "image_url": {"url": url}}))
 }

@@ -8,6 +8,7 @@
 //! [`TranslateError`] when dropping it would change the answer's meaning.
 
 pub mod chat_via_messages;
+pub mod complete;
 pub mod messages_via_chat;
 
 use std::fmt;

@@ -1,15 +1,23 @@
-//! An OpenAI-compatible upstream: `POST {base_url}{path}` with a bearer key.
+//! An HTTP upstream: `POST {base_url}{path}` with the provider's credentials
+//! (`Authorization: Bearer` for OpenAI-compatible upstreams, `x-api-key` and
+//! `anthropic-version` for Anthropic).
 
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 
 use super::UpstreamError;
-use crate::config::{resolve_secret, ProviderConfig};
+use crate::config::{resolve_secret, ProviderConfig, ProviderKind};
+
+/// Anthropic's API version sent when neither the client nor the
+/// configuration names one.
+const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
 pub struct Provider {
     pub name: String,
+    pub kind: ProviderKind,
     base_url: String,
+    anthropic_version: HeaderValue,
     /// The upstream key, kept only to send it and to scrub it from errors.
     api_key: Option<String>,
     headers: HeaderMap,
@@ -34,8 +42,15 @@ impl Provider {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| format!("providers.{name}: cannot build HTTP client: {e}"))?;
+        let version = config
+            .anthropic_version
+            .as_deref()
+            .unwrap_or(DEFAULT_ANTHROPIC_VERSION);
         Ok(Provider {
             name: name.to_string(),
+            kind: config.kind,
+            anthropic_version: HeaderValue::from_str(version)
+                .map_err(|_| format!("providers.{name}.anthropic_version: invalid value"))?,
             base_url: config.base_url.trim_end_matches('/').to_string(),
             api_key: config.api_key.as_deref().map(resolve_secret),
             headers,
@@ -46,20 +61,36 @@ impl Provider {
     }
 
     /// Sends a JSON body and returns the response head (the body streams).
+    /// `forwarded` are client headers meant for the upstream (e.g.
+    /// `anthropic-beta`); they never override the provider's credentials.
     pub async fn post_json(
         &self,
         path: &str,
         body: Vec<u8>,
+        forwarded: &[(HeaderName, HeaderValue)],
     ) -> Result<reqwest::Response, UpstreamError> {
-        let mut request = self
+        let mut headers = self.headers.clone();
+        if self.kind == ProviderKind::Anthropic {
+            headers.insert("anthropic-version", self.anthropic_version.clone());
+        }
+        for (name, value) in forwarded {
+            headers.insert(name.clone(), value.clone());
+        }
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(key) = &self.api_key {
+            let credential = match self.kind {
+                ProviderKind::Openai => (AUTHORIZATION, format!("Bearer {key}")),
+                ProviderKind::Anthropic => (HeaderName::from_static("x-api-key"), key.clone()),
+            };
+            if let Ok(value) = HeaderValue::from_str(&credential.1) {
+                headers.insert(credential.0, value);
+            }
+        }
+        let request = self
             .client
             .post(format!("{}{path}", self.base_url))
-            .headers(self.headers.clone())
-            .header(CONTENT_TYPE, "application/json")
+            .headers(headers)
             .body(body);
-        if let Some(key) = &self.api_key {
-            request = request.header(AUTHORIZATION, format!("Bearer {key}"));
-        }
         match tokio::time::timeout(self.request_timeout, request.send()).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Err(e)) if e.is_timeout() => Err(UpstreamError::Timeout),

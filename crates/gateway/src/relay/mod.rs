@@ -1,0 +1,353 @@
+//! Forwarding a metered request upstream and its response back to the client.
+//!
+//! The upstream exchange runs in its own task, apart from the client's
+//! connection: if the client goes away, the task still reads the upstream's
+//! answer to its end, so the request is settled from the upstream's own usage
+//! numbers, exactly once. What happens to the response on the way — pass
+//! through or translation — is a [`transform`].
+
+pub mod transform;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use protocol::sse::SseDecoder;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::billing::{Meter, Outcome};
+use crate::error::{ApiError, Shape};
+use crate::providers::{Provider, ProviderKind, UpstreamError};
+use crate::state::{App, InFlight, InFlightGuard};
+use transform::{BodyTransform, StreamTransform};
+
+/// How many chunks may wait for a slow client before the upstream read pauses.
+const STREAM_BUFFER: usize = 64;
+
+/// One upstream call, ready to send.
+pub struct Exchange {
+    pub meter: Meter,
+    pub provider: Arc<Provider>,
+    pub path: &'static str,
+    pub body: Vec<u8>,
+    /// Client headers meant for the upstream (e.g. `anthropic-beta`).
+    pub forwarded: Vec<(HeaderName, HeaderValue)>,
+    /// The client's protocol, for errors.
+    pub shape: Shape,
+}
+
+/// What to do with an upstream response that is not a success.
+enum UpstreamFailure {
+    /// The client gets this gateway error.
+    Gateway(ApiError),
+    /// The client gets the upstream's own client error (scrubbed), in the
+    /// client's protocol.
+    PassThrough(StatusCode, Bytes),
+}
+
+impl UpstreamFailure {
+    fn status(&self) -> u16 {
+        match self {
+            UpstreamFailure::Gateway(e) => e.status().as_u16(),
+            UpstreamFailure::PassThrough(s, _) => s.as_u16(),
+        }
+    }
+
+    fn render(self, upstream: ProviderKind, client: Shape) -> Response {
+        match self {
+            UpstreamFailure::Gateway(e) => e.render(client),
+            UpstreamFailure::PassThrough(status, body) => {
+                let same_protocol = matches!(
+                    (upstream, client),
+                    (ProviderKind::Openai, Shape::OpenAi)
+                        | (ProviderKind::Anthropic, Shape::Anthropic)
+                );
+                let body = if same_protocol {
+                    body
+                } else {
+                    Bytes::from(reshape_error(&body, status, client).to_string())
+                };
+                let mut response = (status, body).into_response();
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                response
+            }
+        }
+    }
+}
+
+/// An upstream error body in the other protocol's shape.
+fn reshape_error(body: &[u8], status: StatusCode, client: Shape) -> Value {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let message = parsed
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(500).collect());
+    match client {
+        Shape::OpenAi => {
+            let kind = parsed
+                .pointer("/error/type")
+                .and_then(Value::as_str)
+                .unwrap_or("invalid_request_error");
+            serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
+        }
+        Shape::Anthropic => {
+            let kind = match status.as_u16() {
+                400 | 422 => "invalid_request_error",
+                404 => "not_found_error",
+                413 => "request_too_large",
+                429 => "rate_limit_error",
+                _ => "api_error",
+            };
+            protocol::anthropic::error_body(kind, &message)
+        }
+    }
+}
+
+/// Sends the request; returns a successful response or the failure to report.
+async fn send(
+    app: &App,
+    provider: &Provider,
+    path: &str,
+    body: Vec<u8>,
+    forwarded: &[(HeaderName, HeaderValue)],
+) -> Result<reqwest::Response, UpstreamFailure> {
+    let response = match provider.post_json(path, body, forwarded).await {
+        Ok(r) => r,
+        Err(e) => {
+            app.metrics
+                .record_upstream_error(&provider.name, e.metric_kind());
+            return Err(UpstreamFailure::Gateway(match e {
+                UpstreamError::Unreachable => ApiError::UpstreamUnreachable,
+                UpstreamError::Timeout => ApiError::UpstreamTimeout,
+            }));
+        }
+    };
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    app.metrics
+        .record_upstream_error(&provider.name, &format!("http_{}", status.as_u16()));
+    let body = tokio::time::timeout(provider.request_timeout, response.bytes())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    Err(match status.as_u16() {
+        // The upstream refused *our* credentials: the client cannot fix that,
+        // and the upstream's message may quote part of our key.
+        401 | 403 => UpstreamFailure::Gateway(ApiError::UpstreamAuth),
+        400..=499 => {
+            let text = provider.scrub(&String::from_utf8_lossy(&body));
+            let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            UpstreamFailure::PassThrough(status, Bytes::from(text))
+        }
+        code => UpstreamFailure::Gateway(ApiError::UpstreamFailed(code)),
+    })
+}
+
+fn failure_outcome(status: u16) -> Outcome {
+    Outcome {
+        status,
+        error: Some("upstream request failed".into()),
+        ..Outcome::default()
+    }
+}
+
+/// Forwards a non-streaming request; the body reaches the client through `transform`.
+pub async fn forward_json(app: App, mut ex: Exchange, transform: BodyTransform) -> Response {
+    let guard = InFlight::enter(&app);
+    // Spawned so that a client hanging up cannot cancel the settlement.
+    let task = tokio::spawn(async move {
+        let _guard = guard;
+        let kind = ex.provider.kind;
+        let body = std::mem::take(&mut ex.body);
+        let response = match send(&app, &ex.provider, ex.path, body, &ex.forwarded).await {
+            Ok(r) => r,
+            Err(failure) => {
+                ex.meter
+                    .settle(&app, failure_outcome(failure.status()))
+                    .await;
+                return failure.render(kind, ex.shape);
+            }
+        };
+        let status = response.status();
+        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+        let bytes = match tokio::time::timeout(ex.provider.request_timeout, response.bytes()).await
+        {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) | Err(_) => {
+                let error = ApiError::UpstreamTimeout;
+                ex.meter
+                    .settle(&app, failure_outcome(error.status().as_u16()))
+                    .await;
+                return error.render(ex.shape);
+            }
+        };
+        let output_bytes = bytes.len() as u64;
+        let Some((body, usage)) = transform.apply(bytes) else {
+            let error = ApiError::UpstreamFailed(status.as_u16());
+            ex.meter.settle(&app, failure_outcome(502)).await;
+            return error.render(ex.shape);
+        };
+        ex.meter
+            .settle(
+                &app,
+                Outcome {
+                    usage,
+                    output_bytes,
+                    status: status.as_u16(),
+                    error: None,
+                },
+            )
+            .await;
+        let mut out = (
+            StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::OK),
+            body,
+        )
+            .into_response();
+        let content_type = content_type.unwrap_or(HeaderValue::from_static("application/json"));
+        out.headers_mut().insert(header::CONTENT_TYPE, content_type);
+        out
+    });
+    task.await
+        .unwrap_or_else(|_| ApiError::Internal.into_response())
+}
+
+/// Forwards a streaming request; events reach the client through `transform`,
+/// each upstream read forwarded as soon as it is transformed.
+pub async fn forward_stream<T: StreamTransform>(
+    app: App,
+    mut ex: Exchange,
+    transform: T,
+) -> Response {
+    let guard = InFlight::enter(&app);
+    let body = std::mem::take(&mut ex.body);
+    let response = match send(&app, &ex.provider, ex.path, body, &ex.forwarded).await {
+        Ok(r) => r,
+        Err(failure) => {
+            ex.meter
+                .settle(&app, failure_outcome(failure.status()))
+                .await;
+            drop(guard);
+            return failure.render(ex.provider.kind, ex.shape);
+        }
+    };
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
+    tokio::spawn(pump(app, ex, response, tx, transform, guard));
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| ApiError::Internal.into_response())
+}
+
+/// Sends one piece to the client while it listens. A client that hung up
+/// is noted, and the caller keeps reading so the upstream's usage is known.
+async fn deliver(
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    out: BytesMut,
+    client_open: &mut bool,
+) {
+    if *client_open && !out.is_empty() && tx.send(Ok(out.freeze())).await.is_err() {
+        *client_open = false;
+    }
+}
+
+/// Reads the upstream stream to its end, forwarding events while the client
+/// listens and metering them regardless, then settles.
+async fn pump<T: StreamTransform>(
+    app: App,
+    ex: Exchange,
+    response: reqwest::Response,
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    mut transform: T,
+    _guard: InFlightGuard,
+) {
+    let provider = &ex.provider;
+    let mut upstream = response.bytes_stream();
+    let mut decoder = SseDecoder::new();
+    let mut client_open = true;
+    let mut outcome = Outcome {
+        status: 200,
+        ..Outcome::default()
+    };
+    loop {
+        let chunk = match tokio::time::timeout(provider.read_timeout, upstream.next()).await {
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(None) => {
+                let mut out = BytesMut::new();
+                if let Some(event) = decoder.finish() {
+                    transform.event(&event, &mut out);
+                }
+                transform.end(&mut out);
+                deliver(&tx, out, &mut client_open).await;
+                break;
+            }
+            failed => {
+                let (kind, message) = match failed {
+                    Err(_) => ("stream_timeout", "upstream stream stalled"),
+                    _ => ("stream_broken", "upstream stream broke"),
+                };
+                app.metrics.record_upstream_error(&provider.name, kind);
+                outcome.error = Some(message.into());
+                let mut out = BytesMut::new();
+                transform.fail("The upstream stream was interrupted.", &mut out);
+                deliver(&tx, out, &mut client_open).await;
+                break;
+            }
+        };
+        outcome.output_bytes += chunk.len() as u64;
+        decoder.push(&chunk);
+        let mut out = BytesMut::new();
+        while let Some(event) = decoder.next_event() {
+            transform.event(&event, &mut out);
+        }
+        // Everything one read completed goes out in one write: no coalescing
+        // beyond a single upstream read.
+        deliver(&tx, out, &mut client_open).await;
+    }
+    drop(tx);
+    outcome.usage = transform.usage();
+    ex.meter.settle(&app, outcome).await;
+}
+
+/// Forwards a request that is not billed (e.g. `count_tokens`) and returns
+/// the upstream's answer, errors included, in the client's shape.
+pub async fn forward_unmetered(
+    app: &App,
+    provider: &Arc<Provider>,
+    path: &'static str,
+    body: Vec<u8>,
+    forwarded: &[(HeaderName, HeaderValue)],
+    shape: Shape,
+) -> Response {
+    let response = match send(app, provider, path, body, forwarded).await {
+        Ok(r) => r,
+        Err(failure) => return failure.render(provider.kind, shape),
+    };
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::OK);
+    match tokio::time::timeout(provider.request_timeout, response.bytes()).await {
+        Ok(Ok(bytes)) => {
+            let mut out = (status, bytes).into_response();
+            out.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            out
+        }
+        _ => ApiError::UpstreamTimeout.render(shape),
+    }
+}

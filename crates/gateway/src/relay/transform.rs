@@ -1,0 +1,259 @@
+//! What happens to an upstream response on its way to the client: passed
+//! through (with byte-level rewrites) or translated into the client's
+//! protocol — for whole bodies and, event by event, for streams. Each
+//! transform also meters the upstream's usage as it passes.
+
+use bytes::{Bytes, BytesMut};
+use protocol::anthropic::StreamMeter;
+use protocol::openai::chunk_usage;
+use protocol::rewrite::ByteRewriter;
+use protocol::sse::{SseDecoder, SseEvent};
+use protocol::translate::{chat_via_messages, complete, messages_via_chat};
+use protocol::TokenUsage;
+use serde_json::Value;
+
+/// How a complete (non-streaming) upstream body reaches the client.
+pub enum BodyTransform {
+    /// OpenAI upstream, OpenAI client.
+    OpenAi(ByteRewriter),
+    /// Anthropic upstream, Anthropic client.
+    Anthropic(ByteRewriter),
+    /// OpenAI upstream, Anthropic Messages client.
+    MessagesViaChat { public_model: String },
+    /// Anthropic upstream, OpenAI chat client.
+    ChatViaMessages { public_model: String },
+    /// A legacy Anthropic completion, served by `inner` as a Messages body.
+    Complete {
+        inner: Box<BodyTransform>,
+        public_model: String,
+    },
+}
+
+impl BodyTransform {
+    /// The client's body and the upstream's usage, or `None` when a body that
+    /// must be translated is not the JSON it should be.
+    pub fn apply(&self, body: Bytes) -> Option<(Bytes, Option<TokenUsage>)> {
+        match self {
+            BodyTransform::OpenAi(rewriter) => {
+                let usage = protocol::openai::body_usage(&body);
+                Some((rewrite(rewriter, body), usage))
+            }
+            BodyTransform::Anthropic(rewriter) => {
+                let usage = protocol::anthropic::body_usage(&body);
+                Some((rewrite(rewriter, body), usage))
+            }
+            BodyTransform::MessagesViaChat { public_model } => {
+                let value: Value = serde_json::from_slice(&body).ok()?;
+                let usage = protocol::openai::body_usage(&body);
+                let message = messages_via_chat::response(&value, public_model);
+                Some((Bytes::from(message.to_string()), usage))
+            }
+            BodyTransform::ChatViaMessages { public_model } => {
+                let value: Value = serde_json::from_slice(&body).ok()?;
+                let usage = protocol::anthropic::body_usage(&body);
+                let completion = chat_via_messages::response(&value, public_model, unix_now());
+                Some((Bytes::from(completion.to_string()), usage))
+            }
+            BodyTransform::Complete {
+                inner,
+                public_model,
+            } => {
+                let (message, usage) = inner.apply(body)?;
+                let value: Value = serde_json::from_slice(&message).ok()?;
+                let completion = complete::response(&value, public_model);
+                Some((Bytes::from(completion.to_string()), usage))
+            }
+        }
+    }
+}
+
+fn rewrite(rewriter: &ByteRewriter, body: Bytes) -> Bytes {
+    match rewriter.apply(&body) {
+        std::borrow::Cow::Borrowed(_) => body,
+        std::borrow::Cow::Owned(edited) => Bytes::from(edited),
+    }
+}
+
+pub fn unix_now() -> i64 {
+    store::now_ms() / 1000
+}
+
+/// Transforms an upstream SSE stream one event at a time.
+pub trait StreamTransform: Send + 'static {
+    /// One upstream event; bytes for the client are appended to `out`.
+    fn event(&mut self, event: &SseEvent, out: &mut BytesMut);
+    /// The upstream stream ended cleanly.
+    fn end(&mut self, out: &mut BytesMut);
+    /// The upstream stream broke or stalled; `message` says how.
+    fn fail(&mut self, message: &str, out: &mut BytesMut);
+    /// The upstream's usage, once it has passed.
+    fn usage(&self) -> Option<TokenUsage>;
+}
+
+fn extend(out: &mut BytesMut, chunks: Vec<Bytes>) {
+    for c in chunks {
+        out.extend_from_slice(&c);
+    }
+}
+
+/// OpenAI upstream, OpenAI client: events pass through, except the usage
+/// chunk the gateway asked for when the client did not.
+pub struct OpenAiPassThrough {
+    pub rewriter: ByteRewriter,
+    pub client_wants_usage: bool,
+    pub usage: Option<TokenUsage>,
+}
+
+impl StreamTransform for OpenAiPassThrough {
+    fn event(&mut self, event: &SseEvent, out: &mut BytesMut) {
+        if let Some(usage) = chunk_usage(&event.data) {
+            self.usage = Some(usage.usage);
+            if usage.usage_only && !self.client_wants_usage {
+                return;
+            }
+        }
+        out.extend_from_slice(&self.rewriter.apply(&event.raw));
+    }
+    fn end(&mut self, _out: &mut BytesMut) {}
+    fn fail(&mut self, _message: &str, _out: &mut BytesMut) {}
+    fn usage(&self) -> Option<TokenUsage> {
+        self.usage
+    }
+}
+
+/// Anthropic upstream, Anthropic client: events pass through untouched but
+/// for the model name.
+pub struct AnthropicPassThrough {
+    pub rewriter: ByteRewriter,
+    pub meter: StreamMeter,
+}
+
+impl StreamTransform for AnthropicPassThrough {
+    fn event(&mut self, event: &SseEvent, out: &mut BytesMut) {
+        self.meter.observe(&event.data);
+        out.extend_from_slice(&self.rewriter.apply(&event.raw));
+    }
+    fn end(&mut self, _out: &mut BytesMut) {}
+    fn fail(&mut self, _message: &str, _out: &mut BytesMut) {}
+    fn usage(&self) -> Option<TokenUsage> {
+        self.meter.usage()
+    }
+}
+
+impl StreamTransform for messages_via_chat::StreamTranslator {
+    fn event(&mut self, event: &SseEvent, out: &mut BytesMut) {
+        let mut chunks = Vec::new();
+        self.push(&event.data, &mut chunks);
+        extend(out, chunks);
+    }
+    fn end(&mut self, out: &mut BytesMut) {
+        let mut chunks = Vec::new();
+        self.finish(&mut chunks);
+        extend(out, chunks);
+    }
+    fn fail(&mut self, message: &str, out: &mut BytesMut) {
+        let mut chunks = Vec::new();
+        messages_via_chat::StreamTranslator::fail(
+            self,
+            &serde_json::json!({ "message": message }),
+            &mut chunks,
+        );
+        extend(out, chunks);
+    }
+    fn usage(&self) -> Option<TokenUsage> {
+        messages_via_chat::StreamTranslator::usage(self)
+    }
+}
+
+impl StreamTransform for chat_via_messages::StreamTranslator {
+    fn event(&mut self, event: &SseEvent, out: &mut BytesMut) {
+        let mut chunks = Vec::new();
+        self.push(&event.data, &mut chunks);
+        extend(out, chunks);
+    }
+    fn end(&mut self, out: &mut BytesMut) {
+        let mut chunks = Vec::new();
+        self.finish(&mut chunks);
+        extend(out, chunks);
+    }
+    fn fail(&mut self, message: &str, out: &mut BytesMut) {
+        let mut chunks = Vec::new();
+        let error = serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}});
+        self.push(&error.to_string(), &mut chunks);
+        extend(out, chunks);
+    }
+    fn usage(&self) -> Option<TokenUsage> {
+        chat_via_messages::StreamTranslator::usage(self)
+    }
+}
+
+impl StreamTransform for complete::StreamTranslator {
+    fn event(&mut self, event: &SseEvent, out: &mut BytesMut) {
+        let mut chunks = Vec::new();
+        self.push(&event.data, &mut chunks);
+        extend(out, chunks);
+    }
+    fn end(&mut self, out: &mut BytesMut) {
+        let mut chunks = Vec::new();
+        self.finish(&mut chunks);
+        extend(out, chunks);
+    }
+    fn fail(&mut self, message: &str, out: &mut BytesMut) {
+        let mut chunks = Vec::new();
+        let error = serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}});
+        self.push(&error.to_string(), &mut chunks);
+        extend(out, chunks);
+    }
+    fn usage(&self) -> Option<TokenUsage> {
+        complete::StreamTranslator::usage(self)
+    }
+}
+
+/// Two transforms in a row: the first's output is decoded as SSE again and
+/// fed to the second (a legacy completion served by an OpenAI upstream goes
+/// OpenAI → Messages → completion).
+pub struct Chain<A, B> {
+    pub first: A,
+    pub second: B,
+    decoder: SseDecoder,
+}
+
+impl<A: StreamTransform, B: StreamTransform> Chain<A, B> {
+    pub fn new(first: A, second: B) -> Self {
+        Chain {
+            first,
+            second,
+            decoder: SseDecoder::new(),
+        }
+    }
+
+    fn relay(&mut self, middle: BytesMut, out: &mut BytesMut) {
+        self.decoder.push(&middle);
+        while let Some(event) = self.decoder.next_event() {
+            self.second.event(&event, out);
+        }
+    }
+}
+
+impl<A: StreamTransform, B: StreamTransform> StreamTransform for Chain<A, B> {
+    fn event(&mut self, event: &SseEvent, out: &mut BytesMut) {
+        let mut middle = BytesMut::new();
+        self.first.event(event, &mut middle);
+        self.relay(middle, out);
+    }
+    fn end(&mut self, out: &mut BytesMut) {
+        let mut middle = BytesMut::new();
+        self.first.end(&mut middle);
+        self.relay(middle, out);
+        self.second.end(out);
+    }
+    fn fail(&mut self, message: &str, out: &mut BytesMut) {
+        let mut middle = BytesMut::new();
+        self.first.fail(message, &mut middle);
+        self.relay(middle, out);
+        self.second.fail(message, out);
+    }
+    fn usage(&self) -> Option<TokenUsage> {
+        self.first.usage().or_else(|| self.second.usage())
+    }
+}
