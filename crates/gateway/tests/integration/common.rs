@@ -160,12 +160,124 @@ async fn mock_handler(
         .unwrap()
 }
 
+/// Anthropic mock usage: 20 uncached input, 4 cache reads, 6 cache writes, 7 output.
+pub fn anthropic_usage() -> Value {
+    json!({"input_tokens": 20, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 6, "output_tokens": 7})
+}
+
+/// Cost of one Anthropic mock answer for `claude-test` (3 / 15 / 0.3 / 3.75 USD per 1M):
+/// (20 × 3 + 4 × 0.3 + 6 × 3.75 + 7 × 15) × 1000 nano.
+pub const CLAUDE_TEST_COST: i64 = 188_700;
+pub const CLAUDE_TEXT: &str = "Hello from Claude";
+
+pub fn anthropic_message(model: &str, with_tool: bool) -> Value {
+    let mut content = vec![json!({"type": "text", "text": CLAUDE_TEXT})];
+    if with_tool {
+        content.push(json!({"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}));
+    }
+    json!({
+        "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+        "content": content, "stop_reason": if with_tool { "tool_use" } else { "end_turn" },
+        "stop_sequence": null, "usage": anthropic_usage()
+    })
+}
+
+/// The exact SSE bytes the Anthropic mock streams for `model`.
+pub fn anthropic_stream_events(model: &str) -> Vec<String> {
+    let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let mut start_usage = anthropic_usage();
+    start_usage["output_tokens"] = json!(1);
+    vec![
+        ev(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": start_usage}}),
+        ),
+        ev(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        ev("ping", json!({"type": "ping"})),
+        ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello from"}}),
+        ),
+        ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": " Claude"}}),
+        ),
+        ev(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
+        ev(
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 7}}),
+        ),
+        ev("message_stop", json!({"type": "message_stop"})),
+    ]
+}
+
+async fn anthropic_handler(
+    State(state): State<Arc<MockState>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let seen = format!(
+        "x-api-key={};version={};beta={}",
+        header("x-api-key"),
+        header("anthropic-version"),
+        header("anthropic-beta")
+    );
+    state
+        .requests
+        .lock()
+        .unwrap()
+        .push((uri.path().to_string(), seen, body.clone()));
+    let fail = state.fail_status.load(Ordering::SeqCst);
+    if fail != 0 {
+        let error = json!({"type": "error", "error": {"type": "invalid_request_error", "message": format!("bad request for key {UPSTREAM_KEY}")}});
+        return (StatusCode::from_u16(fail).unwrap(), axum::Json(error)).into_response();
+    }
+    if header("x-api-key") != UPSTREAM_KEY || header("anthropic-version").is_empty() {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}))).into_response();
+    }
+    if uri.path().ends_with("/count_tokens") {
+        return axum::Json(json!({"input_tokens": 42})).into_response();
+    }
+    let model = body["model"].as_str().unwrap_or("").to_string();
+    if body["stream"] != json!(true) {
+        let with_tool = body.get("tools").is_some();
+        return axum::Json(anthropic_message(&model, with_tool)).into_response();
+    }
+    let events = anthropic_stream_events(&model);
+    let stream = futures_util::stream::iter(
+        events
+            .into_iter()
+            .map(|e| Ok::<_, std::io::Error>(Bytes::from(e))),
+    );
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
 pub async fn start_mock() -> Mock {
     let state = Arc::new(MockState::default());
     let app = Router::new()
         .route("/v1/chat/completions", post(mock_handler))
         .route("/v1/completions", post(mock_handler))
         .route("/v1/embeddings", post(mock_handler))
+        .route("/v1/messages", post(anthropic_handler))
+        .route("/v1/messages/count_tokens", post(anthropic_handler))
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
@@ -211,6 +323,21 @@ max_output_tokens = 1000
 provider = "mock"
 input_price = "1"
 output_price = "2"
+
+[providers.claude]
+kind = "anthropic"
+base_url = "{upstream_url}"
+api_key = "{UPSTREAM_KEY}"
+request_timeout_secs = 5
+read_timeout_secs = 3
+
+[models."claude-test"]
+provider = "claude"
+upstream_model = "claude-up"
+input_price = 3
+output_price = 15
+cached_input_price = 0.3
+cache_write_price = 3.75
 
 [models.unreachable]
 provider = "dead"

@@ -5,6 +5,7 @@
 //! `TOLLGATE_TEST_POSTGRES_URL` is set (see `store::testing`).
 
 mod accounts;
+mod anthropic;
 mod common;
 mod errors;
 mod relay;

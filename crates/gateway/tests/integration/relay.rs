@@ -274,7 +274,7 @@ async fn models_lists_what_the_key_may_use() {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, vec!["cheap", "gpt-test", "unreachable"]);
+    assert_eq!(ids, vec!["cheap", "claude-test", "gpt-test", "unreachable"]);
 
     let (status, created) = gw
         .admin(
