@@ -132,6 +132,12 @@ pub fn request(
                     "thinking".into(),
                     json!({"type": "enabled", "budget_tokens": budget}),
                 );
+                // Extended thinking runs at Anthropic's fixed sampling settings.
+                for name in ["temperature", "top_p", "top_k"] {
+                    if out.remove(name).is_some() {
+                        dropped.push(format!("{name} (fixed while thinking)"));
+                    }
+                }
             }
             _ => dropped.push("reasoning_effort".into()),
         }
