@@ -1,0 +1,369 @@
+"""The end-to-end harness shared by the SDK test modules (fixtures: conftest.py).
+
+One mock upstream (mock_upstream.py, OpenAI and Anthropic routes) and one
+tollgate binary (env TOLLGATE_BIN, default
+/root/.cache/tollgate-target/debug/tollgate) serve the whole session. Each test
+module gets its own user, credited START_USD, so that its balance check counts
+only its own charges.
+
+Everything listens on 127.0.0.1 and every wait is bounded.
+"""
+
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import mock_upstream as mock  # noqa: E402  (its constants: the expected answers)
+
+DEFAULT_BIN = "/root/.cache/tollgate-target/debug/tollgate"
+ADMIN_TOKEN = "e2e-admin-token-0123456789"
+UPSTREAM_KEY = mock.UPSTREAM_KEY
+CREDITS_PER_USD = 34_000
+START_USD = Decimal("10")
+
+# Models (see write_config).
+MODEL = "gpt-test"  # OpenAI-compatible provider `mock`
+UPSTREAM_MODEL = "mock-model"
+BAD_UPSTREAM_MODEL = "gpt-badkey"  # the same upstream, with a key it refuses
+CLAUDE_MODEL = "claude-test"  # Anthropic provider `anthropic-mock`
+CLAUDE_UPSTREAM_MODEL = "claude-mock"
+
+# USD per 1M tokens, as configured below: (input, output, cached input, cache write).
+PRICES = {
+    MODEL: (Decimal("1"), Decimal("2"), Decimal("0.5"), Decimal("1")),
+    BAD_UPSTREAM_MODEL: (Decimal("1"), Decimal("2"), Decimal("1"), Decimal("1")),
+    CLAUDE_MODEL: (Decimal("3"), Decimal("15"), Decimal("0.3"), Decimal("3.75")),
+}
+
+STARTUP_TIMEOUT = 30.0  # seconds for each process to come up
+REQUEST_TIMEOUT = 30.0  # seconds for any single HTTP call
+SETTLE_TIMEOUT = 15.0  # seconds for the gateway to settle streams after they end
+STOP_TIMEOUT = 15.0  # seconds for a process to exit after SIGTERM
+
+
+def expected_cost(model, input_tokens, cached, cache_write, output):
+    """What the gateway must charge, in nano-USD (rounded up once, as it does).
+
+    `input_tokens` counts every prompt token, cache reads and writes included.
+    """
+    input_price, output_price, cached_price, cache_write_price = PRICES[model]
+    uncached = input_tokens - cached - cache_write
+    usd_e6 = uncached * input_price + cached * cached_price + cache_write * cache_write_price + output * output_price
+    nano = usd_e6 * 1000  # USD per 1M tokens -> nano-USD per token is x1000
+    return int(nano.to_integral_value(rounding=ROUND_CEILING))
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail(path, lines=60):
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "<no log>"
+
+
+def stop(proc):
+    """Terminates a process we started, then kills it if it lingers."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=STOP_TIMEOUT)
+
+
+def hermetic_env(**extra):
+    """The environment without inherited TOLLGATE_* settings or proxies."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TOLLGATE_") and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
+    }
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env.update(extra)
+    return env
+
+
+def write_config(tmp, mock_port):
+    db = tmp / "tollgate.db"
+    config = tmp / "tollgate.toml"
+    config.write_text(
+        f"""\
+database_url = "sqlite://{db}"
+admin_token = "{ADMIN_TOKEN}"
+log_level = "info"
+shutdown_grace_secs = 5
+
+[providers.mock]
+kind = "openai"
+base_url = "http://127.0.0.1:{mock_port}/v1"
+api_key = "{UPSTREAM_KEY}"
+connect_timeout_secs = 5
+request_timeout_secs = 30
+read_timeout_secs = 30
+
+# The same upstream with a key it refuses: the gateway must not blame the client.
+[providers.mock-badkey]
+kind = "openai"
+base_url = "http://127.0.0.1:{mock_port}/v1"
+api_key = "sk-not-the-upstream-key"
+connect_timeout_secs = 5
+request_timeout_secs = 30
+read_timeout_secs = 30
+
+# The same mock, spoken to in Anthropic's Messages API.
+[providers.anthropic-mock]
+kind = "anthropic"
+base_url = "http://127.0.0.1:{mock_port}/v1"
+api_key = "{UPSTREAM_KEY}"
+connect_timeout_secs = 5
+request_timeout_secs = 30
+read_timeout_secs = 30
+
+[models.{MODEL}]
+provider = "mock"
+upstream_model = "{UPSTREAM_MODEL}"
+input_price = 1
+output_price = 2
+cached_input_price = 0.5
+
+[models.{BAD_UPSTREAM_MODEL}]
+provider = "mock-badkey"
+upstream_model = "{UPSTREAM_MODEL}"
+input_price = 1
+output_price = 2
+
+[models.{CLAUDE_MODEL}]
+provider = "anthropic-mock"
+upstream_model = "{CLAUDE_UPSTREAM_MODEL}"
+input_price = 3
+output_price = 15
+cached_input_price = 0.3
+cache_write_price = 3.75
+"""
+    )
+    return config
+
+
+def start_mock(tmp):
+    log = open(tmp / "mock.stderr.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "mock_upstream.py"), "0"],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        env=hermetic_env(),
+    )
+    log.close()
+    ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT)
+    line = proc.stdout.readline().decode().strip() if ready else ""
+    if not line.isdigit():
+        stop(proc)
+        raise RuntimeError(f"mock upstream did not report its port: {line!r}\n{tail(tmp / 'mock.stderr.log')}")
+    return proc, int(line)
+
+
+def wait_healthy(proc, url, log):
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    last = None
+    with httpx.Client(trust_env=False, timeout=1.0) as c:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"tollgate exited with {proc.returncode}:\n{tail(log)}")
+            try:
+                r = c.get(url + "/healthz")
+                if r.status_code == 200:
+                    return
+                last = f"{r.status_code} {r.text}"
+            except httpx.HTTPError as e:
+                last = repr(e)
+            time.sleep(0.1)
+    raise RuntimeError(f"tollgate not healthy after {STARTUP_TIMEOUT}s ({last}):\n{tail(log)}")
+
+
+@dataclass
+class Server:
+    """The running gateway and mock, shared by the session."""
+
+    base_url: str  # http://127.0.0.1:PORT
+    mock_url: str
+    http: httpx.Client
+    gateway_log: Path
+
+    def admin(self, method, path, **kw):
+        r = self.http.request(method, self.base_url + path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, **kw)
+        assert r.status_code == 200, f"{method} {path}: {r.status_code} {r.text}"
+        return r.json()
+
+
+def start_server(tmp, binary):
+    """Starts the mock and the gateway; returns (Server, [processes to stop])."""
+    procs = []
+    http = httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT)
+    try:
+        mock_proc, mock_port = start_mock(tmp)
+        procs.append(mock_proc)
+        config = write_config(tmp, mock_port)
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        log_path = tmp / "tollgate.log"
+        with open(log_path, "wb") as log:
+            gateway_proc = subprocess.Popen(
+                [binary, "--config", str(config), "serve"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=tmp,
+                env=hermetic_env(TOLLGATE_LISTEN=f"127.0.0.1:{port}"),
+            )
+        procs.insert(0, gateway_proc)  # stopped first
+        wait_healthy(gateway_proc, base_url, log_path)
+    except BaseException:
+        for p in procs:
+            stop(p)
+        http.close()
+        raise
+    server = Server(base_url=base_url, mock_url=f"http://127.0.0.1:{mock_port}", http=http, gateway_log=log_path)
+    return server, procs
+
+
+@dataclass
+class Gateway:
+    """One user of the gateway (a test module's own), with its admin-capable key."""
+
+    server: Server
+    user_id: int
+    key: str
+    start_balance_nano: int
+    # Requests that reached the gateway's meter (each leaves one usage record).
+    metered: list = field(default_factory=list)
+    # SDK clients made by client() / anthropic(), closed at teardown.
+    clients: dict = field(default_factory=dict)
+
+    @property
+    def base_url(self):
+        return self.server.base_url
+
+    @property
+    def http(self):
+        return self.server.http
+
+    @property
+    def gateway_log(self):
+        return self.server.gateway_log
+
+    def client(self, api_key=None):
+        """An openai SDK client for the gateway; no retries, so each call is one request."""
+        import openai
+
+        api_key = api_key or self.key
+        if ("openai", api_key) not in self.clients:
+            self.clients["openai", api_key] = openai.OpenAI(
+                api_key=api_key,
+                base_url=self.base_url + "/v1",
+                max_retries=0,
+                timeout=REQUEST_TIMEOUT,
+                http_client=httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT),
+            )
+        return self.clients["openai", api_key]
+
+    def anthropic(self, api_key=None):
+        """An anthropic SDK client for the gateway; no retries, so each call is one request."""
+        import anthropic
+
+        api_key = api_key or self.key
+        if ("anthropic", api_key) not in self.clients:
+            self.clients["anthropic", api_key] = anthropic.Anthropic(
+                api_key=api_key,
+                base_url=self.base_url,
+                max_retries=0,
+                timeout=REQUEST_TIMEOUT,
+                # The SDK's own HTTP client type, without proxies from the environment.
+                http_client=anthropic.DefaultHttpxClient(trust_env=False, timeout=REQUEST_TIMEOUT),
+            )
+        return self.clients["anthropic", api_key]
+
+    def close(self):
+        for c in self.clients.values():
+            c.close()
+        self.clients.clear()
+
+    def admin(self, method, path, **kw):
+        return self.server.admin(method, path, **kw)
+
+    def upstream_requests(self):
+        """The chat-completions bodies the mock received (every module's)."""
+        r = self.http.get(self.server.mock_url + "/__requests")
+        r.raise_for_status()
+        return r.json()["requests"]
+
+    def anthropic_requests(self):
+        """The Messages requests the mock received (every module's)."""
+        r = self.http.get(self.server.mock_url + "/__anthropic_requests")
+        r.raise_for_status()
+        return r.json()["requests"]
+
+    def usage_records(self):
+        records, cursor = [], None
+        while True:
+            params = {"limit": 100}
+            if cursor:
+                params["cursor"] = cursor
+            r = self.http.get(
+                self.base_url + "/v1/usage", params=params, headers={"Authorization": f"Bearer {self.key}"}
+            )
+            assert r.status_code == 200, r.text
+            page = r.json()
+            records.extend(page["data"])
+            if not page["has_more"]:
+                return records
+            cursor = page["next_cursor"]
+            assert cursor
+
+    def settled(self):
+        """Waits (bounded) until every metered request has its usage record and
+        no hold is left; returns (records, user)."""
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while True:
+            records = self.usage_records()
+            user = self.admin("GET", f"/admin/users/{self.user_id}")
+            if len(records) >= len(self.metered) and Decimal(user["held"]) == 0:
+                return records, user
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"after {SETTLE_TIMEOUT}s: {len(records)} usage records for {len(self.metered)} "
+                    f"metered requests, held {user['held']}\n{tail(self.gateway_log)}"
+                )
+            time.sleep(0.1)
+
+
+def new_user(server, name):
+    """Creates a user credited START_USD; returns its Gateway."""
+    r = server.http.post(
+        server.base_url + "/admin/users", json={"name": name}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    assert r.status_code == 200, r.text
+    created = r.json()
+    user_id, key = created["user"]["id"], created["key"]
+    balance = server.admin("POST", f"/admin/users/{user_id}/balance", json={"amount_usd": str(START_USD), "reason": "e2e"})
+    start_balance = balance["balance_nano_usd"]
+    assert start_balance == int(START_USD * 10**9), balance
+    return Gateway(server=server, user_id=user_id, key=key, start_balance_nano=start_balance)
