@@ -1,5 +1,9 @@
 //! Authentication: a bearer key becomes a [`Principal`], or an error.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
 use axum::http::HeaderMap;
 use store::{ApiKey, User};
 
@@ -53,21 +57,80 @@ pub fn presented_secret(headers: &HeaderMap) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
+/// Most keys remembered before the cache starts over.
+const AUTH_CACHE_CAPACITY: usize = 100_000;
+
+/// Recently authenticated keys, so that a busy key costs no database read per
+/// request. Entries live for a short time (`auth_cache_ttl_ms`); changes made
+/// through this instance clear the cache at once, changes made elsewhere (the
+/// CLI, another instance) take effect within the time to live.
+pub struct AuthCache {
+    ttl: Duration,
+    entries: RwLock<HashMap<String, (Arc<Principal>, Instant)>>,
+}
+
+impl AuthCache {
+    pub fn new(ttl: Duration) -> AuthCache {
+        AuthCache {
+            ttl,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, hash: &str) -> Option<Arc<Principal>> {
+        let entries = self.entries.read().ok()?;
+        let (principal, at) = entries.get(hash)?;
+        (at.elapsed() < self.ttl).then(|| principal.clone())
+    }
+
+    fn put(&self, hash: String, principal: Arc<Principal>) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= AUTH_CACHE_CAPACITY {
+                entries.clear();
+            }
+            entries.insert(hash, (principal, Instant::now()));
+        }
+    }
+
+    /// Forgets every key: called after any change to keys or users.
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.clear();
+        }
+    }
+}
+
 /// Resolves the caller's key, refusing unknown, disabled and expired keys.
-pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, ApiError> {
+pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Arc<Principal>, ApiError> {
     let secret = presented_secret(headers).ok_or(ApiError::InvalidApiKey)?;
-    let (key, user) = app
-        .store
-        .find_key_by_hash(&hash_secret(secret))
-        .await?
-        .ok_or(ApiError::InvalidApiKey)?;
-    if key.is_disabled {
+    let hash = hash_secret(secret);
+    let principal = match app.auth_cache.get(&hash) {
+        Some(p) => p,
+        None => {
+            let (key, user) = app
+                .store
+                .find_key_by_hash(&hash)
+                .await?
+                .ok_or(ApiError::InvalidApiKey)?;
+            let principal = Arc::new(Principal { key, user });
+            app.auth_cache.put(hash, principal.clone());
+            principal
+        }
+    };
+    if principal.key.is_disabled {
         return Err(ApiError::KeyDisabled);
     }
-    if key.expired_at.is_some_and(|at| at <= store::now_ms()) {
+    if principal
+        .key
+        .expired_at
+        .is_some_and(|at| at <= store::now_ms())
+    {
         return Err(ApiError::KeyExpired);
     }
-    Ok(Principal { key, user })
+    Ok(principal)
 }
 
 /// Checks the operator's admin token.

@@ -1,7 +1,7 @@
 //! Billing: hold the worst case before forwarding, charge the exact cost after.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use protocol::TokenUsage;
 use store::{Reservation, ReserveOutcome, Settlement};
@@ -10,7 +10,7 @@ use crate::auth::Principal;
 use crate::config::ModelSpec;
 use crate::error::ApiError;
 use crate::money::{cost_nano, Decimal};
-use crate::state::App;
+use crate::state::{App, InFlight};
 
 /// Rough bytes per token, used only to size holds and estimates.
 const BYTES_PER_TOKEN: u64 = 4;
@@ -99,10 +99,9 @@ impl Meter {
     }
 
     /// Charges the exact cost of `outcome` (nothing for a failed request),
-    /// releases the hold and records usage. Retries transient database
-    /// failures; a settlement that still fails is logged in full so that no
-    /// charge is lost silently.
-    pub async fn settle(&self, app: &App, outcome: Outcome) {
+    /// releases the hold and records usage — through the settlement writer,
+    /// which commits it shortly after, in a batch (see `settlement`).
+    pub fn settle(&self, app: &App, outcome: Outcome) {
         let ok = (200..300).contains(&outcome.status);
         let mut error = outcome.error.clone();
         let usage = match (ok, outcome.usage) {
@@ -147,30 +146,10 @@ impl Meter {
             error,
             created_at: self.created_at,
         };
-        let mut delay = Duration::from_millis(20);
-        for attempt in 1..=8 {
-            match app.store.settle(&settlement).await {
-                Ok(_) => {
-                    if ok {
-                        app.metrics
-                            .record_usage(&self.model.name, usage.input, usage.output, cost);
-                    }
-                    return;
-                }
-                Err(e) if attempt < 8 => {
-                    tracing::warn!(request_id = %self.request_id, attempt, error = %e, "settlement failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => {
-                    tracing::error!(
-                        request_id = %self.request_id, user_id = self.user_id, key_id = %self.key_id,
-                        model = %self.model.name, cost, input_tokens = usage.input,
-                        output_tokens = usage.output, error = %e,
-                        "settlement failed permanently; the hold stays until it expires"
-                    );
-                }
-            }
+        if ok {
+            app.metrics
+                .record_usage(&self.model.name, usage.input, usage.output, cost);
         }
+        app.settlements.push(settlement, InFlight::enter(app));
     }
 }

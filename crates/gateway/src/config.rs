@@ -48,6 +48,11 @@ pub struct Config {
     /// A hold whose request never settled (its process died) is released after this.
     #[serde(default = "defaults::hold_ttl_secs")]
     pub hold_ttl_secs: u64,
+    /// How long an authenticated key is remembered (0 disables the cache).
+    /// Changes made through this instance apply at once; changes made
+    /// elsewhere (CLI, other instances) within this time.
+    #[serde(default = "defaults::auth_cache_ttl_ms")]
+    pub auth_cache_ttl_ms: u64,
     #[serde(default)]
     pub groups: BTreeMap<String, GroupConfig>,
     #[serde(default)]
@@ -80,6 +85,9 @@ mod defaults {
     }
     pub fn shutdown_grace_secs() -> u64 {
         30
+    }
+    pub fn auth_cache_ttl_ms() -> u64 {
+        5_000
     }
     pub fn hold_ttl_secs() -> u64 {
         3_600

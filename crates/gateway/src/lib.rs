@@ -13,6 +13,7 @@ pub mod providers;
 pub mod relay;
 pub mod routing;
 pub mod secrets;
+pub mod settlement;
 pub mod state;
 pub mod time;
 pub mod tokens;
@@ -76,8 +77,12 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
     if released > 0 {
         tracing::info!(released, "released holds left by an earlier process");
     }
+    let settlements = settlement::SettlementQueue::start(store.clone());
+    let auth_cache = auth::AuthCache::new(Duration::from_millis(config.auth_cache_ttl_ms));
     let app = Arc::new(AppState {
+        auth_cache,
         config,
+        settlements,
         models,
         providers,
         store,

@@ -22,6 +22,9 @@ pub struct AppState {
     /// Upstream work still running (streams, settlements), awaited at shutdown.
     pub in_flight: InFlight,
     pub admin_token_hash: String,
+    pub auth_cache: crate::auth::AuthCache,
+    /// Where finished requests go to be charged.
+    pub settlements: crate::settlement::SettlementQueue,
 }
 
 impl AppState {

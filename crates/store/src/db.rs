@@ -18,7 +18,12 @@ pub enum Backend {
 /// A handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Reads.
     pub(crate) pool: AnyPool,
+    /// Writes. On SQLite a single connection: SQLite admits one writer at a
+    /// time, and queueing writers here (fairly, without sleeping) beats
+    /// SQLite's busy handler, which sleeps in steps of up to 100 ms.
+    pub(crate) writer: AnyPool,
     backend: Backend,
 }
 
@@ -53,7 +58,7 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
-        let pool = match backend {
+        let (pool, writer) = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url_with_create(url);
                 if let Some(dir) = sqlite_parent_dir(&url) {
@@ -64,32 +69,40 @@ impl Store {
                     })?;
                 }
                 let options = AnyConnectOptions::from_str(&url)?;
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            // WAL lets readers run beside the one writer; the busy
-                            // timeout makes writers queue instead of failing.
-                            conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute("PRAGMA synchronous = NORMAL").await?;
-                            conn.execute("PRAGMA busy_timeout = 30000").await?;
-                            conn.execute("PRAGMA foreign_keys = ON").await?;
-                            Ok(())
+                let sqlite_pool = |size: u32| {
+                    AnyPoolOptions::new()
+                        .max_connections(size)
+                        .acquire_timeout(Duration::from_secs(60))
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                // WAL lets readers run beside the one writer; the
+                                // busy timeout covers other processes (the CLI).
+                                conn.execute("PRAGMA journal_mode = WAL").await?;
+                                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                                conn.execute("PRAGMA busy_timeout = 30000").await?;
+                                conn.execute("PRAGMA foreign_keys = ON").await?;
+                                Ok(())
+                            })
                         })
-                    })
-                    .connect_with(options)
-                    .await?
+                };
+                let writer = sqlite_pool(1).connect_with(options.clone()).await?;
+                let readers = sqlite_pool(4).connect_with(options).await?;
+                (readers, writer)
             }
             Backend::Postgres => {
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(url)
-                    .await?
+                    .await?;
+                (pool.clone(), pool)
             }
         };
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            writer,
+            backend,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -99,7 +112,7 @@ impl Store {
     /// Applies every migration not yet applied. Safe to run from several
     /// instances at once on PostgreSQL (an advisory lock serialises them).
     pub async fn migrate(&self) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writer.acquire().await?;
         let migrations = match self.backend {
             Backend::Sqlite => SQLITE_MIGRATIONS,
             Backend::Postgres => {
@@ -123,6 +136,7 @@ impl Store {
     /// Waits for every connection to be returned and closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 

@@ -93,7 +93,7 @@ fn permissions_json(permissions: &[String]) -> String {
 impl Store {
     /// Inserts a key unless its user already holds `max_keys` keys.
     pub async fn insert_key(&self, new: &NewKey, max_keys: i64) -> Result<ApiKey> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         // Writing first takes SQLite's write lock (and PostgreSQL's row lock on
         // the user), so two concurrent inserts cannot both pass the count.
         let touched = sqlx::query("UPDATE users SET id = id WHERE id = $1")
@@ -214,7 +214,7 @@ impl Store {
         ))
         .bind(update.is_disabled.unwrap_or(key.is_disabled) as i64)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         self.get_key(id).await
     }
@@ -222,7 +222,7 @@ impl Store {
     pub async fn delete_key(&self, id: &str) -> Result<()> {
         let done = sqlx::query("DELETE FROM api_keys WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("API key"));

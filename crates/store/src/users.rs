@@ -97,7 +97,7 @@ impl Store {
             .bind(&new.tier)
             .bind(new.membership_expires_at)
             .bind(now_ms())
-            .fetch_one(&self.pool)
+            .fetch_one(&self.writer)
             .await
             .map_err(|e| match e {
                 sqlx::Error::Database(db) if db.is_unique_violation() => {
@@ -150,7 +150,7 @@ impl Store {
             .bind(tier)
             .bind(expiry)
             .bind(id)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.writer)
             .await?;
         user_from_row(&row)
     }
@@ -163,7 +163,7 @@ impl Store {
         } else {
             "balance"
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let sql = format!(
             "UPDATE users SET {column} = {column} + $1 WHERE id = $2 AND {column} + $1 >= 0 \
              RETURNING {USER_COLUMNS}"

@@ -143,6 +143,7 @@ async fn update(
                 membership_expires_at: expiry,
             };
             let user = app.store.update_user(id, &update).await?;
+            app.auth_cache.clear();
             Ok(Json(user_json(&user, &app.config)))
         }
         .await,

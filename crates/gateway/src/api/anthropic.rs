@@ -14,8 +14,8 @@ use protocol::translate::{complete, messages_via_chat};
 use serde_json::{json, Map, Value};
 
 use super::body::parse_json;
-use super::RequestId;
-use crate::auth::{authenticate, Principal};
+use super::{detached, RequestId};
+use crate::auth::authenticate;
 use crate::billing::Meter;
 use crate::error::{ApiError, Shape};
 use crate::providers::ProviderKind;
@@ -80,7 +80,7 @@ async fn prepare(
     endpoint: &'static str,
     to_messages: impl FnOnce(Map<String, Value>) -> Result<Map<String, Value>, ApiError>,
 ) -> Result<Prepared, ApiError> {
-    let principal: Principal = authenticate(app, headers).await?;
+    let principal = authenticate(app, headers).await?;
     let request: MessagesRequest = parse_json(body)?;
     let route = route(app, &principal, &request.model)?;
     let mut raw: Map<String, Value> = parse_json(body)?;
@@ -123,6 +123,10 @@ pub async fn messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    detached(relay_messages(app, id, headers, body)).await
+}
+
+async fn relay_messages(app: App, id: RequestId, headers: HeaderMap, body: Bytes) -> Response {
     let prepared = match prepare(&app, &id, &headers, &body, "messages", Ok).await {
         Ok(p) => p,
         Err(e) => return e.render(Shape::Anthropic),
@@ -161,6 +165,10 @@ pub async fn complete(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    detached(relay_complete(app, id, headers, body)).await
+}
+
+async fn relay_complete(app: App, id: RequestId, headers: HeaderMap, body: Bytes) -> Response {
     let to_messages =
         |raw: Map<String, Value>| complete::request(&raw).map_err(|e| ApiError::BadRequest(e.0));
     let prepared = match prepare(&app, &id, &headers, &body, "complete", to_messages).await {

@@ -93,6 +93,18 @@ async fn request_context(State(app): State<App>, mut request: Request, next: Nex
     response
 }
 
+/// Runs a metered handler's work in its own task. A client that hangs up
+/// drops the handler's future; the work must not be dropped with it, or a
+/// hold could be placed and never settled.
+pub(crate) async fn detached<F>(work: F) -> Response
+where
+    F: std::future::Future<Output = Response> + Send + 'static,
+{
+    tokio::spawn(work)
+        .await
+        .unwrap_or_else(|_| ApiError::Internal.into_response())
+}
+
 /// Turns a handler's `Result` into a response.
 pub(crate) fn respond<T: IntoResponse>(result: Result<T, ApiError>) -> Response {
     match result {

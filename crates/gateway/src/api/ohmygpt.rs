@@ -2,6 +2,8 @@
 //! balance, membership and model rates. Responses use OhMyGPT's envelope
 //! `{"statusCode", "message", "data"}`.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -41,7 +43,7 @@ fn envelope(result: Result<(String, Value), ApiError>) -> Response {
     }
 }
 
-async fn admin_principal(app: &App, headers: &HeaderMap) -> Result<Principal, ApiError> {
+async fn admin_principal(app: &App, headers: &HeaderMap) -> Result<Arc<Principal>, ApiError> {
     let principal = authenticate(app, headers).await?;
     principal.require_admin_key()?;
     Ok(principal)
@@ -134,6 +136,7 @@ pub async fn update_key(State(app): State<App>, headers: HeaderMap, body: Bytes)
                 is_disabled: field_bool(&fields, "is_disabled")?,
             };
             let key = app.store.update_key(&key.id, &update).await?;
+            app.auth_cache.clear();
             Ok((
                 "Update API key success".to_string(),
                 key_json(&key, &app.config),
@@ -170,6 +173,7 @@ pub async fn delete_key(State(app): State<App>, headers: HeaderMap, body: Bytes)
                 ));
             }
             app.store.delete_key(&key.id).await?;
+            app.auth_cache.clear();
             Ok(("Delete API key success".to_string(), Value::Null))
         }
         .await,

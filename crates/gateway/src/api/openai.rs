@@ -11,7 +11,7 @@ use protocol::translate::chat_via_messages;
 use serde_json::Value;
 
 use super::body::parse_json;
-use super::{respond, RequestId};
+use super::{detached, respond, RequestId};
 use crate::auth::authenticate;
 use crate::billing::Meter;
 use crate::error::{ApiError, Shape};
@@ -27,7 +27,7 @@ pub async fn chat_completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    relay_completion(app, id, headers, body, Endpoint::Chat).await
+    detached(relay_completion(app, id, headers, body, Endpoint::Chat)).await
 }
 
 pub async fn completions(
@@ -36,7 +36,7 @@ pub async fn completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    relay_completion(app, id, headers, body, Endpoint::Legacy).await
+    detached(relay_completion(app, id, headers, body, Endpoint::Legacy)).await
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -172,6 +172,10 @@ pub async fn embeddings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    detached(relay_embeddings(app, id, headers, body)).await
+}
+
+async fn relay_embeddings(app: App, id: RequestId, headers: HeaderMap, body: Bytes) -> Response {
     let prepared = async {
         let principal = authenticate(&app, &headers).await?;
         let mut request: EmbeddingRequest = parse_json(&body)?;

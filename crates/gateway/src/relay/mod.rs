@@ -173,9 +173,7 @@ pub async fn forward_json(app: App, mut ex: Exchange, transform: BodyTransform) 
         let response = match send(&app, &ex.provider, ex.path, body, &ex.forwarded).await {
             Ok(r) => r,
             Err(failure) => {
-                ex.meter
-                    .settle(&app, failure_outcome(failure.status()))
-                    .await;
+                ex.meter.settle(&app, failure_outcome(failure.status()));
                 return failure.render(kind, ex.shape);
             }
         };
@@ -187,28 +185,25 @@ pub async fn forward_json(app: App, mut ex: Exchange, transform: BodyTransform) 
             Ok(Err(_)) | Err(_) => {
                 let error = ApiError::UpstreamTimeout;
                 ex.meter
-                    .settle(&app, failure_outcome(error.status().as_u16()))
-                    .await;
+                    .settle(&app, failure_outcome(error.status().as_u16()));
                 return error.render(ex.shape);
             }
         };
         let output_bytes = bytes.len() as u64;
         let Some((body, usage)) = transform.apply(bytes) else {
             let error = ApiError::UpstreamFailed(status.as_u16());
-            ex.meter.settle(&app, failure_outcome(502)).await;
+            ex.meter.settle(&app, failure_outcome(502));
             return error.render(ex.shape);
         };
-        ex.meter
-            .settle(
-                &app,
-                Outcome {
-                    usage,
-                    output_bytes,
-                    status: status.as_u16(),
-                    error: None,
-                },
-            )
-            .await;
+        ex.meter.settle(
+            &app,
+            Outcome {
+                usage,
+                output_bytes,
+                status: status.as_u16(),
+                error: None,
+            },
+        );
         let mut out = (
             StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::OK),
             body,
@@ -234,9 +229,7 @@ pub async fn forward_stream<T: StreamTransform>(
     let response = match send(&app, &ex.provider, ex.path, body, &ex.forwarded).await {
         Ok(r) => r,
         Err(failure) => {
-            ex.meter
-                .settle(&app, failure_outcome(failure.status()))
-                .await;
+            ex.meter.settle(&app, failure_outcome(failure.status()));
             drop(guard);
             return failure.render(ex.provider.kind, ex.shape);
         }
@@ -321,7 +314,7 @@ async fn pump<T: StreamTransform>(
     }
     drop(tx);
     outcome.usage = transform.usage();
-    ex.meter.settle(&app, outcome).await;
+    ex.meter.settle(&app, outcome);
 }
 
 /// Forwards a request that is not billed (e.g. `count_tokens`) and returns

@@ -36,6 +36,8 @@ pub struct MockState {
     pub fail_status: AtomicU16,
     /// When set, streams never send a usage chunk.
     pub omit_usage: AtomicBool,
+    /// Delay before the response head (stream or not).
+    pub head_delay_ms: AtomicU64,
 }
 
 pub struct Mock {
@@ -121,6 +123,10 @@ async fn mock_handler(
         .lock()
         .unwrap()
         .push((uri.path().to_string(), auth.clone(), body.clone()));
+    let head_delay = state.head_delay_ms.load(Ordering::SeqCst);
+    if head_delay > 0 {
+        tokio::time::sleep(Duration::from_millis(head_delay)).await;
+    }
     let fail = state.fail_status.load(Ordering::SeqCst);
     if fail != 0 {
         let error = json!({"error": {"message": format!("Incorrect API key provided: {UPSTREAM_KEY}"),

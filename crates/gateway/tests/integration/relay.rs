@@ -166,6 +166,38 @@ async fn client_disconnect_mid_stream_is_charged_for_what_the_upstream_produced(
 }
 
 #[tokio::test]
+async fn a_client_leaving_before_the_upstream_answers_leaves_no_hold_behind() {
+    let mock = start_mock().await;
+    mock.state.head_delay_ms.store(400, Ordering::SeqCst);
+    let gw = start_gateway(&mock.url, None).await;
+    let (id, key) = gw.user("impatient", "default", "10").await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    for stream in [true, false] {
+        let result = impatient
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(&key)
+            .json(&chat_body("gpt-test", stream))
+            .send()
+            .await;
+        assert!(result.is_err(), "the client gave up first");
+    }
+    // Both requests still ran to the end upstream and were charged exactly.
+    let records = gw.wait_for_usage(id, 2).await;
+    assert!(
+        records.iter().all(|r| r.cost == GPT_TEST_COST),
+        "{records:?}"
+    );
+    assert_eq!(
+        gw.balance(id).await,
+        (10_000_000_000 - 2 * GPT_TEST_COST, 0)
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn graceful_shutdown_finishes_streams_and_flushes_settlements() {
     let mock = start_mock().await;
     mock.state.chunk_delay_ms.store(150, Ordering::SeqCst);

@@ -1,0 +1,95 @@
+//! The settlement writer: settlements are queued by requests and written in
+//! batches, one transaction per batch (group commit), off the request path.
+//!
+//! A queued settlement keeps an [`InFlightGuard`], so graceful shutdown waits
+//! until every queued settlement is committed. Each settlement is keyed by its
+//! request id in the store, so a retried batch charges nothing twice.
+
+use std::time::Duration;
+
+use store::{Settlement, Store};
+use tokio::sync::mpsc;
+
+use crate::state::InFlightGuard;
+
+/// Most settlements written in one transaction.
+const MAX_BATCH: usize = 256;
+/// Attempts for a batch before its settlements are tried one by one.
+const BATCH_ATTEMPTS: u32 = 5;
+
+struct Queued {
+    settlement: Settlement,
+    _guard: InFlightGuard,
+}
+
+/// The queue into the writer; cheap to clone.
+#[derive(Clone)]
+pub struct SettlementQueue {
+    tx: mpsc::UnboundedSender<Queued>,
+}
+
+impl SettlementQueue {
+    /// Starts the writer task on `store`.
+    pub fn start(store: Store) -> SettlementQueue {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_batches(store, rx));
+        SettlementQueue { tx }
+    }
+
+    /// Queues a settlement; `guard` is released once it is committed.
+    pub fn push(&self, settlement: Settlement, guard: InFlightGuard) {
+        let request_id = settlement.request_id.clone();
+        if self
+            .tx
+            .send(Queued {
+                settlement,
+                _guard: guard,
+            })
+            .is_err()
+        {
+            tracing::error!(%request_id, "settlement writer stopped; settlement not written");
+        }
+    }
+}
+
+async fn write_batches(store: Store, mut rx: mpsc::UnboundedReceiver<Queued>) {
+    let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        write(&store, &batch).await;
+        // Dropping the batch releases the in-flight guards: committed.
+        batch.clear();
+    }
+}
+
+async fn write(store: &Store, batch: &[Queued]) {
+    let settlements: Vec<Settlement> = batch.iter().map(|q| q.settlement.clone()).collect();
+    let mut delay = Duration::from_millis(20);
+    for attempt in 1..=BATCH_ATTEMPTS {
+        match store.settle_many(&settlements).await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(attempt, size = settlements.len(), error = %e, "settlement batch failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    // One bad settlement must not sink the others: write them one by one.
+    for s in &settlements {
+        if let Err(e) = store.settle(s).await {
+            tracing::error!(
+                request_id = %s.request_id, user_id = s.user_id, key_id = %s.key_id,
+                model = %s.model, cost = s.cost, input_tokens = s.input_tokens,
+                output_tokens = s.output_tokens, error = %e,
+                "settlement failed permanently; the hold stays until it expires"
+            );
+        }
+    }
+}
