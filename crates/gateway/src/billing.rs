@@ -15,6 +15,17 @@ use crate::state::{App, InFlight};
 /// Rough bytes per token, used only to size holds and estimates.
 const BYTES_PER_TOKEN: u64 = 4;
 
+/// Output tokens to hold for: what the client asked for (else the model's or
+/// the gateway's default), but never more than the model can produce — a
+/// client asking for 32,000 tokens of a model capped at 8,192 holds 8,192.
+pub fn output_allowance(requested: Option<u64>, model: &ModelSpec, default: u64) -> u64 {
+    let wanted = requested.or(model.max_output_tokens).unwrap_or(default);
+    match model.max_output_tokens {
+        Some(cap) => wanted.min(cap),
+        None => wanted,
+    }
+}
+
 /// Everything needed to account for one metered request.
 #[derive(Debug, Clone)]
 pub struct Meter {

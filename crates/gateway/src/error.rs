@@ -41,6 +41,8 @@ pub enum ApiError {
     UpstreamFailed(u16),
     #[error("The upstream provider rejected the gateway's credentials.")]
     UpstreamAuth,
+    #[error("The upstream provider is overloaded; retry shortly.")]
+    UpstreamOverloaded,
     #[error("The gateway failed to process the request.")]
     Internal,
 }
@@ -57,6 +59,7 @@ impl ApiError {
             InsufficientBalance | KeyLimitReached => StatusCode::TOO_MANY_REQUESTS,
             UpstreamUnreachable | UpstreamFailed(_) | UpstreamAuth => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamOverloaded => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -81,6 +84,7 @@ impl ApiError {
             UpstreamTimeout => ("api_error", Some("upstream_timeout")),
             UpstreamFailed(_) => ("api_error", Some("upstream_error")),
             UpstreamAuth => ("api_error", Some("upstream_auth_failed")),
+            UpstreamOverloaded => ("api_error", Some("upstream_overloaded")),
             Internal => ("api_error", Some("internal_error")),
         }
     }
@@ -121,6 +125,11 @@ impl ApiError {
                 (self.status(), "api_error")
             }
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "timeout_error"),
+            // Anthropic's own "overloaded" status, which its clients retry.
+            UpstreamOverloaded => (
+                StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                "overloaded_error",
+            ),
         }
     }
 

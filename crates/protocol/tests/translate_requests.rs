@@ -78,10 +78,13 @@ fn messages_request_maps_to_chat() {
         json!({"role": "tool", "tool_call_id": "t2", "content": "Error: two"})
     );
     assert_eq!(m[5]["content"], json!([{"type": "text", "text": "Go on"}]));
+    // A late system message travels as user text (many servers refuse it).
     assert_eq!(
         m[6],
-        json!({"role": "system", "content": "Mid-conversation instruction."})
+        json!({"role": "user", "content": "Mid-conversation instruction."})
     );
+    // The thinking text goes back as reasoning_content.
+    assert_eq!(m[2]["reasoning_content"], "hmm");
     // Deliberately dropped, and reported.
     for field in ["top_k", "thinking", "context_management"] {
         assert!(
@@ -92,6 +95,22 @@ fn messages_request_maps_to_chat() {
     }
     assert!(t.dropped.iter().any(|d| d.contains("thinking")));
     assert!(!out.to_string().contains("cache_control"));
+}
+
+#[test]
+fn long_user_ids_are_hashed_and_deferred_tools_dropped() {
+    let long_id = "x".repeat(150);
+    let body = obj(json!({
+        "model": "m", "messages": [{"role": "user", "content": "hi"}],
+        "metadata": {"user_id": long_id},
+        "tools": [{"name": "real", "input_schema": {"type": "object"}}, {"name": "later", "input_schema": {}, "defer_loading": true}],
+    }));
+    let t = messages_via_chat::request(&body, "u").unwrap();
+    let user = t.body["user"].as_str().unwrap();
+    assert!(user.len() <= 64 && user.starts_with("user-"));
+    let again = messages_via_chat::request(&body, "u").unwrap();
+    assert_eq!(again.body["user"], t.body["user"], "stable");
+    assert_eq!(t.body["tools"].as_array().unwrap().len(), 1);
 }
 
 #[test]

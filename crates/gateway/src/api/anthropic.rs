@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use super::body::parse_json;
 use super::{detached, RequestId};
 use crate::auth::authenticate;
-use crate::billing::Meter;
+use crate::billing::{output_allowance, Meter};
 use crate::error::{ApiError, Shape};
 use crate::providers::ProviderKind;
 use crate::relay::transform::{AnthropicPassThrough, BodyTransform, Chain};
@@ -87,11 +87,11 @@ async fn prepare(
     raw.insert("model".into(), json!(request.model));
     let messages_body = to_messages(raw)?;
     let stream = messages_body.get("stream") == Some(&Value::Bool(true));
-    let max_output = messages_body
-        .get("max_tokens")
-        .and_then(Value::as_u64)
-        .or(route.model.max_output_tokens)
-        .unwrap_or(app.config.default_max_tokens);
+    let max_output = output_allowance(
+        messages_body.get("max_tokens").and_then(Value::as_u64),
+        &route.model,
+        app.config.default_max_tokens,
+    );
     let (path, upstream_body, forwarded) = plan(messages_body, &route, headers)?;
     let meter = Meter::new(
         app,

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::body::parse_json;
 use super::{detached, respond, RequestId};
 use crate::auth::authenticate;
-use crate::billing::Meter;
+use crate::billing::{output_allowance, Meter};
 use crate::error::{ApiError, Shape};
 use crate::providers::ProviderKind;
 use crate::relay::transform::{BodyTransform, OpenAiPassThrough};
@@ -71,10 +71,11 @@ async fn relay_completion(
             Endpoint::Legacy => "completions",
         };
         let meter = Meter::new(&app, &principal, &id.0, name, &route.model, stream, body.len());
-        let max_output = request
-            .output_cap()
-            .or(route.model.max_output_tokens)
-            .unwrap_or(app.config.default_max_tokens);
+        let max_output = output_allowance(
+            request.output_cap(),
+            &route.model,
+            app.config.default_max_tokens,
+        );
         let client_wants_usage = request.client_wants_stream_usage();
         let (path, upstream_body, plan) = match (route.provider.kind, endpoint) {
             (ProviderKind::Openai, _) => {

@@ -40,8 +40,22 @@ pub struct Exchange {
     pub shape: Shape,
 }
 
+/// Upstream response headers a client needs to retry well or to report.
+const FORWARDED_ERROR_HEADERS: [&str; 4] = [
+    "retry-after",
+    "retry-after-ms",
+    "x-should-retry",
+    "request-id",
+];
+
 /// What to do with an upstream response that is not a success.
-enum UpstreamFailure {
+struct UpstreamFailure {
+    kind: FailureKind,
+    /// Upstream headers forwarded with the error (see FORWARDED_ERROR_HEADERS).
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+enum FailureKind {
     /// The client gets this gateway error.
     Gateway(ApiError),
     /// The client gets the upstream's own client error (scrubbed), in the
@@ -50,17 +64,24 @@ enum UpstreamFailure {
 }
 
 impl UpstreamFailure {
+    fn gateway(error: ApiError) -> Self {
+        UpstreamFailure {
+            kind: FailureKind::Gateway(error),
+            headers: Vec::new(),
+        }
+    }
+
     fn status(&self) -> u16 {
-        match self {
-            UpstreamFailure::Gateway(e) => e.status().as_u16(),
-            UpstreamFailure::PassThrough(s, _) => s.as_u16(),
+        match &self.kind {
+            FailureKind::Gateway(e) => e.status().as_u16(),
+            FailureKind::PassThrough(s, _) => s.as_u16(),
         }
     }
 
     fn render(self, upstream: ProviderKind, client: Shape) -> Response {
-        match self {
-            UpstreamFailure::Gateway(e) => e.render(client),
-            UpstreamFailure::PassThrough(status, body) => {
+        let mut response = match self.kind {
+            FailureKind::Gateway(e) => e.render(client),
+            FailureKind::PassThrough(status, body) => {
                 let same_protocol = matches!(
                     (upstream, client),
                     (ProviderKind::Openai, Shape::OpenAi)
@@ -78,7 +99,11 @@ impl UpstreamFailure {
                 );
                 response
             }
+        };
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
         }
+        response
     }
 }
 
@@ -124,7 +149,7 @@ async fn send(
         Err(e) => {
             app.metrics
                 .record_upstream_error(&provider.name, e.metric_kind());
-            return Err(UpstreamFailure::Gateway(match e {
+            return Err(UpstreamFailure::gateway(match e {
                 UpstreamError::Unreachable => ApiError::UpstreamUnreachable,
                 UpstreamError::Timeout => ApiError::UpstreamTimeout,
             }));
@@ -136,22 +161,32 @@ async fn send(
     }
     app.metrics
         .record_upstream_error(&provider.name, &format!("http_{}", status.as_u16()));
+    let headers: Vec<(HeaderName, HeaderValue)> = FORWARDED_ERROR_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = response.headers().get(*name)?;
+            let value = HeaderValue::from_bytes(value.as_bytes()).ok()?;
+            Some((HeaderName::from_static(name), value))
+        })
+        .collect();
     let body = tokio::time::timeout(provider.request_timeout, response.bytes())
         .await
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    Err(match status.as_u16() {
+    let kind = match status.as_u16() {
         // The upstream refused *our* credentials: the client cannot fix that,
         // and the upstream's message may quote part of our key.
-        401 | 403 => UpstreamFailure::Gateway(ApiError::UpstreamAuth),
+        401 | 403 => FailureKind::Gateway(ApiError::UpstreamAuth),
         400..=499 => {
             let text = provider.scrub(&String::from_utf8_lossy(&body));
             let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            UpstreamFailure::PassThrough(status, Bytes::from(text))
+            FailureKind::PassThrough(status, Bytes::from(text))
         }
-        code => UpstreamFailure::Gateway(ApiError::UpstreamFailed(code)),
-    })
+        503 | 529 => FailureKind::Gateway(ApiError::UpstreamOverloaded),
+        code => FailureKind::Gateway(ApiError::UpstreamFailed(code)),
+    };
+    Err(UpstreamFailure { kind, headers })
 }
 
 fn failure_outcome(status: u16) -> Outcome {

@@ -168,12 +168,16 @@ async fn upstream_failures_cost_nothing_and_never_leak_the_upstream_key() {
         .unwrap()
         .contains("[redacted]"));
 
-    // Upstream 5xx → 502.
-    mock.state.fail_status.store(503, Ordering::SeqCst);
+    // Upstream 5xx → 502; overloaded (503/529) → 503, which clients retry.
+    mock.state.fail_status.store(500, Ordering::SeqCst);
     let (status, _) = error_of(gw.chat(&key, chat_body("gpt-test", false)).await).await;
     assert_eq!(status, 502);
+    mock.state.fail_status.store(529, Ordering::SeqCst);
+    let (status, body) = error_of(gw.chat(&key, chat_body("gpt-test", false)).await).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "upstream_overloaded");
 
-    let records = gw.wait_for_usage(id, 4).await;
+    let records = gw.wait_for_usage(id, 5).await;
     assert!(records.iter().all(|r| r.cost == 0 && r.status >= 400));
     assert_eq!(gw.balance(id).await, before);
     gw.stop().await;

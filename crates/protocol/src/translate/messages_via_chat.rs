@@ -64,8 +64,12 @@ pub fn request(
     if let Some(stop) = body.get("stop_sequences") {
         out.insert("stop".into(), stop.clone());
     }
-    if let Some(user) = body.get("metadata").and_then(|m| m.get("user_id")) {
-        out.insert("user".into(), user.clone());
+    if let Some(user) = body
+        .get("metadata")
+        .and_then(|m| m.get("user_id"))
+        .and_then(Value::as_str)
+    {
+        out.insert("user".into(), json!(openai_user(user)));
     }
     if body.get("stream") == Some(&Value::Bool(true)) {
         out.insert("stream".into(), json!(true));
@@ -75,6 +79,15 @@ pub fn request(
     if let Some(tools) = body.get("tools").and_then(Value::as_array) {
         let mut functions = Vec::new();
         for tool in tools {
+            // A deferred tool is a placeholder for tool search, not a tool
+            // the model may call.
+            if tool.get("defer_loading") == Some(&Value::Bool(true)) {
+                dropped.push(format!(
+                    "tools[{}] (deferred)",
+                    str_field(tool, "name").unwrap_or("?")
+                ));
+                continue;
+            }
             match tool.get("input_schema") {
                 Some(schema) => {
                     let name = str_field(tool, "name").unwrap_or_default();
@@ -125,6 +138,20 @@ pub fn request(
     Ok(Translated { body: out, dropped })
 }
 
+/// OpenAI caps `user` at 64 characters; longer ids (Claude Code sends a JSON
+/// blob) are replaced by a stable hash, which still tells users apart.
+fn openai_user(user_id: &str) -> String {
+    const MAX_USER_LEN: usize = 64;
+    if user_id.len() <= MAX_USER_LEN {
+        return user_id.to_string();
+    }
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same id always maps to the same value.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    user_id.hash(&mut hasher);
+    format!("user-{:016x}", hasher.finish())
+}
+
 fn translate_message(
     message: &Value,
     index: usize,
@@ -134,6 +161,13 @@ fn translate_message(
     let role = str_field(message, "role").unwrap_or_default();
     let content = message.get("content").cloned().unwrap_or(Value::Null);
     match role {
+        // Many OpenAI-compatible servers (Qwen chat templates in vLLM,
+        // llama.cpp, Ollama) refuse a system message after the first turn, so
+        // a late one (Claude Code sends reminders so) travels as user text.
+        "system" if out.iter().any(|m| m["role"] != "system") => {
+            dropped.push(format!("messages[{index}].role system (sent as user)"));
+            out.push(json!({"role": "user", "content": text_of(&content)}));
+        }
         "system" => out.push(json!({"role": "system", "content": text_of(&content)})),
         "user" => translate_user(&content, index, out, dropped)?,
         "assistant" => translate_assistant(&content, index, out, dropped),
@@ -242,10 +276,15 @@ fn translate_assistant(
         _ => &[],
     };
     let mut text = String::new();
+    let mut reasoning = String::new();
     let mut tool_calls = Vec::new();
     for block in blocks {
         match str_field(block, "type").unwrap_or_default() {
             "text" => text.push_str(str_field(block, "text").unwrap_or_default()),
+            // Reasoning that came from this kind of upstream goes back as
+            // `reasoning_content` (DeepSeek requires it with tool calls);
+            // the signature only means something to Anthropic.
+            "thinking" => reasoning.push_str(str_field(block, "thinking").unwrap_or_default()),
             "tool_use" => tool_calls.push(json!({
                 "id": str_field(block, "id").unwrap_or_default(),
                 "type": "function",
@@ -259,6 +298,9 @@ fn translate_assistant(
         }
     }
     let mut message = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { json!(text) }});
+    if !reasoning.is_empty() {
+        message["reasoning_content"] = json!(reasoning);
+    }
     if !tool_calls.is_empty() {
         message["tool_calls"] = Value::Array(tool_calls);
     }
