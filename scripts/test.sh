@@ -59,8 +59,8 @@ cargo test --workspace
 
 install_postgres
 start_postgres
-step "store and gateway tests on PostgreSQL (127.0.0.1:$PG_PORT)"
-TOLLGATE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres" \
+step "store and gateway tests on PostgreSQL (127.0.0.1:$PG_PORT), holds in the database"
+TOLLGATE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres" TOLLGATE_TEST_HOLDS=database \
   cargo test -p store -p gateway
 
 install_python

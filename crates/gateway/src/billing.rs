@@ -7,7 +7,7 @@ use protocol::TokenUsage;
 use store::{Reservation, ReserveOutcome, Settlement};
 
 use crate::auth::Principal;
-use crate::config::ModelSpec;
+use crate::config::{HoldsMode, ModelSpec};
 use crate::error::ApiError;
 use crate::money::{cost_nano, Decimal};
 use crate::state::{App, InFlight};
@@ -41,6 +41,9 @@ pub struct Meter {
     pub request_bytes: u64,
     pub started: Instant,
     pub created_at: i64,
+    /// The amount held for this request, and whether the hold is in memory.
+    pub held: i64,
+    pub held_in_memory: bool,
 }
 
 /// How a metered request ended.
@@ -78,6 +81,8 @@ impl Meter {
             request_bytes: request_bytes as u64,
             started: Instant::now(),
             created_at: store::now_ms(),
+            held: 0,
+            held_in_memory: false,
         }
     }
 
@@ -94,19 +99,36 @@ impl Meter {
     }
 
     /// Places the hold, or refuses the request.
-    pub async fn reserve(&self, app: &App, amount: i64) -> Result<(), ApiError> {
-        let reservation = Reservation {
-            request_id: self.request_id.clone(),
-            user_id: self.user_id,
-            key_id: self.key_id.clone(),
-            amount,
-            expires_at: store::now_ms() + (app.config.hold_ttl_secs as i64) * 1000,
-        };
-        match app.store.reserve(&reservation).await? {
-            ReserveOutcome::Held => Ok(()),
-            ReserveOutcome::InsufficientBalance => Err(ApiError::InsufficientBalance),
-            ReserveOutcome::KeyLimitReached => Err(ApiError::KeyLimitReached),
+    pub async fn reserve(
+        &mut self,
+        app: &App,
+        principal: &Principal,
+        amount: i64,
+    ) -> Result<(), ApiError> {
+        match app.config.holds {
+            HoldsMode::Memory => {
+                app.ledger.reserve(principal, amount)?;
+                self.held_in_memory = true;
+            }
+            HoldsMode::Database => {
+                let reservation = Reservation {
+                    request_id: self.request_id.clone(),
+                    user_id: self.user_id,
+                    key_id: self.key_id.clone(),
+                    amount,
+                    expires_at: store::now_ms() + (app.config.hold_ttl_secs as i64) * 1000,
+                };
+                match app.store.reserve(&reservation).await? {
+                    ReserveOutcome::Held => {}
+                    ReserveOutcome::InsufficientBalance => {
+                        return Err(ApiError::InsufficientBalance)
+                    }
+                    ReserveOutcome::KeyLimitReached => return Err(ApiError::KeyLimitReached),
+                }
+            }
         }
+        self.held = amount;
+        Ok(())
     }
 
     /// Charges the exact cost of `outcome` (nothing for a failed request),
@@ -161,6 +183,8 @@ impl Meter {
             app.metrics
                 .record_usage(&self.model.name, usage.input, usage.output, cost);
         }
-        app.settlements.push(settlement, InFlight::enter(app));
+        let memory_hold = self.held_in_memory.then_some(self.held);
+        app.settlements
+            .push(settlement, memory_hold, InFlight::enter(app));
     }
 }

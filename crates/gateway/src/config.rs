@@ -48,6 +48,15 @@ pub struct Config {
     /// A hold whose request never settled (its process died) is released after this.
     #[serde(default = "defaults::hold_ttl_secs")]
     pub hold_ttl_secs: u64,
+    /// Where holds live: `memory` (default: no database write before a
+    /// request is forwarded; exact charges, admission per instance) or
+    /// `database` (exact admission across instances, one more write
+    /// transaction per request).
+    #[serde(default)]
+    pub holds: HoldsMode,
+    /// How often the in-memory ledger re-reads balances and key spending.
+    #[serde(default = "defaults::ledger_refresh_ms")]
+    pub ledger_refresh_ms: u64,
     /// How long an authenticated key is remembered (0 disables the cache).
     /// Changes made through this instance apply at once; changes made
     /// elsewhere (CLI, other instances) within this time.
@@ -86,6 +95,9 @@ mod defaults {
     pub fn shutdown_grace_secs() -> u64 {
         30
     }
+    pub fn ledger_refresh_ms() -> u64 {
+        1_000
+    }
     pub fn auth_cache_ttl_ms() -> u64 {
         5_000
     }
@@ -101,6 +113,14 @@ mod defaults {
     pub fn read_timeout_secs() -> u64 {
         120
     }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HoldsMode {
+    #[default]
+    Memory,
+    Database,
 }
 
 /// A decimal written as a TOML number or string (`0.15` or `"0.15"`).

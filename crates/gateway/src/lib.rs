@@ -7,6 +7,7 @@ pub mod auth;
 pub mod billing;
 pub mod config;
 pub mod error;
+pub mod ledger;
 pub mod metrics;
 pub mod money;
 pub mod providers;
@@ -77,10 +78,16 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
     if released > 0 {
         tracing::info!(released, "released holds left by an earlier process");
     }
-    let settlements = settlement::SettlementQueue::start(store.clone());
+    let ledger = Arc::new(ledger::Ledger::default());
+    let settlements = settlement::SettlementQueue::start(
+        store.clone(),
+        ledger.clone(),
+        Duration::from_millis(config.ledger_refresh_ms),
+    );
     let auth_cache = auth::AuthCache::new(Duration::from_millis(config.auth_cache_ttl_ms));
     let app = Arc::new(AppState {
         auth_cache,
+        ledger,
         config,
         settlements,
         models,

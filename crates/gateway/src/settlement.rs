@@ -5,11 +5,13 @@
 //! until every queued settlement is committed. Each settlement is keyed by its
 //! request id in the store, so a retried batch charges nothing twice.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use store::{Settlement, Store};
 use tokio::sync::mpsc;
 
+use crate::ledger::{KeyFigures, Ledger, UserFigures};
 use crate::state::InFlightGuard;
 
 /// Most settlements written in one transaction.
@@ -19,6 +21,8 @@ const BATCH_ATTEMPTS: u32 = 5;
 
 struct Queued {
     settlement: Settlement,
+    /// The in-memory hold to release once committed (memory holds mode).
+    memory_hold: Option<i64>,
     _guard: InFlightGuard,
 }
 
@@ -29,20 +33,22 @@ pub struct SettlementQueue {
 }
 
 impl SettlementQueue {
-    /// Starts the writer task on `store`.
-    pub fn start(store: Store) -> SettlementQueue {
+    /// Starts the writer task on `store`; it keeps `ledger` in step with
+    /// what it commits and refreshes it every `refresh`.
+    pub fn start(store: Store, ledger: Arc<Ledger>, refresh: Duration) -> SettlementQueue {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(store, rx));
+        tokio::spawn(write_batches(store, ledger, refresh, rx));
         SettlementQueue { tx }
     }
 
     /// Queues a settlement; `guard` is released once it is committed.
-    pub fn push(&self, settlement: Settlement, guard: InFlightGuard) {
+    pub fn push(&self, settlement: Settlement, memory_hold: Option<i64>, guard: InFlightGuard) {
         let request_id = settlement.request_id.clone();
         if self
             .tx
             .send(Queued {
                 settlement,
+                memory_hold,
                 _guard: guard,
             })
             .is_err()
@@ -52,19 +58,71 @@ impl SettlementQueue {
     }
 }
 
-async fn write_batches(store: Store, mut rx: mpsc::UnboundedReceiver<Queued>) {
+async fn write_batches(
+    store: Store,
+    ledger: Arc<Ledger>,
+    refresh: Duration,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
+) {
     let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+    let mut tick = tokio::time::interval(refresh.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            first = rx.recv() => {
+                let Some(first) = first else { return };
+                batch.push(first);
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                write(&store, &batch).await;
+                for q in &batch {
+                    if let Some(held) = q.memory_hold {
+                        let s = &q.settlement;
+                        ledger.settled(s.user_id, &s.key_id, held, s.cost);
+                    }
+                }
+                // Dropping the batch releases the in-flight guards: committed.
+                batch.clear();
             }
+            _ = tick.tick() => refresh_ledger(&store, &ledger).await,
         }
-        write(&store, &batch).await;
-        // Dropping the batch releases the in-flight guards: committed.
-        batch.clear();
+    }
+}
+
+/// Re-reads the figures of the ledger's active accounts. Runs between
+/// batches, so every charge of this instance is already in the database.
+async fn refresh_ledger(store: &Store, ledger: &Ledger) {
+    let (users, keys) = ledger.active();
+    if users.is_empty() && keys.is_empty() {
+        return;
+    }
+    let figures = async {
+        let users = store.balances(&users).await?;
+        let keys = store.key_spending(&keys).await?;
+        Ok::<_, store::StoreError>((users, keys))
+    }
+    .await;
+    match figures {
+        Ok((users, keys)) => {
+            let users: Vec<UserFigures> = users
+                .into_iter()
+                .map(|(user_id, balance)| UserFigures { user_id, balance })
+                .collect();
+            let keys: Vec<KeyFigures> = keys
+                .into_iter()
+                .map(|(key_id, max_fee, used_fee)| KeyFigures {
+                    key_id,
+                    max_fee,
+                    used_fee,
+                })
+                .collect();
+            ledger.refresh(&users, &keys);
+        }
+        Err(e) => tracing::warn!(error = %e, "ledger refresh failed"),
     }
 }
 

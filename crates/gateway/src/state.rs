@@ -23,6 +23,8 @@ pub struct AppState {
     pub in_flight: InFlight,
     pub admin_token_hash: String,
     pub auth_cache: crate::auth::AuthCache,
+    /// In-memory holds (`holds = "memory"`).
+    pub ledger: Arc<crate::ledger::Ledger>,
     /// Where finished requests go to be charged.
     pub settlements: crate::settlement::SettlementQueue,
 }

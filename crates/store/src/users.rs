@@ -235,3 +235,50 @@ impl Store {
             .collect()
     }
 }
+
+/// Placeholders `$first, $first+1, …` for `n` values.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Most ids in one `IN (…)` list.
+const ID_CHUNK: usize = 500;
+
+impl Store {
+    /// Paid + promotional balance of each of `user_ids` that exists.
+    pub async fn balances(&self, user_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
+        let mut out = Vec::with_capacity(user_ids.len());
+        for chunk in user_ids.chunks(ID_CHUNK) {
+            let sql = format!(
+                "SELECT id, balance + free_balance FROM users WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            out.extend(query.fetch_all(&self.pool).await?);
+        }
+        Ok(out)
+    }
+
+    /// `(id, max_fee, used_fee)` of each of `key_ids` that exists.
+    pub async fn key_spending(&self, key_ids: &[String]) -> Result<Vec<(String, i64, i64)>> {
+        let mut out = Vec::with_capacity(key_ids.len());
+        for chunk in key_ids.chunks(ID_CHUNK) {
+            let sql = format!(
+                "SELECT id, max_fee, used_fee FROM api_keys WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query_as::<_, (String, i64, i64)>(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            out.extend(query.fetch_all(&self.pool).await?);
+        }
+        Ok(out)
+    }
+}

@@ -215,6 +215,9 @@ async fn change_balance(
                     reason: req.reason.trim().to_string(),
                 })
                 .await?;
+            // New requests must see the new balance at once.
+            app.auth_cache.clear();
+            app.ledger.forget_user(id);
             Ok(Json(user_json(&user, &app.config)))
         }
         .await,

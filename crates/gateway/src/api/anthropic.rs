@@ -93,7 +93,7 @@ async fn prepare(
         app.config.default_max_tokens,
     );
     let (path, upstream_body, forwarded) = plan(messages_body, &route, headers)?;
-    let meter = Meter::new(
+    let mut meter = Meter::new(
         app,
         &principal,
         &id.0,
@@ -102,7 +102,8 @@ async fn prepare(
         stream,
         body.len(),
     );
-    meter.reserve(app, meter.worst_case(max_output, 1)).await?;
+    let worst_case = meter.worst_case(max_output, 1);
+    meter.reserve(app, &principal, worst_case).await?;
     Ok(Prepared {
         exchange: Exchange {
             meter,

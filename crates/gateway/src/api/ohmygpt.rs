@@ -137,6 +137,7 @@ pub async fn update_key(State(app): State<App>, headers: HeaderMap, body: Bytes)
             };
             let key = app.store.update_key(&key.id, &update).await?;
             app.auth_cache.clear();
+            app.ledger.forget_key(&key.id);
             Ok((
                 "Update API key success".to_string(),
                 key_json(&key, &app.config),

@@ -70,7 +70,7 @@ async fn relay_completion(
             Endpoint::Chat => "chat.completions",
             Endpoint::Legacy => "completions",
         };
-        let meter = Meter::new(&app, &principal, &id.0, name, &route.model, stream, body.len());
+        let mut meter = Meter::new(&app, &principal, &id.0, name, &route.model, stream, body.len());
         let max_output = output_allowance(
             request.output_cap(),
             &route.model,
@@ -114,9 +114,8 @@ async fn relay_completion(
                 )))
             }
         };
-        meter
-            .reserve(&app, meter.worst_case(max_output, request.n.unwrap_or(1)))
-            .await?;
+        let worst_case = meter.worst_case(max_output, request.n.unwrap_or(1));
+        meter.reserve(&app, &principal, worst_case).await?;
         let exchange = Exchange {
             meter,
             provider: route.provider,
@@ -187,7 +186,7 @@ async fn relay_embeddings(app: App, id: RequestId, headers: HeaderMap, body: Byt
                 route.model.name
             )));
         }
-        let meter = Meter::new(
+        let mut meter = Meter::new(
             &app,
             &principal,
             &id.0,
@@ -196,7 +195,8 @@ async fn relay_embeddings(app: App, id: RequestId, headers: HeaderMap, body: Byt
             false,
             body.len(),
         );
-        meter.reserve(&app, meter.worst_case(0, 1)).await?;
+        let worst_case = meter.worst_case(0, 1);
+        meter.reserve(&app, &principal, worst_case).await?;
         request.model = route.model.upstream_model.clone();
         let upstream_body = serde_json::to_vec(&request).map_err(|_| ApiError::Internal)?;
         Ok::<_, ApiError>(Exchange {

@@ -294,8 +294,11 @@ pub async fn start_mock() -> Mock {
 }
 
 pub fn config_text(upstream_url: &str, database_url: &str) -> String {
+    // CI runs the suite once more with holds in the database.
+    let holds = std::env::var("TOLLGATE_TEST_HOLDS").unwrap_or_else(|_| "memory".into());
     format!(
         r#"
+holds = "{holds}"
 database_url = "{database_url}"
 admin_token = "{ADMIN_TOKEN}"
 shutdown_grace_secs = 10
