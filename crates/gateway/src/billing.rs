@@ -10,7 +10,7 @@ use crate::auth::Principal;
 use crate::config::{HoldsMode, ModelSpec};
 use crate::error::ApiError;
 use crate::money::{cost_nano, Decimal};
-use crate::state::{App, InFlight};
+use crate::state::App;
 
 /// Rough bytes per token, used only to size holds and estimates.
 const BYTES_PER_TOKEN: u64 = 4;
@@ -184,7 +184,6 @@ impl Meter {
                 .record_usage(&self.model.name, usage.input, usage.output, cost);
         }
         let memory_hold = self.held_in_memory.then_some(self.held);
-        app.settlements
-            .push(settlement, memory_hold, InFlight::enter(app));
+        app.settlements.push(settlement, memory_hold);
     }
 }

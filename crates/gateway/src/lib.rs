@@ -162,6 +162,8 @@ pub async fn serve(
             "shutdown: upstream work still running after the grace period"
         );
     }
+    // Every settlement queued so far is written before the database closes.
+    app.settlements.wait_drained().await;
     app.store.close().await;
     Ok(())
 }

@@ -1,18 +1,19 @@
 //! The settlement writer: settlements are queued by requests and written in
 //! batches, one transaction per batch (group commit), off the request path.
 //!
-//! A queued settlement keeps an [`InFlightGuard`], so graceful shutdown waits
-//! until every queued settlement is committed. Each settlement is keyed by its
-//! request id in the store, so a retried batch charges nothing twice.
+//! The queue counts what it holds, and graceful shutdown waits until every
+//! queued settlement is committed before it closes the database. Each
+//! settlement is keyed by its request id in the store, so a retried batch
+//! charges nothing twice.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use store::{Settlement, Store};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::ledger::{KeyFigures, Ledger, UserFigures};
-use crate::state::InFlightGuard;
 
 /// Most settlements written in one transaction.
 const MAX_BATCH: usize = 256;
@@ -23,13 +24,20 @@ struct Queued {
     settlement: Settlement,
     /// The in-memory hold to release once committed (memory holds mode).
     memory_hold: Option<i64>,
-    _guard: InFlightGuard,
+}
+
+/// Settlements queued and not yet committed.
+#[derive(Default)]
+struct Pending {
+    count: AtomicUsize,
+    drained: Notify,
 }
 
 /// The queue into the writer; cheap to clone.
 #[derive(Clone)]
 pub struct SettlementQueue {
     tx: mpsc::UnboundedSender<Queued>,
+    pending: Arc<Pending>,
 }
 
 impl SettlementQueue {
@@ -37,23 +45,50 @@ impl SettlementQueue {
     /// what it commits and refreshes it every `refresh`.
     pub fn start(store: Store, ledger: Arc<Ledger>, refresh: Duration) -> SettlementQueue {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(store, ledger, refresh, rx));
-        SettlementQueue { tx }
+        let pending = Arc::new(Pending::default());
+        tokio::spawn(write_batches(store, ledger, refresh, rx, pending.clone()));
+        SettlementQueue { tx, pending }
     }
 
-    /// Queues a settlement; `guard` is released once it is committed.
-    pub fn push(&self, settlement: Settlement, memory_hold: Option<i64>, guard: InFlightGuard) {
+    /// Queues a settlement.
+    pub fn push(&self, settlement: Settlement, memory_hold: Option<i64>) {
         let request_id = settlement.request_id.clone();
+        self.pending.count.fetch_add(1, Ordering::SeqCst);
         if self
             .tx
             .send(Queued {
                 settlement,
                 memory_hold,
-                _guard: guard,
             })
             .is_err()
         {
+            self.pending.count.fetch_sub(1, Ordering::SeqCst);
             tracing::error!(%request_id, "settlement writer stopped; settlement not written");
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.count.load(Ordering::SeqCst)
+    }
+
+    /// Waits until every queued settlement is committed, however long that
+    /// takes: nothing charged may be lost to a shutdown.
+    pub async fn wait_drained(&self) {
+        loop {
+            let drained = self.pending.drained.notified();
+            let pending = self.pending();
+            if pending == 0 {
+                return;
+            }
+            if tokio::time::timeout(Duration::from_secs(5), drained)
+                .await
+                .is_err()
+            {
+                tracing::info!(
+                    pending = self.pending(),
+                    "shutdown: writing the remaining settlements"
+                );
+            }
         }
     }
 }
@@ -63,6 +98,7 @@ async fn write_batches(
     ledger: Arc<Ledger>,
     refresh: Duration,
     mut rx: mpsc::UnboundedReceiver<Queued>,
+    pending: Arc<Pending>,
 ) {
     let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     let mut tick = tokio::time::interval(refresh.max(Duration::from_millis(10)));
@@ -85,7 +121,9 @@ async fn write_batches(
                         ledger.settled(s.user_id, &s.key_id, held, s.cost);
                     }
                 }
-                // Dropping the batch releases the in-flight guards: committed.
+                if pending.count.fetch_sub(batch.len(), Ordering::SeqCst) == batch.len() {
+                    pending.drained.notify_waiters();
+                }
                 batch.clear();
             }
             _ = tick.tick() => refresh_ledger(&store, &ledger).await,

@@ -6,6 +6,9 @@
 //! keyed by the request id, so a request is charged exactly once however often
 //! settlement is attempted.
 
+use std::collections::{HashMap, HashSet};
+
+use crate::users::placeholders;
 use crate::{now_ms, Result, Store};
 
 /// A hold to place before forwarding a request.
@@ -96,19 +99,38 @@ impl Store {
     /// Charges `s.cost`, releases the request's hold and records its usage.
     /// The promotional balance is spent first.
     pub async fn settle(&self, s: &Settlement) -> Result<SettleOutcome> {
-        let mut tx = self.writer.begin().await?;
-        let outcome = settle_in(&mut tx, s).await?;
-        tx.commit().await?;
-        Ok(outcome)
+        let outcomes = self.settle_many(std::slice::from_ref(s)).await?;
+        Ok(outcomes
+            .into_iter()
+            .next()
+            .unwrap_or(SettleOutcome::AlreadySettled))
     }
 
-    /// Settles many requests in one transaction (group commit): the batch
-    /// commits whole or not at all, and each request still only once.
+    /// Settles many requests in one transaction (group commit) with a few
+    /// multi-row statements: the batch commits whole or not at all, and each
+    /// request id is charged once, ever. Returns one outcome per settlement.
     pub async fn settle_many(&self, batch: &[Settlement]) -> Result<Vec<SettleOutcome>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.writer.begin().await?;
+        let mut inserted = HashSet::new();
+        for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+            inserted.extend(insert_usage(&mut tx, chunk).await?);
+        }
+        // The first occurrence of each newly inserted id is the one charged.
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut fresh: Vec<&Settlement> = Vec::new();
         for s in batch {
-            outcomes.push(settle_in(&mut tx, s).await?);
+            if inserted.remove(s.request_id.as_str()) {
+                outcomes.push(SettleOutcome::Charged);
+                fresh.push(s);
+            } else {
+                outcomes.push(SettleOutcome::AlreadySettled);
+            }
+        }
+        if !fresh.is_empty() {
+            charge(&mut tx, &fresh).await?;
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -164,82 +186,169 @@ async fn release_amount(
     Ok(())
 }
 
-/// The statements of one settlement, inside the caller's transaction.
-async fn settle_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    s: &Settlement,
-) -> Result<SettleOutcome> {
-    let inserted = sqlx::query(
+/// Rows per multi-row statement (SQLite allows 32,766 bound values).
+const ROWS_PER_STATEMENT: usize = 200;
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+/// Inserts usage records, skipping ids already settled; returns the ids inserted.
+async fn insert_usage(tx: &mut Tx<'_>, chunk: &[Settlement]) -> Result<Vec<String>> {
+    const COLUMNS: usize = 17;
+    let rows: Vec<String> = (0..chunk.len())
+        .map(|r| format!("({})", placeholders(r * COLUMNS + 1, COLUMNS)))
+        .collect();
+    let sql = format!(
         "INSERT INTO usage_records (request_id, user_id, key_id, endpoint, model, provider, \
          upstream_model, stream, input_tokens, output_tokens, cached_tokens, cost, latency_ms, \
-         status, error, created_at, cache_write_tokens) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-         ON CONFLICT (request_id) DO NOTHING",
-    )
-    .bind(&s.request_id)
-    .bind(s.user_id)
-    .bind(&s.key_id)
-    .bind(&s.endpoint)
-    .bind(&s.model)
-    .bind(&s.provider)
-    .bind(&s.upstream_model)
-    .bind(s.stream as i64)
-    .bind(s.input_tokens)
-    .bind(s.output_tokens)
-    .bind(s.cached_tokens)
-    .bind(s.cost)
-    .bind(s.latency_ms)
-    .bind(s.status)
-    .bind(&s.error)
-    .bind(s.created_at)
-    .bind(s.cache_write_tokens)
-    .execute(&mut **tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Ok(SettleOutcome::AlreadySettled);
+         status, error, created_at, cache_write_tokens) VALUES {} \
+         ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query_scalar::<_, String>(&sql);
+    for s in chunk {
+        query = query
+            .bind(&s.request_id)
+            .bind(s.user_id)
+            .bind(&s.key_id)
+            .bind(&s.endpoint)
+            .bind(&s.model)
+            .bind(&s.provider)
+            .bind(&s.upstream_model)
+            .bind(s.stream as i64)
+            .bind(s.input_tokens)
+            .bind(s.output_tokens)
+            .bind(s.cached_tokens)
+            .bind(s.cost)
+            .bind(s.latency_ms)
+            .bind(s.status)
+            .bind(&s.error)
+            .bind(s.created_at)
+            .bind(s.cache_write_tokens);
     }
-    // The sweeper may already have released an expired hold: then there
-    // is nothing left to release.
-    let held: i64 = sqlx::query_scalar("DELETE FROM holds WHERE request_id = $1 RETURNING amount")
-        .bind(&s.request_id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .unwrap_or(0);
-    let balance_after: Option<i64> = sqlx::query_scalar(
-        "UPDATE users SET \
-           free_balance = free_balance - (CASE WHEN free_balance >= $1 THEN $1 WHEN free_balance > 0 THEN free_balance ELSE 0 END), \
-           balance = balance - ($1 - (CASE WHEN free_balance >= $1 THEN $1 WHEN free_balance > 0 THEN free_balance ELSE 0 END)), \
-           held = held - $2 \
-         WHERE id = $3 RETURNING balance + free_balance",
-    )
-    .bind(s.cost)
-    .bind(held)
-    .bind(s.user_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE api_keys SET used_fee = used_fee + $1, held = held - $2, \
-         used_times = used_times + 1, used_at = $3 WHERE id = $4",
-    )
-    .bind(s.cost)
-    .bind(held)
-    .bind(now_ms())
-    .bind(&s.key_id)
-    .execute(&mut **tx)
-    .await?;
-    if s.cost != 0 {
-        sqlx::query(
-            "INSERT INTO ledger (user_id, amount, balance_after, kind, reason, request_id, created_at) \
-             VALUES ($1, $2, $3, 'charge', $4, $5, $6)",
+    Ok(query.fetch_all(&mut **tx).await?)
+}
+
+/// Releases the holds of `fresh` settlements, charges users and keys (one
+/// statement per distinct user and key) and appends the ledger entries.
+async fn charge(tx: &mut Tx<'_>, fresh: &[&Settlement]) -> Result<()> {
+    // Holds placed in the database (holds = "database"); the sweeper may
+    // already have released an expired one, and memory holds have no row.
+    let mut held: HashMap<&str, i64> = HashMap::new();
+    for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "DELETE FROM holds WHERE request_id IN ({}) RETURNING request_id, amount",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
+        for s in chunk {
+            query = query.bind(&s.request_id);
+        }
+        for (id, amount) in query.fetch_all(&mut **tx).await? {
+            if let Some(s) = chunk.iter().find(|s| s.request_id == id) {
+                held.insert(s.request_id.as_str(), amount);
+            }
+        }
+    }
+    let held_of = |s: &Settlement| held.get(s.request_id.as_str()).copied().unwrap_or(0);
+
+    // Users, in first-seen order: spending c1 then c2 from the promotional
+    // balance first is the same as spending c1 + c2 at once.
+    let mut users: Vec<(i64, i64, i64)> = Vec::new();
+    for s in fresh {
+        match users.iter_mut().find(|u| u.0 == s.user_id) {
+            Some(u) => {
+                u.1 += s.cost;
+                u.2 += held_of(s);
+            }
+            None => users.push((s.user_id, s.cost, held_of(s))),
+        }
+    }
+    let mut balance_after: HashMap<i64, i64> = HashMap::new();
+    for (user_id, cost, hold) in users {
+        let balance: Option<i64> = sqlx::query_scalar(
+            "UPDATE users SET \
+               free_balance = free_balance - (CASE WHEN free_balance >= $1 THEN $1 WHEN free_balance > 0 THEN free_balance ELSE 0 END), \
+               balance = balance - ($1 - (CASE WHEN free_balance >= $1 THEN $1 WHEN free_balance > 0 THEN free_balance ELSE 0 END)), \
+               held = held - $2 \
+             WHERE id = $3 RETURNING balance + free_balance",
         )
-        .bind(s.user_id)
-        .bind(-s.cost)
-        .bind(balance_after.unwrap_or(0))
-        .bind(format!("{} {}", s.endpoint, s.model))
-        .bind(&s.request_id)
-        .bind(now_ms())
+        .bind(cost)
+        .bind(hold)
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        balance_after.insert(user_id, balance.unwrap_or(0));
+    }
+
+    let mut keys: Vec<(&str, i64, i64, i64)> = Vec::new();
+    for s in fresh {
+        match keys.iter_mut().find(|k| k.0 == s.key_id) {
+            Some(k) => {
+                k.1 += s.cost;
+                k.2 += held_of(s);
+                k.3 += 1;
+            }
+            None => keys.push((s.key_id.as_str(), s.cost, held_of(s), 1)),
+        }
+    }
+    let now = now_ms();
+    for (key_id, cost, hold, times) in keys {
+        sqlx::query(
+            "UPDATE api_keys SET used_fee = used_fee + $1, held = held - $2, \
+             used_times = used_times + $3, used_at = $4 WHERE id = $5",
+        )
+        .bind(cost)
+        .bind(hold)
+        .bind(times)
+        .bind(now)
+        .bind(key_id)
         .execute(&mut **tx)
         .await?;
     }
-    Ok(SettleOutcome::Charged)
+
+    // Ledger entries in batch order; each one's balance_after is the final
+    // balance plus what the user's later entries in this batch took.
+    let charged: Vec<&&Settlement> = fresh.iter().filter(|s| s.cost != 0).collect();
+    let mut after = Vec::with_capacity(charged.len());
+    let mut later: HashMap<i64, i64> = HashMap::new();
+    for s in charged.iter().rev() {
+        let spent_later = later.entry(s.user_id).or_insert(0);
+        after.push(balance_after.get(&s.user_id).copied().unwrap_or(0) + *spent_later);
+        *spent_later += s.cost;
+    }
+    after.reverse();
+    let rows: Vec<(&&&Settlement, i64)> = charged.iter().zip(after).collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        const COLUMNS: usize = 6;
+        let values: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let p = r * COLUMNS;
+                format!(
+                    "(${}, ${}, ${}, 'charge', ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO ledger (user_id, amount, balance_after, kind, reason, request_id, created_at) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (s, balance) in chunk {
+            query = query
+                .bind(s.user_id)
+                .bind(-s.cost)
+                .bind(*balance)
+                .bind(format!("{} {}", s.endpoint, s.model))
+                .bind(&s.request_id)
+                .bind(now);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
 }

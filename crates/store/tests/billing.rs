@@ -245,3 +245,57 @@ async fn debits_cannot_overdraw_and_unknown_users_are_not_found() {
     assert_eq!(store.get_user(user).await.unwrap().balance, 100);
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_batch_charges_each_request_once_with_a_consistent_ledger() {
+    let (store, user, key) = store_with_user(10_000, 0).await;
+    store
+        .change_balance(&BalanceChange {
+            user_id: user,
+            amount: 50,
+            free: true,
+            reason: "promo".into(),
+        })
+        .await
+        .unwrap();
+    let far = store::now_ms() + 60_000;
+    store
+        .reserve(&hold("b1", user, &key, 500, far))
+        .await
+        .unwrap();
+    let batch = vec![
+        settlement("b1", user, &key, 100),
+        settlement("b2", user, &key, 200),
+        settlement("b1", user, &key, 100), // a duplicate within the batch
+        settlement("b3", user, &key, 0),   // a failed request: recorded, not charged
+    ];
+    let outcomes = store.settle_many(&batch).await.unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            SettleOutcome::Charged,
+            SettleOutcome::Charged,
+            SettleOutcome::AlreadySettled,
+            SettleOutcome::Charged
+        ]
+    );
+    // Settled again later: nothing changes.
+    let again = store.settle_many(&batch).await.unwrap();
+    assert!(again.iter().all(|o| *o == SettleOutcome::AlreadySettled));
+    let u = store.get_user(user).await.unwrap();
+    assert_eq!((u.free_balance, u.balance, u.held), (0, 9_750, 0));
+    let k = store.get_key(&key).await.unwrap();
+    assert_eq!((k.used_fee, k.used_times, k.held), (300, 3, 0));
+    // Newest first: b2 then b1; each balance_after as if applied in order.
+    let ledger = store.ledger(user, 10).await.unwrap();
+    let charges: Vec<(Option<&str>, i64, i64)> = ledger
+        .iter()
+        .filter(|e| e.kind == "charge")
+        .map(|e| (e.request_id.as_deref(), e.amount, e.balance_after))
+        .collect();
+    assert_eq!(
+        charges,
+        vec![(Some("b2"), -200, 9_750), (Some("b1"), -100, 9_950)]
+    );
+    store.close().await;
+}

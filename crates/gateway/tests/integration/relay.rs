@@ -198,6 +198,50 @@ async fn a_client_leaving_before_the_upstream_answers_leaves_no_hold_behind() {
 }
 
 #[tokio::test]
+async fn shutdown_writes_every_queued_settlement() {
+    const N: usize = 300;
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (id, key) = gw.user("burst", "default", "100").await;
+    let tasks: Vec<_> = (0..N)
+        .map(|_| {
+            let http = gw.http.clone();
+            let url = format!("{}/v1/chat/completions", gw.url);
+            let key = key.clone();
+            tokio::spawn(async move {
+                let resp = http
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&chat_body("gpt-test", false))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200);
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Stop at once: whatever is still queued must be written first.
+    let db = gw.database_url.clone();
+    gw.stop().await;
+    let store = store::Store::connect(&db).await.unwrap();
+    let records = store
+        .list_usage(&store::UsageFilter {
+            user_id: id,
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(records.len(), N);
+    let user = store.get_user(id).await.unwrap();
+    assert_eq!(user.balance, 100_000_000_000 - GPT_TEST_COST * N as i64);
+    store.close().await;
+}
+
+#[tokio::test]
 async fn graceful_shutdown_finishes_streams_and_flushes_settlements() {
     let mock = start_mock().await;
     mock.state.chunk_delay_ms.store(150, Ordering::SeqCst);
