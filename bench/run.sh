@@ -214,14 +214,18 @@ RSS_AFTER=$(rss_kb "$GW_PID" VmRSS)
 RSS_PEAK=$(rss_kb "$GW_PID" VmHWM)
 
 # --- 9. consistency: every settled request charged, no hold left ----------
-# Requests still in flight when wrk stopped settle within moments; give them
-# up to 10 s, so that a hold still there afterwards is a leak.
-for ((i = 0; i < 10; i++)); do
+# Settlements are written in batches after the responses; under full load the
+# writer trails by a few seconds. Wait (up to 30 s) until the key's count of
+# settled requests stops moving, then check the money.
+prev=-1
+for ((i = 0; i < 30; i++)); do
     sleep 1
-    user_after=$(admin GET "/admin/users/$USER_ID") || die "GET /admin/users/$USER_ID failed"
-    awk -v h="$(jq -r '.held' <<<"$user_after")" 'BEGIN { exit !(h + 0 == 0) }' && break
+    keys_after=$(admin GET "/admin/users/$USER_ID/keys") || die "GET keys failed"
+    used_now=$(jq -r '[.data[].used_times | tonumber] | add' <<<"$keys_after")
+    [[ $used_now == "$prev" ]] && break
+    prev=$used_now
 done
-keys_after=$(admin GET "/admin/users/$USER_ID/keys") || die "GET keys failed"
+user_after=$(admin GET "/admin/users/$USER_ID") || die "GET /admin/users/$USER_ID failed"
 SPENT_NANO=$((1000000 * 1000000000 - $(jq -r '.balance_nano_usd' <<<"$user_after")))
 HELD=$(jq -r '.held' <<<"$user_after")
 HELD_NOTE=

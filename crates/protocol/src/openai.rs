@@ -125,7 +125,11 @@ pub struct ChunkUsage {
 /// Reads the usage of a streamed chunk's `data` payload, if it carries any.
 /// Cheap for the common case: chunks without the word `usage` are not parsed.
 pub fn chunk_usage(data: &str) -> Option<ChunkUsage> {
-    if !data.contains("\"usage\"") {
+    // Once usage is asked for, every chunk carries `"usage":null`; only an
+    // object is worth parsing.
+    let at = data.find("\"usage\"")?;
+    let rest = data[at + 7..].trim_start().strip_prefix(':')?.trim_start();
+    if !rest.starts_with('{') {
         return None;
     }
     let probe: UsageProbe = serde_json::from_str(data).ok()?;

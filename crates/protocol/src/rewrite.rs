@@ -10,9 +10,21 @@
 use std::borrow::Cow;
 
 /// A list of exact byte replacements, applied left to right in one pass.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ByteRewriter {
     rules: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Bytes a rule can start with: every other byte is skipped at once.
+    starts: [bool; 256],
+}
+
+impl Default for ByteRewriter {
+    /// Changes nothing.
+    fn default() -> Self {
+        ByteRewriter {
+            rules: Vec::new(),
+            starts: [false; 256],
+        }
+    }
 }
 
 impl ByteRewriter {
@@ -40,7 +52,13 @@ impl ByteRewriter {
                 rules.push((pattern.as_bytes().to_vec(), Vec::new()));
             }
         }
-        ByteRewriter { rules }
+        let mut starts = [false; 256];
+        for (from, _) in &rules {
+            if let Some(&b) = from.first() {
+                starts[b as usize] = true;
+            }
+        }
+        ByteRewriter { rules, starts }
     }
 
     pub fn is_noop(&self) -> bool {
@@ -56,6 +74,10 @@ impl ByteRewriter {
         let mut copied_to = 0;
         let mut i = 0;
         while i < input.len() {
+            if !self.starts[input[i] as usize] {
+                i += 1;
+                continue;
+            }
             let hit = self
                 .rules
                 .iter()
