@@ -140,74 +140,50 @@ impl StreamTransform for AnthropicPassThrough {
     }
 }
 
-impl StreamTransform for messages_via_chat::StreamTranslator {
-    fn event(&mut self, event: &SseEvent, out: &mut BytesMut) {
-        let mut chunks = Vec::new();
-        self.push(&event.data, &mut chunks);
-        extend(out, chunks);
-    }
-    fn end(&mut self, out: &mut BytesMut) {
-        let mut chunks = Vec::new();
-        self.finish(&mut chunks);
-        extend(out, chunks);
-    }
-    fn fail(&mut self, message: &str, out: &mut BytesMut) {
-        let mut chunks = Vec::new();
-        messages_via_chat::StreamTranslator::fail(
-            self,
-            &serde_json::json!({ "message": message }),
-            &mut chunks,
-        );
-        extend(out, chunks);
-    }
-    fn usage(&self) -> Option<TokenUsage> {
-        messages_via_chat::StreamTranslator::usage(self)
-    }
+/// The translators of `protocol::translate` share one shape (`push` an
+/// event's data, `finish`, `usage`); this adapts each to [`StreamTransform`].
+/// `$fail` turns a broken upstream into the client protocol's error event.
+macro_rules! translator_transform {
+    ($translator:ty, $fail:expr) => {
+        impl StreamTransform for $translator {
+            fn event(&mut self, event: &SseEvent, out: &mut BytesMut) {
+                let mut chunks = Vec::new();
+                self.push(&event.data, &mut chunks);
+                extend(out, chunks);
+            }
+            fn end(&mut self, out: &mut BytesMut) {
+                let mut chunks = Vec::new();
+                self.finish(&mut chunks);
+                extend(out, chunks);
+            }
+            fn fail(&mut self, message: &str, out: &mut BytesMut) {
+                let mut chunks = Vec::new();
+                let fail: fn(&mut $translator, &str, &mut Vec<Bytes>) = $fail;
+                fail(self, message, &mut chunks);
+                extend(out, chunks);
+            }
+            fn usage(&self) -> Option<TokenUsage> {
+                <$translator>::usage(self)
+            }
+        }
+    };
 }
 
-impl StreamTransform for chat_via_messages::StreamTranslator {
-    fn event(&mut self, event: &SseEvent, out: &mut BytesMut) {
-        let mut chunks = Vec::new();
-        self.push(&event.data, &mut chunks);
-        extend(out, chunks);
-    }
-    fn end(&mut self, out: &mut BytesMut) {
-        let mut chunks = Vec::new();
-        self.finish(&mut chunks);
-        extend(out, chunks);
-    }
-    fn fail(&mut self, message: &str, out: &mut BytesMut) {
-        let mut chunks = Vec::new();
-        let error = serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}});
-        self.push(&error.to_string(), &mut chunks);
-        extend(out, chunks);
-    }
-    fn usage(&self) -> Option<TokenUsage> {
-        chat_via_messages::StreamTranslator::usage(self)
-    }
+/// An Anthropic `error` event's data, for translators that read Anthropic events.
+fn anthropic_error(message: &str) -> String {
+    serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}})
+        .to_string()
 }
 
-impl StreamTransform for complete::StreamTranslator {
-    fn event(&mut self, event: &SseEvent, out: &mut BytesMut) {
-        let mut chunks = Vec::new();
-        self.push(&event.data, &mut chunks);
-        extend(out, chunks);
-    }
-    fn end(&mut self, out: &mut BytesMut) {
-        let mut chunks = Vec::new();
-        self.finish(&mut chunks);
-        extend(out, chunks);
-    }
-    fn fail(&mut self, message: &str, out: &mut BytesMut) {
-        let mut chunks = Vec::new();
-        let error = serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}});
-        self.push(&error.to_string(), &mut chunks);
-        extend(out, chunks);
-    }
-    fn usage(&self) -> Option<TokenUsage> {
-        complete::StreamTranslator::usage(self)
-    }
-}
+translator_transform!(messages_via_chat::StreamTranslator, |t, message, chunks| {
+    t.fail(&serde_json::json!({ "message": message }), chunks)
+});
+translator_transform!(chat_via_messages::StreamTranslator, |t, message, chunks| {
+    t.push(&anthropic_error(message), chunks)
+});
+translator_transform!(complete::StreamTranslator, |t, message, chunks| {
+    t.push(&anthropic_error(message), chunks)
+});
 
 /// Two transforms in a row: the first's output is decoded as SSE again and
 /// fed to the second (a legacy completion served by an OpenAI upstream goes
