@@ -3,7 +3,9 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::{finish_from_stop_reason, str_field, text_of, TranslateError, Translated};
+use super::{
+    finish_from_stop_reason, str_field, text_of, tool_call_of, TranslateError, Translated,
+};
 use crate::anthropic::Usage;
 use crate::sse::encode_data;
 use crate::usage::TokenUsage;
@@ -362,14 +364,7 @@ pub fn response(body: &Value, public_model: &str, created: i64) -> Value {
         match str_field(block, "type").unwrap_or_default() {
             "text" => text.push_str(str_field(block, "text").unwrap_or_default()),
             "thinking" => reasoning.push_str(str_field(block, "thinking").unwrap_or_default()),
-            "tool_use" => tool_calls.push(json!({
-                "id": str_field(block, "id").unwrap_or_default(),
-                "type": "function",
-                "function": {
-                    "name": str_field(block, "name").unwrap_or_default(),
-                    "arguments": block.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into()),
-                },
-            })),
+            "tool_use" => tool_calls.push(tool_call_of(block)),
             _ => {}
         }
     }

@@ -3,7 +3,9 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::{stop_reason_from_finish, str_field, text_of, TranslateError, Translated};
+use super::{
+    stop_reason_from_finish, str_field, text_of, tool_call_of, TranslateError, Translated,
+};
 use crate::anthropic::{encode_event, Usage};
 use crate::openai::Usage as OpenAiUsage;
 use crate::usage::TokenUsage;
@@ -285,15 +287,8 @@ fn translate_assistant(
             // `reasoning_content` (DeepSeek requires it with tool calls);
             // the signature only means something to Anthropic.
             "thinking" => reasoning.push_str(str_field(block, "thinking").unwrap_or_default()),
-            "tool_use" => tool_calls.push(json!({
-                "id": str_field(block, "id").unwrap_or_default(),
-                "type": "function",
-                "function": {
-                    "name": str_field(block, "name").unwrap_or_default(),
-                    "arguments": block.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into()),
-                },
-            })),
-            // Signed reasoning only means something to the model that wrote it.
+            "tool_use" => tool_calls.push(tool_call_of(block)),
+            // Redacted thinking and anything newer have no chat equivalent.
             other => dropped.push(format!("messages[{index}].content[{other}]")),
         }
     }

@@ -67,6 +67,18 @@ pub(crate) fn text_of(content: &Value) -> String {
     }
 }
 
+/// An Anthropic `tool_use` block as an OpenAI `tool_calls[]` entry.
+pub(crate) fn tool_call_of(block: &Value) -> Value {
+    serde_json::json!({
+        "id": str_field(block, "id").unwrap_or_default(),
+        "type": "function",
+        "function": {
+            "name": str_field(block, "name").unwrap_or_default(),
+            "arguments": block.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into()),
+        },
+    })
+}
+
 pub(crate) fn str_field<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
     v.get(name).and_then(Value::as_str)
 }
