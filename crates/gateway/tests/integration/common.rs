@@ -467,6 +467,29 @@ impl Gateway {
             .unwrap()
     }
 
+    /// Sends `n` chat requests at once; each must answer 200. Returns the bodies.
+    pub async fn chat_burst(&self, key: &str, body: Value, n: usize) -> Vec<String> {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let request = self
+                    .http
+                    .post(format!("{}/v1/chat/completions", self.url))
+                    .bearer_auth(key)
+                    .json(&body);
+                tokio::spawn(async move {
+                    let resp = request.send().await.unwrap();
+                    assert_eq!(resp.status(), 200);
+                    resp.text().await.unwrap()
+                })
+            })
+            .collect();
+        let mut bodies = Vec::with_capacity(n);
+        for t in tasks {
+            bodies.push(t.await.unwrap());
+        }
+        bodies
+    }
+
     /// Waits (bounded) until the user has `n` usage records.
     pub async fn wait_for_usage(&self, user_id: i64, n: usize) -> Vec<store::UsageRecord> {
         for _ in 0..200 {
@@ -483,6 +506,23 @@ impl Gateway {
         }
         panic!("user {user_id} never reached {n} usage records");
     }
+}
+
+/// What a fresh connection to the database holds for `user_id` (after the
+/// gateway stopped): its usage records and its balance.
+pub async fn persisted(database_url: &str, user_id: i64) -> (Vec<store::UsageRecord>, store::User) {
+    let store = store::Store::connect(database_url).await.unwrap();
+    let records = store
+        .list_usage(&store::UsageFilter {
+            user_id,
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let user = store.get_user(user_id).await.unwrap();
+    store.close().await;
+    (records, user)
 }
 
 pub fn chat_body(model: &str, stream: bool) -> Value {

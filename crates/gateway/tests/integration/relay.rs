@@ -113,26 +113,8 @@ async fn concurrent_streams_charge_exactly_n_times() {
     let before = gw.balance(id).await.0;
 
     let expected = mock_stream_events("gpt-test", false).concat();
-    let tasks: Vec<_> = (0..N)
-        .map(|_| {
-            let http = gw.http.clone();
-            let url = format!("{}/v1/chat/completions", gw.url);
-            let key = key.clone();
-            tokio::spawn(async move {
-                let resp = http
-                    .post(url)
-                    .bearer_auth(key)
-                    .json(&chat_body("gpt-test", true))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(resp.status(), 200);
-                resp.text().await.unwrap()
-            })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), expected);
+    for body in gw.chat_burst(&key, chat_body("gpt-test", true), N).await {
+        assert_eq!(body, expected);
     }
     let records = gw.wait_for_usage(id, N).await;
     assert_eq!(records.len(), N);
@@ -203,42 +185,13 @@ async fn shutdown_writes_every_queued_settlement() {
     let mock = start_mock().await;
     let gw = start_gateway(&mock.url, None).await;
     let (id, key) = gw.user("burst", "default", "100").await;
-    let tasks: Vec<_> = (0..N)
-        .map(|_| {
-            let http = gw.http.clone();
-            let url = format!("{}/v1/chat/completions", gw.url);
-            let key = key.clone();
-            tokio::spawn(async move {
-                let resp = http
-                    .post(url)
-                    .bearer_auth(key)
-                    .json(&chat_body("gpt-test", false))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(resp.status(), 200);
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    gw.chat_burst(&key, chat_body("gpt-test", false), N).await;
     // Stop at once: whatever is still queued must be written first.
     let db = gw.database_url.clone();
     gw.stop().await;
-    let store = store::Store::connect(&db).await.unwrap();
-    let records = store
-        .list_usage(&store::UsageFilter {
-            user_id: id,
-            limit: 10_000,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (records, user) = persisted(&db, id).await;
     assert_eq!(records.len(), N);
-    let user = store.get_user(id).await.unwrap();
     assert_eq!(user.balance, 100_000_000_000 - GPT_TEST_COST * N as i64);
-    store.close().await;
 }
 
 #[tokio::test]
@@ -250,7 +203,6 @@ async fn graceful_shutdown_finishes_streams_and_flushes_settlements() {
     let resp = gw.chat(&key, chat_body("gpt-test", true)).await;
     let reader = tokio::spawn(async move { resp.text().await.unwrap() });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let store = gw.app.store.clone();
     let db = gw.database_url.clone();
     gw.stop().await;
     // The stream in flight completed in full...
@@ -259,19 +211,9 @@ async fn graceful_shutdown_finishes_streams_and_flushes_settlements() {
         mock_stream_events("gpt-test", false).concat()
     );
     // ...and its settlement was written before shutdown returned.
-    drop(store);
-    let reopened = store::Store::connect(&db).await.unwrap();
-    let records = reopened
-        .list_usage(&store::UsageFilter {
-            user_id: id,
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (records, _) = persisted(&db, id).await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].cost, GPT_TEST_COST);
-    reopened.close().await;
 }
 
 #[tokio::test]
