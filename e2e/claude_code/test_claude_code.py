@@ -23,7 +23,6 @@ import json
 import os
 import select
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import recording_mock as mock  # noqa: E402  (its constants: the scripted answers)
+from harness import free_port, stop, tail  # noqa: E402  (e2e/, on the path via its conftest)
 
 DEFAULT_BIN = "/root/.cache/tollgate-target/debug/tollgate"
 ADMIN_TOKEN = "e2e-admin-token-claude-code-0123456789"
@@ -49,7 +49,6 @@ STARTUP_TIMEOUT = 30.0  # seconds for each process to come up
 REQUEST_TIMEOUT = 30.0  # seconds for any single HTTP call of the test
 CLAUDE_TIMEOUT = 240  # seconds for one `claude -p` run
 SETTLE_TIMEOUT = 15.0  # seconds for the gateway to settle streams
-STOP_TIMEOUT = 15.0
 
 PROMPT = "Run `echo tollgate-tool-ok` with the Bash tool, then tell me what it printed."
 FINAL_TEXT = mock.FINAL_PREFIX + mock.TOOL_OUTPUT
@@ -78,31 +77,6 @@ MODELS = {
 
 
 # -- processes and HTTP ---------------------------------------------------------
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path, lines=60):
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "<no log>"
-
-
-def stop(proc):
-    """Terminates a process this test started, then kills it if it lingers."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=STOP_TIMEOUT)
 
 
 def hermetic_env(**extra):
