@@ -8,16 +8,22 @@
 //! Money is `i64` nano-USD (1e-9 USD) and times are Unix milliseconds.
 
 mod billing;
+mod completions;
+mod conversations;
 mod db;
 mod keys;
+mod responses;
 mod settings;
 pub mod testing;
 mod usage;
 mod users;
 
 pub use billing::{Reservation, ReserveOutcome, SettleOutcome, Settlement};
+pub use completions::{CompletionFilter, StoredCompletion};
+pub use conversations::{Conversation, ItemPage};
 pub use db::{Backend, Store};
 pub use keys::{ApiKey, KeyUpdate, NewKey};
+pub use responses::StoredResponse;
 pub use usage::{UsageFilter, UsageRecord};
 pub use users::{BalanceChange, LedgerEntry, NewUser, User, UserUpdate};
 
@@ -34,6 +40,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("insufficient balance")]
     InsufficientBalance,
+    #[error("stored JSON is invalid: {0}")]
+    Json(String),
     #[error("migration {version} failed: {source}")]
     Migration {
         version: i64,
@@ -50,4 +58,23 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// A value as JSON text for a JSON column.
+pub(crate) fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(json_error)
+}
+
+/// A JSON column's value.
+pub(crate) fn parse_json_column<T: serde::de::DeserializeOwned>(
+    row: &sqlx::any::AnyRow,
+    column: &str,
+) -> Result<T> {
+    use sqlx::Row;
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(json_error)
+}
+
+pub(crate) fn json_error(e: serde_json::Error) -> StoreError {
+    StoreError::Json(e.to_string())
 }
