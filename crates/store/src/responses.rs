@@ -98,6 +98,25 @@ impl Store {
         }
     }
 
+    /// Background responses still queued or in progress that nothing has
+    /// touched since `before`: their run died with its process.
+    pub async fn stale_background_responses(&self, before: i64) -> Result<Vec<StoredResponse>> {
+        let ids: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, user_id FROM responses WHERE background = 1 \
+             AND status IN ('queued', 'in_progress') AND updated_at < $1",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut stale = Vec::with_capacity(ids.len());
+        for (id, user_id) in ids {
+            if let Some(r) = self.get_response(user_id, &id).await? {
+                stale.push(r);
+            }
+        }
+        Ok(stale)
+    }
+
     /// Deletes the user's response; false when there was none to delete.
     pub async fn delete_response(&self, user_id: i64, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM responses WHERE id = $1 AND user_id = $2")

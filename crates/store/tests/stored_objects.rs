@@ -259,6 +259,17 @@ async fn saving_a_response_again_replaces_its_state_and_keeps_its_events() {
     };
     store.save_response(&r, None, None).await.unwrap();
     assert_eq!(store.response_events(1, "resp_bg").await.unwrap(), None);
+    // Queued and untouched since: abandoned, once the cut-off passes it.
+    assert!(store
+        .stale_background_responses(0)
+        .await
+        .unwrap()
+        .is_empty());
+    let later = store::now_ms() + 1_000;
+    assert_eq!(
+        store.stale_background_responses(later).await.unwrap(),
+        vec![r.clone()]
+    );
     r.status = "completed".into();
     r.response = json!({"status": "completed"});
     let events = vec!["event: a\ndata: {}\n\n".to_string()];
