@@ -5,6 +5,7 @@
 //! the reverse, so every piece can be unit-tested without a socket.
 
 pub mod anthropic;
+pub mod assemble;
 pub mod openai;
 pub mod rewrite;
 pub mod sse;

@@ -10,6 +10,7 @@
 pub mod chat_via_messages;
 pub mod complete;
 pub mod messages_via_chat;
+pub mod responses_via_chat;
 
 use std::fmt;
 
