@@ -62,6 +62,10 @@ pub struct Config {
     /// elsewhere (CLI, other instances) within this time.
     #[serde(default = "defaults::auth_cache_ttl_ms")]
     pub auth_cache_ttl_ms: u64,
+    /// How long stored objects (responses, conversations, stored chat
+    /// completions) are kept; 0 keeps them until their owner deletes them.
+    #[serde(default = "defaults::stored_retention_days")]
+    pub stored_retention_days: u64,
     #[serde(default)]
     pub groups: BTreeMap<String, GroupConfig>,
     #[serde(default)]
@@ -93,6 +97,9 @@ mod defaults {
         4_096
     }
     pub fn shutdown_grace_secs() -> u64 {
+        30
+    }
+    pub fn stored_retention_days() -> u64 {
         30
     }
     pub fn ledger_refresh_ms() -> u64 {
@@ -171,6 +178,10 @@ pub struct ProviderConfig {
     /// The key, or `env:VAR` to read it from the environment.
     #[serde(default)]
     pub api_key: Option<String>,
+    /// The upstream serves OpenAI's Responses API (`POST /responses`); when
+    /// false, Responses requests are emulated over chat completions.
+    #[serde(default)]
+    pub responses_api: bool,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default = "defaults::connect_timeout_secs")]

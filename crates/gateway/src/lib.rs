@@ -8,14 +8,17 @@ pub mod billing;
 pub mod config;
 pub mod error;
 pub mod ledger;
+pub mod metadata;
 pub mod metrics;
 pub mod money;
 pub mod providers;
 pub mod relay;
+pub mod responses;
 pub mod routing;
 pub mod secrets;
 pub mod settlement;
 pub mod state;
+pub mod stored_chat;
 pub mod time;
 pub mod tokens;
 
@@ -33,8 +36,8 @@ use crate::state::{App, AppState, InFlight};
 /// The settings row holding the admin token's hash.
 const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
 
-/// How often expired holds are looked for.
-const HOLD_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often expired holds and stored objects past their retention are looked for.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -96,6 +99,7 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
         metrics: Default::default(),
         in_flight: InFlight::default(),
         admin_token_hash,
+        runs: Default::default(),
     });
     Ok(Gateway {
         app,
@@ -139,7 +143,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(app.config.shutdown_grace_secs);
-    let sweeper = tokio::spawn(sweep_holds(app.clone()));
+    let sweeper = tokio::spawn(sweep(app.clone()));
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
     let server =
         axum::serve(listener, api::router(app.clone())).with_graceful_shutdown(async move {
@@ -168,8 +172,8 @@ pub async fn serve(
     Ok(())
 }
 
-async fn sweep_holds(app: App) {
-    let mut tick = tokio::time::interval(HOLD_SWEEP_INTERVAL);
+async fn sweep(app: App) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     tick.tick().await;
     loop {
         tick.tick().await;
@@ -177,6 +181,12 @@ async fn sweep_holds(app: App) {
             Ok(0) => {}
             Ok(n) => tracing::info!(released = n, "released expired holds"),
             Err(e) => tracing::warn!(error = %e, "hold sweep failed"),
+        }
+        responses::fail_abandoned_runs(&app).await;
+        match app.store.sweep_expired_objects(store::now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "deleted stored objects past their retention"),
+            Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
         }
     }
 }

@@ -28,6 +28,12 @@ pub fn new_request_id() -> String {
     format!("req_{}", random_hex(12))
 }
 
+/// An id for a stored object, e.g. `resp_…`, `conv_…`, `msg_…`: the prefix
+/// and 24 random bytes, so that ids cannot be guessed.
+pub fn new_object_id(prefix: &str) -> String {
+    format!("{prefix}_{}", random_hex(24))
+}
+
 pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }

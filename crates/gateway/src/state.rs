@@ -27,6 +27,8 @@ pub struct AppState {
     pub ledger: Arc<crate::ledger::Ledger>,
     /// Where finished requests go to be charged.
     pub settlements: crate::settlement::SettlementQueue,
+    /// Responses runs in progress on this instance.
+    pub runs: crate::responses::registry::Registry,
 }
 
 impl AppState {

@@ -58,6 +58,25 @@ fn content_tokens(content: &Value) -> u64 {
     }
 }
 
+/// Estimated tokens of any JSON request body: its string values through the
+/// tokenizer, plus a little framing per object. Used where no upstream
+/// reported usage (e.g. a run cancelled before its usage arrived).
+pub fn estimate_value(value: &Value) -> u64 {
+    match value {
+        Value::String(s) => count_text(s),
+        Value::Array(items) => items.iter().map(estimate_value).sum(),
+        Value::Object(map) => {
+            // Ids and type tags never reach the model as text.
+            let text = map
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "id" | "call_id" | "type"))
+                .map(|(_, v)| estimate_value(v));
+            MESSAGE_OVERHEAD + text.sum::<u64>()
+        }
+        _ => 0,
+    }
+}
+
 fn block_tokens(block: &Value) -> u64 {
     let kind = block
         .get("type")
@@ -102,6 +121,13 @@ mod tests {
     fn counts_text_with_bpe() {
         // "Hello, world!" is 4 tokens in o200k_base.
         assert_eq!(count_text("Hello, world!"), 4);
+    }
+
+    #[test]
+    fn any_body_is_estimated_from_its_text() {
+        let body = json!({"messages": [{"role": "user", "content": "Hello, world!"}]});
+        // 4 text tokens, 1 for the role, 4 of framing for each of the two objects.
+        assert_eq!(estimate_value(&body), 4 + 1 + 2 * MESSAGE_OVERHEAD);
     }
 
     #[test]

@@ -3,9 +3,13 @@
 mod admin;
 mod anthropic;
 mod body;
+mod conversations;
+mod list;
 mod ohmygpt;
 mod openai;
 mod ops;
+mod responses;
+mod stored_completions;
 mod usage;
 
 use std::time::Instant;
@@ -33,10 +37,60 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
-        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route(
+            "/v1/chat/completions",
+            post(openai::chat_completions).get(stored_completions::list),
+        )
+        .route(
+            "/v1/chat/completions/list",
+            post(stored_completions::list_by_post),
+        )
+        .route(
+            "/v1/chat/completions/{id}",
+            get(stored_completions::retrieve)
+                .post(stored_completions::update)
+                .delete(stored_completions::delete),
+        )
+        .route(
+            "/v1/chat/completions/{id}/retrieve",
+            post(stored_completions::retrieve),
+        )
+        .route(
+            "/v1/chat/completions/{id}/delete",
+            post(stored_completions::delete),
+        )
+        .route(
+            "/v1/chat/completions/{id}/messages",
+            get(stored_completions::messages),
+        )
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::list_models))
+        .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
+        .route("/v1/responses/{id}/cancel", post(responses::cancel))
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(responses::input_items),
+        )
+        .route("/v1/conversations", post(conversations::create))
+        .route(
+            "/v1/conversations/{id}",
+            get(conversations::retrieve)
+                .post(conversations::update)
+                .delete(conversations::delete),
+        )
+        .route(
+            "/v1/conversations/{id}/items",
+            get(conversations::list_items).post(conversations::add_items),
+        )
+        .route(
+            "/v1/conversations/{id}/items/{item_id}",
+            get(conversations::get_item).delete(conversations::delete_item),
+        )
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/complete", post(anthropic::complete))

@@ -16,10 +16,11 @@ use crate::auth::authenticate;
 use crate::billing::{output_allowance, Meter};
 use crate::error::{ApiError, Shape};
 use crate::providers::ProviderKind;
-use crate::relay::transform::{BodyTransform, OpenAiPassThrough};
+use crate::relay::transform::{BodyTransform, OpenAiPassThrough, StreamTransform};
 use crate::relay::{forward_json, forward_stream, Exchange};
 use crate::routing::route;
 use crate::state::App;
+use crate::stored_chat;
 
 pub async fn chat_completions(
     State(app): State<App>,
@@ -77,6 +78,10 @@ async fn relay_completion(
             app.config.default_max_tokens,
         );
         let client_wants_usage = request.client_wants_stream_usage();
+        let record = match endpoint {
+            Endpoint::Chat => stored_chat::take(&mut request, principal.user.id, &route.model.name)?,
+            Endpoint::Legacy => None,
+        };
         let (path, upstream_body, plan) = match (route.provider.kind, endpoint) {
             (ProviderKind::Openai, _) => {
                 request.model = route.model.upstream_model.clone();
@@ -124,10 +129,10 @@ async fn relay_completion(
             forwarded: Vec::new(),
             shape: Shape::OpenAi,
         };
-        Ok::<_, ApiError>((exchange, stream, plan))
+        Ok::<_, ApiError>((exchange, stream, plan, record))
     }
     .await;
-    let (exchange, stream, plan) = match prepared {
+    let (exchange, stream, plan, record) = match prepared {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -143,11 +148,7 @@ async fn relay_completion(
                 client_wants_usage,
                 usage: None,
             };
-            forward_stream(app, exchange, transform).await
-        }
-        (Plan::Native { .. }, false) => {
-            let rewriter = ByteRewriter::for_openai(&model.upstream_model, &model.name, false);
-            forward_json(app, exchange, BodyTransform::OpenAi(rewriter)).await
+            stream_recorded(app, exchange, transform, record).await
         }
         (Plan::ViaMessages { client_wants_usage }, true) => {
             let translator = chat_via_messages::StreamTranslator::new(
@@ -155,14 +156,41 @@ async fn relay_completion(
                 crate::relay::transform::unix_now(),
                 client_wants_usage,
             );
-            forward_stream(app, exchange, translator).await
+            stream_recorded(app, exchange, translator, record).await
         }
-        (Plan::ViaMessages { .. }, false) => {
-            let transform = BodyTransform::ChatViaMessages {
-                public_model: model.name.clone(),
+        (plan, false) => {
+            let transform = match plan {
+                Plan::Native { .. } => BodyTransform::OpenAi(ByteRewriter::for_openai(
+                    &model.upstream_model,
+                    &model.name,
+                    false,
+                )),
+                Plan::ViaMessages { .. } => BodyTransform::ChatViaMessages {
+                    public_model: model.name.clone(),
+                },
             };
-            forward_json(app, exchange, transform).await
+            let response = forward_json(app.clone(), exchange, transform).await;
+            match record {
+                Some(record) => stored_chat::record_json(&app, record, response).await,
+                None => response,
+            }
         }
+    }
+}
+
+/// Streams a completion, storing it on the way when the client asked to.
+async fn stream_recorded<T: StreamTransform>(
+    app: App,
+    exchange: Exchange,
+    transform: T,
+    record: Option<stored_chat::ChatRecord>,
+) -> Response {
+    match record {
+        Some(record) => {
+            let recorded = stored_chat::Recorded::new(transform, app.clone(), record);
+            forward_stream(app, exchange, recorded).await
+        }
+        None => forward_stream(app, exchange, transform).await,
     }
 }
 

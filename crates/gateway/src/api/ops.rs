@@ -18,9 +18,23 @@ pub async fn healthz() -> Response {
 }
 
 pub async fn metrics(State(app): State<App>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    )
-        .into_response()
+    let mut text = app.metrics.render();
+    // Work not yet done: a request that has answered may still be charging.
+    for (name, help, value) in [
+        (
+            "tollgate_in_flight",
+            "Upstream exchanges still running (streams are read to their end even when the client left).",
+            app.in_flight.count(),
+        ),
+        (
+            "tollgate_settlements_pending",
+            "Finished requests whose charge is not yet committed.",
+            app.settlements.pending(),
+        ),
+    ] {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -16,6 +16,8 @@ const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
+    /// Whether the upstream serves the Responses API itself.
+    pub responses_api: bool,
     base_url: String,
     anthropic_version: HeaderValue,
     /// The upstream key, kept only to send it and to scrub it from errors.
@@ -49,6 +51,7 @@ impl Provider {
         Ok(Provider {
             name: name.to_string(),
             kind: config.kind,
+            responses_api: config.responses_api && config.kind == ProviderKind::Openai,
             anthropic_version: HeaderValue::from_str(version)
                 .map_err(|_| format!("providers.{name}.anthropic_version: invalid value"))?,
             base_url: config.base_url.trim_end_matches('/').to_string(),

@@ -49,7 +49,7 @@ const FORWARDED_ERROR_HEADERS: [&str; 4] = [
 ];
 
 /// What to do with an upstream response that is not a success.
-struct UpstreamFailure {
+pub(crate) struct UpstreamFailure {
     kind: FailureKind,
     /// Upstream headers forwarded with the error (see FORWARDED_ERROR_HEADERS).
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -71,14 +71,31 @@ impl UpstreamFailure {
         }
     }
 
-    fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match &self.kind {
             FailureKind::Gateway(e) => e.status().as_u16(),
             FailureKind::PassThrough(s, _) => s.as_u16(),
         }
     }
 
-    fn render(self, upstream: ProviderKind, client: Shape) -> Response {
+    /// What went wrong, for a client that can no longer get an HTTP status.
+    pub(crate) fn message(&self) -> String {
+        match &self.kind {
+            FailureKind::Gateway(e) => e.to_string(),
+            FailureKind::PassThrough(status, body) => {
+                let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+                parsed
+                    .pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| {
+                        format!("The upstream refused the request (status {status}).")
+                    })
+            }
+        }
+    }
+
+    pub(crate) fn render(self, upstream: ProviderKind, client: Shape) -> Response {
         let mut response = match self.kind {
             FailureKind::Gateway(e) => e.render(client),
             FailureKind::PassThrough(status, body) => {
@@ -137,7 +154,7 @@ fn reshape_error(body: &[u8], status: StatusCode, client: Shape) -> Value {
 }
 
 /// Sends the request; returns a successful response or the failure to report.
-async fn send(
+pub(crate) async fn send(
     app: &App,
     provider: &Provider,
     path: &str,
@@ -321,6 +338,9 @@ async fn pump<T: StreamTransform>(
                     transform.event(&event, &mut out);
                 }
                 transform.end(&mut out);
+                if let Some(finisher) = transform.finisher() {
+                    finisher.await;
+                }
                 deliver(&tx, out, &mut client_open).await;
                 break;
             }

@@ -3,6 +3,9 @@
 //! protocol — for whole bodies and, event by event, for streams. Each
 //! transform also meters the upstream's usage as it passes.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use bytes::{Bytes, BytesMut};
 use protocol::anthropic::StreamMeter;
 use protocol::openai::chunk_usage;
@@ -88,6 +91,12 @@ pub trait StreamTransform: Send + 'static {
     fn fail(&mut self, message: &str, out: &mut BytesMut);
     /// The upstream's usage, once it has passed.
     fn usage(&self) -> Option<TokenUsage>;
+    /// Work to finish after a clean end and before the client gets the last
+    /// bytes (e.g. storing what the stream produced, so that the client can
+    /// read it back as soon as its stream is over).
+    fn finisher(&mut self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        None
+    }
 }
 
 fn extend(out: &mut BytesMut, chunks: Vec<Bytes>) {

@@ -276,6 +276,75 @@ async fn anthropic_handler(
         .unwrap()
 }
 
+/// Native Responses mock usage.
+pub const NATIVE_INPUT_TOKENS: u64 = 12;
+pub const NATIVE_OUTPUT_TOKENS: u64 = 6;
+/// 12 × 1 + 6 × 2 USD per 1M tokens.
+pub const GPT_NATIVE_COST: i64 = 24_000;
+
+/// The events of a Responses stream as OpenAI sends them, under the
+/// upstream's own response id and model name.
+pub fn native_stream_events(model: &str) -> Vec<String> {
+    let item = json!({"id": "msg_up", "type": "message", "status": "completed", "role": "assistant",
+        "content": [{"type": "output_text", "text": PIECES.concat(), "annotations": []}]});
+    let response = |status: &str, output: Value, usage: Value| {
+        json!({
+            "id": "resp_upstream", "object": "response", "created_at": 1700000000, "status": status,
+            "model": model, "output": output, "usage": usage,
+        })
+    };
+    let usage = json!({"input_tokens": NATIVE_INPUT_TOKENS, "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": NATIVE_OUTPUT_TOKENS, "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": NATIVE_INPUT_TOKENS + NATIVE_OUTPUT_TOKENS});
+    let mut events = vec![
+        json!({"type": "response.created", "response": response("in_progress", json!([]), Value::Null)}),
+        json!({"type": "response.output_item.added", "output_index": 0,
+               "item": {"id": "msg_up", "type": "message", "status": "in_progress", "role": "assistant", "content": []}}),
+    ];
+    for piece in PIECES {
+        events.push(
+            json!({"type": "response.output_text.delta", "item_id": "msg_up", "output_index": 0,
+                           "content_index": 0, "delta": piece}),
+        );
+    }
+    events.push(
+        json!({"type": "response.output_item.done", "output_index": 0, "item": item.clone()}),
+    );
+    events.push(json!({"type": "response.completed", "response": response("completed", json!([item]), usage)}));
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut e)| {
+            e["sequence_number"] = json!(n);
+            format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap())
+        })
+        .collect()
+}
+
+async fn responses_handler(
+    State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    state
+        .requests
+        .lock()
+        .unwrap()
+        .push(("/v1/responses".into(), auth, body.clone()));
+    let model = body["model"].as_str().unwrap_or("").to_string();
+    let events = native_stream_events(&model).concat();
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from(events))
+        .unwrap()
+}
+
 pub async fn start_mock() -> Mock {
     let state = Arc::new(MockState::default());
     let app = Router::new()
@@ -284,6 +353,7 @@ pub async fn start_mock() -> Mock {
         .route("/v1/embeddings", post(mock_handler))
         .route("/v1/messages", post(anthropic_handler))
         .route("/v1/messages/count_tokens", post(anthropic_handler))
+        .route("/v1/responses", post(responses_handler))
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
@@ -347,6 +417,18 @@ input_price = 3
 output_price = 15
 cached_input_price = 0.3
 cache_write_price = 3.75
+
+[providers.native]
+kind = "openai"
+base_url = "{upstream_url}"
+api_key = "{UPSTREAM_KEY}"
+responses_api = true
+
+[models."gpt-native"]
+provider = "native"
+upstream_model = "native-up"
+input_price = 1
+output_price = 2
 
 [models.unreachable]
 provider = "dead"

@@ -9,3 +9,4 @@ mod anthropic;
 mod common;
 mod errors;
 mod relay;
+mod responses;

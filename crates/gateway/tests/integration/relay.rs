@@ -292,7 +292,10 @@ async fn models_lists_what_the_key_may_use() {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, vec!["cheap", "claude-test", "gpt-test", "unreachable"]);
+    assert_eq!(
+        ids,
+        vec!["cheap", "claude-test", "gpt-native", "gpt-test", "unreachable"]
+    );
 
     let (status, created) = gw
         .admin(

@@ -1,0 +1,288 @@
+//! `/v1/responses`: create (streamed, whole, or in the background),
+//! retrieve (or follow a background run from a cursor), delete, cancel, and
+//! list a response's input items.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+use super::body::parse_json;
+use super::list::{page, ListQuery};
+use super::{detached, respond, RequestId};
+use crate::auth::authenticate;
+use crate::error::{ApiError, Shape};
+use crate::responses::registry::Run;
+use crate::responses::run::{connect, drive, record_refusal, Sink, Turn};
+use crate::responses::{expires_at, prepare};
+use crate::state::App;
+
+/// Events waiting for a slow streaming client before the upstream read pauses.
+const STREAM_BUFFER: usize = 64;
+/// How long a cancel waits for the run to stop and be recorded.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
+
+pub async fn create(
+    State(app): State<App>,
+    Extension(id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    detached(async move {
+        let prepared = async {
+            let principal = authenticate(&app, &headers).await?;
+            let params: Map<String, Value> = parse_json(&body)?;
+            prepare(&app, &principal, &id.0, params, body.len()).await
+        }
+        .await;
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
+        };
+        if prepared.background {
+            return start_background(app, prepared.turn, prepared.stream).await;
+        }
+        let mut turn = prepared.turn;
+        let upstream = match connect(&app, &mut turn).await {
+            Ok(u) => u,
+            Err(failure) => return failure.render(turn.provider.kind, Shape::OpenAi),
+        };
+        if prepared.stream {
+            let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+            tokio::spawn(drive(app, turn, upstream, Sink::Client(Some(tx))));
+            return sse(Body::from_stream(receiver_stream(rx)));
+        }
+        // Spawned so that a client hanging up cannot stop the settlement.
+        match tokio::spawn(drive(app, turn, upstream, Sink::Discard)).await {
+            Ok(response) if response["status"] == "failed" => {
+                ApiError::UpstreamFailed(502).into_response()
+            }
+            Ok(response) => Json(response).into_response(),
+            Err(_) => ApiError::Internal.into_response(),
+        }
+    })
+    .await
+}
+
+/// Stores the queued response, starts the run without the client, and
+/// answers at once: the queued object, or the run's event stream.
+async fn start_background(app: App, mut turn: Turn, stream: bool) -> Response {
+    if let Err(e) = app
+        .store
+        .save_response(&turn.record, None, expires_at(&app))
+        .await
+    {
+        turn.meter.settle(&app, crate::billing::Outcome::default());
+        return ApiError::from(e).into_response();
+    }
+    let queued = turn.record.response.clone();
+    let id = turn.record.id.clone();
+    let run = app.runs.register(&id, turn.record.user_id);
+    let follower = stream.then(|| run.clone());
+    let task_app = app.clone();
+    tokio::spawn(async move {
+        let app = task_app;
+        match connect(&app, &mut turn).await {
+            Ok(upstream) => {
+                mark_in_progress(&app, &mut turn).await;
+                drive(app.clone(), turn, upstream, Sink::Log(run)).await;
+            }
+            Err(failure) => record_refusal(&app, turn, &failure, &mut Sink::Log(run)).await,
+        }
+        app.runs.remove(&id);
+    });
+    match follower {
+        Some(run) => sse(follow(run, 0)),
+        None => Json(queued).into_response(),
+    }
+}
+
+/// Records that the upstream accepted a background run, for pollers.
+async fn mark_in_progress(app: &App, turn: &mut Turn) {
+    turn.record.status = "in_progress".into();
+    turn.record.response["status"] = json!("in_progress");
+    if let Err(e) = app
+        .store
+        .save_response(&turn.record, None, expires_at(app))
+        .await
+    {
+        tracing::warn!(error = %e, "could not record a background response as in progress");
+    }
+}
+
+fn sse(body: Body) -> Response {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(body)
+        .unwrap_or_else(|_| ApiError::Internal.into_response())
+}
+
+fn receiver_stream(
+    rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}
+
+/// A run's events from index `from`, live until the run ends.
+fn follow(run: Arc<Run>, from: usize) -> Body {
+    let progress = run.follow();
+    let stream = futures_util::stream::unfold(
+        (run, progress, from),
+        |(run, mut progress, cursor)| async move {
+            loop {
+                let done = progress.borrow_and_update().done;
+                let events = run.events_from(cursor);
+                if !events.is_empty() {
+                    let next = cursor + events.len();
+                    let chunk: Result<Bytes, std::io::Error> = Ok(Bytes::from(events.concat()));
+                    return Some((chunk, (run, progress, next)));
+                }
+                if done || progress.changed().await.is_err() {
+                    return None;
+                }
+            }
+        },
+    );
+    Body::from_stream(stream)
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct RetrieveQuery {
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    starting_after: Option<u64>,
+}
+
+pub async fn retrieve(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(query): Query<RetrieveQuery>,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        async {
+            let principal = authenticate(&app, &headers).await?;
+            let user = principal.user.id;
+            let stored = app
+                .store
+                .get_response(user, &id)
+                .await?
+                .ok_or_else(|| response_not_found(&id))?;
+            if query.stream != Some(true) {
+                return Ok(Json(stored.response).into_response());
+            }
+            if !stored.background {
+                return Err(ApiError::BadRequest(
+                    "Only background responses can be streamed after they were created.".into(),
+                ));
+            }
+            let from = query.starting_after.map_or(0, |n| n as usize + 1);
+            if let Some(run) = app.runs.get(&id, user) {
+                return Ok(sse(follow(run, from)));
+            }
+            let events = app
+                .store
+                .response_events(user, &id)
+                .await?
+                .unwrap_or_default();
+            let rest: String = events.into_iter().skip(from).collect();
+            Ok(sse(Body::from(rest)))
+        }
+        .await,
+    )
+}
+
+pub async fn delete(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        async {
+            let principal = authenticate(&app, &headers).await?;
+            if let Some(run) = app.runs.get(&id, principal.user.id) {
+                run.request_cancel();
+            }
+            if !app.store.delete_response(principal.user.id, &id).await? {
+                return Err(response_not_found(&id));
+            }
+            Ok(Json(
+                json!({"id": id, "object": "response.deleted", "deleted": true}),
+            ))
+        }
+        .await,
+    )
+}
+
+pub async fn cancel(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        async {
+            let principal = authenticate(&app, &headers).await?;
+            let user = principal.user.id;
+            let stored = app
+                .store
+                .get_response(user, &id)
+                .await?
+                .ok_or_else(|| response_not_found(&id))?;
+            if !stored.background {
+                return Err(ApiError::BadRequest(
+                    "Only responses created with `background: true` can be cancelled.".into(),
+                ));
+            }
+            if let Some(run) = app.runs.get(&id, user) {
+                let mut progress = run.follow();
+                run.request_cancel();
+                let stopped = progress.wait_for(|p| p.done);
+                let _ = tokio::time::timeout(CANCEL_WAIT, stopped).await;
+            }
+            // A run already over is returned as it ended: cancelling is idempotent.
+            let stored = app
+                .store
+                .get_response(user, &id)
+                .await?
+                .ok_or_else(|| response_not_found(&id))?;
+            Ok(Json(stored.response))
+        }
+        .await,
+    )
+}
+
+pub async fn input_items(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(query): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Response {
+    respond(
+        async {
+            let principal = authenticate(&app, &headers).await?;
+            let stored = app
+                .store
+                .get_response(principal.user.id, &id)
+                .await?
+                .ok_or_else(|| response_not_found(&id))?;
+            Ok(Json(page(stored.input_items, &query, false)?))
+        }
+        .await,
+    )
+}
+
+fn response_not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("Response with id '{id}'"))
+}

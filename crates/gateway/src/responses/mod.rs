@@ -1,0 +1,261 @@
+//! The Responses API: a request becomes a [`run::Turn`] — its history
+//! resolved from `previous_response_id` or a conversation, its upstream body
+//! built for an upstream that speaks Responses or emulated over chat
+//! completions or Anthropic messages — which [`run`] drives to its end.
+
+pub mod events;
+pub mod history;
+pub mod registry;
+pub mod run;
+
+use protocol::translate::{chat_via_messages, responses_via_chat};
+use serde_json::{json, Map, Value};
+use store::StoredResponse;
+
+use crate::auth::Principal;
+use crate::billing::{output_allowance, Meter};
+use crate::error::ApiError;
+use crate::providers::ProviderKind;
+use crate::routing::route;
+use crate::secrets::new_object_id;
+use crate::state::App;
+use events::{Native, ResponseEvents, ViaChat, ViaMessages};
+use run::Turn;
+
+/// A Responses request, ready to run.
+pub struct Prepared {
+    pub turn: Turn,
+    pub stream: bool,
+    pub background: bool,
+}
+
+/// When an object stored now expires under the configured retention.
+pub fn expires_at(app: &App) -> Option<i64> {
+    match app.config.stored_retention_days {
+        0 => None,
+        days => Some(store::now_ms() + days as i64 * 86_400_000),
+    }
+}
+
+/// Marks as failed the background runs that died with their process (an
+/// instance that stopped without finishing them): nothing will ever finish
+/// them, and a poller should not wait forever. A run counts as dead once
+/// its hold would have been released (`hold_ttl_secs`).
+pub async fn fail_abandoned_runs(app: &App) {
+    let before = store::now_ms() - app.config.hold_ttl_secs as i64 * 1000;
+    let stale = match app.store.stale_background_responses(before).await {
+        Ok(stale) => stale,
+        Err(e) => return tracing::warn!(error = %e, "could not look for abandoned background runs"),
+    };
+    for mut record in stale {
+        if app.runs.get(&record.id, record.user_id).is_some() {
+            continue;
+        }
+        record.status = "failed".into();
+        record.response["status"] = json!("failed");
+        record.response["error"] = json!({
+            "code": "server_error",
+            "message": "The background run was interrupted: the gateway running it stopped.",
+        });
+        if let Err(e) = app
+            .store
+            .save_response(&record, None, expires_at(app))
+            .await
+        {
+            tracing::warn!(error = %e, id = %record.id, "could not mark an abandoned run as failed");
+        }
+    }
+}
+
+/// Checks a Responses request, resolves its history, places its hold and
+/// builds its upstream request.
+pub async fn prepare(
+    app: &App,
+    principal: &Principal,
+    request_id: &str,
+    params: Map<String, Value>,
+    client_bytes: usize,
+) -> Result<Prepared, ApiError> {
+    let model_name = params
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::BadRequest("`model` is required.".into()))?;
+    let route = route(app, principal, model_name)?;
+    let flag =
+        |name: &str, default: bool| params.get(name).and_then(Value::as_bool).unwrap_or(default);
+    let stream = flag("stream", false);
+    let background = flag("background", false);
+    let store = flag("store", true);
+    if background && !store {
+        return Err(ApiError::BadRequest(
+            "Background responses must be stored: `background: true` needs `store: true`.".into(),
+        ));
+    }
+    let previous = params.get("previous_response_id").and_then(Value::as_str);
+    let conversation = history::conversation_id(&params)?;
+    let earlier = match (previous, &conversation) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "`previous_response_id` and `conversation` cannot be used together.".into(),
+            ))
+        }
+        (Some(id), None) => history::chain(app, principal.user.id, id).await?,
+        (None, Some(id)) => history::conversation(app, principal.user.id, id).await?,
+        (None, None) => Vec::new(),
+    };
+    let input = params
+        .get("input")
+        .cloned()
+        .unwrap_or(Value::Array(Vec::new()));
+    let mut input_items =
+        responses_via_chat::input_items(&input).map_err(|e| ApiError::BadRequest(e.0))?;
+    for item in &mut input_items {
+        history::give_id(item);
+    }
+    if earlier.is_empty() && input_items.is_empty() {
+        return Err(ApiError::BadRequest("`input` is required.".into()));
+    }
+    let mut items = earlier;
+    items.extend(input_items.iter().cloned());
+
+    let id = new_object_id("resp");
+    let created_at = store::now_ms() / 1000;
+    let mut skeleton =
+        responses_via_chat::response_skeleton(&params, &id, &route.model.name, created_at);
+    if background {
+        skeleton["status"] = json!("queued");
+    }
+    let requested = params.get("max_output_tokens").and_then(Value::as_u64);
+    let allowance = output_allowance(requested, &route.model, app.config.default_max_tokens);
+    let cap = requested.map(|r| r.min(allowance));
+    let upstream_model = route.model.upstream_model.as_str();
+    let mut estimated_input = crate::tokens::estimate_value(&Value::Array(items.clone()));
+    if let Some(instructions) = params.get("instructions") {
+        estimated_input += crate::tokens::estimate_value(instructions);
+    }
+    let (path, body, events): (&'static str, Vec<u8>, Box<dyn ResponseEvents>) =
+        match route.provider.kind {
+            ProviderKind::Openai if route.provider.responses_api => {
+                let body = native_body(&params, &items, upstream_model, cap);
+                (
+                    "/responses",
+                    to_vec(&body)?,
+                    Box::new(Native::new(skeleton.clone())),
+                )
+            }
+            ProviderKind::Openai => {
+                let chat = responses_via_chat::request(&params, &items, upstream_model, cap)
+                    .map_err(|e| ApiError::BadRequest(e.0))?;
+                log_dropped(&chat.dropped);
+                let translator = responses_via_chat::StreamTranslator::new(skeleton.clone());
+                (
+                    "/chat/completions",
+                    to_vec(&chat.body)?,
+                    Box::new(ViaChat(translator)),
+                )
+            }
+            ProviderKind::Anthropic => {
+                let chat = responses_via_chat::request(&params, &items, upstream_model, cap)
+                    .map_err(|e| ApiError::BadRequest(e.0))?;
+                log_dropped(&chat.dropped);
+                let messages = chat_via_messages::request(&chat.body, upstream_model, allowance)
+                    .map_err(|e| ApiError::BadRequest(e.0))?;
+                log_dropped(&messages.dropped);
+                let translator = responses_via_chat::StreamTranslator::new(skeleton.clone());
+                (
+                    "/messages",
+                    to_vec(&messages.body)?,
+                    Box::new(ViaMessages::new(&route.model.name, translator)),
+                )
+            }
+        };
+
+    let mut meter = Meter::new(
+        app,
+        principal,
+        request_id,
+        "responses",
+        &route.model,
+        stream || background,
+        client_bytes,
+    );
+    // The prompt the upstream sees includes the whole history.
+    meter.request_bytes = meter.request_bytes.max(body.len() as u64);
+    let worst_case = meter.worst_case(allowance, 1);
+    meter.reserve(app, principal, worst_case).await?;
+
+    let record = StoredResponse {
+        id,
+        user_id: principal.user.id,
+        previous_response_id: previous.map(str::to_string),
+        conversation_id: conversation.clone(),
+        status: skeleton["status"]
+            .as_str()
+            .unwrap_or("in_progress")
+            .to_string(),
+        background,
+        response: skeleton,
+        input_items,
+        created_at: store::now_ms(),
+    };
+    Ok(Prepared {
+        turn: Turn {
+            meter,
+            provider: route.provider,
+            path,
+            body,
+            events,
+            record,
+            store,
+            conversation,
+            estimated_input,
+        },
+        stream,
+        background,
+    })
+}
+
+/// The body for an upstream that speaks Responses: the client's request with
+/// the whole history inlined, since the upstream keeps no state for us.
+fn native_body(
+    params: &Map<String, Value>,
+    items: &[Value],
+    upstream_model: &str,
+    cap: Option<u64>,
+) -> Map<String, Value> {
+    let mut body = params.clone();
+    for field in ["previous_response_id", "conversation", "background"] {
+        body.remove(field);
+    }
+    body.insert("model".into(), json!(upstream_model));
+    body.insert("store".into(), json!(false));
+    body.insert("stream".into(), json!(true));
+    if let Some(cap) = cap {
+        body.insert("max_output_tokens".into(), json!(cap));
+    }
+    // Ids of items the upstream never stored would be looked up and refused.
+    let inline: Vec<Value> = items
+        .iter()
+        .map(|item| {
+            let mut item = item.clone();
+            if item.get("type").and_then(Value::as_str) != Some("reasoning") {
+                if let Some(map) = item.as_object_mut() {
+                    map.remove("id");
+                }
+            }
+            item
+        })
+        .collect();
+    body.insert("input".into(), Value::Array(inline));
+    body
+}
+
+fn to_vec<T: serde::Serialize>(body: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(body).map_err(|_| ApiError::Internal)
+}
+
+fn log_dropped(dropped: &[String]) {
+    if !dropped.is_empty() {
+        tracing::debug!(?dropped, "Responses fields without an upstream equivalent");
+    }
+}

@@ -1,0 +1,257 @@
+//! Driving one Responses run: the upstream stream is read to its end (or to
+//! a cancellation), its events turned into Responses events and delivered —
+//! to a connected client, to the run's log for background followers, or
+//! nowhere when the client waits for the whole object — then the run is
+//! charged once and its response stored.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use protocol::sse::SseDecoder;
+use protocol::TokenUsage;
+use serde_json::Value;
+use store::StoredResponse;
+use tokio::sync::{mpsc, watch};
+
+use super::events::ResponseEvents;
+use super::registry::Run;
+use crate::billing::{Meter, Outcome};
+use crate::providers::Provider;
+use crate::relay::{send, UpstreamFailure};
+use crate::state::{App, InFlight};
+
+/// A prepared Responses turn, ready to send upstream.
+pub struct Turn {
+    pub meter: Meter,
+    pub provider: Arc<Provider>,
+    pub path: &'static str,
+    pub body: Vec<u8>,
+    pub events: Box<dyn ResponseEvents>,
+    /// What is stored when the run ends (`response` is replaced by the final object).
+    pub record: StoredResponse,
+    pub store: bool,
+    /// The conversation the turn's items are appended to.
+    pub conversation: Option<String>,
+    /// The prompt's tokens as estimated locally, charged if the run is
+    /// cancelled before the upstream reports its usage.
+    pub estimated_input: u64,
+}
+
+/// Where a run's events go.
+pub enum Sink {
+    /// A client connected to the stream; `None` once it has gone.
+    Client(Option<mpsc::Sender<Result<Bytes, std::io::Error>>>),
+    /// The log of a background run.
+    Log(Arc<Run>),
+    /// Nowhere: the client waits for the final object.
+    Discard,
+}
+
+impl Sink {
+    async fn deliver(&mut self, frames: Vec<Bytes>) {
+        match self {
+            Sink::Client(tx) => {
+                if frames.is_empty() {
+                    return;
+                }
+                let joined = if frames.len() == 1 {
+                    frames.into_iter().next().unwrap_or_default()
+                } else {
+                    Bytes::from(frames.concat())
+                };
+                if let Some(sender) = tx {
+                    if sender.send(Ok(joined)).await.is_err() {
+                        *tx = None;
+                    }
+                }
+            }
+            Sink::Log(run) => run.append(&frames),
+            Sink::Discard => {}
+        }
+    }
+}
+
+/// Sends the turn upstream. On failure the turn is settled (free) and the
+/// failure returned for the caller to report.
+pub(crate) async fn connect(
+    app: &App,
+    turn: &mut Turn,
+) -> Result<reqwest::Response, UpstreamFailure> {
+    let body = std::mem::take(&mut turn.body);
+    match send(app, &turn.provider, turn.path, body, &[]).await {
+        Ok(response) => Ok(response),
+        Err(failure) => {
+            turn.meter.settle(
+                app,
+                Outcome {
+                    status: failure.status(),
+                    error: Some("upstream request failed".into()),
+                    ..Outcome::default()
+                },
+            );
+            Err(failure)
+        }
+    }
+}
+
+/// A turn whose upstream refused it: recorded as failed (for a background
+/// run, whose client is no longer waiting for an HTTP status).
+pub(crate) async fn record_refusal(
+    app: &App,
+    mut turn: Turn,
+    failure: &UpstreamFailure,
+    sink: &mut Sink,
+) {
+    let mut frames = Vec::new();
+    turn.events.start(&mut frames);
+    turn.events.fail(&failure.message(), &mut frames);
+    sink.deliver(frames).await;
+    persist(app, &mut turn, sink).await;
+}
+
+/// Reads the upstream to its end and returns the final Response object.
+pub async fn drive(app: App, mut turn: Turn, upstream: reqwest::Response, mut sink: Sink) -> Value {
+    let _guard = InFlight::enter(&app);
+    let mut cancel = match &sink {
+        Sink::Log(run) => Some(run.cancelled()),
+        _ => None,
+    };
+    let mut frames = Vec::new();
+    turn.events.start(&mut frames);
+    sink.deliver(frames).await;
+
+    let read_timeout = turn.provider.read_timeout;
+    let mut stream = upstream.bytes_stream();
+    let mut decoder = SseDecoder::new();
+    let mut outcome = Outcome {
+        status: 200,
+        ..Outcome::default()
+    };
+    let mut cancelled = false;
+    loop {
+        let next = tokio::select! {
+            _ = cancellation(&mut cancel) => {
+                cancelled = true;
+                let mut frames = Vec::new();
+                turn.events.cancel(&mut frames);
+                sink.deliver(frames).await;
+                break;
+            }
+            next = tokio::time::timeout(read_timeout, stream.next()) => next,
+        };
+        let mut frames = Vec::new();
+        match next {
+            Ok(Some(Ok(chunk))) => {
+                outcome.output_bytes += chunk.len() as u64;
+                decoder.push(&chunk);
+                while let Some(event) = decoder.next_event() {
+                    turn.events.push(&event, &mut frames);
+                }
+            }
+            Ok(None) => {
+                if let Some(event) = decoder.finish() {
+                    turn.events.push(&event, &mut frames);
+                }
+                turn.events.finish(&mut frames);
+                sink.deliver(frames).await;
+                break;
+            }
+            failed => {
+                let (kind, message) = match failed {
+                    Err(_) => ("stream_timeout", "upstream stream stalled"),
+                    _ => ("stream_broken", "upstream stream broke"),
+                };
+                app.metrics.record_upstream_error(&turn.provider.name, kind);
+                outcome.error = Some(message.into());
+                turn.events
+                    .fail("The upstream stream was interrupted.", &mut frames);
+                sink.deliver(frames).await;
+                break;
+            }
+        }
+        sink.deliver(frames).await;
+    }
+    // Dropping the upstream stream here closes the connection: a cancelled
+    // run stops the upstream's work, not only our reading of it.
+    drop(stream);
+    outcome.usage = turn.events.usage();
+    if cancelled && outcome.usage.is_none() {
+        outcome.usage = Some(cancelled_usage(&turn));
+        outcome.error = Some("cancelled by the client; usage estimated".into());
+    }
+    turn.meter.settle(&app, outcome);
+    persist(&app, &mut turn, &sink).await
+}
+
+/// Resolves when a cancellation is requested; never without a receiver.
+async fn cancellation(cancel: &mut Option<watch::Receiver<bool>>) {
+    match cancel {
+        Some(rx) => {
+            if rx.wait_for(|c| *c).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// What a run cancelled before the upstream reported usage cost: its prompt
+/// and the tokens produced so far, both estimated with the tokenizer.
+fn cancelled_usage(turn: &Turn) -> TokenUsage {
+    TokenUsage {
+        input: turn.estimated_input,
+        output: crate::tokens::count_text(&turn.events.produced_text()),
+        cached_input: 0,
+        cache_write: 0,
+    }
+}
+
+/// Stores the final response (when asked to) and appends the turn to its
+/// conversation. Returns the final Response object.
+async fn persist(app: &App, turn: &mut Turn, sink: &Sink) -> Value {
+    let response = turn.events.response().clone();
+    turn.record.status = response
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("completed")
+        .to_string();
+    turn.record.response = response.clone();
+    if let Some(conversation) = &turn.conversation {
+        let mut items: Vec<(String, Value)> = Vec::new();
+        let output = response.get("output").and_then(Value::as_array);
+        for item in turn
+            .record
+            .input_items
+            .iter()
+            .chain(output.into_iter().flatten())
+        {
+            let id = item.get("id").and_then(Value::as_str).unwrap_or_default();
+            items.push((id.to_string(), item.clone()));
+        }
+        if let Err(e) = app
+            .store
+            .add_conversation_items(turn.record.user_id, conversation, &items)
+            .await
+        {
+            tracing::warn!(error = %e, response = %turn.record.id, "could not append the turn to its conversation");
+        }
+    }
+    if turn.store {
+        let events = match sink {
+            Sink::Log(run) => Some(run.events_text()),
+            _ => None,
+        };
+        if let Err(e) = app
+            .store
+            .save_response(&turn.record, events.as_deref(), super::expires_at(app))
+            .await
+        {
+            tracing::warn!(error = %e, response = %turn.record.id, "could not store the response");
+        }
+    }
+    if let Sink::Log(run) = sink {
+        run.close();
+    }
+    response
+}

@@ -1,0 +1,183 @@
+//! Chat completions created with `store: true`: the gateway keeps them (the
+//! upstream is not asked to), under an id of its own so that no two stored
+//! completions can collide, whatever ids the upstream hands out.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use axum::body::Body;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use protocol::assemble::ChatAssembler;
+use protocol::openai::CompletionRequest;
+use protocol::sse::{SseDecoder, SseEvent};
+use protocol::TokenUsage;
+use serde_json::{json, Map, Value};
+use store::StoredCompletion;
+
+use crate::error::ApiError;
+use crate::metadata::metadata_of;
+use crate::relay::transform::StreamTransform;
+use crate::responses::expires_at;
+use crate::secrets::new_object_id;
+use crate::state::App;
+
+/// Largest completion body read back to be stored.
+const MAX_STORED_BODY: usize = 64 * 1024 * 1024;
+
+/// What will be stored once the completion is known.
+#[derive(Debug, Clone)]
+pub struct ChatRecord {
+    pub id: String,
+    pub user_id: i64,
+    pub model: String,
+    pub metadata: Map<String, Value>,
+    pub messages: Vec<Value>,
+}
+
+/// Takes `store` and `metadata` out of the request (they are the gateway's
+/// business, not the upstream's) and says what to record, if anything.
+pub fn take(
+    request: &mut CompletionRequest,
+    user_id: i64,
+    public_model: &str,
+) -> Result<Option<ChatRecord>, ApiError> {
+    let store = request.extra.remove("store");
+    let metadata = request.extra.remove("metadata");
+    if store != Some(Value::Bool(true)) {
+        return Ok(None);
+    }
+    let id = new_object_id("chatcmpl");
+    let messages = request
+        .extra
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut m = m.clone();
+            if let Some(map) = m.as_object_mut() {
+                map.insert("id".into(), json!(format!("{id}-{i}")));
+            }
+            m
+        })
+        .collect();
+    Ok(Some(ChatRecord {
+        id,
+        user_id,
+        model: public_model.to_string(),
+        metadata: metadata_of(metadata.as_ref())?,
+        messages,
+    }))
+}
+
+/// The completion as stored and listed: the client's object under the
+/// gateway's id, with its metadata.
+fn stored_object(record: &ChatRecord, mut completion: Value) -> Value {
+    completion["id"] = json!(record.id);
+    completion["metadata"] = json!(record.metadata);
+    completion
+}
+
+async fn save(app: &App, record: &ChatRecord, completion: Value) {
+    let stored = StoredCompletion {
+        id: record.id.clone(),
+        user_id: record.user_id,
+        model: record.model.clone(),
+        metadata: record.metadata.clone(),
+        messages: record.messages.clone(),
+        completion,
+        created_at: store::now_ms(),
+    };
+    if let Err(e) = app.store.insert_completion(&stored, expires_at(app)).await {
+        tracing::warn!(error = %e, id = %record.id, "could not store a chat completion");
+    }
+}
+
+/// Stores a whole (non-streamed) completion and answers the client with it,
+/// under the gateway's id. Errors pass through unstored.
+pub async fn record_json(app: &App, record: ChatRecord, response: Response) -> Response {
+    if !response.status().is_success() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_STORED_BODY).await else {
+        return ApiError::Internal.into_response();
+    };
+    let Ok(completion) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    let object = stored_object(&record, completion);
+    save(app, &record, object.clone()).await;
+    let mut response = Response::from_parts(parts, Body::from(object.to_string()));
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    response
+}
+
+/// A chat stream on its way to the client, reassembled to be stored when it
+/// ends; its chunks carry the gateway's id.
+pub struct Recorded<T> {
+    inner: T,
+    app: App,
+    record: ChatRecord,
+    decoder: SseDecoder,
+    assembler: ChatAssembler,
+}
+
+impl<T: StreamTransform> Recorded<T> {
+    pub fn new(inner: T, app: App, record: ChatRecord) -> Self {
+        Recorded {
+            inner,
+            app,
+            record,
+            decoder: SseDecoder::new(),
+            assembler: ChatAssembler::new(),
+        }
+    }
+
+    /// Reads what `inner` produced, re-labelled with the stored id.
+    fn relabel(&mut self, produced: BytesMut, out: &mut BytesMut) {
+        self.decoder.push(&produced);
+        while let Some(event) = self.decoder.next_event() {
+            match serde_json::from_str::<Value>(&event.data) {
+                Ok(mut chunk) if chunk.is_object() => {
+                    self.assembler.push(&chunk);
+                    chunk["id"] = json!(self.record.id);
+                    out.extend_from_slice(format!("data: {chunk}\n\n").as_bytes());
+                }
+                _ => out.extend_from_slice(&event.raw),
+            }
+        }
+    }
+}
+
+impl<T: StreamTransform> StreamTransform for Recorded<T> {
+    fn event(&mut self, event: &SseEvent, out: &mut BytesMut) {
+        let mut produced = BytesMut::new();
+        self.inner.event(event, &mut produced);
+        self.relabel(produced, out);
+    }
+    fn end(&mut self, out: &mut BytesMut) {
+        let mut produced = BytesMut::new();
+        self.inner.end(&mut produced);
+        self.relabel(produced, out);
+    }
+    fn fail(&mut self, message: &str, out: &mut BytesMut) {
+        let mut produced = BytesMut::new();
+        self.inner.fail(message, &mut produced);
+        self.relabel(produced, out);
+    }
+    fn usage(&self) -> Option<TokenUsage> {
+        self.inner.usage()
+    }
+    fn finisher(&mut self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        let app = self.app.clone();
+        let record = self.record.clone();
+        let completion = stored_object(&record, self.assembler.finish());
+        Some(Box::pin(
+            async move { save(&app, &record, completion).await },
+        ))
+    }
+}
