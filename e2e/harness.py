@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
@@ -63,6 +64,24 @@ def expected_cost(model, input_tokens, cached, cache_write, output):
     usd_e6 = uncached * input_price + cached * cached_price + cache_write * cache_write_price + output * output_price
     nano = usd_e6 * 1000  # USD per 1M tokens -> nano-USD per token is x1000
     return int(nano.to_integral_value(rounding=ROUND_CEILING))
+
+
+def new_marker(prefix="mk"):
+    """A unique alphanumeric word to put in a prompt, to find the request in
+    the mock's log (Gateway.mock_log) whatever else ran before."""
+    return prefix + uuid.uuid4().hex[:16]
+
+
+def wait_for(predicate, timeout, what, interval=0.05):
+    """Calls `predicate` until it returns something truthy (returned), at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"after {timeout}s: still waiting for {what}")
+        time.sleep(interval)
 
 
 def free_port():
@@ -321,6 +340,47 @@ class Gateway:
         r.raise_for_status()
         return r.json()["requests"]
 
+    def mock_log(self, marker=None):
+        """Every request the mock received (both APIs, every module's), in
+        arrival order; with `marker`, only those whose body contains it. Each
+        is {"seq", "api", "path", "body", "stream", "slow", "pieces", "sent",
+        "state"} (see mock_upstream.py)."""
+        params = {"marker": marker} if marker else None
+        r = self.http.get(self.server.mock_url + "/__log", params=params)
+        r.raise_for_status()
+        return r.json()["requests"]
+
+    def wait_mock_log(self, marker, predicate=None, timeout=SETTLE_TIMEOUT, what=None):
+        """Waits (bounded) until there are entries for `marker` and they
+        satisfy `predicate` (if given); returns them. The predicate only ever
+        sees a non-empty list (a background run may not have reached the
+        upstream yet)."""
+
+        def check():
+            entries = self.mock_log(marker)
+            if not entries:
+                return None
+            return entries if (predicate is None or predicate(entries)) else None
+
+        return wait_for(check, timeout, what or f"upstream requests marked {marker}")
+
+    def balance(self):
+        """The user's balance in nano-USD once every metered request has
+        settled and no hold is left (see settled())."""
+        _, user = self.settled()
+        return user["balance_nano_usd"]
+
+    def gateway_idle(self):
+        """No upstream exchange running and no charge waiting to be written
+        (held balances live in memory by default, so `held` alone cannot say)."""
+        text = self.http.get(self.base_url + "/metrics").text
+        gauges = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in ("tollgate_in_flight", "tollgate_settlements_pending"):
+                gauges[name] = int(value)
+        return gauges == {"tollgate_in_flight": 0, "tollgate_settlements_pending": 0}
+
     def usage_records(self):
         records, cursor = [], None
         while True:
@@ -345,8 +405,9 @@ class Gateway:
         while True:
             records = self.usage_records()
             user = self.admin("GET", f"/admin/users/{self.user_id}")
-            if len(records) >= len(self.metered) and Decimal(user["held"]) == 0:
-                return records, user
+            if len(records) >= len(self.metered) and Decimal(user["held"]) == 0 and self.gateway_idle():
+                # Idle now: re-read, since a charge may have landed meanwhile.
+                return self.usage_records(), self.admin("GET", f"/admin/users/{self.user_id}")
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"after {SETTLE_TIMEOUT}s: {len(records)} usage records for {len(self.metered)} "
@@ -356,7 +417,10 @@ class Gateway:
 
 
 def new_user(server, name):
-    """Creates a user credited START_USD; returns its Gateway."""
+    """Creates a user credited START_USD; returns its Gateway.
+
+    Call it again (another name) for a second user of the same gateway, e.g.
+    for isolation tests; close() its Gateway when done."""
     r = server.http.post(
         server.base_url + "/admin/users", json={"name": name}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
     )
@@ -367,3 +431,87 @@ def new_user(server, name):
     start_balance = balance["balance_nano_usd"]
     assert start_balance == int(START_USD * 10**9), balance
     return Gateway(server=server, user_id=user_id, key=key, start_balance_nano=start_balance)
+
+
+# -- helpers of the stored-object modules (responses, conversations, stored
+#    chat completions) ------------------------------------------------------
+
+
+def content_text(content):
+    """The text of a chat or Anthropic message content: a string, or a list of
+    parts/blocks whose `text` fields are joined; None when there is none."""
+    if content is None:
+        return None
+    if isinstance(content, str):
+        return content
+    texts = [p.get("text") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+    return "".join(texts) if texts else None
+
+
+def chat_messages(body):
+    """The `messages` of a chat-completions request body, normalised so a test
+    can compare them whatever content form the gateway chose: each becomes
+    {"role", "text"} plus, when present, "tool_calls" as [(id, name, arguments
+    parsed as JSON)] and "tool_call_id". A `developer` message counts as
+    `system` (both carry instructions)."""
+    import json
+
+    out = []
+    for m in body.get("messages") or []:
+        role = "system" if m.get("role") == "developer" else m.get("role")
+        n = {"role": role, "text": content_text(m.get("content")) or ""}
+        calls = m.get("tool_calls")
+        if calls:
+            n["tool_calls"] = [
+                (c.get("id"), c["function"]["name"], json.loads(c["function"].get("arguments") or "{}")) for c in calls
+            ]
+        if m.get("tool_call_id") is not None:
+            n["tool_call_id"] = m["tool_call_id"]
+        out.append(n)
+    return out
+
+
+def anthropic_messages(body):
+    """The `messages` of a Messages request body, normalised: each becomes
+    {"role", "text"} plus, when present, "tool_use" as [(id, name, input)] and
+    "tool_result" as [(tool_use_id, text)]."""
+    out = []
+    for m in body.get("messages") or []:
+        content = m.get("content")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
+        n = {
+            "role": m.get("role"),
+            "text": "".join(b.get("text", "") for b in blocks if b.get("type") == "text"),
+        }
+        uses = [(b.get("id"), b.get("name"), b.get("input")) for b in blocks if b.get("type") == "tool_use"]
+        if uses:
+            n["tool_use"] = uses
+        results = [
+            (b.get("tool_use_id"), content_text(b.get("content")) or "")
+            for b in blocks
+            if b.get("type") == "tool_result"
+        ]
+        if results:
+            n["tool_result"] = results
+        out.append(n)
+    return out
+
+
+def item_text(item):
+    """The text of a Responses/Conversations message item (an SDK object or a dict)."""
+    if hasattr(item, "to_dict"):
+        item = item.to_dict()
+    return content_text(item.get("content"))
+
+
+def assert_openai_error(exc, statuses):
+    """`exc` (an openai.APIStatusError) has one of `statuses` and OpenAI's
+    error body: {"error": {"message", "type", "param", "code"}}."""
+    assert exc.status_code in statuses, (exc.status_code, exc.response.text)
+    body = exc.response.json()
+    assert isinstance(body, dict) and isinstance(body.get("error"), dict), body
+    error = body["error"]
+    assert isinstance(error.get("message"), str) and error["message"], body
+    assert isinstance(error.get("type"), str) and error["type"], body
+    assert "param" in error and "code" in error, body
+    return error

@@ -42,6 +42,25 @@ Routes:
   (for the tests to check what the gateway forwarded).
 * ``GET /__anthropic_requests``: the Anthropic requests received so far, each
   ``{"path", "anthropic_version", "anthropic_beta", "authorized", "body"}``.
+* ``GET /__log[?marker=TEXT]``: every POST received so far, both APIs, in
+  arrival order, as ``{"requests": [entry…]}``; with ``marker``, only those
+  whose JSON body contains TEXT (compared as ``json.dumps(body,
+  ensure_ascii=False)``, so use a plain alphanumeric marker). An entry is
+  ``{"seq", "api" ("openai" | "anthropic"), "path", "body", "stream",
+  "slow", "pieces" (how many the answer has), "sent" (how many were produced
+  so far), "state"}``; ``state`` is ``"running"`` while the answer is being
+  produced, then ``"done"``, ``"aborted"`` (the client went away before the
+  end of the answer) or ``"rejected"`` (refused with a 4xx: bad key, bad
+  body, or an unknown path such as an upstream ``/v1/responses``).
+
+**Slow answers.** When the text of a request's messages (or Anthropic
+``system``) contains ``SLOW_MARKER`` (``[slow]``) and the answer is text (no
+tool call), the answer is ``SLOW_TEXT_PIECES`` (``SLOW_PIECES`` = 50 pieces,
+``"s0"``, ``" s1"``… ``" s49"``), each produced ``SLOW_DELAY_SECS`` (0.1 s)
+after the one before: a stream sends one chunk per piece, a non-stream answer
+waits for all of them. Usage stays exact: output tokens = pieces (50) when the
+answer completes; a stream whose client disconnects stops at the next piece
+(its entry says ``"aborted"`` and how many were ``sent``).
 
 The OpenAI routes require ``Authorization: Bearer sk-upstream-test`` (else a
 401 in OpenAI's error shape); the Anthropic routes require
@@ -53,6 +72,7 @@ import json
 import sys
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 UPSTREAM_KEY = "sk-upstream-test"
@@ -77,9 +97,66 @@ CLAUDE_INPUT_TOKENS = 15  # Anthropic's input_tokens: the uncached part only
 CLAUDE_CACHE_READ_TOKENS = 3
 CLAUDE_CACHE_WRITE_TOKENS = 2
 
+# Slow answers (see the module docstring).
+SLOW_MARKER = "[slow]"
+SLOW_PIECES = 50
+SLOW_DELAY_SECS = 0.1
+SLOW_TEXT_PIECES = ["s0"] + [f" s{i}" for i in range(1, SLOW_PIECES)]
+SLOW_TEXT = "".join(SLOW_TEXT_PIECES)
+
 _received = []
 _received_lock = threading.Lock()
 _anthropic_received = []
+# Every POST, both APIs: entries of GET /__log, updated while answering.
+_log = []
+
+
+def log_request(api, path, body, state="running"):
+    """Appends an entry to the request log and returns it (update it under the lock)."""
+    with _received_lock:
+        entry = {
+            "seq": len(_log),
+            "api": api,
+            "path": path,
+            "body": body,
+            "stream": bool(isinstance(body, dict) and body.get("stream") is True),
+            "slow": False,
+            "pieces": 0,
+            "sent": 0,
+            "state": state,
+        }
+        _log.append(entry)
+        return entry
+
+
+def update_entry(entry, **changes):
+    with _received_lock:
+        entry.update(changes)
+
+
+def log_matching(marker):
+    with _received_lock:
+        entries = [dict(e) for e in _log]
+    if marker:
+        entries = [e for e in entries if marker in json.dumps(e["body"], ensure_ascii=False)]
+    return entries
+
+
+def parsed_or_none(raw):
+    try:
+        return json.loads(raw or b"{}")
+    except ValueError:
+        return None
+
+
+def is_slow(request):
+    """Whether the text of the request's messages (or system) holds SLOW_MARKER."""
+    parts = [request.get("messages"), request.get("system")]
+    return SLOW_MARKER in json.dumps(parts, ensure_ascii=False)
+
+
+class ClientGone(Exception):
+    """The client closed the connection while we were streaming to it."""
 
 
 def tool_result_pieces(result_text):
@@ -221,12 +298,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_json(self, status, payload):
         body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        self.wfile.flush()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as e:
+            self.close_connection = True
+            raise ClientGone() from e
 
     def read_body(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -237,8 +318,19 @@ class Handler(BaseHTTPRequestHandler):
 
     def write_chunk(self, data):
         """One HTTP/1.1 chunk (the stream uses chunked transfer encoding)."""
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        self.wfile.flush()
+        try:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as e:
+            self.close_connection = True
+            raise ClientGone() from e
+
+    def produced(self, entry, delay):
+        """Notes one more piece of the answer (after `delay` seconds, for slow answers)."""
+        if delay:
+            time.sleep(delay)
+        with _received_lock:
+            entry["sent"] += 1
 
     def send_event(self, payload):
         text = payload if isinstance(payload, str) else json.dumps(payload)
@@ -247,6 +339,11 @@ class Handler(BaseHTTPRequestHandler):
     # -- routes ----------------------------------------------------------
 
     def do_GET(self):
+        path, _, query = self.path.partition("?")
+        if path == "/__log":
+            marker = urllib.parse.parse_qs(query).get("marker", [None])[0]
+            self.send_json(200, {"requests": log_matching(marker)})
+            return
         if self.path == "/__requests":
             with _received_lock:
                 self.send_json(200, {"requests": list(_received)})
@@ -267,9 +364,11 @@ class Handler(BaseHTTPRequestHandler):
             self.anthropic(path, raw)
             return
         if not self.authorized():
+            log_request("openai", path, parsed_or_none(raw), state="rejected")
             self.unauthorized()
             return
         if self.path != "/v1/chat/completions":
+            log_request("openai", path, parsed_or_none(raw), state="rejected")
             self.send_json(404, error_body("Unknown route " + self.path, "invalid_request_error", "not_found"))
             return
         try:
@@ -277,14 +376,21 @@ class Handler(BaseHTTPRequestHandler):
             if not isinstance(request, dict):
                 raise ValueError("not an object")
         except ValueError:
+            log_request("openai", path, None, state="rejected")
             self.send_json(400, error_body("The body is not a JSON object.", "invalid_request_error", None))
             return
         with _received_lock:
             _received.append(request)
-        if request.get("stream"):
-            self.chat_stream(request)
+        entry = log_request("openai", path, request)
+        try:
+            if request.get("stream"):
+                self.chat_stream(request, entry)
+            else:
+                self.chat_json(request, entry)
+        except ClientGone:
+            update_entry(entry, state="aborted")
         else:
-            self.chat_json(request)
+            update_entry(entry, state="done")
 
     def unauthorized(self):
         self.send_json(
@@ -296,8 +402,9 @@ class Handler(BaseHTTPRequestHandler):
             ),
         )
 
-    def chat_json(self, request):
+    def chat_json(self, request, entry):
         model = request.get("model", "mock-model")
+        delay = 0
         if request.get("tools"):
             pieces = MOCK_ARGUMENT_PIECES
             message = {
@@ -314,8 +421,13 @@ class Handler(BaseHTTPRequestHandler):
             finish = "tool_calls"
         else:
             pieces = MOCK_TEXT_PIECES
+            if is_slow(request):
+                pieces, delay = SLOW_TEXT_PIECES, SLOW_DELAY_SECS
             message = {"role": "assistant", "content": "".join(pieces)}
             finish = "stop"
+        update_entry(entry, slow=bool(delay), pieces=len(pieces))
+        for _ in pieces:
+            self.produced(entry, delay)
         self.send_json(
             200,
             {
@@ -328,7 +440,7 @@ class Handler(BaseHTTPRequestHandler):
             },
         )
 
-    def chat_stream(self, request):
+    def chat_stream(self, request, entry):
         model = request.get("model", "mock-model")
         options = request.get("stream_options") or {}
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -354,6 +466,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if request.get("tools"):
             pieces = MOCK_ARGUMENT_PIECES
+            update_entry(entry, pieces=len(pieces))
             self.send_event(
                 chunk(
                     {
@@ -372,11 +485,16 @@ class Handler(BaseHTTPRequestHandler):
             )
             for piece in pieces:
                 self.send_event(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
+                self.produced(entry, 0)
             finish = "tool_calls"
         else:
-            pieces = MOCK_TEXT_PIECES
+            pieces, delay = MOCK_TEXT_PIECES, 0
+            if is_slow(request):
+                pieces, delay = SLOW_TEXT_PIECES, SLOW_DELAY_SECS
+            update_entry(entry, slow=bool(delay), pieces=len(pieces))
             self.send_event(chunk({"role": "assistant", "content": ""}))
             for piece in pieces:
+                self.produced(entry, delay)
                 self.send_event(chunk({"content": piece}))
             finish = "stop"
         self.send_event(chunk({}, finish))
@@ -418,33 +536,49 @@ class Handler(BaseHTTPRequestHandler):
                     "body": request,
                 }
             )
+        entry = log_request("anthropic", path, request)
         if not authorized:
+            update_entry(entry, state="rejected")
             message = "invalid x-api-key" if version else "anthropic-version: header is required"
             self.send_json(401, anthropic_error("authentication_error", message))
             return
         if request is None:
+            update_entry(entry, state="rejected")
             self.send_json(400, anthropic_error("invalid_request_error", "The body is not a JSON object."))
             return
         problem = validate_messages_request(request, count_only=path.endswith("/count_tokens"))
         if problem:
+            update_entry(entry, state="rejected")
             self.send_json(400, anthropic_error("invalid_request_error", problem))
             return
         if path.endswith("/count_tokens"):
+            update_entry(entry, state="done")
             self.send_json(200, {"input_tokens": count_words(request)})
             return
         result = last_tool_result(request)
+        delay = 0
         if request.get("tools") and result is None:
             answer = ("tool_use", CLAUDE_ARGUMENT_PIECES, "tool_use")
         elif result is not None:
             answer = ("text", tool_result_pieces(result), "end_turn")
+        elif is_slow(request):
+            answer, delay = ("text", SLOW_TEXT_PIECES, "end_turn"), SLOW_DELAY_SECS
         else:
             answer = ("text", CLAUDE_TEXT_PIECES, "end_turn")
-        if request.get("stream") is True:
-            self.messages_stream(request, *answer)
+        update_entry(entry, slow=bool(delay), pieces=len(answer[1]))
+        try:
+            if request.get("stream") is True:
+                self.messages_stream(request, *answer, entry=entry, delay=delay)
+            else:
+                self.messages_json(request, *answer, entry=entry, delay=delay)
+        except ClientGone:
+            update_entry(entry, state="aborted")
         else:
-            self.messages_json(request, *answer)
+            update_entry(entry, state="done")
 
-    def messages_json(self, request, kind, pieces, stop_reason):
+    def messages_json(self, request, kind, pieces, stop_reason, entry, delay=0):
+        for _ in pieces:
+            self.produced(entry, delay)
         if kind == "tool_use":
             block = {
                 "type": "tool_use",
@@ -468,7 +602,7 @@ class Handler(BaseHTTPRequestHandler):
             },
         )
 
-    def messages_stream(self, request, kind, pieces, stop_reason):
+    def messages_stream(self, request, kind, pieces, stop_reason, entry, delay=0):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -500,6 +634,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_anthropic_event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
         self.send_anthropic_event("ping", {"type": "ping"})
         for piece in pieces:
+            self.produced(entry, delay)
             self.send_anthropic_event(
                 "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta(piece)}
             )
