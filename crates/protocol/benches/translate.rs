@@ -7,7 +7,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use protocol::openai::chunk_usage;
 use protocol::rewrite::ByteRewriter;
 use protocol::sse::SseDecoder;
-use protocol::translate::{chat_via_messages, messages_via_chat};
+use protocol::translate::{chat_via_messages, messages_via_chat, responses_via_chat};
+use serde_json::{json, Map};
 
 /// A realistic text stream: `n` content chunks, a finish chunk, usage, [DONE].
 fn openai_stream(n: usize) -> Vec<String> {
@@ -58,6 +59,29 @@ fn bench(c: &mut Criterion) {
             let mut t = chat_via_messages::StreamTranslator::new("gpt-public", 1_700_000_000, true);
             let mut out = Vec::with_capacity(8);
             for e in &anthropic {
+                t.push(black_box(e), &mut out);
+                out.clear();
+            }
+            t.finish(&mut out);
+            black_box(out.len())
+        })
+    });
+
+    // Responses emulated over chat completions: each chunk becomes Responses
+    // events, and the Response object is kept up to date for storage.
+    let skeleton = responses_via_chat::response_skeleton(
+        &Map::from_iter([("input".to_string(), json!("hi"))]),
+        "resp_0123456789abcdef",
+        "gpt-public",
+        1_700_000_000,
+    );
+    group.throughput(Throughput::Elements(openai.len() as u64));
+    group.bench_function("chat_to_responses", |b| {
+        b.iter(|| {
+            let mut t = responses_via_chat::StreamTranslator::new(skeleton.clone());
+            let mut out = Vec::with_capacity(8);
+            t.start(&mut out);
+            for e in &openai {
                 t.push(black_box(e), &mut out);
                 out.clear();
             }
