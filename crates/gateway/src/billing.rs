@@ -105,6 +105,9 @@ impl Meter {
         principal: &Principal,
         amount: i64,
     ) -> Result<(), ApiError> {
+        if !app.config.billing {
+            return Ok(());
+        }
         match app.config.holds {
             HoldsMode::Memory => {
                 app.ledger.reserve(principal, amount)?;
@@ -182,6 +185,9 @@ impl Meter {
         if ok {
             app.metrics
                 .record_usage(&self.model.name, usage.input, usage.output, cost);
+        }
+        if !app.config.billing {
+            return;
         }
         let memory_hold = self.held_in_memory.then_some(self.held);
         app.settlements.push(settlement, memory_hold);

@@ -62,6 +62,10 @@ pub struct Config {
     /// elsewhere (CLI, other instances) within this time.
     #[serde(default = "defaults::auth_cache_ttl_ms")]
     pub auth_cache_ttl_ms: u64,
+    /// `false` turns holds, charges and usage records off. It exists only to
+    /// measure what billing costs (bench/run.sh); never use it in production.
+    #[serde(default = "defaults::billing")]
+    pub billing: bool,
     /// How long stored objects (responses, conversations, stored chat
     /// completions) are kept; 0 keeps them until their owner deletes them.
     #[serde(default = "defaults::stored_retention_days")]
@@ -98,6 +102,9 @@ mod defaults {
     }
     pub fn shutdown_grace_secs() -> u64 {
         30
+    }
+    pub fn billing() -> bool {
+        true
     }
     pub fn stored_retention_days() -> u64 {
         30

@@ -76,6 +76,9 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
     for name in config.models.keys() {
         models.insert(name.clone(), Arc::new(config.model_spec(name)?));
     }
+    if !config.billing {
+        tracing::warn!("billing = false: requests are neither held, charged nor recorded (for benchmarks only)");
+    }
     let (admin_token_hash, generated_admin_token) = admin_token(&config, &store).await?;
     let released = store.sweep_expired_holds().await?;
     if released > 0 {
