@@ -188,6 +188,18 @@ fn assert_well_formed(events: &[(String, Value)], t: &StreamTranslator) {
                 .entry(key("a"))
                 .or_default()
                 .push_str(data["delta"].as_str().unwrap()),
+            "response.custom_tool_call_input.delta" => texts
+                .entry(key("i"))
+                .or_default()
+                .push_str(data["delta"].as_str().unwrap()),
+            "response.custom_tool_call_input.done" => {
+                assert_eq!(added[index]["type"], "custom_tool_call");
+                assert_eq!(
+                    texts.get(&key("i")).map(String::as_str).unwrap_or(""),
+                    data["input"].as_str().unwrap()
+                );
+                assert_eq!(data["input"], last["output"][index]["input"]);
+            }
             "response.output_text.done" | "response.reasoning_summary_text.done" => {
                 assert_eq!(
                     texts.get(&key("t")).map(String::as_str).unwrap_or(""),
@@ -355,6 +367,12 @@ fn a_codex_history_becomes_a_valid_chat_transcript() {
         json!([
             {"type": "function", "function": {"name": "exec_command", "description": "Runs a command in a PTY.", "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"], "additionalProperties": false}, "strict": false}},
             {"type": "function", "function": {"name": "mcp__github__create_issue", "description": "Opens an issue.", "parameters": {"type": "object", "properties": {"title": {"type": "string"}}}, "strict": false}},
+            {"type": "function", "function": {"name": "mcp__github__raw_query", "description": "Freeform query.", "parameters": {
+                "type": "object", "properties": {"input": {"type": "string", "description": "The tool's input, as raw text."}},
+                "required": ["input"], "additionalProperties": false}}},
+            {"type": "function", "function": {"name": "apply_patch", "description": "Applies a patch.", "parameters": {
+                "type": "object", "properties": {"input": {"type": "string", "description": "The tool's input, as raw text following this lark grammar:\nstart: /.+/"}},
+                "required": ["input"], "additionalProperties": false}}},
         ])
     );
     assert_eq!(body["tool_choice"], "auto");
@@ -378,9 +396,7 @@ fn a_codex_history_becomes_a_valid_chat_transcript() {
             "input[8] (reasoning)",
             "input[10] (web_search_call)",
             "reasoning.summary",
-            "tools[mcp__github.custom raw_query]",
             "tools[web_search]",
-            "tools[custom apply_patch]",
         ]
     );
 }
@@ -470,6 +486,19 @@ fn tool_choice_forms() {
         body["tools"],
         json!([{"type": "function", "function": {"name": "f"}}])
     );
+    // A custom tool is a function upstream: forcing it forces that function.
+    let (body, dropped) = chat_body(
+        json!({"input": "x", "tool_choice": {"type": "custom", "name": "apply_patch"},
+        "tools": [{"type": "custom", "name": "apply_patch"}]}),
+    );
+    assert_eq!(
+        body["tool_choice"],
+        json!({"type": "function", "function": {"name": "apply_patch"}})
+    );
+    assert!(dropped.is_empty(), "{dropped:?}");
+    let (body, dropped) = with(json!({"type": "custom"}));
+    assert!(!body.contains_key("tool_choice"));
+    assert_eq!(dropped, vec!["tool_choice (custom without a name)"]);
     let (body, dropped) = with(
         json!({"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "f"}]}),
     );
@@ -495,6 +524,131 @@ fn without_function_tools_there_is_no_tool_choice() {
         dropped,
         vec!["tools[web_search]", "tools[file_search]", "tools[mcp]"]
     );
+}
+
+/// Codex's `apply_patch` (fixtures of e2e/codex, shortened grammar).
+const PATCH_GRAMMAR: &str = "start: begin_patch hunk+ end_patch\nbegin_patch: \"*** Begin Patch\" LF\nend_patch: \"*** End Patch\" LF?\n%import common.LF\n";
+
+fn apply_patch_tool() -> Value {
+    json!({"type": "custom", "name": "apply_patch",
+        "description": "The `apply_patch` tool can be used to edit files. This is a FREEFORM tool, so do not wrap the patch in JSON.",
+        "format": {"type": "grammar", "syntax": "lark", "definition": PATCH_GRAMMAR}})
+}
+
+/// The string parameter's description of the function a custom tool became.
+fn input_description(tool: &Value) -> String {
+    let (body, dropped) = chat_body(json!({"input": "x", "tools": [tool]}));
+    assert!(dropped.is_empty(), "{dropped:?}");
+    let function = &body["tools"][0]["function"];
+    assert_eq!(
+        function["parameters"],
+        json!({"type": "object", "properties": {"input": {"type": "string", "description": function["parameters"]["properties"]["input"]["description"]}},
+               "required": ["input"], "additionalProperties": false})
+    );
+    function["parameters"]["properties"]["input"]["description"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_custom_tool_is_a_function_with_one_string_parameter() {
+    let (body, dropped) = chat_body(
+        json!({"input": "Add a file", "tools": [apply_patch_tool()], "tool_choice": "auto"}),
+    );
+    assert!(dropped.is_empty(), "{dropped:?}");
+    assert_eq!(
+        body["tools"],
+        json!([{"type": "function", "function": {
+            "name": "apply_patch",
+            "description": "The `apply_patch` tool can be used to edit files. This is a FREEFORM tool, so do not wrap the patch in JSON.",
+            "parameters": {
+                "type": "object",
+                "properties": {"input": {"type": "string", "description": format!("The tool's input, as raw text following this lark grammar:\n{PATCH_GRAMMAR}")}},
+                "required": ["input"],
+                "additionalProperties": false,
+            },
+        }}])
+    );
+    assert_eq!(body["tool_choice"], "auto");
+
+    // Other formats: plain text (stated or not), a regular expression.
+    for tool in [
+        json!({"type": "custom", "name": "note", "format": {"type": "text"}}),
+        json!({"type": "custom", "name": "note"}),
+        json!({"type": "custom", "name": "note", "format": null}),
+    ] {
+        assert_eq!(input_description(&tool), "The tool's input, as raw text.");
+    }
+    assert_eq!(
+        input_description(
+            &json!({"type": "custom", "name": "digits", "format": {"type": "grammar", "syntax": "regex", "definition": "^[0-9]+$"}})
+        ),
+        "The tool's input, as raw text matching this regular expression:\n^[0-9]+$"
+    );
+    // A format from the future is named as dropped; the tool stays, as text.
+    let (body, dropped) = chat_body(
+        json!({"input": "x", "tools": [{"type": "custom", "name": "t", "format": {"type": "speech"}}]}),
+    );
+    assert_eq!(body["tools"][0]["function"]["name"], "t");
+    assert_eq!(dropped, vec!["tools[custom t].format (speech)"]);
+    // Inside a namespace, a custom tool is flattened as functions are.
+    let (body, dropped) = chat_body(
+        json!({"input": "x", "tools": [{"type": "namespace", "name": "mcp__db", "tools": [
+            {"type": "custom", "name": "sql", "description": "Runs SQL.", "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}},
+        ]}]}),
+    );
+    assert!(dropped.is_empty(), "{dropped:?}");
+    assert_eq!(body["tools"][0]["function"]["name"], "mcp__db__sql");
+    assert_eq!(body["tools"][0]["function"]["description"], "Runs SQL.");
+}
+
+#[test]
+fn custom_tool_calls_and_outputs_in_the_history() {
+    let patch = "*** Begin Patch\n*** Add File: a.txt\n+\"hi\"\n*** End Patch\n";
+    let m = messages(json!({"tools": [apply_patch_tool()], "input": [
+        {"role": "user", "content": "go"},
+        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "R"}]},
+        {"type": "function_call", "call_id": "a", "name": "exec_command", "arguments": "{\"cmd\":\"ls\"}"},
+        {"type": "custom_tool_call", "id": "ctc_1", "status": "completed", "call_id": "b", "name": "apply_patch", "input": patch},
+        {"type": "custom_tool_call", "call_id": "c", "name": "sql", "namespace": "mcp__db", "input": "select 1"},
+        {"type": "function_call_output", "call_id": "a", "output": "a.txt"},
+        {"type": "custom_tool_call_output", "call_id": "b", "output": "Success. Updated the following files:\nA a.txt\n"},
+        {"type": "custom_tool_call_output", "call_id": "c", "output": [{"type": "input_text", "text": "1"}]},
+        {"type": "custom_tool_call", "call_id": "d", "name": "apply_patch", "input": ""},
+        {"type": "custom_tool_call_output", "call_id": "d", "output": "empty patch"},
+    ]}));
+    assert_eq!(
+        m,
+        vec![
+            json!({"role": "user", "content": "go"}),
+            json!({"role": "assistant", "content": null, "reasoning_content": "R", "tool_calls": [
+                {"id": "a", "type": "function", "function": {"name": "exec_command", "arguments": "{\"cmd\":\"ls\"}"}},
+                {"id": "b", "type": "function", "function": {"name": "apply_patch", "arguments": json!({"input": patch}).to_string()}},
+                {"id": "c", "type": "function", "function": {"name": "mcp__db__sql", "arguments": "{\"input\":\"select 1\"}"}},
+            ]}),
+            json!({"role": "tool", "tool_call_id": "a", "content": "a.txt"}),
+            json!({"role": "tool", "tool_call_id": "b", "content": "Success. Updated the following files:\nA a.txt\n"}),
+            json!({"role": "tool", "tool_call_id": "c", "content": "1"}),
+            json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": "d", "type": "function", "function": {"name": "apply_patch", "arguments": "{\"input\":\"\"}"}},
+            ]}),
+            json!({"role": "tool", "tool_call_id": "d", "content": "empty patch"}),
+        ]
+    );
+    // The arguments decode to the input, quotes and newlines included.
+    let arguments: Value = serde_json::from_str(
+        m[1]["tool_calls"][1]["function"]["arguments"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(arguments, json!({"input": patch}));
+    let (_, dropped) = chat_body(json!({"input": [
+        {"type": "custom_tool_call", "call_id": "b", "name": "apply_patch", "input": "x"},
+        {"type": "custom_tool_call_output", "call_id": "b", "output": "ok"},
+    ]}));
+    assert!(dropped.is_empty(), "{dropped:?}");
 }
 
 #[test]
@@ -1046,6 +1200,203 @@ fn a_flattened_namespaced_call_goes_back_to_its_namespace() {
     );
 }
 
+/// Tools of a Codex request for a catalog model: functions, the custom
+/// `apply_patch`, and a namespace with a custom tool inside.
+fn codex_tools() -> Value {
+    json!([
+        {"type": "function", "name": "exec_command", "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}},
+        apply_patch_tool(),
+        {"type": "namespace", "name": "mcp__db", "tools": [{"type": "custom", "name": "sql"}]},
+        {"type": "web_search"},
+    ])
+}
+
+fn tool_call(index: u64, id: Option<&str>, name: Option<&str>, arguments: &str) -> Value {
+    let mut call = json!({"index": index, "function": {"arguments": arguments}});
+    if let Some(id) = id {
+        call["id"] = json!(id);
+        call["type"] = json!("function");
+    }
+    if let Some(name) = name {
+        call["function"]["name"] = json!(name);
+    }
+    chunk(json!({"tool_calls": [call]}), Value::Null)
+}
+
+#[test]
+fn a_call_to_a_custom_tool_becomes_a_custom_tool_call() {
+    let patch = "*** Begin Patch\n*** Add File: a.txt\n+\"hi\"\n*** End Patch\n";
+    let arguments = json!({"input": patch}).to_string();
+    let (first, rest) = arguments.split_at(17);
+    let stream = sse(&[
+        chunk(
+            json!({"role": "assistant", "content": "Patching."}),
+            Value::Null,
+        ),
+        tool_call(0, Some("call_P"), Some("apply_patch"), ""),
+        tool_call(0, None, None, first),
+        tool_call(0, None, None, rest),
+        tool_call(1, Some("call_F"), Some("exec_command"), "{\"cmd\":\"ls\"}"),
+        chunk(json!({}), json!("tool_calls")),
+        json!({"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 30}}),
+    ]);
+    let mut t = StreamTranslator::new(skeleton(json!({"tools": codex_tools()})));
+    let events = run(&mut t, &stream);
+    assert_well_formed(&events, &t);
+    assert_eq!(
+        kinds(&events),
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.custom_tool_call_input.delta",
+            "response.custom_tool_call_input.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    let e = |i: usize| events[i].1.clone();
+    assert_eq!(
+        e(8),
+        json!({"type": "response.output_item.added", "item": {"id": "ctc_abc_1", "type": "custom_tool_call", "status": "in_progress",
+            "call_id": "call_P", "input": "", "name": "apply_patch"}, "output_index": 1, "sequence_number": 8})
+    );
+    assert_eq!(
+        e(9),
+        json!({"type": "response.custom_tool_call_input.delta", "delta": patch, "item_id": "ctc_abc_1", "output_index": 1, "sequence_number": 9})
+    );
+    assert_eq!(
+        e(10),
+        json!({"type": "response.custom_tool_call_input.done", "input": patch, "item_id": "ctc_abc_1", "output_index": 1, "sequence_number": 10})
+    );
+    let item = json!({"id": "ctc_abc_1", "type": "custom_tool_call", "status": "completed", "call_id": "call_P", "input": patch, "name": "apply_patch"});
+    assert_eq!(
+        e(11),
+        json!({"type": "response.output_item.done", "item": item, "output_index": 1, "sequence_number": 11})
+    );
+    let output = &t.response()["output"];
+    assert_eq!(output[1], item);
+    assert_eq!(output[2]["type"], "function_call");
+    assert_eq!(output[2]["id"], "fc_abc_2");
+    assert_eq!(
+        t.produced_text(),
+        format!("Patching.{patch}{{\"cmd\":\"ls\"}}")
+    );
+
+    // The same answer as one completion gives the same Response object.
+    let completion = json!({"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": "Patching.", "tool_calls": [
+        {"id": "call_P", "type": "function", "function": {"name": "apply_patch", "arguments": arguments}},
+        {"id": "call_F", "type": "function", "function": {"name": "exec_command", "arguments": "{\"cmd\":\"ls\"}"}},
+    ]}}], "usage": {"prompt_tokens": 50, "completion_tokens": 30}});
+    let (whole, usage) = response_from_chat(skeleton(json!({"tools": codex_tools()})), &completion);
+    assert_eq!(&whole, t.response());
+    assert_eq!(usage, t.usage());
+
+    // Echoed back as the next turn's input, the call is the function call
+    // the upstream made, and Codex's answer its tool message.
+    let m = messages(json!({"tools": codex_tools(), "input": [
+        {"role": "user", "content": "go"}, output[0].clone(), output[1].clone(), output[2].clone(),
+        {"type": "custom_tool_call_output", "call_id": "call_P", "output": "Success."},
+        {"type": "function_call_output", "call_id": "call_F", "output": "a.txt"},
+    ]}));
+    assert_eq!(
+        m[1],
+        json!({"role": "assistant", "content": "Patching.", "tool_calls": [
+            {"id": "call_P", "type": "function", "function": {"name": "apply_patch", "arguments": arguments}},
+            {"id": "call_F", "type": "function", "function": {"name": "exec_command", "arguments": "{\"cmd\":\"ls\"}"}},
+        ]})
+    );
+    assert_eq!(
+        m[2],
+        json!({"role": "tool", "tool_call_id": "call_P", "content": "Success."})
+    );
+}
+
+#[test]
+fn custom_call_arguments_that_are_not_its_input_json_pass_as_they_are() {
+    let cases = [
+        (
+            "*** Begin Patch\n*** End Patch",
+            "*** Begin Patch\n*** End Patch",
+        ),
+        ("{\"patch\": \"x\"}", "{\"patch\": \"x\"}"),
+        ("{\"input\": 5}", "{\"input\": 5}"),
+        ("\"quoted\"", "\"quoted\""),
+        ("", ""),
+        ("{\"input\": \"select 1\", \"extra\": true}", "select 1"),
+    ];
+    for (arguments, input) in cases {
+        let stream = sse(&[
+            tool_call(0, Some("call_S"), Some("mcp__db__sql"), arguments),
+            chunk(json!({}), json!("tool_calls")),
+        ]);
+        let mut t = StreamTranslator::new(skeleton(json!({"tools": codex_tools()})));
+        let events = run(&mut t, &stream);
+        assert_well_formed(&events, &t);
+        let deltas = if input.is_empty() { 0 } else { 1 };
+        assert_eq!(events.len(), 2 + 3 + deltas + 1, "{arguments}");
+        assert_eq!(
+            t.response()["output"],
+            json!([{"id": "ctc_abc_0", "type": "custom_tool_call", "status": "completed", "call_id": "call_S",
+                "input": input, "name": "sql", "namespace": "mcp__db"}]),
+            "{arguments}"
+        );
+    }
+}
+
+#[test]
+fn a_custom_call_cut_short() {
+    let start = [
+        chunk(json!({"content": "x"}), Value::Null),
+        tool_call(
+            0,
+            Some("call_P"),
+            Some("apply_patch"),
+            "{\"input\": \"*** Begin",
+        ),
+    ];
+    // Stopped at the token limit: the call closes `incomplete`, with what came.
+    let mut chunks = start.to_vec();
+    chunks.push(chunk(json!({}), json!("length")));
+    let mut t = StreamTranslator::new(skeleton(json!({"tools": codex_tools()})));
+    let events = run(&mut t, &sse(&chunks));
+    assert_well_formed(&events, &t);
+    assert_eq!(events.last().unwrap().0, "response.incomplete");
+    let call = &t.response()["output"][1];
+    assert_eq!(call["status"], "incomplete");
+    assert_eq!(call["input"], "{\"input\": \"*** Begin");
+
+    // The upstream broke, or the client cancelled: the call was never
+    // announced, so it is not in the output; its tokens still count.
+    for cancel in [false, true] {
+        let mut t = StreamTranslator::new(skeleton(json!({"tools": codex_tools()})));
+        let mut out = Vec::new();
+        t.start(&mut out);
+        for c in &start {
+            t.push(&c.to_string(), &mut out);
+        }
+        assert_eq!(t.produced_text(), "x{\"input\": \"*** Begin");
+        if cancel {
+            t.cancel(&mut out);
+        } else {
+            t.fail("reset", &mut out);
+            assert_well_formed(&decode(&out), &t);
+        }
+        assert_eq!(t.response()["output"].as_array().unwrap().len(), 1);
+        assert_eq!(t.produced_text(), "x{\"input\": \"*** Begin");
+    }
+}
+
 #[test]
 fn an_upstream_error_mid_stream_fails_the_response() {
     let mut t = StreamTranslator::new(skeleton(json!({})));
@@ -1257,8 +1608,9 @@ impl Rng {
 }
 
 /// A plausible chat stream: any mix of reasoning, text, refusals and tool
-/// calls (sometimes interleaved, sometimes without ids), a finish, maybe
-/// usage, maybe an error, maybe cut off.
+/// calls (to functions and to the custom tools of [`codex_tools`], sometimes
+/// interleaved, sometimes without ids), a finish, maybe usage, maybe an
+/// error, maybe cut off.
 fn random_chat_stream(rng: &mut Rng) -> String {
     let mut s = String::new();
     let mut tools = 0u64;
@@ -1270,11 +1622,14 @@ fn random_chat_stream(rng: &mut Rng) -> String {
             3 => json!({"refusal": "no"}),
             4 => {
                 tools += 1;
-                json!({"tool_calls": [{"index": tools - 1, "id": format!("call_{tools}"), "type": "function", "function": {"name": "f", "arguments": ""}}]})
+                let name = ["f", "apply_patch", "mcp__db__sql"][rng.below(3) as usize];
+                json!({"tool_calls": [{"index": tools - 1, "id": format!("call_{tools}"), "type": "function", "function": {"name": name, "arguments": ""}}]})
             }
             5 if tools > 0 => {
                 let index = rng.below(tools);
-                json!({"tool_calls": [{"index": index, "function": {"arguments": "{\"a\":1}"}}]})
+                let fragment = ["{\"a\":1}", "{\"input\": \"", "*** Begin Patch\\n", "\"}"]
+                    [rng.below(4) as usize];
+                json!({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
             }
             6 => json!({"tool_calls": [{"function": {"arguments": "x"}}, 7, {"index": "zero"}]}),
             _ => json!({"content": "", "role": "assistant"}),
@@ -1304,9 +1659,81 @@ fn generated_chat_streams_always_give_well_formed_responses_streams() {
     for _ in 0..2_000 {
         let stream = random_chat_stream(&mut rng);
         let cuts = rng.cuts(stream.len());
-        let mut t = StreamTranslator::new(skeleton(json!({})));
+        let mut t = StreamTranslator::new(skeleton(json!({"tools": codex_tools()})));
         let events = run_cut(&mut t, stream.as_bytes(), &cuts);
         assert_well_formed(&events, &t);
+    }
+}
+
+/// Splits `text` into 1–4 pieces at char boundaries.
+fn pieces(rng: &mut Rng, text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut cuts: Vec<usize> = (0..rng.below(4))
+        .map(|_| rng.below(chars.len() as u64 + 1) as usize)
+        .collect();
+    cuts.push(chars.len());
+    cuts.sort();
+    let mut last = 0;
+    cuts.into_iter()
+        .map(|cut| {
+            let piece: String = chars[last..cut].iter().collect();
+            last = cut;
+            piece
+        })
+        .collect()
+}
+
+#[test]
+fn generated_answers_streamed_or_whole_give_the_same_response() {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let arguments = [
+        json!({"input": "*** Begin Patch\n*** Add File: \"ä\".txt\n+x\n*** End Patch\n"})
+            .to_string(),
+        "{\"cmd\": \"ls\"}".to_string(),
+        "*** Begin Patch\n*** End Patch".to_string(),
+        String::new(),
+    ];
+    for _ in 0..500 {
+        let mut chunks = Vec::new();
+        let mut message = json!({"role": "assistant"});
+        for field in ["reasoning_content", "content"] {
+            if rng.below(2) == 0 {
+                let text = ["Let me think.", "Héllo wörld", "x"][rng.below(3) as usize];
+                for piece in pieces(&mut rng, text) {
+                    chunks.push(chunk(json!({ field: piece }), Value::Null));
+                }
+                message[field] = json!(text);
+            }
+        }
+        let mut calls = Vec::new();
+        for index in 0..rng.below(4) {
+            let id = format!("call_{index}");
+            let name = ["f", "apply_patch", "mcp__db__sql"][rng.below(3) as usize];
+            let args = &arguments[rng.below(arguments.len() as u64) as usize];
+            chunks.push(tool_call(index, Some(&id), Some(name), ""));
+            for piece in pieces(&mut rng, args) {
+                chunks.push(tool_call(index, None, None, &piece));
+            }
+            calls.push(json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}}));
+        }
+        if !calls.is_empty() {
+            message["tool_calls"] = json!(calls);
+        }
+        let finish = ["stop", "tool_calls", "length"][rng.below(3) as usize];
+        chunks.push(chunk(json!({}), json!(finish)));
+        let usage = json!({"prompt_tokens": 9, "completion_tokens": 4});
+        chunks.push(json!({"choices": [], "usage": usage}));
+
+        let tools = json!({"tools": codex_tools()});
+        let stream = sse(&chunks);
+        let cuts = rng.cuts(stream.len());
+        let mut t = StreamTranslator::new(skeleton(tools.clone()));
+        let events = run_cut(&mut t, stream.as_bytes(), &cuts);
+        assert_well_formed(&events, &t);
+        let completion = json!({"choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage});
+        let (whole, whole_usage) = response_from_chat(skeleton(tools), &completion);
+        assert_eq!(&whole, t.response(), "{stream}");
+        assert_eq!(whole_usage, t.usage());
     }
 }
 
@@ -1315,7 +1742,7 @@ fn generated_streams_ended_by_fail_or_cancel_are_well_formed() {
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
     for round in 0..500 {
         let stream = random_chat_stream(&mut rng);
-        let mut t = StreamTranslator::new(skeleton(json!({})));
+        let mut t = StreamTranslator::new(skeleton(json!({"tools": codex_tools()})));
         let mut out = Vec::new();
         t.start(&mut out);
         for data in stream
@@ -1410,6 +1837,12 @@ fn hostile_requests_never_panic() {
         json!({"role": "assistant", "content": [1, null, {"type": "output_text"}]}),
         json!({"role": "user", "content": [{"type": "input_image"}]}),
         json!({"type": "custom_tool_call"}),
+        json!({"type": "custom_tool_call", "name": 3, "input": {"x": 1}, "namespace": []}),
+        json!({"type": "custom_tool_call_output", "output": [1, {"type": "input_image"}]}),
+        json!({"type": "custom"}),
+        json!({"type": "custom", "name": "c", "format": {"type": "grammar", "syntax": 7, "definition": null}}),
+        json!({"type": "custom", "name": "c", "format": "lark"}),
+        json!({"type": "namespace", "name": "n", "tools": [{"type": "custom", "format": {"type": "grammar"}}]}),
     ];
     for _ in 0..2_000 {
         let items: Vec<Value> = (0..rng.below(6))
