@@ -27,8 +27,9 @@ fails the module.
 
 Besides: a control run against recording_responses_mock.py (no Tollgate;
 checks the CLI and the fixtures), a model Tollgate does not serve, a call to
-a `namespace` tool, a call to the `custom` tool `apply_patch` (xfail until
-custom tools are emulated), and a replay of Codex's compaction request
+a `namespace` tool, a call to the `custom` tool `apply_patch` (offered
+upstream as a function with one string parameter, its call returned to
+Codex as a `custom_tool_call`), and a replay of Codex's compaction request
 (fixtures/request_compaction.json, no CLI needed).
 
 Everything listens on 127.0.0.1, Codex's internet features are off (see
@@ -527,11 +528,6 @@ def test_namespace_tool_round_trip(stack, codex):
     assert output and "unsupported call" not in output, output
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="Responses `custom` (freeform) tools are not offered to chat upstreams yet; "
-    "FINDINGS.md, emulation item 7",
-)
 def test_apply_patch_round_trip(stack, codex):
     """Codex's file-editing tool: for a catalog model it is a `custom`
     freeform tool (a lark grammar, raw-text input). It reaches the chat
