@@ -294,7 +294,13 @@ async fn models_lists_what_the_key_may_use() {
         .collect();
     assert_eq!(
         ids,
-        vec!["cheap", "claude-test", "gpt-native", "gpt-test", "unreachable"]
+        vec![
+            "cheap",
+            "claude-test",
+            "gpt-native",
+            "gpt-test",
+            "unreachable"
+        ]
     );
 
     let (status, created) = gw
