@@ -17,6 +17,12 @@ use crate::ledger::{KeyFigures, Ledger, UserFigures};
 
 /// Most settlements written in one transaction.
 const MAX_BATCH: usize = 256;
+/// How long the writer waits for more settlements once one has arrived.
+/// Each batch is one transaction; at low concurrency, without this wait,
+/// every request would cost a transaction of its own (most of the gateway's
+/// CPU per request at concurrency 1). Clients never wait for it: balances
+/// are checked against the in-memory ledger, which counts what is pending.
+const LINGER: Duration = Duration::from_millis(10);
 /// Attempts for a batch before its settlements are tried one by one.
 const BATCH_ATTEMPTS: u32 = 5;
 
@@ -108,10 +114,15 @@ async fn write_batches(
             first = rx.recv() => {
                 let Some(first) = first else { return };
                 batch.push(first);
+                let deadline = tokio::time::Instant::now() + LINGER;
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
                         Ok(next) => batch.push(next),
-                        Err(_) => break,
+                        Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(Some(next)) => batch.push(next),
+                            // Time is up, or every sender is gone: write what we have.
+                            Ok(None) | Err(_) => break,
+                        },
                     }
                 }
                 write(&store, &batch).await;
