@@ -13,12 +13,25 @@ use crate::config::{resolve_secret, ProviderConfig, ProviderKind};
 /// configuration names one.
 const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
+/// The upstream paths the gateway calls, relative to a provider's `base_url`.
+const UPSTREAM_PATHS: [&str; 6] = [
+    "/chat/completions",
+    "/completions",
+    "/embeddings",
+    "/messages",
+    "/messages/count_tokens",
+    "/responses",
+];
+
 pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
     /// Whether the upstream serves the Responses API itself.
     pub responses_api: bool,
     base_url: String,
+    /// `base_url` + each path the gateway calls, parsed once: URL parsing
+    /// is a measurable share of a request's cost.
+    endpoints: Vec<(&'static str, reqwest::Url)>,
     anthropic_version: HeaderValue,
     /// The upstream key, kept only to send it and to scrub it from errors.
     api_key: Option<String>,
@@ -39,6 +52,9 @@ impl Provider {
             headers.insert(name, value);
         }
         let client = reqwest::Client::builder()
+            // An API call that redirects is a misconfigured base URL, not
+            // something to follow with the provider's key attached.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
@@ -54,6 +70,15 @@ impl Provider {
             responses_api: config.responses_api && config.kind == ProviderKind::Openai,
             anthropic_version: HeaderValue::from_str(version)
                 .map_err(|_| format!("providers.{name}.anthropic_version: invalid value"))?,
+            endpoints: UPSTREAM_PATHS
+                .iter()
+                .map(|path| {
+                    let url = format!("{}{path}", config.base_url.trim_end_matches('/'));
+                    reqwest::Url::parse(&url)
+                        .map(|u| (*path, u))
+                        .map_err(|e| format!("providers.{name}.base_url: {e}"))
+                })
+                .collect::<Result<_, _>>()?,
             base_url: config.base_url.trim_end_matches('/').to_string(),
             api_key: config.api_key.as_deref().map(resolve_secret),
             headers,
@@ -89,11 +114,12 @@ impl Provider {
                 headers.insert(credential.0, value);
             }
         }
-        let request = self
-            .client
-            .post(format!("{}{path}", self.base_url))
-            .headers(headers)
-            .body(body);
+        let url = match self.endpoints.iter().find(|(p, _)| *p == path) {
+            Some((_, url)) => url.clone(),
+            None => reqwest::Url::parse(&format!("{}{path}", self.base_url))
+                .map_err(|_| UpstreamError::Unreachable)?,
+        };
+        let request = self.client.post(url).headers(headers).body(body);
         match tokio::time::timeout(self.request_timeout, request.send()).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Err(e)) if e.is_timeout() => Err(UpstreamError::Timeout),
