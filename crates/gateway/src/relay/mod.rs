@@ -215,58 +215,54 @@ fn failure_outcome(status: u16) -> Outcome {
 }
 
 /// Forwards a non-streaming request; the body reaches the client through `transform`.
+///
+/// Callers run it [`detached`](crate::api) from the client's connection, so
+/// that a client hanging up cannot cancel the settlement.
 pub async fn forward_json(app: App, mut ex: Exchange, transform: BodyTransform) -> Response {
-    let guard = InFlight::enter(&app);
-    // Spawned so that a client hanging up cannot cancel the settlement.
-    let task = tokio::spawn(async move {
-        let _guard = guard;
-        let kind = ex.provider.kind;
-        let body = std::mem::take(&mut ex.body);
-        let response = match send(&app, &ex.provider, ex.path, body, &ex.forwarded).await {
-            Ok(r) => r,
-            Err(failure) => {
-                ex.meter.settle(&app, failure_outcome(failure.status()));
-                return failure.render(kind, ex.shape);
-            }
-        };
-        let status = response.status();
-        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-        let bytes = match tokio::time::timeout(ex.provider.request_timeout, response.bytes()).await
-        {
-            Ok(Ok(b)) => b,
-            Ok(Err(_)) | Err(_) => {
-                let error = ApiError::UpstreamTimeout;
-                ex.meter
-                    .settle(&app, failure_outcome(error.status().as_u16()));
-                return error.render(ex.shape);
-            }
-        };
-        let output_bytes = bytes.len() as u64;
-        let Some((body, usage)) = transform.apply(bytes) else {
-            let error = ApiError::UpstreamFailed(status.as_u16());
-            ex.meter.settle(&app, failure_outcome(502));
+    let _guard = InFlight::enter(&app);
+    let kind = ex.provider.kind;
+    let body = std::mem::take(&mut ex.body);
+    let response = match send(&app, &ex.provider, ex.path, body, &ex.forwarded).await {
+        Ok(r) => r,
+        Err(failure) => {
+            ex.meter.settle(&app, failure_outcome(failure.status()));
+            return failure.render(kind, ex.shape);
+        }
+    };
+    let status = response.status();
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    let bytes = match tokio::time::timeout(ex.provider.request_timeout, response.bytes()).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) | Err(_) => {
+            let error = ApiError::UpstreamTimeout;
+            ex.meter
+                .settle(&app, failure_outcome(error.status().as_u16()));
             return error.render(ex.shape);
-        };
-        ex.meter.settle(
-            &app,
-            Outcome {
-                usage,
-                output_bytes,
-                status: status.as_u16(),
-                error: None,
-            },
-        );
-        let mut out = (
-            StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::OK),
-            body,
-        )
-            .into_response();
-        let content_type = content_type.unwrap_or(HeaderValue::from_static("application/json"));
-        out.headers_mut().insert(header::CONTENT_TYPE, content_type);
-        out
-    });
-    task.await
-        .unwrap_or_else(|_| ApiError::Internal.into_response())
+        }
+    };
+    let output_bytes = bytes.len() as u64;
+    let Some((body, usage)) = transform.apply(bytes) else {
+        let error = ApiError::UpstreamFailed(status.as_u16());
+        ex.meter.settle(&app, failure_outcome(502));
+        return error.render(ex.shape);
+    };
+    ex.meter.settle(
+        &app,
+        Outcome {
+            usage,
+            output_bytes,
+            status: status.as_u16(),
+            error: None,
+        },
+    );
+    let mut out = (
+        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::OK),
+        body,
+    )
+        .into_response();
+    let content_type = content_type.unwrap_or(HeaderValue::from_static("application/json"));
+    out.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    out
 }
 
 /// Forwards a streaming request; events reach the client through `transform`,
