@@ -62,6 +62,9 @@ pub struct Config {
     /// elsewhere (CLI, other instances) within this time.
     #[serde(default = "defaults::auth_cache_ttl_ms")]
     pub auth_cache_ttl_ms: u64,
+    /// Threads serving requests; 0 means one per CPU core.
+    #[serde(default)]
+    pub worker_threads: usize,
     /// `false` turns holds, charges and usage records off. It exists only to
     /// measure what billing costs (bench/run.sh); never use it in production.
     #[serde(default = "defaults::billing")]
