@@ -3,12 +3,6 @@
 
 mod admin;
 
-/// mimalloc instead of the system allocator: a request allocates and frees
-/// many small buffers across threads, which glibc's malloc handles slowly
-/// (its functions were ~10 % of the gateway's CPU under load).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
