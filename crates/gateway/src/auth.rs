@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use store::{ApiKey, User};
 
@@ -104,6 +106,19 @@ impl AuthCache {
 }
 
 /// Resolves the caller's key, refusing unknown, disabled and expired keys.
+/// The authenticated caller, as a handler argument. Put it before the
+/// arguments that read the request, so that an anonymous caller learns
+/// nothing — not even whether its input is well formed.
+pub struct Caller(pub Arc<Principal>);
+
+impl FromRequestParts<App> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        authenticate(app, &parts.headers).await.map(Caller)
+    }
+}
+
 pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Arc<Principal>, ApiError> {
     let secret = presented_secret(headers).ok_or(ApiError::InvalidApiKey)?;
     let hash = hash_secret(secret);

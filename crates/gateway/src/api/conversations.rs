@@ -3,8 +3,6 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
 use axum::Json;
 use protocol::translate::responses_via_chat::input_items;
 use serde_json::{json, Map, Value};
@@ -12,8 +10,7 @@ use store::Conversation;
 
 use super::body::parse_json;
 use super::list::{list_object, ListQuery};
-use super::respond;
-use crate::auth::authenticate;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::metadata::metadata_of;
 use crate::responses::expires_at;
@@ -24,191 +21,138 @@ use crate::state::App;
 /// Most items one request may add (OpenAI's limit).
 const MAX_ITEMS_PER_REQUEST: usize = 20;
 
-pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    respond(
-        async {
-            let principal = authenticate(&app, &headers).await?;
-            let params: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
-                Map::new()
-            } else {
-                parse_json(&body)?
-            };
-            let metadata = metadata_of(params.get("metadata"))?;
-            let items = new_items(params.get("items"))?;
-            let conversation = Conversation {
-                id: new_object_id("conv"),
-                user_id: principal.user.id,
-                metadata,
-                created_at: store::now_ms(),
-            };
-            app.store
-                .create_conversation(&conversation, &items, expires_at(&app))
-                .await?;
-            Ok(Json(object(&conversation)))
-        }
-        .await,
-    )
+type Answer = Result<Json<Value>, ApiError>;
+
+pub async fn create(State(app): State<App>, Caller(caller): Caller, body: Bytes) -> Answer {
+    let params: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
+        Map::new()
+    } else {
+        parse_json(&body)?
+    };
+    let metadata = metadata_of(params.get("metadata"))?;
+    let items = new_items(params.get("items"))?;
+    let conversation = Conversation {
+        id: new_object_id("conv"),
+        user_id: caller.user.id,
+        metadata,
+        created_at: store::now_ms(),
+    };
+    app.store
+        .create_conversation(&conversation, &items, expires_at(&app))
+        .await?;
+    Ok(Json(object(&conversation)))
 }
 
 pub async fn retrieve(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    respond(
-        async {
-            let principal = authenticate(&app, &headers).await?;
-            let conversation = owned(&app, principal.user.id, &id).await?;
-            Ok(Json(object(&conversation)))
-        }
-        .await,
-    )
+) -> Answer {
+    Ok(Json(object(&owned(&app, caller.user.id, &id).await?)))
 }
 
 pub async fn update(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    respond(
-        async {
-            let principal = authenticate(&app, &headers).await?;
-            let params: Map<String, Value> = parse_json(&body)?;
-            let metadata = metadata_of(params.get("metadata"))?;
-            if !app
-                .store
-                .update_conversation(principal.user.id, &id, &metadata)
-                .await?
-            {
-                return Err(not_found(&id));
-            }
-            let conversation = owned(&app, principal.user.id, &id).await?;
-            Ok(Json(object(&conversation)))
-        }
-        .await,
-    )
+) -> Answer {
+    let params: Map<String, Value> = parse_json(&body)?;
+    let metadata = metadata_of(params.get("metadata"))?;
+    if !app
+        .store
+        .update_conversation(caller.user.id, &id, &metadata)
+        .await?
+    {
+        return Err(not_found(&id));
+    }
+    Ok(Json(object(&owned(&app, caller.user.id, &id).await?)))
 }
 
 pub async fn delete(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    respond(
-        async {
-            let principal = authenticate(&app, &headers).await?;
-            if !app
-                .store
-                .delete_conversation(principal.user.id, &id)
-                .await?
-            {
-                return Err(not_found(&id));
-            }
-            Ok(Json(
-                json!({"id": id, "object": "conversation.deleted", "deleted": true}),
-            ))
-        }
-        .await,
-    )
+) -> Answer {
+    if !app.store.delete_conversation(caller.user.id, &id).await? {
+        return Err(not_found(&id));
+    }
+    Ok(Json(
+        json!({"id": id, "object": "conversation.deleted", "deleted": true}),
+    ))
 }
 
 pub async fn add_items(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    respond(
-        async {
-            let principal = authenticate(&app, &headers).await?;
-            let params: Map<String, Value> = parse_json(&body)?;
-            let items = new_items(params.get("items"))?;
-            if items.is_empty() {
-                return Err(ApiError::BadRequest(
-                    "`items` must list at least one item.".into(),
-                ));
-            }
-            if !app
-                .store
-                .add_conversation_items(principal.user.id, &id, &items)
-                .await?
-            {
-                return Err(not_found(&id));
-            }
-            let data = items.into_iter().map(|(_, item)| item).collect();
-            Ok(Json(list_object(data, false)))
-        }
-        .await,
-    )
+) -> Answer {
+    let params: Map<String, Value> = parse_json(&body)?;
+    let items = new_items(params.get("items"))?;
+    if items.is_empty() {
+        return Err(ApiError::BadRequest(
+            "`items` must list at least one item.".into(),
+        ));
+    }
+    if !app
+        .store
+        .add_conversation_items(caller.user.id, &id, &items)
+        .await?
+    {
+        return Err(not_found(&id));
+    }
+    let data = items.into_iter().map(|(_, item)| item).collect();
+    Ok(Json(list_object(data, false)))
 }
 
 pub async fn list_items(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
     Query(query): Query<ListQuery>,
-    headers: HeaderMap,
-) -> Response {
-    respond(
-        async {
-            let principal = authenticate(&app, &headers).await?;
-            let page = app
-                .store
-                .list_conversation_items(
-                    principal.user.id,
-                    &id,
-                    query.after.as_deref(),
-                    query.limit()?,
-                    query.ascending(false)?,
-                )
-                .await?
-                .ok_or_else(|| not_found(&id))?;
-            Ok(Json(list_object(page.items, page.has_more)))
-        }
-        .await,
-    )
+) -> Answer {
+    let page = app
+        .store
+        .list_conversation_items(
+            caller.user.id,
+            &id,
+            query.after.as_deref(),
+            query.limit()?,
+            query.ascending(false)?,
+        )
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    Ok(Json(list_object(page.items, page.has_more)))
 }
 
 pub async fn get_item(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path((id, item_id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    respond(
-        async {
-            let principal = authenticate(&app, &headers).await?;
-            let item = app
-                .store
-                .get_conversation_item(principal.user.id, &id, &item_id)
-                .await?
-                .ok_or_else(|| ApiError::NotFound(format!("Item with id '{item_id}'")))?;
-            Ok(Json(item))
-        }
-        .await,
-    )
+) -> Answer {
+    let item = app
+        .store
+        .get_conversation_item(caller.user.id, &id, &item_id)
+        .await?
+        .ok_or_else(|| item_not_found(&item_id))?;
+    Ok(Json(item))
 }
 
 pub async fn delete_item(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path((id, item_id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    respond(
-        async {
-            let principal = authenticate(&app, &headers).await?;
-            let user = principal.user.id;
-            if !app
-                .store
-                .delete_conversation_item(user, &id, &item_id)
-                .await?
-            {
-                return Err(ApiError::NotFound(format!("Item with id '{item_id}'")));
-            }
-            let conversation = owned(&app, user, &id).await?;
-            Ok(Json(object(&conversation)))
-        }
-        .await,
-    )
+) -> Answer {
+    let user = caller.user.id;
+    if !app
+        .store
+        .delete_conversation_item(user, &id, &item_id)
+        .await?
+    {
+        return Err(item_not_found(&item_id));
+    }
+    Ok(Json(object(&owned(&app, user, &id).await?)))
 }
 
 async fn owned(app: &App, user_id: i64, id: &str) -> Result<Conversation, ApiError> {
@@ -220,6 +164,10 @@ async fn owned(app: &App, user_id: i64, id: &str) -> Result<Conversation, ApiErr
 
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("Conversation with id '{id}'"))
+}
+
+fn item_not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("Item with id '{id}'"))
 }
 
 /// The conversation as the API shows it.

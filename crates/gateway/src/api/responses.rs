@@ -12,12 +12,13 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use store::StoredResponse;
 use tokio::sync::mpsc;
 
 use super::body::parse_json;
 use super::list::{page, ListQuery};
-use super::{detached, respond, RequestId};
-use crate::auth::authenticate;
+use super::{detached, RequestId};
+use crate::auth::{authenticate, Caller};
 use crate::error::{ApiError, Shape};
 use crate::responses::registry::Run;
 use crate::responses::run::{connect, drive, record_refusal, Sink, Turn};
@@ -167,120 +168,85 @@ pub struct RetrieveQuery {
 
 pub async fn retrieve(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
     Query(query): Query<RetrieveQuery>,
-    headers: HeaderMap,
-) -> Response {
-    respond(
-        async {
-            let principal = authenticate(&app, &headers).await?;
-            let user = principal.user.id;
-            let stored = app
-                .store
-                .get_response(user, &id)
-                .await?
-                .ok_or_else(|| response_not_found(&id))?;
-            if query.stream != Some(true) {
-                return Ok(Json(stored.response).into_response());
-            }
-            if !stored.background {
-                return Err(ApiError::BadRequest(
-                    "Only background responses can be streamed after they were created.".into(),
-                ));
-            }
-            let from = query.starting_after.map_or(0, |n| n as usize + 1);
-            if let Some(run) = app.runs.get(&id, user) {
-                return Ok(sse(follow(run, from)));
-            }
-            let events = app
-                .store
-                .response_events(user, &id)
-                .await?
-                .unwrap_or_default();
-            let rest: String = events.into_iter().skip(from).collect();
-            Ok(sse(Body::from(rest)))
-        }
-        .await,
-    )
+) -> Result<Response, ApiError> {
+    let user = caller.user.id;
+    let stored = owned(&app, user, &id).await?;
+    if query.stream != Some(true) {
+        return Ok(Json(stored.response).into_response());
+    }
+    if !stored.background {
+        return Err(ApiError::BadRequest(
+            "Only background responses can be streamed after they were created.".into(),
+        ));
+    }
+    let from = query.starting_after.map_or(0, |n| n as usize + 1);
+    if let Some(run) = app.runs.get(&id, user) {
+        return Ok(sse(follow(run, from)));
+    }
+    let events = app
+        .store
+        .response_events(user, &id)
+        .await?
+        .unwrap_or_default();
+    let rest: String = events.into_iter().skip(from).collect();
+    Ok(sse(Body::from(rest)))
 }
 
 pub async fn delete(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    respond(
-        async {
-            let principal = authenticate(&app, &headers).await?;
-            if let Some(run) = app.runs.get(&id, principal.user.id) {
-                run.request_cancel();
-            }
-            if !app.store.delete_response(principal.user.id, &id).await? {
-                return Err(response_not_found(&id));
-            }
-            Ok(Json(
-                json!({"id": id, "object": "response.deleted", "deleted": true}),
-            ))
-        }
-        .await,
-    )
+) -> Result<Json<Value>, ApiError> {
+    if let Some(run) = app.runs.get(&id, caller.user.id) {
+        run.request_cancel();
+    }
+    if !app.store.delete_response(caller.user.id, &id).await? {
+        return Err(response_not_found(&id));
+    }
+    Ok(Json(
+        json!({"id": id, "object": "response.deleted", "deleted": true}),
+    ))
 }
 
 pub async fn cancel(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    respond(
-        async {
-            let principal = authenticate(&app, &headers).await?;
-            let user = principal.user.id;
-            let stored = app
-                .store
-                .get_response(user, &id)
-                .await?
-                .ok_or_else(|| response_not_found(&id))?;
-            if !stored.background {
-                return Err(ApiError::BadRequest(
-                    "Only responses created with `background: true` can be cancelled.".into(),
-                ));
-            }
-            if let Some(run) = app.runs.get(&id, user) {
-                let mut progress = run.follow();
-                run.request_cancel();
-                let stopped = progress.wait_for(|p| p.done);
-                let _ = tokio::time::timeout(CANCEL_WAIT, stopped).await;
-            }
-            // A run already over is returned as it ended: cancelling is idempotent.
-            let stored = app
-                .store
-                .get_response(user, &id)
-                .await?
-                .ok_or_else(|| response_not_found(&id))?;
-            Ok(Json(stored.response))
-        }
-        .await,
-    )
+) -> Result<Json<Value>, ApiError> {
+    let user = caller.user.id;
+    if !owned(&app, user, &id).await?.background {
+        return Err(ApiError::BadRequest(
+            "Only responses created with `background: true` can be cancelled.".into(),
+        ));
+    }
+    if let Some(run) = app.runs.get(&id, user) {
+        let mut progress = run.follow();
+        run.request_cancel();
+        let stopped = progress.wait_for(|p| p.done);
+        let _ = tokio::time::timeout(CANCEL_WAIT, stopped).await;
+    }
+    // A run already over is returned as it ended: cancelling is idempotent.
+    Ok(Json(owned(&app, user, &id).await?.response))
 }
 
 pub async fn input_items(
     State(app): State<App>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
     Query(query): Query<ListQuery>,
-    headers: HeaderMap,
-) -> Response {
-    respond(
-        async {
-            let principal = authenticate(&app, &headers).await?;
-            let stored = app
-                .store
-                .get_response(principal.user.id, &id)
-                .await?
-                .ok_or_else(|| response_not_found(&id))?;
-            Ok(Json(page(stored.input_items, &query, false)?))
-        }
-        .await,
-    )
+) -> Result<Json<Value>, ApiError> {
+    let stored = owned(&app, caller.user.id, &id).await?;
+    Ok(Json(page(stored.input_items, &query, false)?))
+}
+
+async fn owned(app: &App, user_id: i64, id: &str) -> Result<StoredResponse, ApiError> {
+    app.store
+        .get_response(user_id, id)
+        .await?
+        .ok_or_else(|| response_not_found(id))
 }
 
 fn response_not_found(id: &str) -> ApiError {
