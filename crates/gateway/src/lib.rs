@@ -27,6 +27,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -148,6 +149,14 @@ pub async fn serve(
     let grace = Duration::from_secs(app.config.shutdown_grace_secs);
     let sweeper = tokio::spawn(sweep(app.clone()));
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    // Without TCP_NODELAY, Nagle's algorithm holds back a stream's small
+    // writes until the client acknowledges the previous one — and clients
+    // delay their acknowledgements by up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let server =
         axum::serve(listener, api::router(app.clone())).with_graceful_shutdown(async move {
             shutdown.await;
