@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::users::placeholders;
-use crate::{now_ms, Result, Store};
+use crate::{now_ms, Backend, Result, Store};
 
 /// A hold to place before forwarding a request.
 #[derive(Debug, Clone)]
@@ -113,10 +113,11 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        let backend = self.backend();
         let mut tx = self.writer.begin().await?;
         let mut inserted = HashSet::new();
         for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-            inserted.extend(insert_usage(&mut tx, chunk).await?);
+            inserted.extend(insert_usage(&mut tx, backend, chunk).await?);
         }
         // The first occurrence of each newly inserted id is the one charged.
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -130,7 +131,7 @@ impl Store {
             }
         }
         if !fresh.is_empty() {
-            charge(&mut tx, &fresh).await?;
+            charge(&mut tx, backend, &fresh).await?;
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -186,19 +187,22 @@ async fn release_amount(
     Ok(())
 }
 
-/// Rows per multi-row statement. Kept small on purpose: binding a statement's
-/// `$N` parameters costs time quadratic in their number with sqlx's SQLite
-/// driver (each lookup scans the statement's parameter list), and past a few
-/// hundred parameters that dominates the whole settlement.
-const ROWS_PER_STATEMENT: usize = 16;
+/// Rows per multi-row statement (17 parameters each in the widest). SQLite
+/// statements use anonymous placeholders, whose binding is linear (see
+/// `placeholders`); numbered ones made larger statements cost more, not less.
+const ROWS_PER_STATEMENT: usize = 64;
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
 /// Inserts usage records, skipping ids already settled; returns the ids inserted.
-async fn insert_usage(tx: &mut Tx<'_>, chunk: &[Settlement]) -> Result<Vec<String>> {
+async fn insert_usage(
+    tx: &mut Tx<'_>,
+    backend: Backend,
+    chunk: &[Settlement],
+) -> Result<Vec<String>> {
     const COLUMNS: usize = 17;
     let rows: Vec<String> = (0..chunk.len())
-        .map(|r| format!("({})", placeholders(r * COLUMNS + 1, COLUMNS)))
+        .map(|r| format!("({})", placeholders(backend, r * COLUMNS + 1, COLUMNS)))
         .collect();
     let sql = format!(
         "INSERT INTO usage_records (request_id, user_id, key_id, endpoint, model, provider, \
@@ -233,14 +237,14 @@ async fn insert_usage(tx: &mut Tx<'_>, chunk: &[Settlement]) -> Result<Vec<Strin
 
 /// Releases the holds of `fresh` settlements, charges users and keys (one
 /// statement per distinct user and key) and appends the ledger entries.
-async fn charge(tx: &mut Tx<'_>, fresh: &[&Settlement]) -> Result<()> {
+async fn charge(tx: &mut Tx<'_>, backend: Backend, fresh: &[&Settlement]) -> Result<()> {
     // Holds placed in the database (holds = "database"); the sweeper may
     // already have released an expired one, and memory holds have no row.
     let mut held: HashMap<&str, i64> = HashMap::new();
     for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "DELETE FROM holds WHERE request_id IN ({}) RETURNING request_id, amount",
-            placeholders(1, chunk.len())
+            placeholders(backend, 1, chunk.len())
         );
         let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
         for s in chunk {
@@ -327,13 +331,9 @@ async fn charge(tx: &mut Tx<'_>, fresh: &[&Settlement]) -> Result<()> {
             .map(|r| {
                 let p = r * COLUMNS;
                 format!(
-                    "(${}, ${}, ${}, 'charge', ${}, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6
+                    "({}, 'charge', {})",
+                    placeholders(backend, p + 1, 3),
+                    placeholders(backend, p + 4, 3)
                 )
             })
             .collect();

@@ -4,7 +4,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::{now_ms, Result, Store, StoreError};
+use crate::{now_ms, Backend, Result, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct User {
@@ -237,11 +237,18 @@ impl Store {
 }
 
 /// Placeholders `$first, $first+1, …` for `n` values.
-pub(crate) fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// `n` bind placeholders for parameters `first..first + n`: `$first, …` on
+/// PostgreSQL; anonymous `?`s (bound in order) on SQLite, where each numbered
+/// parameter costs a name lookup that scans the statement's parameter list —
+/// quadratic in a multi-row statement, and the bulk of its cost.
+pub(crate) fn placeholders(backend: Backend, first: usize, n: usize) -> String {
+    match backend {
+        Backend::Sqlite => vec!["?"; n].join(", "),
+        Backend::Postgres => (first..first + n)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 /// Most ids in one `IN (…)` list.
@@ -254,7 +261,7 @@ impl Store {
         for chunk in user_ids.chunks(ID_CHUNK) {
             let sql = format!(
                 "SELECT id, balance + free_balance FROM users WHERE id IN ({})",
-                placeholders(1, chunk.len())
+                placeholders(self.backend(), 1, chunk.len())
             );
             let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
             for id in chunk {
@@ -271,7 +278,7 @@ impl Store {
         for chunk in key_ids.chunks(ID_CHUNK) {
             let sql = format!(
                 "SELECT id, max_fee, used_fee FROM api_keys WHERE id IN ({})",
-                placeholders(1, chunk.len())
+                placeholders(self.backend(), 1, chunk.len())
             );
             let mut query = sqlx::query_as::<_, (String, i64, i64)>(&sql);
             for id in chunk {
