@@ -106,7 +106,8 @@ pub async fn record_json(app: &App, record: ChatRecord, response: Response) -> R
     let Ok(bytes) = axum::body::to_bytes(body, MAX_STORED_BODY).await else {
         return ApiError::Internal.into_response();
     };
-    let Ok(completion) = serde_json::from_slice::<Value>(&bytes) else {
+    // Only a completion object is stored; anything else passes through as is.
+    let Ok(completion @ Value::Object(_)) = serde_json::from_slice::<Value>(&bytes) else {
         return Response::from_parts(parts, Body::from(bytes));
     };
     let object = stored_object(&record, completion);

@@ -246,7 +246,10 @@ async fn insert_items(
     let now = crate::now_ms();
     for (id, item) in items {
         sqlx::query(
-            "INSERT INTO conversation_items (conversation_id, id, item, created_at) VALUES ($1, $2, $3, $4)",
+            // An item already in the conversation (a client re-sending an
+            // earlier output item with its id) is kept once.
+            "INSERT INTO conversation_items (conversation_id, id, item, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (conversation_id, id) DO NOTHING",
         )
         .bind(conversation_id)
         .bind(id)

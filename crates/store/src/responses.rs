@@ -58,6 +58,52 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the stored state of a response that still exists (a
+    /// background run saved when queued); false when it was deleted meanwhile,
+    /// which must not bring it back.
+    pub async fn update_response(
+        &self,
+        r: &StoredResponse,
+        events: Option<&[String]>,
+    ) -> Result<bool> {
+        let events = match events {
+            Some(e) => Some(serde_json::to_string(e).map_err(crate::json_error)?),
+            None => None,
+        };
+        let done = sqlx::query(
+            "UPDATE responses SET status = $1, response = $2, events = COALESCE($3, events), updated_at = $4 \
+             WHERE id = $5 AND user_id = $6",
+        )
+        .bind(&r.status)
+        .bind(json_text(&r.response)?)
+        .bind(events)
+        .bind(crate::now_ms())
+        .bind(&r.id)
+        .bind(r.user_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Marks a background response failed if it is still queued or in
+    /// progress and untouched since `before`; false when it moved on (its run
+    /// finished, or was deleted) in the meantime.
+    pub async fn fail_stale_response(&self, r: &StoredResponse, before: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE responses SET status = $1, response = $2, updated_at = $3 \
+             WHERE id = $4 AND user_id = $5 AND status IN ('queued', 'in_progress') AND updated_at < $6",
+        )
+        .bind(&r.status)
+        .bind(json_text(&r.response)?)
+        .bind(crate::now_ms())
+        .bind(&r.id)
+        .bind(r.user_id)
+        .bind(before)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// The user's response `id`; `None` when it does not exist or is another user's.
     pub async fn get_response(&self, user_id: i64, id: &str) -> Result<Option<StoredResponse>> {
         let row = sqlx::query(

@@ -284,3 +284,43 @@ async fn saving_a_response_again_replaces_its_state_and_keeps_its_events() {
     assert!(!store.delete_response(2, "resp_bg").await.unwrap());
     assert!(store.delete_response(1, "resp_bg").await.unwrap());
 }
+
+#[tokio::test]
+async fn updates_never_bring_back_a_deleted_response_nor_fail_a_finished_one() {
+    let store = fresh_store().await;
+    let mut r = StoredResponse {
+        id: "resp_run".into(),
+        user_id: 1,
+        previous_response_id: None,
+        conversation_id: None,
+        status: "in_progress".into(),
+        background: true,
+        response: json!({"status": "in_progress"}),
+        input_items: vec![],
+        created_at: 1,
+    };
+    store.save_response(&r, None, None).await.unwrap();
+    let later = store::now_ms() + 1_000;
+    // The run finishes first: the stale-run sweep must then leave it alone.
+    r.status = "completed".into();
+    assert!(store
+        .update_response(&r, Some(&["e".to_string()]))
+        .await
+        .unwrap());
+    let mut failed = r.clone();
+    failed.status = "failed".into();
+    assert!(!store.fail_stale_response(&failed, later).await.unwrap());
+    assert_eq!(
+        store
+            .get_response(1, "resp_run")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "completed"
+    );
+    // Deleted while running: the run's final update finds nothing to update.
+    assert!(store.delete_response(1, "resp_run").await.unwrap());
+    assert!(!store.update_response(&r, None).await.unwrap());
+    assert!(store.get_response(1, "resp_run").await.unwrap().is_none());
+}

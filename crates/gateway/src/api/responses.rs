@@ -23,7 +23,7 @@ use crate::error::{ApiError, Shape};
 use crate::responses::registry::Run;
 use crate::responses::run::{connect, drive, record_refusal, Sink, Turn};
 use crate::responses::{expires_at, prepare};
-use crate::state::App;
+use crate::state::{App, InFlight};
 
 /// Events waiting for a slow streaming client before the upstream read pauses.
 const STREAM_BUFFER: usize = 64;
@@ -60,11 +60,10 @@ pub async fn create(
             tokio::spawn(drive(app, turn, upstream, Sink::Client(Some(tx))));
             return sse(Body::from_stream(receiver_stream(rx)));
         }
-        // Spawned so that a client hanging up cannot stop the settlement.
+        // Spawned so that a client hanging up cannot stop the settlement. A
+        // run the upstream broke off is answered with its `failed` Response,
+        // charged for what was produced, as a stream is.
         match tokio::spawn(drive(app, turn, upstream, Sink::Discard)).await {
-            Ok(response) if response["status"] == "failed" => {
-                ApiError::UpstreamFailed(502).into_response()
-            }
             Ok(response) => Json(response).into_response(),
             Err(_) => ApiError::Internal.into_response(),
         }
@@ -88,7 +87,11 @@ async fn start_background(app: App, mut turn: Turn, stream: bool) -> Response {
     let run = app.runs.register(&id, turn.record.user_id);
     let follower = stream.then(|| run.clone());
     let task_app = app.clone();
+    // Counted from now, so that a graceful shutdown waits for the run even
+    // while it is still connecting.
+    let guard = InFlight::enter(&app);
     tokio::spawn(async move {
+        let _guard = guard;
         let app = task_app;
         match connect(&app, &mut turn).await {
             Ok(upstream) => {
@@ -109,11 +112,7 @@ async fn start_background(app: App, mut turn: Turn, stream: bool) -> Response {
 async fn mark_in_progress(app: &App, turn: &mut Turn) {
     turn.record.status = "in_progress".into();
     turn.record.response["status"] = json!("in_progress");
-    if let Err(e) = app
-        .store
-        .save_response(&turn.record, None, expires_at(app))
-        .await
-    {
+    if let Err(e) = app.store.update_response(&turn.record, None).await {
         tracing::warn!(error = %e, "could not record a background response as in progress");
     }
 }
@@ -182,7 +181,9 @@ pub async fn retrieve(
             "Only background responses can be streamed after they were created.".into(),
         ));
     }
-    let from = query.starting_after.map_or(0, |n| n as usize + 1);
+    let from = query.starting_after.map_or(0, |n| {
+        usize::try_from(n).unwrap_or(usize::MAX).saturating_add(1)
+    });
     if let Some(run) = app.runs.get(&id, user) {
         return Ok(sse(follow(run, from)));
     }

@@ -198,7 +198,8 @@ impl ResponseEvents for Native {
     fn start(&mut self, _out: &mut Vec<Bytes>) {}
 
     fn push(&mut self, event: &SseEvent, out: &mut Vec<Bytes>) {
-        let Ok(mut data) = serde_json::from_str::<Value>(&event.data) else {
+        // Only objects are events; anything else (`[DONE]`, garbage) is skipped.
+        let Ok(mut data @ Value::Object(_)) = serde_json::from_str::<Value>(&event.data) else {
             return;
         };
         let kind = data
@@ -206,7 +207,7 @@ impl ResponseEvents for Native {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        if let Some(upstream) = data.get("response").cloned() {
+        if let Some(upstream) = data.get("response").filter(|r| r.is_object()).cloned() {
             data["response"] = self.adopt(&upstream);
             if let Some(usage) = upstream.get("usage").filter(|u| !u.is_null()) {
                 self.usage = Some(responses_usage(usage));

@@ -57,11 +57,7 @@ pub async fn fail_abandoned_runs(app: &App) {
             "code": "server_error",
             "message": "The background run was interrupted: the gateway running it stopped.",
         });
-        if let Err(e) = app
-            .store
-            .save_response(&record, None, expires_at(app))
-            .await
-        {
+        if let Err(e) = app.store.fail_stale_response(&record, before).await {
             tracing::warn!(error = %e, id = %record.id, "could not mark an abandoned run as failed");
         }
     }

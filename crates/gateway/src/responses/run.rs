@@ -242,11 +242,19 @@ async fn persist(app: &App, turn: &mut Turn, sink: &Sink) -> Value {
             Sink::Log(run) => Some(run.events_text()),
             _ => None,
         };
-        if let Err(e) = app
-            .store
-            .save_response(&turn.record, events.as_deref(), super::expires_at(app))
-            .await
-        {
+        // A background run's row exists since it was queued: update it, so
+        // that a response deleted while it ran stays deleted.
+        let saved = if turn.record.background {
+            app.store
+                .update_response(&turn.record, events.as_deref())
+                .await
+                .map(|_| ())
+        } else {
+            app.store
+                .save_response(&turn.record, None, super::expires_at(app))
+                .await
+        };
+        if let Err(e) = saved {
             tracing::warn!(error = %e, response = %turn.record.id, "could not store the response");
         }
     }

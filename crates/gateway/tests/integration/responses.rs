@@ -633,3 +633,35 @@ async fn stored_objects_are_private_to_their_owner() {
     assert_eq!(status, 200);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_background_response_deleted_while_it_runs_stays_deleted() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (id, key) = gw.user("ann", "default", "1").await;
+    mock.state
+        .chunk_delay_ms
+        .store(100, std::sync::atomic::Ordering::SeqCst);
+    let queued = gw
+        .respond(
+            &key,
+            json!({"model": "gpt-test", "input": "Say hello", "background": true}),
+        )
+        .await;
+    let rid = queued["id"].as_str().unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let (status, _) = gw
+        .call(Method::DELETE, &format!("/v1/responses/{rid}"), &key, None)
+        .await;
+    assert_eq!(status, 200);
+    // The run stops and settles; saving its end must not bring the row back.
+    gw.wait_for_usage(id, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = gw
+        .call(Method::GET, &format!("/v1/responses/{rid}"), &key, None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (_, held) = gw.balance(id).await;
+    assert_eq!(held, 0);
+    gw.stop().await;
+}
