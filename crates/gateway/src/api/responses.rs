@@ -79,7 +79,7 @@ async fn start_background(app: App, mut turn: Turn, stream: bool) -> Response {
         .save_response(&turn.record, None, expires_at(&app))
         .await
     {
-        turn.meter.settle(&app, crate::billing::Outcome::default());
+        turn.settle(crate::billing::Outcome::default());
         return ApiError::from(e).into_response();
     }
     let queued = turn.record.response.clone();
@@ -90,8 +90,13 @@ async fn start_background(app: App, mut turn: Turn, stream: bool) -> Response {
     // Counted from now, so that a graceful shutdown waits for the run even
     // while it is still connecting.
     let guard = InFlight::enter(&app);
+    let finished = RunFinished {
+        app: app.clone(),
+        id,
+        run: run.clone(),
+    };
     tokio::spawn(async move {
-        let _guard = guard;
+        let (_guard, _finished) = (guard, finished);
         let app = task_app;
         match connect(&app, &mut turn).await {
             Ok(upstream) => {
@@ -100,11 +105,26 @@ async fn start_background(app: App, mut turn: Turn, stream: bool) -> Response {
             }
             Err(failure) => record_refusal(&app, turn, &failure, &mut Sink::Log(run)).await,
         }
-        app.runs.remove(&id);
     });
     match follower {
         Some(run) => sse(follow(run, 0)),
         None => Json(queued).into_response(),
+    }
+}
+
+/// Takes a background run out of the registry when its task ends, however
+/// it ends: its followers stop waiting, and the abandoned-run sweep can then
+/// see it.
+struct RunFinished {
+    app: App,
+    id: String,
+    run: Arc<Run>,
+}
+
+impl Drop for RunFinished {
+    fn drop(&mut self) {
+        self.run.close();
+        self.app.runs.remove(&self.id);
     }
 }
 

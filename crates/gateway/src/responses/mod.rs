@@ -205,6 +205,8 @@ pub async fn prepare(
             store,
             conversation,
             estimated_input,
+            app: app.clone(),
+            settled: false,
         },
         stream,
         background,

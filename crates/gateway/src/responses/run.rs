@@ -36,6 +36,31 @@ pub struct Turn {
     /// The prompt's tokens as estimated locally, charged if the run is
     /// cancelled before the upstream reports its usage.
     pub estimated_input: u64,
+    pub app: App,
+    /// Whether the turn has been charged (or released) already.
+    pub(super) settled: bool,
+}
+
+impl Turn {
+    /// Charges the turn for `outcome` and releases its hold — once, however
+    /// often it is called.
+    pub fn settle(&mut self, outcome: Outcome) {
+        if !std::mem::replace(&mut self.settled, true) {
+            self.meter.settle(&self.app, outcome);
+        }
+    }
+}
+
+impl Drop for Turn {
+    /// A turn dropped unsettled (its task panicked, or it was never sent)
+    /// costs nothing, and its hold is released rather than kept until restart.
+    fn drop(&mut self) {
+        self.settle(Outcome {
+            status: 500,
+            error: Some("the run ended before it was settled".into()),
+            ..Outcome::default()
+        });
+    }
 }
 
 /// Where a run's events go.
@@ -82,14 +107,11 @@ pub(crate) async fn connect(
     match send(app, &turn.provider, turn.path, body, &[]).await {
         Ok(response) => Ok(response),
         Err(failure) => {
-            turn.meter.settle(
-                app,
-                Outcome {
-                    status: failure.status(),
-                    error: Some("upstream request failed".into()),
-                    ..Outcome::default()
-                },
-            );
+            turn.settle(Outcome {
+                status: failure.status(),
+                error: Some("upstream request failed".into()),
+                ..Outcome::default()
+            });
             Err(failure)
         }
     }
@@ -180,7 +202,7 @@ pub async fn drive(app: App, mut turn: Turn, upstream: reqwest::Response, mut si
         outcome.usage = Some(cancelled_usage(&turn));
         outcome.error = Some("cancelled by the client; usage estimated".into());
     }
-    turn.meter.settle(&app, outcome);
+    turn.settle(outcome);
     persist(&app, &mut turn, &sink).await
 }
 
