@@ -33,6 +33,25 @@ impl Gateway {
         )
     }
 
+    async fn status(&self, method: Method, path: &str, key: &str) -> u16 {
+        self.call(method, path, key, None).await.0
+    }
+
+    /// Creates a streamed response; returns its events.
+    async fn respond_streamed(&self, key: &str, body: Value) -> Vec<(String, Value)> {
+        let resp = self
+            .http
+            .post(format!("{}/v1/responses", self.url))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        events(&resp.text().await.unwrap())
+    }
+
     async fn respond(&self, key: &str, body: Value) -> Value {
         let (status, body) = self
             .call(Method::POST, "/v1/responses", key, Some(body))
@@ -124,10 +143,11 @@ async fn emulated_response_is_billed_stored_and_retrievable() {
         .call(Method::DELETE, &format!("/v1/responses/{rid}"), &key, None)
         .await;
     assert_eq!((status, deleted["deleted"].clone()), (200, json!(true)));
-    let (status, _) = gw
-        .call(Method::GET, &format!("/v1/responses/{rid}"), &key, None)
-        .await;
-    assert_eq!(status, 404);
+    assert_eq!(
+        gw.status(Method::GET, &format!("/v1/responses/{rid}"), &key)
+            .await,
+        404
+    );
     gw.stop().await;
 }
 
@@ -149,19 +169,13 @@ async fn a_three_turn_chain_reaches_the_upstream_as_the_full_history() {
             json!({"model": "gpt-test", "input": "two", "previous_response_id": first["id"]}),
         )
         .await;
-    let third = gw
-        .http
-        .post(format!("{}/v1/responses", gw.url))
-        .bearer_auth(&key)
-        .json(
-            &json!({"model": "gpt-test", "input": [{"role": "user", "content": "three"}],
-                      "previous_response_id": second["id"], "stream": true}),
+    let stream = gw
+        .respond_streamed(
+            &key,
+            json!({"model": "gpt-test", "input": [{"role": "user", "content": "three"}],
+                   "previous_response_id": second["id"], "stream": true}),
         )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(third.status(), 200);
-    let stream = events(&third.text().await.unwrap());
+        .await;
     assert_eq!(stream.last().unwrap().0, "response.completed");
 
     let messages = last_upstream(&mock)["messages"].clone();
@@ -200,17 +214,12 @@ async fn streamed_emulation_has_contiguous_sequence_numbers_and_matches_the_stor
     let (id, key) = gw.user("ann", "default", "1").await;
     let (before, _) = gw.balance(id).await;
     for model in ["gpt-test", "claude-test"] {
-        let resp = gw
-            .http
-            .post(format!("{}/v1/responses", gw.url))
-            .bearer_auth(&key)
-            .json(&json!({"model": model, "input": "Say hello", "stream": true}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        assert_eq!(resp.headers()["content-type"], "text/event-stream");
-        let stream = events(&resp.text().await.unwrap());
+        let stream = gw
+            .respond_streamed(
+                &key,
+                json!({"model": model, "input": "Say hello", "stream": true}),
+            )
+            .await;
         for (n, (name, data)) in stream.iter().enumerate() {
             assert_eq!(data["sequence_number"], json!(n), "{model}: {data}");
             assert_eq!(&data["type"], name);
@@ -246,15 +255,12 @@ async fn a_native_upstream_is_passed_through_under_our_id_and_billed_from_its_us
     let rid = first["id"].as_str().unwrap();
     assert!(rid.starts_with("resp_") && rid != "resp_upstream");
 
-    let resp = gw
-        .http
-        .post(format!("{}/v1/responses", gw.url))
-        .bearer_auth(&key)
-        .json(&json!({"model": "gpt-native", "input": "again", "previous_response_id": rid, "stream": true}))
-        .send()
-        .await
-        .unwrap();
-    let stream = events(&resp.text().await.unwrap());
+    let stream = gw
+        .respond_streamed(
+            &key,
+            json!({"model": "gpt-native", "input": "again", "previous_response_id": rid, "stream": true}),
+        )
+        .await;
     for (n, (_, data)) in stream.iter().enumerate() {
         assert_eq!(data["sequence_number"], json!(n));
         if let Some(r) = data.get("response") {
@@ -399,15 +405,15 @@ async fn conversations_give_context_and_collect_each_turn() {
         )
         .await;
     assert_eq!((status, item["id"].as_str()), (200, Some(item_id)));
-    let (status, _) = gw
-        .call(
+    assert_eq!(
+        gw.status(
             Method::DELETE,
             &format!("/v1/conversations/{cid}/items/{item_id}"),
-            &key,
-            None,
+            &key
         )
-        .await;
-    assert_eq!(status, 200);
+        .await,
+        200
+    );
     let (_, items) = gw
         .call(
             Method::GET,
@@ -430,24 +436,16 @@ async fn conversations_give_context_and_collect_each_turn() {
         (status, updated["metadata"]["topic"].as_str()),
         (200, Some("new"))
     );
-    let (status, _) = gw
-        .call(
-            Method::DELETE,
-            &format!("/v1/conversations/{cid}"),
-            &key,
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
-    let (status, _) = gw
-        .call(
-            Method::GET,
-            &format!("/v1/conversations/{cid}/items"),
-            &key,
-            None,
-        )
-        .await;
-    assert_eq!(status, 404);
+    assert_eq!(
+        gw.status(Method::DELETE, &format!("/v1/conversations/{cid}"), &key)
+            .await,
+        200
+    );
+    assert_eq!(
+        gw.status(Method::GET, &format!("/v1/conversations/{cid}/items"), &key)
+            .await,
+        404
+    );
     gw.stop().await;
 }
 
@@ -530,24 +528,16 @@ async fn stored_chat_completions_can_be_listed_updated_and_deleted() {
         )
         .await;
     assert_eq!(messages["data"][0]["content"], "Say hello");
-    let (status, _) = gw
-        .call(
-            Method::DELETE,
-            &format!("/v1/chat/completions/{fid}"),
-            &key,
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
-    let (status, _) = gw
-        .call(
-            Method::GET,
-            &format!("/v1/chat/completions/{fid}"),
-            &key,
-            None,
-        )
-        .await;
-    assert_eq!(status, 404);
+    assert_eq!(
+        gw.status(Method::DELETE, &format!("/v1/chat/completions/{fid}"), &key)
+            .await,
+        200
+    );
+    assert_eq!(
+        gw.status(Method::GET, &format!("/v1/chat/completions/{fid}"), &key)
+            .await,
+        404
+    );
     gw.stop().await;
 }
 
@@ -609,28 +599,25 @@ async fn stored_objects_are_private_to_their_owner() {
         .await;
     assert_eq!(list["data"], json!([]));
     // Ann's objects are intact.
-    let (status, _) = gw
-        .call(Method::GET, &format!("/v1/responses/{rid}"), &ann, None)
-        .await;
-    assert_eq!(status, 200);
-    let (status, _) = gw
-        .call(
-            Method::GET,
-            &format!("/v1/conversations/{cid}/items"),
-            &ann,
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
-    let (status, _) = gw
-        .call(
+    assert_eq!(
+        gw.status(Method::GET, &format!("/v1/responses/{rid}"), &ann)
+            .await,
+        200
+    );
+    assert_eq!(
+        gw.status(Method::GET, &format!("/v1/conversations/{cid}/items"), &ann)
+            .await,
+        200
+    );
+    assert_eq!(
+        gw.status(
             Method::GET,
             &format!("/v1/chat/completions/{chat_id}"),
-            &ann,
-            None,
+            &ann
         )
-        .await;
-    assert_eq!(status, 200);
+        .await,
+        200
+    );
     gw.stop().await;
 }
 
@@ -650,10 +637,11 @@ async fn a_background_response_deleted_while_it_runs_stays_deleted() {
         .await;
     let rid = queued["id"].as_str().unwrap();
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let (status, _) = gw
-        .call(Method::DELETE, &format!("/v1/responses/{rid}"), &key, None)
-        .await;
-    assert_eq!(status, 200);
+    assert_eq!(
+        gw.status(Method::DELETE, &format!("/v1/responses/{rid}"), &key)
+            .await,
+        200
+    );
     // The run stops and settles; saving its end must not bring the row back.
     gw.wait_for_usage(id, 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
