@@ -106,13 +106,15 @@ pub fn mock_completion_body(model: &str) -> Value {
     })
 }
 
-async fn mock_handler(
-    State(state): State<Arc<MockState>>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+/// Records an OpenAI-style request (path, `authorization`, body); returns
+/// the authorization header and the parsed body.
+fn record_openai_request(
+    state: &MockState,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> (String, Value) {
+    let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -122,7 +124,17 @@ async fn mock_handler(
         .requests
         .lock()
         .unwrap()
-        .push((uri.path().to_string(), auth.clone(), body.clone()));
+        .push((path.to_string(), auth.clone(), body.clone()));
+    (auth, body)
+}
+
+async fn mock_handler(
+    State(state): State<Arc<MockState>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (auth, body) = record_openai_request(&state, uri.path(), &headers, &body);
     let head_delay = state.head_delay_ms.load(Ordering::SeqCst);
     if head_delay > 0 {
         tokio::time::sleep(Duration::from_millis(head_delay)).await;
@@ -326,17 +338,7 @@ async fn responses_handler(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    state
-        .requests
-        .lock()
-        .unwrap()
-        .push(("/v1/responses".into(), auth, body.clone()));
+    let (_, body) = record_openai_request(&state, "/v1/responses", &headers, &body);
     let model = body["model"].as_str().unwrap_or("").to_string();
     let events = native_stream_events(&model).concat();
     Response::builder()
