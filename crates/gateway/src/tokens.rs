@@ -10,6 +10,8 @@ use tiktoken_rs::CoreBPE;
 
 /// Tokens assumed per image (Anthropic's figure for a ~1.15 megapixel image).
 const IMAGE_TOKENS: u64 = 1_600;
+/// Texts longer than this are estimated by size (≈ 4 bytes per token).
+const LONG_TEXT_BYTES: usize = 4_096;
 /// Framing tokens per message (role and separators).
 const MESSAGE_OVERHEAD: u64 = 4;
 /// Tokens the upstream adds when tools are present (its tool-use system prompt).
@@ -63,6 +65,9 @@ fn content_tokens(content: &Value) -> u64 {
 /// reported usage (e.g. a run cancelled before its usage arrived).
 pub fn estimate_value(value: &Value) -> u64 {
     match value {
+        // Long texts by size: the tokenizer's cost grows with the text, and
+        // this estimate must stay cheap for a long history.
+        Value::String(s) if s.len() > LONG_TEXT_BYTES => (s.len() as u64).div_ceil(4),
         Value::String(s) => count_text(s),
         Value::Array(items) => items.iter().map(estimate_value).sum(),
         Value::Object(map) => {

@@ -22,6 +22,10 @@ use crate::state::App;
 use events::{Native, ResponseEvents, ViaChat, ViaMessages};
 use run::Turn;
 
+/// Largest upstream body a turn may build from its history (a client's own
+/// body is limited the same way): beyond it, no upstream would accept it.
+const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+
 /// A Responses request, ready to run.
 pub struct Prepared {
     pub turn: Turn,
@@ -166,6 +170,13 @@ pub async fn prepare(
             }
         };
 
+    if body.len() > MAX_UPSTREAM_BODY {
+        return Err(ApiError::BadRequest(format!(
+            "The conversation is too long: with its history this request would send {} MB upstream (the limit is {} MB). Start a new conversation or send fewer items.",
+            body.len() / 1_000_000,
+            MAX_UPSTREAM_BODY / 1_000_000
+        )));
+    }
     let mut meter = Meter::new(
         app,
         principal,

@@ -653,3 +653,39 @@ async fn a_background_response_deleted_while_it_runs_stays_deleted() {
     assert_eq!(held, 0);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_history_too_large_for_any_upstream_is_refused_and_costs_nothing() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (id, key) = gw.user("ann", "default", "1").await;
+    let (_, conv) = gw
+        .call(Method::POST, "/v1/conversations", &key, Some(json!({})))
+        .await;
+    let cid = conv["id"].as_str().unwrap();
+    // Three items of 25 MB: each request is within the body limit, together not.
+    let big = "x".repeat(25_000_000);
+    for _ in 0..3 {
+        let items = json!({"items": [{"type": "message", "role": "user", "content": big}]});
+        let path = format!("/v1/conversations/{cid}/items");
+        let (status, _) = gw.call(Method::POST, &path, &key, Some(items)).await;
+        assert_eq!(status, 200);
+    }
+    let (before, _) = gw.balance(id).await;
+    let (status, body) = gw
+        .call(
+            Method::POST,
+            "/v1/responses",
+            &key,
+            Some(json!({"model": "gpt-test", "input": "Summarise.", "conversation": cid})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("too long"));
+    assert!(mock.requests().is_empty());
+    assert_eq!(gw.balance(id).await, (before, 0));
+    gw.stop().await;
+}
