@@ -2,7 +2,10 @@
 //! recorded chat streams turned into Responses event streams, and generated
 //! or malformed streams that must always give a well-formed event stream.
 
+mod common;
+
 use bytes::Bytes;
+use common::{fixture, Rng};
 use protocol::sse::SseDecoder;
 use protocol::translate::responses_via_chat::{
     input_items, request, response_from_chat, response_skeleton, usage_json, StreamTranslator,
@@ -13,11 +16,6 @@ use serde_json::{json, Map, Value};
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-fn fixture(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 fn params(v: Value) -> Map<String, Value> {
     match v {
@@ -1584,28 +1582,6 @@ fn a_completion_with_everything_matches_its_stream() {
 // ---------------------------------------------------------------------------
 // Generated and malformed streams
 // ---------------------------------------------------------------------------
-
-/// A small deterministic PRNG (xorshift64*), so generated cases are reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn cuts(&mut self, len: usize) -> Vec<usize> {
-        let mut cuts: Vec<usize> = (0..self.below(6))
-            .map(|_| self.below(len as u64 + 1) as usize)
-            .collect();
-        cuts.sort();
-        cuts
-    }
-}
 
 /// A plausible chat stream: any mix of reasoning, text, refusals and tool
 /// calls (to functions and to the custom tools of [`codex_tools`], sometimes

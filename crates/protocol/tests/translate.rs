@@ -1,15 +1,13 @@
 //! Stream translation, both directions: recorded vendor streams (fixtures)
 //! and generated streams, checked for well-formed output. No panics, ever.
 
+mod common;
+
 use bytes::Bytes;
+use common::{fixture, Rng};
 use protocol::sse::SseDecoder;
 use protocol::translate::{chat_via_messages, messages_via_chat};
 use serde_json::{json, Value};
-
-fn fixture(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// Splits a byte stream into (event name, data) pairs.
 fn decode(bytes: &[u8]) -> Vec<(Option<String>, String)> {
@@ -358,28 +356,6 @@ fn anthropic_error_mid_stream_becomes_an_openai_error_chunk() {
     let (data, _) = anthropic_to_openai(fixture("anthropic_error.sse").as_bytes(), &[], true);
     assert_well_formed_openai(&data);
     assert!(data.last().unwrap().contains("overloaded_error"));
-}
-
-/// A small deterministic PRNG (xorshift64*), so generated cases are reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn cuts(&mut self, len: usize) -> Vec<usize> {
-        let mut cuts: Vec<usize> = (0..self.below(6))
-            .map(|_| self.below(len as u64 + 1) as usize)
-            .collect();
-        cuts.sort();
-        cuts
-    }
 }
 
 /// A plausible OpenAI stream: any mix of content, reasoning and tool calls,

@@ -1,0 +1,30 @@
+//! Helpers shared by the protocol crate's test files.
+
+/// A recorded stream or body under `tests/fixtures/`.
+pub fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A small deterministic PRNG (xorshift64*), so generated cases are reproducible.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    /// Up to five sorted cut points in `0..=len`, to split a stream into reads.
+    pub fn cuts(&mut self, len: usize) -> Vec<usize> {
+        let mut cuts: Vec<usize> = (0..self.below(6))
+            .map(|_| self.below(len as u64 + 1) as usize)
+            .collect();
+        cuts.sort();
+        cuts
+    }
+}
