@@ -44,9 +44,10 @@ DeepSeek-style reasoning models send it) and reports usage TOOL_USAGE.
 
 import json
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from mock_server import JsonReplies, pieces_of, serve
 
 UPSTREAM_KEY = "sk-upstream-test"
 
@@ -183,40 +184,13 @@ def validate(body):
     return None
 
 
-class Recorder:
-    def __init__(self, path):
-        self.path = path
-        self.lock = threading.Lock()
-        self.records = []
-
-    def add(self, record):
-        with self.lock:
-            record = {"seq": len(self.records), "time": time.time(), **record}
-            self.records.append(record)
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-
-    def snapshot(self):
-        with self.lock:
-            return list(self.records)
-
-
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonReplies, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "CodexChatMock/1"
     recorder = None  # set in main()
 
     def log_message(self, fmt, *args):  # stdout is for the port line only
         sys.stderr.write("chat-mock: " + (fmt % args) + "\n")
-
-    def send_json(self, status, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
 
     def error(self, status, message, code=None, body=None):
         self.record(body, status, "error", error=message)
@@ -357,30 +331,5 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-def pieces_of(text, n=3):
-    step = max(1, -(-len(text) // n))
-    return [text[i : i + step] for i in range(0, len(text), step)] or [""]
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-def main(argv):
-    if len(argv) < 2:
-        sys.exit("usage: chat_mock.py RECORD.jsonl [PORT]")
-    Handler.recorder = Recorder(argv[1])
-    port = int(argv[2]) if len(argv) > 2 else 0
-    server = Server(("127.0.0.1", port), Handler)
-    print(server.server_address[1], flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-
-
 if __name__ == "__main__":
-    main(sys.argv)
+    serve(Handler, sys.argv, "chat_mock.py")
