@@ -21,6 +21,7 @@ from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 
 import httpx
+import openai
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -502,6 +503,24 @@ def item_text(item):
     if hasattr(item, "to_dict"):
         item = item.to_dict()
     return content_text(item.get("content"))
+
+
+def assert_refused_free(gw, create, statuses, payer=None):
+    """`create(marker)` — a request carrying a fresh marker — is refused with
+    one of `statuses` in OpenAI's error shape, reaches no upstream, and
+    `payer` (default: gw) is charged nothing. Returns the error object."""
+    payer = payer or gw
+    marker = new_marker()
+    before = payer.balance()
+    try:
+        create(marker)
+    except openai.APIStatusError as e:
+        error = assert_openai_error(e, statuses)
+    else:
+        raise AssertionError("the request was not refused")
+    assert gw.mock_log(marker) == []
+    assert payer.balance() == before
+    return error
 
 
 def assert_openai_error(exc, statuses):

@@ -24,6 +24,7 @@ from harness import (
     MODEL,
     anthropic_messages,
     assert_openai_error,
+    assert_refused_free,
     chat_messages,
     expected_cost,
     item_text,
@@ -131,13 +132,9 @@ def test_create_retrieve_update_delete(gw):
         client.conversations.delete(conv.id)
 
     # A deleted conversation cannot be used for a response.
-    m2 = new_marker()
-    before = gw.balance()
-    with pytest.raises(openai.APIStatusError) as info:
-        client.responses.create(model=MODEL, input=f"Hi ({m2})", conversation=conv.id)
-    assert_openai_error(info.value, (400, 404))
-    assert gw.mock_log(m2) == []
-    assert gw.balance() == before
+    assert_refused_free(
+        gw, lambda m: client.responses.create(model=MODEL, input=f"Hi ({m})", conversation=conv.id), (400, 404)
+    )
 
 
 def test_create_empty(gw):
@@ -395,24 +392,22 @@ def test_conversation_and_previous_response_id_are_exclusive(gw):
     conv = client.conversations.create()
     first = client.responses.create(model=MODEL, input="Hello.")
     meter(gw, MODEL, len(mock.MOCK_TEXT_PIECES))
-    m = new_marker()
-    before = gw.balance()
-    with pytest.raises(openai.BadRequestError) as info:
-        client.responses.create(model=MODEL, input=f"Both ({m})", conversation=conv.id, previous_response_id=first.id)
-    assert_openai_error(info.value, (400,))
-    assert gw.mock_log(m) == []
-    assert gw.balance() == before
+    assert_refused_free(
+        gw,
+        lambda m: client.responses.create(
+            model=MODEL, input=f"Both ({m})", conversation=conv.id, previous_response_id=first.id
+        ),
+        (400,),
+    )
     assert all_items(client, conv.id) == []
 
 
 def test_unknown_conversation(gw):
-    m = new_marker()
-    before = gw.balance()
-    with pytest.raises(openai.APIStatusError) as info:
-        gw.client().responses.create(model=MODEL, input=f"Hi ({m})", conversation=UNKNOWN_CONVERSATION)
-    assert_openai_error(info.value, (400, 404))
-    assert gw.mock_log(m) == []
-    assert gw.balance() == before
+    assert_refused_free(
+        gw,
+        lambda m: gw.client().responses.create(model=MODEL, input=f"Hi ({m})", conversation=UNKNOWN_CONVERSATION),
+        (400, 404),
+    )
 
 
 # -- isolation ------------------------------------------------------------------
@@ -440,11 +435,12 @@ def test_other_user_cannot_see_or_touch_conversations(gw, other):
         assert_openai_error(info.value, (404,))
         assert m not in info.value.response.text
     # Nor can they run a response in it (which would read its items).
-    m2 = new_marker()
-    with pytest.raises(openai.APIStatusError) as info:
-        theirs.responses.create(model=MODEL, input=f"Read it ({m2})", conversation=conv.id)
-    assert_openai_error(info.value, (400, 404))
-    assert gw.mock_log(m2) == []
+    assert_refused_free(
+        gw,
+        lambda m: theirs.responses.create(model=MODEL, input=f"Read it ({m})", conversation=conv.id),
+        (400, 404),
+        payer=other,
+    )
     assert other.balance() == other_before
 
     # The owner's conversation is intact.

@@ -27,6 +27,7 @@ from harness import (
     UPSTREAM_MODEL,
     anthropic_messages,
     assert_openai_error,
+    assert_refused_free,
     chat_messages,
     content_text,
     expected_cost,
@@ -457,15 +458,13 @@ def test_previous_response_chain_of_three_turns(gw):
 
 
 def test_unknown_previous_response_id(gw):
-    m = new_marker()
-    before = gw.balance()
-    with pytest.raises(openai.APIStatusError) as info:
-        gw.client().responses.create(
+    assert_refused_free(
+        gw,
+        lambda m: gw.client().responses.create(
             model=MODEL, input=f"Hello ({m})", previous_response_id="resp_doesnotexist0000000000000000"
-        )
-    assert_openai_error(info.value, (400, 404))
-    assert gw.mock_log(m) == []
-    assert gw.balance() == before
+        ),
+        (400, 404),
+    )
 
 
 # -- streaming ------------------------------------------------------------------
@@ -564,11 +563,9 @@ def test_retrieve_and_delete(gw):
     with pytest.raises(openai.NotFoundError):
         client.responses.input_items.list(resp.id)
     # A deleted response cannot be continued either.
-    m2 = new_marker()
-    with pytest.raises(openai.APIStatusError) as info:
-        client.responses.create(model=MODEL, input=f"Again ({m2})", previous_response_id=resp.id)
-    assert_openai_error(info.value, (400, 404))
-    assert gw.mock_log(m2) == []
+    assert_refused_free(
+        gw, lambda m: client.responses.create(model=MODEL, input=f"Again ({m})", previous_response_id=resp.id), (400, 404)
+    )
     assert gw.balance() == before
 
 
@@ -589,13 +586,9 @@ def test_store_false_is_not_kept(gw):
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(resp.id)
     # Nor can it be continued.
-    m2 = new_marker()
-    before = gw.balance()
-    with pytest.raises(openai.APIStatusError) as info:
-        client.responses.create(model=MODEL, input=f"Again ({m2})", previous_response_id=resp.id)
-    assert_openai_error(info.value, (400, 404))
-    assert gw.mock_log(m2) == []
-    assert gw.balance() == before
+    assert_refused_free(
+        gw, lambda m: client.responses.create(model=MODEL, input=f"Again ({m})", previous_response_id=resp.id), (400, 404)
+    )
 
 
 def test_input_items(gw):
@@ -788,11 +781,12 @@ def test_other_user_cannot_see_or_touch_responses(gw, other):
         theirs.responses.cancel(resp.id)
     with pytest.raises(openai.NotFoundError):
         list(theirs.responses.retrieve(resp.id, stream=True))
-    m2 = new_marker()
-    with pytest.raises(openai.APIStatusError) as info:
-        theirs.responses.create(model=MODEL, input=f"Steal ({m2})", previous_response_id=resp.id)
-    assert_openai_error(info.value, (400, 404))
-    assert gw.mock_log(m2) == []
+    assert_refused_free(
+        gw,
+        lambda m: theirs.responses.create(model=MODEL, input=f"Steal ({m})", previous_response_id=resp.id),
+        (400, 404),
+        payer=other,
+    )
     assert other.balance() == other_before
 
     # The owner's response is intact.
