@@ -48,6 +48,18 @@ pub struct Config {
     /// A hold whose request never settled (its process died) is released after this.
     #[serde(default = "defaults::hold_ttl_secs")]
     pub hold_ttl_secs: u64,
+    /// The settlement journal's folder (see `billing::journal`); one per
+    /// instance. Defaults to `<database file>.journal` for SQLite and
+    /// `data/journal` otherwise.
+    #[serde(default)]
+    pub journal_dir: Option<String>,
+    /// `fdatasync` every journal line: survives power loss, not only a
+    /// killed process, at the cost of a disk flush per request.
+    #[serde(default)]
+    pub journal_fsync: bool,
+    /// Bounds on connections, bodies and queues.
+    #[serde(default)]
+    pub limits: Limits,
     /// Where holds live: `memory` (default: no database write before a
     /// request is forwarded; exact charges, admission per instance) or
     /// `database` (exact admission across instances, one more write
@@ -167,6 +179,45 @@ pub struct GroupConfig {
     pub multiplier: Option<DecimalValue>,
 }
 
+/// What one instance accepts before it refuses: the `[limits]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Open client connections; past it a new one gets a 503 and is closed.
+    /// Kept below the process's file-descriptor limit (raised at start).
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers, counted from when
+    /// the connection is ready for one: slow senders and idle keep-alive
+    /// connections are closed after it.
+    pub header_read_timeout_secs: u64,
+    /// A streaming client that reads nothing for this long is dropped; its
+    /// request is settled on what the upstream produced.
+    pub client_stall_secs: u64,
+    /// Settlements waiting to be written; past it new requests get a 503.
+    pub settlement_queue: usize,
+    /// Body limit of the inference routes (chat, completions, messages,
+    /// responses, conversations), where images and documents travel inline.
+    pub inference_body_bytes: usize,
+    /// Body limit of `/v1/embeddings`.
+    pub embeddings_body_bytes: usize,
+    /// Body limit of every other route (admin and key management).
+    pub management_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            header_read_timeout_secs: 15,
+            client_stall_secs: 30,
+            settlement_queue: 100_000,
+            inference_body_bytes: 32 * 1024 * 1024,
+            embeddings_body_bytes: 8 * 1024 * 1024,
+            management_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
@@ -248,6 +299,20 @@ pub struct ModelSpec {
 }
 
 impl Config {
+    /// The settlement journal's folder (see [`Config::journal_dir`]).
+    pub fn journal_path(&self) -> std::path::PathBuf {
+        if let Some(dir) = &self.journal_dir {
+            return dir.into();
+        }
+        match self.database_url.strip_prefix("sqlite://") {
+            Some(file) => {
+                let file = file.split('?').next().unwrap_or(file);
+                format!("{file}.journal").into()
+            }
+            None => "data/journal".into(),
+        }
+    }
+
     /// Defaults only: what `tollgate serve` runs with when there is no file.
     pub fn defaults() -> Config {
         Config::parse("", "<defaults>").expect("the empty configuration is valid")

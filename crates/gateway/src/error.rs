@@ -43,6 +43,12 @@ pub enum ApiError {
     UpstreamAuth,
     #[error("The upstream provider is overloaded; retry shortly.")]
     UpstreamOverloaded,
+    #[error("The gateway is overloaded; retry shortly.")]
+    Overloaded,
+    #[error("The upstream stream was reset before it finished.")]
+    UpstreamReset,
+    #[error("The request body is too large: this route accepts at most {0} bytes.")]
+    PayloadTooLarge(usize),
     #[error("The gateway failed to process the request.")]
     Internal,
 }
@@ -59,7 +65,9 @@ impl ApiError {
             InsufficientBalance | KeyLimitReached => StatusCode::TOO_MANY_REQUESTS,
             UpstreamUnreachable | UpstreamFailed(_) | UpstreamAuth => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            UpstreamOverloaded => StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamOverloaded | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamReset => StatusCode::BAD_GATEWAY,
+            PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -85,6 +93,9 @@ impl ApiError {
             UpstreamFailed(_) => ("api_error", Some("upstream_error")),
             UpstreamAuth => ("api_error", Some("upstream_auth_failed")),
             UpstreamOverloaded => ("api_error", Some("upstream_overloaded")),
+            Overloaded => ("api_error", Some("gateway_overloaded")),
+            UpstreamReset => ("api_error", Some("upstream_reset")),
+            PayloadTooLarge(_) => ("invalid_request_error", Some("request_too_large")),
             Internal => ("api_error", Some("internal_error")),
         }
     }
@@ -121,12 +132,13 @@ impl ApiError {
             BadRequest(_) | Conflict(_) | InsufficientBalance | KeyLimitReached => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error")
             }
-            UpstreamUnreachable | UpstreamFailed(_) | UpstreamAuth | Internal => {
+            PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"),
+            UpstreamUnreachable | UpstreamFailed(_) | UpstreamAuth | UpstreamReset | Internal => {
                 (self.status(), "api_error")
             }
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "timeout_error"),
             // Anthropic's own "overloaded" status, which its clients retry.
-            UpstreamOverloaded => (
+            UpstreamOverloaded | Overloaded => (
                 StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
                 "overloaded_error",
             ),

@@ -16,6 +16,7 @@ pub mod relay;
 pub mod responses;
 pub mod routing;
 pub mod secrets;
+pub mod server;
 pub mod settlement;
 pub mod state;
 pub mod stored_chat;
@@ -27,7 +28,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -48,6 +48,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error("{0}")]
     Provider(String),
+    #[error(transparent)]
+    Journal(#[from] billing::journal::JournalError),
 }
 
 /// A gateway ready to serve.
@@ -81,6 +83,23 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
         tracing::warn!("billing = false: requests are neither held, charged nor recorded (for benchmarks only)");
     }
     let (admin_token_hash, generated_admin_token) = admin_token(&config, &store).await?;
+    // What an earlier process here left unsettled is settled (or released)
+    // before anything new is admitted.
+    let journal = if config.billing {
+        let (journal, replay) =
+            billing::journal::Journal::open(&config.journal_path(), config.journal_fsync, &store)
+                .await?;
+        if replay != billing::journal::Replay::default() {
+            tracing::info!(
+                settled = replay.settled,
+                interrupted = replay.interrupted,
+                "replayed the settlement journal of an earlier process"
+            );
+        }
+        Some(Arc::new(journal))
+    } else {
+        None
+    };
     let released = store.sweep_expired_holds().await?;
     if released > 0 {
         tracing::info!(released, "released holds left by an earlier process");
@@ -89,12 +108,14 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
     let settlements = settlement::SettlementQueue::start(
         store.clone(),
         ledger.clone(),
+        journal.clone(),
         Duration::from_millis(config.ledger_refresh_ms),
     );
     let auth_cache = auth::AuthCache::new(Duration::from_millis(config.auth_cache_ttl_ms));
     let app = Arc::new(AppState {
         auth_cache,
         ledger,
+        journal,
         config,
         settlements,
         models,
@@ -148,28 +169,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(app.config.shutdown_grace_secs);
     let sweeper = tokio::spawn(sweep(app.clone()));
-    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    // Without TCP_NODELAY, Nagle's algorithm holds back a stream's small
-    // writes until the client acknowledges the previous one — and clients
-    // delay their acknowledgements by up to 40 ms.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
     });
-    let server =
-        axum::serve(listener, api::router(app.clone())).with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stopping_tx.send(true);
-        });
-    let grace_over = async move {
-        let _ = stopping_rx.wait_for(|stopping| *stopping).await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        result = server => result?,
-        _ = grace_over => tracing::warn!("shutdown grace period over; closing the remaining connections"),
-    }
+    server::run(app.clone(), listener, stop_rx, grace).await;
     sweeper.abort();
     // Streams whose clients left are still being read for their usage.
     if !app.in_flight.wait_idle(grace).await {

@@ -79,6 +79,11 @@ pub struct Metrics {
     upstream_errors: CounterFamily,
     tokens: CounterFamily,
     cost: CounterFamily,
+    estimated: CounterFamily,
+    over_hold: CounterFamily,
+    over_hold_nano: CounterFamily,
+    shed: CounterFamily,
+    client_stalls: CounterFamily,
 }
 
 impl Metrics {
@@ -110,6 +115,28 @@ impl Metrics {
         self.tokens.add(&[model, "input"], input);
         self.tokens.add(&[model, "output"], output);
         self.cost.add(&[model], cost_nano.max(0) as u64);
+    }
+
+    /// A request charged from an estimate (the upstream reported no usage).
+    pub fn record_estimate(&self, model: &str) {
+        self.estimated.add(&[model], 1);
+    }
+
+    /// An upstream reported usage costing more than the request's hold:
+    /// `excess` nano-USD were not charged (see `billing`).
+    pub fn record_over_hold(&self, model: &str, excess: i64) {
+        self.over_hold.add(&[model], 1);
+        self.over_hold_nano.add(&[model], excess.max(0) as u64);
+    }
+
+    /// A request refused because the gateway is overloaded (`reason`).
+    pub fn record_shed(&self, reason: &str) {
+        self.shed.add(&[reason], 1);
+    }
+
+    /// A client that stopped reading its stream and was dropped.
+    pub fn record_client_stall(&self, route: &str) {
+        self.client_stalls.add(&[route], 1);
     }
 
     pub fn render(&self) -> String {
@@ -162,6 +189,36 @@ impl Metrics {
             "tollgate_cost_nano_usd_total",
             "Amount charged in nano-USD, by model.",
             &["model"],
+        );
+        self.estimated.render(
+            &mut out,
+            "tollgate_estimated_charges_total",
+            "Requests charged from a local estimate because the upstream reported no usage, by model.",
+            &["model"],
+        );
+        self.over_hold.render(
+            &mut out,
+            "tollgate_charges_over_hold_total",
+            "Requests whose reported usage cost more than their hold (charged the hold), by model.",
+            &["model"],
+        );
+        self.over_hold_nano.render(
+            &mut out,
+            "tollgate_charges_over_hold_nano_usd_total",
+            "Reported cost above the hold, not charged, in nano-USD, by model.",
+            &["model"],
+        );
+        self.shed.render(
+            &mut out,
+            "tollgate_shed_total",
+            "Requests refused with 503 because the gateway was overloaded, by reason.",
+            &["reason"],
+        );
+        self.client_stalls.render(
+            &mut out,
+            "tollgate_client_stalls_total",
+            "Streams dropped because their client stopped reading, by kind.",
+            &["kind"],
         );
         out
     }

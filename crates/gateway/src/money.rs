@@ -130,6 +130,16 @@ pub struct Prices {
     pub cache_write: Decimal,
 }
 
+impl Prices {
+    /// Whether writing to the prompt cache costs more than plain input (it
+    /// does at Anthropic: 1.25×), so that a worst case prices input at it.
+    pub fn cache_write_dearer(&self) -> bool {
+        let (w, i) = (&self.cache_write, &self.input);
+        let scale = w.scale.max(i.scale);
+        w.mantissa * 10i128.pow(scale - w.scale) > i.mantissa * 10i128.pow(scale - i.scale)
+    }
+}
+
 /// The exact cost in nano-USD of `usage` at `prices` times `multiplier`,
 /// rounded up to the next nano-USD (a request never costs less than its
 /// tokens are worth).

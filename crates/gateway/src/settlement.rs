@@ -4,7 +4,13 @@
 //! The queue counts what it holds, and graceful shutdown waits until every
 //! queued settlement is committed before it closes the database. Each
 //! settlement is keyed by its request id in the store, so a retried batch
-//! charges nothing twice.
+//! charges nothing twice. Every settlement is in the journal before it is
+//! queued (see `billing::journal`), so a crash loses nothing queued; once a
+//! batch commits, its journal lines are released.
+//!
+//! The queue is bounded by admission: `Meter::reserve` sheds new requests
+//! with a 503 while `limits.settlement_queue` settlements are pending, so it
+//! holds at most that many plus the requests already in flight.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,6 +19,7 @@ use std::time::Duration;
 use store::{Settlement, Store};
 use tokio::sync::{mpsc, Notify};
 
+use crate::billing::journal::{Journal, Marks};
 use crate::ledger::{KeyFigures, Ledger, UserFigures};
 
 /// Most settlements written in one transaction.
@@ -30,6 +37,8 @@ struct Queued {
     settlement: Settlement,
     /// The in-memory hold to release once committed (memory holds mode).
     memory_hold: Option<i64>,
+    /// Its journal lines, released once committed.
+    marks: Marks,
 }
 
 /// Settlements queued and not yet committed.
@@ -49,15 +58,25 @@ pub struct SettlementQueue {
 impl SettlementQueue {
     /// Starts the writer task on `store`; it keeps `ledger` in step with
     /// what it commits and refreshes it every `refresh`.
-    pub fn start(store: Store, ledger: Arc<Ledger>, refresh: Duration) -> SettlementQueue {
+    pub fn start(
+        store: Store,
+        ledger: Arc<Ledger>,
+        journal: Option<Arc<Journal>>,
+        refresh: Duration,
+    ) -> SettlementQueue {
         let (tx, rx) = mpsc::unbounded_channel();
         let pending = Arc::new(Pending::default());
-        tokio::spawn(write_batches(store, ledger, refresh, rx, pending.clone()));
+        let writer = Writer {
+            store,
+            ledger,
+            journal,
+        };
+        tokio::spawn(write_batches(writer, refresh, rx, pending.clone()));
         SettlementQueue { tx, pending }
     }
 
     /// Queues a settlement.
-    pub fn push(&self, settlement: Settlement, memory_hold: Option<i64>) {
+    pub fn push(&self, settlement: Settlement, memory_hold: Option<i64>, marks: Marks) {
         let request_id = settlement.request_id.clone();
         self.pending.count.fetch_add(1, Ordering::SeqCst);
         if self
@@ -65,6 +84,7 @@ impl SettlementQueue {
             .send(Queued {
                 settlement,
                 memory_hold,
+                marks,
             })
             .is_err()
         {
@@ -99,9 +119,14 @@ impl SettlementQueue {
     }
 }
 
-async fn write_batches(
+struct Writer {
     store: Store,
     ledger: Arc<Ledger>,
+    journal: Option<Arc<Journal>>,
+}
+
+async fn write_batches(
+    writer: Writer,
     refresh: Duration,
     mut rx: mpsc::UnboundedReceiver<Queued>,
     pending: Arc<Pending>,
@@ -125,19 +150,26 @@ async fn write_batches(
                         },
                     }
                 }
-                write(&store, &batch).await;
+                let committed = write(&writer.store, &batch).await;
                 for q in &batch {
                     if let Some(held) = q.memory_hold {
                         let s = &q.settlement;
-                        ledger.settled(s.user_id, &s.key_id, held, s.cost);
+                        writer.ledger.settled(s.user_id, &s.key_id, held, s.cost);
                     }
+                }
+                if let Some(journal) = &writer.journal {
+                    // A settlement that failed for good keeps its journal
+                    // lines: the next start replays it.
+                    journal.committed(
+                        batch.iter().zip(&committed).filter(|(_, ok)| **ok).map(|(q, _)| &q.marks),
+                    );
                 }
                 if pending.count.fetch_sub(batch.len(), Ordering::SeqCst) == batch.len() {
                     pending.drained.notify_waiters();
                 }
                 batch.clear();
             }
-            _ = tick.tick() => refresh_ledger(&store, &ledger).await,
+            _ = tick.tick() => refresh_ledger(&writer.store, &writer.ledger).await,
         }
     }
 }
@@ -175,12 +207,13 @@ async fn refresh_ledger(store: &Store, ledger: &Ledger) {
     }
 }
 
-async fn write(store: &Store, batch: &[Queued]) {
+/// Commits the batch; returns, per settlement, whether it is committed.
+async fn write(store: &Store, batch: &[Queued]) -> Vec<bool> {
     let settlements: Vec<Settlement> = batch.iter().map(|q| q.settlement.clone()).collect();
     let mut delay = Duration::from_millis(20);
     for attempt in 1..=BATCH_ATTEMPTS {
         match store.settle_many(&settlements).await {
-            Ok(_) => return,
+            Ok(_) => return vec![true; batch.len()],
             Err(e) => {
                 tracing::warn!(attempt, size = settlements.len(), error = %e, "settlement batch failed; retrying");
                 tokio::time::sleep(delay).await;
@@ -189,14 +222,20 @@ async fn write(store: &Store, batch: &[Queued]) {
         }
     }
     // One bad settlement must not sink the others: write them one by one.
+    let mut committed = Vec::with_capacity(settlements.len());
     for s in &settlements {
-        if let Err(e) = store.settle(s).await {
-            tracing::error!(
-                request_id = %s.request_id, user_id = s.user_id, key_id = %s.key_id,
-                model = %s.model, cost = s.cost, input_tokens = s.input_tokens,
-                output_tokens = s.output_tokens, error = %e,
-                "settlement failed permanently; the hold stays until it expires"
-            );
+        match store.settle(s).await {
+            Ok(_) => committed.push(true),
+            Err(e) => {
+                tracing::error!(
+                    request_id = %s.request_id, user_id = s.user_id, key_id = %s.key_id,
+                    model = %s.model, cost = s.cost, input_tokens = s.input_tokens,
+                    output_tokens = s.output_tokens, error = %e,
+                    "settlement failed; it stays in the journal and is replayed at the next start"
+                );
+                committed.push(false);
+            }
         }
     }
+    committed
 }

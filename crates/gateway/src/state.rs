@@ -25,6 +25,8 @@ pub struct AppState {
     pub auth_cache: crate::auth::AuthCache,
     /// In-memory holds (`holds = "memory"`).
     pub ledger: Arc<crate::ledger::Ledger>,
+    /// Crash safety for settlements (`None` with billing off).
+    pub journal: Option<Arc<crate::billing::journal::Journal>>,
     /// Where finished requests go to be charged.
     pub settlements: crate::settlement::SettlementQueue,
     /// Responses runs in progress on this instance.

@@ -107,6 +107,9 @@ struct EventProbe {
 pub struct StreamMeter {
     usage: Usage,
     seen: bool,
+    /// `message_delta` reported the final output count (`message_start`'s
+    /// is a placeholder).
+    complete: bool,
 }
 
 impl StreamMeter {
@@ -126,7 +129,14 @@ impl StreamMeter {
         if let Some(u) = usage {
             self.usage.merge(&u);
             self.seen = true;
+            self.complete |= probe.kind == "message_delta";
         }
+    }
+
+    /// Whether the usage seen so far is final: a stream cut off before its
+    /// `message_delta` reported only the input side.
+    pub fn is_complete(&self) -> bool {
+        self.complete
     }
 
     pub fn usage(&self) -> Option<TokenUsage> {

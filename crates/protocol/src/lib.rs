@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 pub mod assemble;
+pub mod delivered;
 pub mod openai;
 pub mod rewrite;
 pub mod sse;

@@ -29,7 +29,7 @@ pub enum ReserveOutcome {
 }
 
 /// The final account of one request.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Settlement {
     pub request_id: String,
     pub user_id: i64,

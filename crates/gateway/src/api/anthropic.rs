@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use protocol::anthropic::{MessagesRequest, StreamMeter};
+use protocol::anthropic::MessagesRequest;
 use protocol::rewrite::ByteRewriter;
 use protocol::translate::{complete, messages_via_chat};
 use serde_json::{json, Map, Value};
@@ -93,16 +93,8 @@ async fn prepare(
         app.config.default_max_tokens,
     );
     let (path, upstream_body, forwarded) = plan(messages_body, &route, headers)?;
-    let mut meter = Meter::new(
-        app,
-        &principal,
-        &id.0,
-        endpoint,
-        &route.model,
-        stream,
-        body.len(),
-    );
-    let worst_case = meter.worst_case(max_output, 1);
+    let mut meter = Meter::new(app, &principal, &id.0, endpoint, &route.model, stream, body);
+    let worst_case = meter.worst_case(max_output, 1, crate::billing::image_parts(body));
     meter.reserve(app, &principal, worst_case).await?;
     Ok(Prepared {
         exchange: Exchange {
@@ -137,10 +129,7 @@ async fn relay_messages(app: App, id: RequestId, headers: HeaderMap, body: Bytes
     let rewriter = ByteRewriter::for_openai(&model.upstream_model, &model.name, false);
     match (kind, prepared.stream) {
         (ProviderKind::Anthropic, true) => {
-            let transform = AnthropicPassThrough {
-                rewriter,
-                meter: StreamMeter::default(),
-            };
+            let transform = AnthropicPassThrough::new(rewriter);
             forward_stream(app, prepared.exchange, transform).await
         }
         (ProviderKind::Anthropic, false) => {

@@ -71,7 +71,7 @@ async fn relay_completion(
             Endpoint::Chat => "chat.completions",
             Endpoint::Legacy => "completions",
         };
-        let mut meter = Meter::new(&app, &principal, &id.0, name, &route.model, stream, body.len());
+        let mut meter = Meter::new(&app, &principal, &id.0, name, &route.model, stream, &body);
         let max_output = output_allowance(
             request.output_cap(),
             &route.model,
@@ -119,7 +119,11 @@ async fn relay_completion(
                 )))
             }
         };
-        let worst_case = meter.worst_case(max_output, request.n.unwrap_or(1));
+        let worst_case = meter.worst_case(
+            max_output,
+            request.n.unwrap_or(1),
+            crate::billing::image_parts(&body),
+        );
         meter.reserve(&app, &principal, worst_case).await?;
         let exchange = Exchange {
             meter,
@@ -139,15 +143,10 @@ async fn relay_completion(
     let model = exchange.meter.model.clone();
     match (plan, stream) {
         (Plan::Native { client_wants_usage }, true) => {
-            let transform = OpenAiPassThrough {
-                rewriter: ByteRewriter::for_openai(
-                    &model.upstream_model,
-                    &model.name,
-                    !client_wants_usage,
-                ),
+            let transform = OpenAiPassThrough::new(
+                ByteRewriter::for_openai(&model.upstream_model, &model.name, !client_wants_usage),
                 client_wants_usage,
-                usage: None,
-            };
+            );
             stream_recorded(app, exchange, transform, record).await
         }
         (Plan::ViaMessages { client_wants_usage }, true) => {
@@ -221,9 +220,9 @@ async fn relay_embeddings(app: App, id: RequestId, headers: HeaderMap, body: Byt
             "embeddings",
             &route.model,
             false,
-            body.len(),
+            &body,
         );
-        let worst_case = meter.worst_case(0, 1);
+        let worst_case = meter.worst_case(0, 1, 0);
         meter.reserve(&app, &principal, worst_case).await?;
         request.model = route.model.upstream_model.clone();
         let upstream_body = serde_json::to_vec(&request).map_err(|_| ApiError::Internal)?;

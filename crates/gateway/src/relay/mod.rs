@@ -19,6 +19,7 @@ use protocol::sse::SseDecoder;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::billing::estimate::{UsageWatch, Wire};
 use crate::billing::{Meter, Outcome};
 use crate::error::{ApiError, Shape};
 use crate::providers::{Provider, ProviderKind, UpstreamError};
@@ -206,6 +207,14 @@ pub(crate) async fn send(
     Err(UpstreamFailure { kind, headers })
 }
 
+/// The wire an upstream of `kind` answers in.
+pub(crate) fn wire_of(kind: ProviderKind) -> Wire {
+    match kind {
+        ProviderKind::Openai => Wire::OpenAi,
+        ProviderKind::Anthropic => Wire::Anthropic,
+    }
+}
+
 fn failure_outcome(status: u16) -> Outcome {
     Outcome {
         status,
@@ -233,15 +242,21 @@ pub async fn forward_json(app: App, mut ex: Exchange, transform: BodyTransform) 
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
     let bytes = match tokio::time::timeout(ex.provider.request_timeout, response.bytes()).await {
         Ok(Ok(b)) => b,
-        Ok(Err(_)) | Err(_) => {
-            let error = ApiError::UpstreamTimeout;
+        failed => {
+            // A reset is not a timeout: the client may retry either, but
+            // should be told which.
+            let error = match failed {
+                Err(_) => ApiError::UpstreamTimeout,
+                _ => ApiError::UpstreamReset,
+            };
             ex.meter
                 .settle(&app, failure_outcome(error.status().as_u16()));
             return error.render(ex.shape);
         }
     };
-    let output_bytes = bytes.len() as u64;
-    let Some((body, usage)) = transform.apply(bytes) else {
+    let mut watch = UsageWatch::new(wire_of(kind));
+    watch.body(&bytes);
+    let Some((body, _)) = transform.apply(bytes) else {
         let error = ApiError::UpstreamFailed(status.as_u16());
         ex.meter.settle(&app, failure_outcome(502));
         return error.render(ex.shape);
@@ -249,8 +264,8 @@ pub async fn forward_json(app: App, mut ex: Exchange, transform: BodyTransform) 
     ex.meter.settle(
         &app,
         Outcome {
-            usage,
-            output_bytes,
+            usage: watch.reported(),
+            delivered: watch.delivered(),
             status: status.as_u16(),
             error: None,
         },
@@ -295,20 +310,43 @@ pub async fn forward_stream<T: StreamTransform>(
         .unwrap_or_else(|_| ApiError::Internal.into_response())
 }
 
-/// Sends one piece to the client while it listens. A client that hung up
-/// is noted, and the caller keeps reading so the upstream's usage is known.
-async fn deliver(
-    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
-    out: BytesMut,
-    client_open: &mut bool,
-) {
-    if *client_open && !out.is_empty() && tx.send(Ok(out.freeze())).await.is_err() {
-        *client_open = false;
+/// The client's end of a stream: it gets each piece while it listens. A
+/// client that hung up, or read nothing for `stall` (its connection is
+/// failed by the server's stall guard too), is let go; the caller keeps
+/// reading the upstream so that its usage is known.
+pub(crate) struct ClientSink {
+    tx: Option<mpsc::Sender<Result<Bytes, std::io::Error>>>,
+    stall: std::time::Duration,
+}
+
+impl ClientSink {
+    pub(crate) fn new(app: &App, tx: mpsc::Sender<Result<Bytes, std::io::Error>>) -> Self {
+        ClientSink {
+            tx: Some(tx),
+            stall: std::time::Duration::from_secs(app.config.limits.client_stall_secs.max(1)),
+        }
+    }
+
+    pub(crate) async fn deliver(&mut self, app: &App, out: Bytes) {
+        let Some(tx) = &self.tx else { return };
+        if out.is_empty() {
+            return;
+        }
+        match tokio::time::timeout(self.stall, tx.send(Ok(out))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => self.tx = None,
+            Err(_) => {
+                app.metrics.record_client_stall("stream");
+                tracing::info!("client stopped reading its stream; settling without it");
+                self.tx = None;
+            }
+        }
     }
 }
 
 /// Reads the upstream stream to its end, forwarding events while the client
-/// listens and metering them regardless, then settles.
+/// listens and metering them regardless, then settles — before the client
+/// gets the last bytes, so that a client that saw its answer end was charged.
 async fn pump<T: StreamTransform>(
     app: App,
     ex: Exchange,
@@ -320,25 +358,23 @@ async fn pump<T: StreamTransform>(
     let provider = &ex.provider;
     let mut upstream = response.bytes_stream();
     let mut decoder = SseDecoder::new();
-    let mut client_open = true;
-    let mut outcome = Outcome {
-        status: 200,
-        ..Outcome::default()
-    };
-    loop {
+    let mut client = ClientSink::new(&app, tx);
+    let mut watch = UsageWatch::new(wire_of(provider.kind));
+    let mut error = None;
+    let last = loop {
         let chunk = match tokio::time::timeout(provider.read_timeout, upstream.next()).await {
             Ok(Some(Ok(chunk))) => chunk,
             Ok(None) => {
                 let mut out = BytesMut::new();
                 if let Some(event) = decoder.finish() {
+                    watch.event(&event.data);
                     transform.event(&event, &mut out);
                 }
                 transform.end(&mut out);
                 if let Some(finisher) = transform.finisher() {
                     finisher.await;
                 }
-                deliver(&tx, out, &mut client_open).await;
-                break;
+                break out;
             }
             failed => {
                 let (kind, message) = match failed {
@@ -346,26 +382,34 @@ async fn pump<T: StreamTransform>(
                     _ => ("stream_broken", "upstream stream broke"),
                 };
                 app.metrics.record_upstream_error(&provider.name, kind);
-                outcome.error = Some(message.into());
+                error = Some(message.to_string());
                 let mut out = BytesMut::new();
                 transform.fail("The upstream stream was interrupted.", &mut out);
-                deliver(&tx, out, &mut client_open).await;
-                break;
+                break out;
             }
         };
-        outcome.output_bytes += chunk.len() as u64;
         decoder.push(&chunk);
         let mut out = BytesMut::new();
         while let Some(event) = decoder.next_event() {
+            watch.event(&event.data);
             transform.event(&event, &mut out);
         }
         // Everything one read completed goes out in one write: no coalescing
         // beyond a single upstream read.
-        deliver(&tx, out, &mut client_open).await;
-    }
-    drop(tx);
-    outcome.usage = transform.usage();
-    ex.meter.settle(&app, outcome);
+        client.deliver(&app, out.freeze()).await;
+    };
+    // Dropping the upstream here closes its connection before settling.
+    drop(upstream);
+    ex.meter.settle(
+        &app,
+        Outcome {
+            usage: watch.reported(),
+            delivered: watch.delivered(),
+            status: 200,
+            error,
+        },
+    );
+    client.deliver(&app, last.freeze()).await;
 }
 
 /// Forwards a request that is not billed (e.g. `count_tokens`) and returns

@@ -111,11 +111,35 @@ pub struct OpenAiPassThrough {
     pub rewriter: ByteRewriter,
     pub client_wants_usage: bool,
     pub usage: Option<TokenUsage>,
+    /// The upstream's `[DONE]` passed: the stream is whole.
+    pub done: bool,
+}
+
+impl OpenAiPassThrough {
+    pub fn new(rewriter: ByteRewriter, client_wants_usage: bool) -> Self {
+        OpenAiPassThrough {
+            rewriter,
+            client_wants_usage,
+            usage: None,
+            done: false,
+        }
+    }
+}
+
+/// An error chunk, which the OpenAI SDKs raise as an `APIError`: a stream
+/// cut short must not look like a complete answer.
+fn openai_stream_error(message: &str, out: &mut BytesMut) {
+    let chunk = serde_json::json!({"error": {
+        "message": message, "type": "api_error", "param": null, "code": "upstream_stream_interrupted"
+    }});
+    out.extend_from_slice(format!("data: {chunk}\n\n").as_bytes());
 }
 
 impl StreamTransform for OpenAiPassThrough {
     fn event(&mut self, event: &SseEvent, out: &mut BytesMut) {
-        if let Some(usage) = chunk_usage(&event.data) {
+        if event.data.starts_with("[DONE]") {
+            self.done = true;
+        } else if let Some(usage) = chunk_usage(&event.data) {
             self.usage = Some(usage.usage);
             if usage.usage_only && !self.client_wants_usage {
                 return;
@@ -123,8 +147,16 @@ impl StreamTransform for OpenAiPassThrough {
         }
         out.extend_from_slice(&self.rewriter.apply(&event.raw));
     }
-    fn end(&mut self, _out: &mut BytesMut) {}
-    fn fail(&mut self, _message: &str, _out: &mut BytesMut) {}
+    fn end(&mut self, out: &mut BytesMut) {
+        if !self.done {
+            openai_stream_error("The upstream stream ended before it was complete.", out);
+        }
+    }
+    fn fail(&mut self, message: &str, out: &mut BytesMut) {
+        if !self.done {
+            openai_stream_error(message, out);
+        }
+    }
     fn usage(&self) -> Option<TokenUsage> {
         self.usage
     }
@@ -135,15 +167,46 @@ impl StreamTransform for OpenAiPassThrough {
 pub struct AnthropicPassThrough {
     pub rewriter: ByteRewriter,
     pub meter: StreamMeter,
+    /// `message_stop` passed: the stream is whole.
+    pub stopped: bool,
+}
+
+impl AnthropicPassThrough {
+    pub fn new(rewriter: ByteRewriter) -> Self {
+        AnthropicPassThrough {
+            rewriter,
+            meter: StreamMeter::default(),
+            stopped: false,
+        }
+    }
+}
+
+/// An `error` event, which the Anthropic SDKs raise.
+fn anthropic_stream_error(message: &str, out: &mut BytesMut) {
+    out.extend_from_slice(&protocol::anthropic::encode_event(
+        "error",
+        &protocol::anthropic::error_body("api_error", message),
+    ));
 }
 
 impl StreamTransform for AnthropicPassThrough {
     fn event(&mut self, event: &SseEvent, out: &mut BytesMut) {
         self.meter.observe(&event.data);
+        if event.data.contains("\"message_stop\"") {
+            self.stopped = true;
+        }
         out.extend_from_slice(&self.rewriter.apply(&event.raw));
     }
-    fn end(&mut self, _out: &mut BytesMut) {}
-    fn fail(&mut self, _message: &str, _out: &mut BytesMut) {}
+    fn end(&mut self, out: &mut BytesMut) {
+        if !self.stopped {
+            anthropic_stream_error("The upstream stream ended before it was complete.", out);
+        }
+    }
+    fn fail(&mut self, message: &str, out: &mut BytesMut) {
+        if !self.stopped {
+            anthropic_stream_error(message, out);
+        }
+    }
     fn usage(&self) -> Option<TokenUsage> {
         self.meter.usage()
     }

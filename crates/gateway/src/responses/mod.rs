@@ -184,11 +184,12 @@ pub async fn prepare(
         "responses",
         &route.model,
         stream || background,
-        client_bytes,
+        &bytes::Bytes::new(),
     );
     // The prompt the upstream sees includes the whole history.
-    meter.request_bytes = meter.request_bytes.max(body.len() as u64);
-    let worst_case = meter.worst_case(allowance, 1);
+    meter.request_bytes = (client_bytes as u64).max(body.len() as u64);
+    meter.prompt = crate::billing::Prompt::Tokens(estimated_input);
+    let worst_case = meter.worst_case(allowance, 1, crate::billing::image_parts(&body));
     meter.reserve(app, principal, worst_case).await?;
 
     let record = StoredResponse {

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::events::ResponseEvents;
 use super::registry::Run;
-use crate::billing::{Meter, Outcome};
+use crate::billing::{Delivered, Meter, Outcome};
 use crate::providers::Provider;
 use crate::relay::{send, UpstreamFailure};
 use crate::state::{App, InFlight};
@@ -165,7 +165,6 @@ pub async fn drive(app: App, mut turn: Turn, upstream: reqwest::Response, mut si
         let mut frames = Vec::new();
         match next {
             Ok(Some(Ok(chunk))) => {
-                outcome.output_bytes += chunk.len() as u64;
                 decoder.push(&chunk);
                 while let Some(event) = decoder.next_event() {
                     turn.events.push(&event, &mut frames);
@@ -198,9 +197,13 @@ pub async fn drive(app: App, mut turn: Turn, upstream: reqwest::Response, mut si
     // run stops the upstream's work, not only our reading of it.
     drop(stream);
     outcome.usage = turn.events.usage();
-    if cancelled && outcome.usage.is_none() {
-        outcome.usage = Some(cancelled_usage(&turn));
-        outcome.error = Some("cancelled by the client; usage estimated".into());
+    if outcome.usage.is_none() {
+        // Cancelled, broken off, or never reported: charge the prompt and
+        // what was produced, counted with the tokenizer.
+        outcome.delivered = delivered(&turn, cancelled);
+        if cancelled {
+            outcome.error = Some("cancelled by the client".into());
+        }
     }
     turn.settle(outcome);
     persist(&app, &mut turn, &sink).await
@@ -218,14 +221,21 @@ async fn cancellation(cancel: &mut Option<watch::Receiver<bool>>) {
     }
 }
 
-/// What a run cancelled before the upstream reported usage cost: its prompt
-/// and the tokens produced so far, both estimated with the tokenizer.
-fn cancelled_usage(turn: &Turn) -> TokenUsage {
-    TokenUsage {
-        input: turn.estimated_input,
-        output: crate::tokens::count_text(&turn.events.produced_text()),
-        cached_input: 0,
-        cache_write: 0,
+/// What a run that ended without the upstream's usage delivered: its
+/// prompt and the tokens produced so far, both estimated with the tokenizer.
+/// A run that produced nothing and was not cancelled failed: it costs nothing.
+fn delivered(turn: &Turn, cancelled: bool) -> Delivered {
+    let produced = turn.events.produced_text();
+    if produced.is_empty() && !cancelled {
+        return Delivered::default();
+    }
+    Delivered {
+        input: Some(TokenUsage {
+            input: turn.estimated_input,
+            ..TokenUsage::default()
+        }),
+        output_tokens: crate::tokens::count_text(&produced),
+        anything: true,
     }
 }
 

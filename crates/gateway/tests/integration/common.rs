@@ -365,12 +365,27 @@ pub async fn start_mock() -> Mock {
     Mock { url, state }
 }
 
+/// One journal per database: a gateway restarted on the same database
+/// replays what the one before it left.
+pub fn journal_dir(database_url: &str) -> String {
+    let name: String = database_url
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    std::env::temp_dir()
+        .join(format!("tollgate-journal-{name}"))
+        .display()
+        .to_string()
+}
+
 pub fn config_text(upstream_url: &str, database_url: &str) -> String {
     // CI runs the suite once more with holds in the database.
     let holds = std::env::var("TOLLGATE_TEST_HOLDS").unwrap_or_else(|_| "memory".into());
+    let journal_dir = journal_dir(database_url);
     format!(
         r#"
 holds = "{holds}"
+journal_dir = "{journal_dir}"
 database_url = "{database_url}"
 admin_token = "{ADMIN_TOKEN}"
 shutdown_grace_secs = 10

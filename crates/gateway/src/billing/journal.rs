@@ -1,0 +1,332 @@
+//! The settlement journal: what a `kill -9` must not lose.
+//!
+//! Settlements reach the database through the batching writer
+//! ([`crate::settlement`]), which commits a few milliseconds after a request
+//! ends. A process killed in between would lose those charges, and holds
+//! placed in the database would stay until `hold_ttl_secs`. So every metered
+//! request writes two lines to an append-only file on local disk:
+//!
+//! * `start`, when its hold is placed: the request as it would be recorded if
+//!   it never finished (status 0, cost 0, "interrupted");
+//! * `settle`, when its exact cost is known, before the client receives the
+//!   last bytes of its answer.
+//!
+//! A line is one `write(2)`, so it survives the process dying right after
+//! (the kernel has it); `journal_fsync = true` also survives the machine
+//! losing power, at one `fdatasync` per line.
+//!
+//! At start, before serving, [`Journal::open`] replays what an earlier
+//! process left: each journaled settlement is written (settling is keyed by
+//! request id, so one already committed changes nothing), and each request
+//! that started but never settled is recorded as interrupted, charged
+//! nothing, its hold released. That is the documented rule for requests in
+//! flight at a crash: the client did not get a complete answer, so nothing is
+//! charged.
+//!
+//! The file is cut into segments; a segment is deleted once every request it
+//! mentions is committed, so the journal stays a few megabytes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use store::{Settlement, Store};
+
+/// A segment is closed and a new one started past this size.
+const SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
+/// Settlements replayed per transaction at start.
+const REPLAY_BATCH: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "journal {0} is in use by another Tollgate process (each instance needs its own journal_dir)"
+    )]
+    Locked(PathBuf),
+    #[error("replaying the journal: {0}")]
+    Store(#[from] store::StoreError),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "lowercase")]
+enum Record {
+    Start { s: Settlement },
+    Settle { s: Settlement },
+}
+
+/// Which segments a request's lines are in; released once it is committed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Marks {
+    start: Option<u64>,
+    settle: Option<u64>,
+}
+
+struct Active {
+    file: File,
+    segment: u64,
+    size: u64,
+    /// Lines not yet committed to the database, per segment.
+    open: BTreeMap<u64, u64>,
+}
+
+pub struct Journal {
+    dir: PathBuf,
+    fsync: bool,
+    active: Mutex<Active>,
+    /// Held for the process's life: two processes never share a journal.
+    _lock: File,
+}
+
+/// What a replay at start found and did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Replay {
+    /// Settlements journaled but possibly not committed (re-applied; those
+    /// already committed were left as they were).
+    pub settled: usize,
+    /// Requests in flight when the earlier process died, recorded as
+    /// interrupted and released at no charge.
+    pub interrupted: usize,
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn segment_path(dir: &Path, segment: u64) -> PathBuf {
+    dir.join(format!("settlements-{segment:016}.jsonl"))
+}
+
+/// The segments in `dir`, oldest first.
+fn segments(dir: &Path) -> Result<Vec<u64>, JournalError> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_error(dir))? {
+        let entry = entry.map_err(io_error(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(n) = name
+            .strip_prefix("settlements-")
+            .and_then(|rest| rest.strip_suffix(".jsonl"))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            found.push(n);
+        }
+    }
+    found.sort_unstable();
+    Ok(found)
+}
+
+fn lock_dir(dir: &Path) -> Result<File, JournalError> {
+    let path = dir.join("LOCK");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    // SAFETY: flock on a descriptor we own; the lock goes with the process.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if locked != 0 {
+        return Err(JournalError::Locked(dir.to_path_buf()));
+    }
+    Ok(file)
+}
+
+fn open_segment(dir: &Path, segment: u64) -> Result<File, JournalError> {
+    let path = segment_path(dir, segment);
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io_error(&path))
+}
+
+impl Journal {
+    /// Opens (creating) the journal in `dir`, replays what an earlier process
+    /// left into `store`, and starts a fresh segment.
+    pub async fn open(
+        dir: &Path,
+        fsync: bool,
+        store: &Store,
+    ) -> Result<(Journal, Replay), JournalError> {
+        fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let lock = lock_dir(dir)?;
+        let old = segments(dir)?;
+        let replay = replay(dir, &old, store).await?;
+        for segment in &old {
+            let path = segment_path(dir, *segment);
+            fs::remove_file(&path).map_err(io_error(&path))?;
+        }
+        let segment = old.last().map_or(0, |last| last + 1);
+        let file = open_segment(dir, segment)?;
+        let journal = Journal {
+            dir: dir.to_path_buf(),
+            fsync,
+            active: Mutex::new(Active {
+                file,
+                segment,
+                size: 0,
+                open: BTreeMap::new(),
+            }),
+            _lock: lock,
+        };
+        Ok((journal, replay))
+    }
+
+    /// Journals a request whose hold was just placed.
+    pub fn start(&self, interrupted: &Settlement, marks: &mut Marks) {
+        marks.start = self.append(&Record::Start {
+            s: interrupted.clone(),
+        });
+    }
+
+    /// Journals a request's final settlement.
+    pub fn settle(&self, settlement: &Settlement, marks: &mut Marks) {
+        marks.settle = self.append(&Record::Settle {
+            s: settlement.clone(),
+        });
+    }
+
+    /// Writes one line; returns the segment it went to, or `None` if it
+    /// could not be written (logged: the database path still works, only
+    /// crash safety is lost for this request).
+    fn append(&self, record: &Record) -> Option<u64> {
+        let mut line = match serde_json::to_vec(record) {
+            Ok(line) => line,
+            Err(e) => {
+                tracing::error!(error = %e, "journal: could not encode a record");
+                return None;
+            }
+        };
+        line.push(b'\n');
+        let mut active = self.lock();
+        if active.size >= SEGMENT_BYTES {
+            let next = active.segment + 1;
+            match open_segment(&self.dir, next) {
+                Ok(file) => {
+                    active.file = file;
+                    active.segment = next;
+                    active.size = 0;
+                }
+                Err(e) => tracing::error!(error = %e, "journal: could not start a new segment"),
+            }
+        }
+        let written = active.file.write_all(&line).and_then(|()| {
+            if self.fsync {
+                active.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            tracing::error!(error = %e, "journal: write failed; this request is not crash-safe");
+            return None;
+        }
+        active.size += line.len() as u64;
+        let segment = active.segment;
+        *active.open.entry(segment).or_insert(0) += 1;
+        Some(segment)
+    }
+
+    /// The settlements of `marks` are committed to the database: their lines
+    /// are no longer needed, and segments with nothing left are deleted.
+    pub fn committed<'a>(&self, marks: impl IntoIterator<Item = &'a Marks>) {
+        let mut active = self.lock();
+        for m in marks {
+            for segment in [m.start, m.settle].into_iter().flatten() {
+                if let Some(open) = active.open.get_mut(&segment) {
+                    *open = open.saturating_sub(1);
+                }
+            }
+        }
+        // Oldest first, and never the segment being written.
+        while let Some((&segment, &open)) = active.open.first_key_value() {
+            if open > 0 || segment == active.segment {
+                break;
+            }
+            active.open.remove(&segment);
+            let path = segment_path(&self.dir, segment);
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::warn!(error = %e, path = %path.display(), "journal: could not delete a finished segment");
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Active> {
+        match self.active.lock() {
+            Ok(a) => a,
+            // A panic while holding the lock leaves at worst a partial line,
+            // which replay skips.
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// Reads every segment and writes to the store what it must hold.
+async fn replay(dir: &Path, old: &[u64], store: &Store) -> Result<Replay, JournalError> {
+    // Request id → its last record; insertion order kept for a stable replay.
+    let mut order: Vec<String> = Vec::new();
+    let mut last: HashMap<String, (bool, Settlement)> = HashMap::new();
+    for segment in old {
+        let path = segment_path(dir, *segment);
+        let file = File::open(&path).map_err(io_error(&path))?;
+        for line in BufReader::new(file).split(b'\n') {
+            let line = line.map_err(io_error(&path))?;
+            if line.is_empty() {
+                continue;
+            }
+            // A line cut short by a crash (or a power loss without fsync)
+            // is the only one that can fail to parse: it never completed.
+            let Ok(record) = serde_json::from_slice::<Record>(&line) else {
+                tracing::warn!(path = %path.display(), "journal: skipping an incomplete line");
+                continue;
+            };
+            let (settled, s) = match record {
+                Record::Start { s } => (false, s),
+                Record::Settle { s } => (true, s),
+            };
+            match last.get_mut(&s.request_id) {
+                Some(entry) => {
+                    // A settlement is final; a stray start never undoes it.
+                    if settled || !entry.0 {
+                        *entry = (settled, s);
+                    }
+                }
+                None => {
+                    order.push(s.request_id.clone());
+                    last.insert(s.request_id.clone(), (settled, s));
+                }
+            }
+        }
+    }
+    let mut result = Replay::default();
+    let mut batch = Vec::with_capacity(REPLAY_BATCH);
+    for id in order {
+        let Some((settled, s)) = last.remove(&id) else {
+            continue;
+        };
+        if settled {
+            result.settled += 1;
+        } else {
+            result.interrupted += 1;
+        }
+        batch.push(s);
+        if batch.len() == REPLAY_BATCH {
+            store.settle_many(&batch).await?;
+            batch.clear();
+        }
+    }
+    store.settle_many(&batch).await?;
+    Ok(result)
+}

@@ -1,0 +1,342 @@
+//! Billing: hold the worst case before forwarding, charge the exact cost after.
+//!
+//! The rules, in order:
+//! 1. Before a request is forwarded it holds its worst case: every byte of
+//!    the prompt as a token (no tokenizer yields more tokens than bytes),
+//!    plus [`IMAGE_TOKENS`] for each image, at the dearest input price, plus
+//!    its output allowance per choice ([`output_allowance`]).
+//! 2. After it, the upstream's complete usage is charged exactly, once.
+//! 3. Without complete usage (a broken stream, `usage: {}`, none at all), the
+//!    charge is estimated from what was delivered ([`estimate`]), and the
+//!    usage record says so.
+//! 4. A charge never exceeds the hold: an upstream reporting more than the
+//!    worst case is charged the hold, and the excess is logged and counted
+//!    (`tollgate_charges_over_hold_total`). So no balance goes below zero.
+//! 5. Failed requests cost nothing; requests in flight when the process
+//!    died are recorded as interrupted at no charge ([`journal`]).
+
+pub mod estimate;
+pub mod journal;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use protocol::TokenUsage;
+use store::{Reservation, ReserveOutcome, Settlement};
+
+pub use estimate::Delivered;
+
+use crate::auth::Principal;
+use crate::config::{HoldsMode, ModelSpec};
+use crate::error::ApiError;
+use crate::money::{cost_nano, Decimal};
+use crate::state::App;
+
+/// Rough bytes per token, for a prompt estimate without a tokenizer.
+const BYTES_PER_TOKEN: u64 = 4;
+/// Most tokens one image in a prompt can cost (OpenAI's largest high-detail
+/// tiling and Anthropic's ~1,600 for a full-size image both stay below).
+pub const IMAGE_TOKENS: u64 = 3_000;
+
+/// A token count as a database integer (counts past i64 are absurd anyway).
+fn clamp_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// How many images a request body carries (OpenAI `image_url` /
+/// `input_image` parts, Anthropic `image` blocks). A byte scan: cheap, and
+/// it can only over-count, which keeps the hold a worst case.
+pub fn image_parts(body: &[u8]) -> u64 {
+    const MARKERS: [&[u8]; 3] = [b"\"image_url\"", b"\"input_image\"", b"\"image\""];
+    MARKERS
+        .iter()
+        .map(|m| body.windows(m.len()).filter(|w| w == m).count() as u64)
+        .sum()
+}
+
+/// Output tokens to hold for: what the client asked for (else the model's or
+/// the gateway's default), but never more than the model can produce — a
+/// client asking for 32,000 tokens of a model capped at 8,192 holds 8,192.
+pub fn output_allowance(requested: Option<u64>, model: &ModelSpec, default: u64) -> u64 {
+    let wanted = requested.or(model.max_output_tokens).unwrap_or(default);
+    match model.max_output_tokens {
+        Some(cap) => wanted.min(cap),
+        None => wanted,
+    }
+}
+
+/// Everything needed to account for one metered request.
+#[derive(Debug, Clone)]
+pub struct Meter {
+    pub request_id: String,
+    pub user_id: i64,
+    pub key_id: String,
+    pub endpoint: &'static str,
+    pub model: Arc<ModelSpec>,
+    pub stream: bool,
+    /// Model multiplier × group multiplier.
+    pub multiplier: Decimal,
+    /// Size of the client's request body, for estimates.
+    pub request_bytes: u64,
+    /// What the prompt is estimated from when the upstream reports no usage.
+    pub prompt: Prompt,
+    pub started: Instant,
+    pub created_at: i64,
+    /// The amount held for this request, and whether the hold is in memory.
+    pub held: i64,
+    pub held_in_memory: bool,
+    /// Where the request's journal lines are (see [`journal`]).
+    pub marks: journal::Marks,
+}
+
+/// The source of a prompt estimate, used only when the upstream reports no
+/// input count: estimated lazily, since most requests never need it.
+#[derive(Debug, Clone)]
+pub enum Prompt {
+    /// The client's request body.
+    Body(Bytes),
+    /// Tokens already estimated (e.g. a Responses turn's whole history).
+    Tokens(u64),
+}
+
+impl Prompt {
+    fn tokens(&self) -> u64 {
+        match self {
+            Prompt::Tokens(n) => *n,
+            Prompt::Body(body) => match serde_json::from_slice::<serde_json::Value>(body) {
+                Ok(value) => crate::tokens::estimate_value(&value),
+                Err(_) => (body.len() as u64).div_ceil(BYTES_PER_TOKEN),
+            },
+        }
+    }
+}
+
+/// How a metered request ended.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// The upstream's own complete usage, when it reported it.
+    pub usage: Option<TokenUsage>,
+    /// What was delivered, to estimate from when `usage` never came.
+    pub delivered: Delivered,
+    /// HTTP status of the upstream response (or the gateway's error status).
+    pub status: u16,
+    pub error: Option<String>,
+}
+
+/// The usage to charge for an outcome, and a note when it is an estimate.
+/// Pure, so the charging rules are tested without a server.
+pub fn charged_usage(outcome: &Outcome, prompt: &Prompt) -> (TokenUsage, Option<String>) {
+    let ok = (200..300).contains(&outcome.status);
+    match (ok, outcome.usage) {
+        (true, Some(u)) => (u, None),
+        // Nothing came back (e.g. a stream that stalled before its first
+        // event, or a body that was not an answer): a failed request.
+        (true, None) if !outcome.delivered.anything && outcome.delivered.input.is_none() => {
+            (TokenUsage::default(), None)
+        }
+        (true, None) => {
+            let d = &outcome.delivered;
+            let input = d.input.unwrap_or_else(|| TokenUsage {
+                input: prompt.tokens(),
+                ..TokenUsage::default()
+            });
+            let usage = TokenUsage {
+                output: d.output_tokens,
+                ..input
+            };
+            (
+                usage,
+                Some(
+                    "usage not reported by the upstream: estimated from what was delivered".into(),
+                ),
+            )
+        }
+        (false, _) => (TokenUsage::default(), None),
+    }
+}
+
+impl Meter {
+    pub fn new(
+        app: &App,
+        principal: &Principal,
+        request_id: &str,
+        endpoint: &'static str,
+        model: &Arc<ModelSpec>,
+        stream: bool,
+        body: &Bytes,
+    ) -> Meter {
+        Meter {
+            request_id: request_id.to_string(),
+            user_id: principal.user.id,
+            key_id: principal.key.id.clone(),
+            endpoint,
+            model: model.clone(),
+            stream,
+            multiplier: model
+                .multiplier
+                .times(&app.config.group_multiplier(&principal.user.group_name)),
+            request_bytes: body.len() as u64,
+            prompt: Prompt::Body(body.clone()),
+            started: Instant::now(),
+            created_at: store::now_ms(),
+            held: 0,
+            held_in_memory: false,
+            marks: journal::Marks::default(),
+        }
+    }
+
+    /// The most this request can cost (rule 1 above): every prompt byte as a
+    /// token plus `images` images, at the dearer of the input and
+    /// cache-write prices, plus `max_output` tokens per choice.
+    pub fn worst_case(&self, max_output: u64, choices: u64, images: u64) -> i64 {
+        let prices = &self.model.prices;
+        let input = self
+            .request_bytes
+            .saturating_add(images.saturating_mul(IMAGE_TOKENS));
+        let writes_dearer = prices.cache_write_dearer();
+        let usage = TokenUsage {
+            input,
+            output: max_output.saturating_mul(choices.max(1)),
+            cached_input: 0,
+            cache_write: if writes_dearer { input } else { 0 },
+        };
+        cost_nano(&usage, prices, &self.multiplier)
+    }
+
+    /// The usage record of this request if it never finishes (journaled at
+    /// the start, replayed after a crash).
+    fn interrupted(&self) -> Settlement {
+        Settlement {
+            request_id: self.request_id.clone(),
+            user_id: self.user_id,
+            key_id: self.key_id.clone(),
+            endpoint: self.endpoint.to_string(),
+            model: self.model.name.clone(),
+            provider: self.model.provider.clone(),
+            upstream_model: self.model.upstream_model.clone(),
+            stream: self.stream,
+            status: 0,
+            error: Some(
+                "interrupted: the gateway stopped before the request finished; not charged".into(),
+            ),
+            created_at: self.created_at,
+            ..Settlement::default()
+        }
+    }
+
+    /// Places the hold, or refuses the request.
+    pub async fn reserve(
+        &mut self,
+        app: &App,
+        principal: &Principal,
+        amount: i64,
+    ) -> Result<(), ApiError> {
+        if !app.config.billing {
+            return Ok(());
+        }
+        // The settlement queue is bounded: past its limit new requests are
+        // shed (503) rather than letting it grow without end.
+        if app.settlements.pending() >= app.config.limits.settlement_queue {
+            app.metrics.record_shed("settlement_queue");
+            return Err(ApiError::Overloaded);
+        }
+        match app.config.holds {
+            HoldsMode::Memory => {
+                app.ledger.reserve(principal, amount)?;
+                self.held_in_memory = true;
+            }
+            HoldsMode::Database => {
+                let reservation = Reservation {
+                    request_id: self.request_id.clone(),
+                    user_id: self.user_id,
+                    key_id: self.key_id.clone(),
+                    amount,
+                    expires_at: store::now_ms() + (app.config.hold_ttl_secs as i64) * 1000,
+                };
+                match app.store.reserve(&reservation).await? {
+                    ReserveOutcome::Held => {}
+                    ReserveOutcome::InsufficientBalance => {
+                        return Err(ApiError::InsufficientBalance)
+                    }
+                    ReserveOutcome::KeyLimitReached => return Err(ApiError::KeyLimitReached),
+                }
+            }
+        }
+        self.held = amount;
+        if let Some(journal) = &app.journal {
+            journal.start(&self.interrupted(), &mut self.marks);
+        }
+        Ok(())
+    }
+
+    /// Charges the exact cost of `outcome` (nothing for a failed request),
+    /// releases the hold and records usage — through the settlement writer,
+    /// which commits it shortly after, in a batch (see `settlement`).
+    pub fn settle(&self, app: &App, outcome: Outcome) {
+        let ok = (200..300).contains(&outcome.status);
+        let (usage, estimated) = charged_usage(&outcome, &self.prompt);
+        let mut error = outcome.error.clone();
+        if let Some(note) = estimated {
+            app.metrics.record_estimate(&self.model.name);
+            error = Some(match error {
+                Some(e) => format!("{e}; {note}"),
+                None => note,
+            });
+        }
+        let mut cost = if ok {
+            cost_nano(&usage, &self.model.prices, &self.multiplier)
+        } else {
+            0
+        };
+        if app.config.billing && cost > self.held {
+            // Rule 4: the hold was the worst case; more means the upstream
+            // reported more than the request could have used.
+            let excess = cost - self.held;
+            tracing::warn!(
+                request_id = %self.request_id, model = %self.model.name, cost, held = self.held,
+                "upstream usage costs more than the request's worst case; charging the hold"
+            );
+            app.metrics.record_over_hold(&self.model.name, excess);
+            let note =
+                format!("reported usage cost {cost} nano-USD, above the hold; charged the hold");
+            error = Some(match error {
+                Some(e) => format!("{e}; {note}"),
+                None => note,
+            });
+            cost = self.held;
+        }
+        let settlement = Settlement {
+            request_id: self.request_id.clone(),
+            user_id: self.user_id,
+            key_id: self.key_id.clone(),
+            endpoint: self.endpoint.to_string(),
+            model: self.model.name.clone(),
+            provider: self.model.provider.clone(),
+            upstream_model: self.model.upstream_model.clone(),
+            stream: self.stream,
+            input_tokens: clamp_i64(usage.input),
+            output_tokens: clamp_i64(usage.output),
+            cached_tokens: clamp_i64(usage.cached_input),
+            cache_write_tokens: clamp_i64(usage.cache_write),
+            cost,
+            latency_ms: self.started.elapsed().as_millis() as i64,
+            status: i64::from(outcome.status),
+            error,
+            created_at: self.created_at,
+        };
+        if ok {
+            app.metrics
+                .record_usage(&self.model.name, usage.input, usage.output, cost);
+        }
+        if !app.config.billing {
+            return;
+        }
+        let memory_hold = self.held_in_memory.then_some(self.held);
+        let mut marks = self.marks;
+        if let Some(journal) = &app.journal {
+            journal.settle(&settlement, &mut marks);
+        }
+        app.settlements.push(settlement, memory_hold, marks);
+    }
+}
