@@ -38,6 +38,72 @@ pub struct MockState {
     pub omit_usage: AtomicBool,
     /// Delay before the response head (stream or not).
     pub head_delay_ms: AtomicU64,
+    /// When non-zero, a stream (OpenAI or Anthropic) breaks off — the
+    /// connection fails — after this many events.
+    pub break_after: AtomicU64,
+    /// When set, OpenAI answers carry `usage: {}`.
+    pub empty_usage: AtomicBool,
+    /// When above 1, every token count reported is multiplied by it (an
+    /// upstream over-reporting its usage).
+    pub usage_factor: AtomicU64,
+    /// When set, the OpenAI answer's text pieces (one token each).
+    pub pieces: Mutex<Option<Vec<String>>>,
+}
+
+impl MockState {
+    fn pieces(&self) -> Vec<String> {
+        match &*self.pieces.lock().unwrap() {
+            Some(p) => p.clone(),
+            None => PIECES.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    fn factor(&self) -> u64 {
+        self.usage_factor.load(Ordering::SeqCst).max(1)
+    }
+
+    /// The usage an OpenAI answer of `pieces` pieces reports.
+    fn openai_usage(&self, pieces: usize) -> Value {
+        if self.empty_usage.load(Ordering::SeqCst) {
+            return json!({});
+        }
+        let f = self.factor();
+        json!({
+            "prompt_tokens": PROMPT_TOKENS * f,
+            "completion_tokens": pieces as u64 * f,
+            "total_tokens": (PROMPT_TOKENS + pieces as u64) * f,
+            "prompt_tokens_details": {"cached_tokens": CACHED_TOKENS * f}
+        })
+    }
+
+    /// `events` as a response body, breaking off after `break_after` of them.
+    fn stream(&self, events: Vec<String>, delay: Duration) -> Response {
+        let break_after = self.break_after.load(Ordering::SeqCst) as usize;
+        let stream = futures_util::stream::unfold(
+            (events.into_iter(), 0usize),
+            move |(mut it, sent)| async move {
+                if break_after > 0 && sent == break_after {
+                    // Give the gateway the events so far before failing.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let reset =
+                        std::io::Error::new(std::io::ErrorKind::ConnectionReset, "mock break");
+                    return Some((Err(reset), (it, usize::MAX)));
+                }
+                if sent == usize::MAX {
+                    return None;
+                }
+                let event = it.next()?;
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                Some((Ok::<_, std::io::Error>(Bytes::from(event)), (it, sent + 1)))
+            },
+        );
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(stream))
+            .unwrap()
+    }
 }
 
 pub struct Mock {
@@ -62,6 +128,13 @@ fn usage_json() -> Value {
 
 /// The exact SSE bytes the mock streams for `model`.
 pub fn mock_stream_events(model: &str, include_usage: bool) -> Vec<String> {
+    let pieces: Vec<String> = PIECES.iter().map(|p| p.to_string()).collect();
+    stream_events(model, &pieces, include_usage.then(usage_json))
+}
+
+/// The SSE bytes of an OpenAI stream of `pieces`, with `usage` when given.
+pub fn stream_events(model: &str, pieces: &[String], usage: Option<Value>) -> Vec<String> {
+    let include_usage = usage.is_some();
     let mut events = Vec::new();
     // Like OpenAI, every chunk carries `"usage":null` once usage was asked for.
     let chunk = |delta: Value, finish: Value| {
@@ -79,17 +152,17 @@ pub fn mock_stream_events(model: &str, include_usage: bool) -> Vec<String> {
         "data: {}\n\n",
         chunk(json!({"role": "assistant", "content": ""}), Value::Null)
     ));
-    for piece in PIECES {
+    for piece in pieces {
         events.push(format!(
             "data: {}\n\n",
             chunk(json!({"content": piece}), Value::Null)
         ));
     }
     events.push(format!("data: {}\n\n", chunk(json!({}), json!("stop"))));
-    if include_usage {
+    if let Some(usage) = usage {
         let usage = json!({
             "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1700000000,
-            "model": model, "choices": [], "usage": usage_json()
+            "model": model, "choices": [], "usage": usage
         });
         events.push(format!("data: {usage}\n\n"));
     }
@@ -158,24 +231,22 @@ async fn mock_handler(
         .into_response();
     }
     let delay = Duration::from_millis(state.chunk_delay_ms.load(Ordering::SeqCst));
+    let pieces = state.pieces();
     if body["stream"] != json!(true) {
         tokio::time::sleep(delay).await;
-        return axum::Json(mock_completion_body(&model)).into_response();
+        let mut answer = mock_completion_body(&model);
+        answer["choices"][0]["message"]["content"] = json!(pieces.concat());
+        answer["usage"] = state.openai_usage(pieces.len());
+        return axum::Json(answer).into_response();
     }
     let include_usage = body["stream_options"]["include_usage"] == json!(true)
         && !state.omit_usage.load(Ordering::SeqCst);
-    let events = mock_stream_events(&model, include_usage);
-    let stream = futures_util::stream::unfold(events.into_iter(), move |mut it| async move {
-        let event = it.next()?;
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        Some((Ok::<_, std::io::Error>(Bytes::from(event)), it))
-    });
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(Body::from_stream(stream))
-        .unwrap()
+    let events = stream_events(
+        &model,
+        &pieces,
+        include_usage.then(|| state.openai_usage(pieces.len())),
+    );
+    state.stream(events, delay)
 }
 
 /// Anthropic mock usage: 20 uncached input, 4 cache reads, 6 cache writes, 7 output.
@@ -277,15 +348,7 @@ async fn anthropic_handler(
         return axum::Json(anthropic_message(&model, with_tool)).into_response();
     }
     let events = anthropic_stream_events(&model);
-    let stream = futures_util::stream::iter(
-        events
-            .into_iter()
-            .map(|e| Ok::<_, std::io::Error>(Bytes::from(e))),
-    );
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(Body::from_stream(stream))
-        .unwrap()
+    state.stream(events, Duration::ZERO)
 }
 
 /// Native Responses mock usage.
@@ -465,13 +528,22 @@ pub struct Gateway {
 }
 
 pub async fn start_gateway(upstream_url: &str, database_url: Option<String>) -> Gateway {
+    start_gateway_with(upstream_url, database_url, "").await
+}
+
+/// A gateway whose configuration ends with `extra` (whole TOML tables,
+/// e.g. `[limits]`).
+pub async fn start_gateway_with(
+    upstream_url: &str,
+    database_url: Option<String>,
+    extra: &str,
+) -> Gateway {
     let database_url = match database_url {
         Some(u) => u,
         None => store::testing::fresh_database_url().await,
     };
-    let config =
-        gateway::config::Config::parse(&config_text(upstream_url, &database_url), "test.toml")
-            .unwrap();
+    let text = format!("{}\n{extra}\n", config_text(upstream_url, &database_url));
+    let config = gateway::config::Config::parse(&text, "test.toml").unwrap();
     let gw = gateway::build(config).await.unwrap();
     let app = gw.app.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

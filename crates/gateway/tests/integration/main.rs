@@ -8,5 +8,6 @@ mod accounts;
 mod anthropic;
 mod common;
 mod errors;
+mod faults;
 mod relay;
 mod responses;

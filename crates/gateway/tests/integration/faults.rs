@@ -1,0 +1,366 @@
+//! Money under upstream faults and hostile clients: missing or empty usage,
+//! broken streams, over-reported usage, clients that stop reading, and a
+//! process that dies with settlements in flight.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::*;
+
+/// 500 distinct one-token words, so the true completion count is 500.
+fn five_hundred_words() -> Vec<String> {
+    let words = [
+        " apple", " river", " stone", " cloud", " green", " house", " light", " music", " table",
+        " water",
+    ];
+    (0..500)
+        .map(|i| words[i % words.len()].to_string())
+        .collect()
+}
+
+fn record_cost_matches_its_tokens(r: &store::UsageRecord) {
+    // `cheap`: 1 USD in, 2 USD out per 1M tokens, no multiplier.
+    let expected =
+        (r.input_tokens - r.cached_tokens) * 1000 + r.cached_tokens * 1000 + r.output_tokens * 2000;
+    assert_eq!(r.cost, expected, "{r:?}");
+}
+
+#[tokio::test]
+async fn a_stream_without_usage_is_charged_within_ten_percent_of_what_it_delivered() {
+    let mock = start_mock().await;
+    mock.state.omit_usage.store(true, Ordering::SeqCst);
+    *mock.state.pieces.lock().unwrap() = Some(five_hundred_words());
+    let gw = start_gateway(&mock.url, None).await;
+    let (id, key) = gw.user("no-usage", "default", "1").await;
+    let text = gw
+        .chat(&key, chat_body("cheap", true))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    let r = &gw.wait_for_usage(id, 1).await[0];
+    // Before: the wire bytes / 4 (≈ 25,500 for 500 tokens of chunks).
+    assert!((450..=550).contains(&r.output_tokens), "{r:?}");
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("estimated"),
+        "{r:?}"
+    );
+    record_cost_matches_its_tokens(r);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn empty_usage_objects_are_estimated_not_free() {
+    let mock = start_mock().await;
+    mock.state.empty_usage.store(true, Ordering::SeqCst);
+    *mock.state.pieces.lock().unwrap() = Some(five_hundred_words());
+    let gw = start_gateway(&mock.url, None).await;
+    let (id, key) = gw.user("empty-usage", "default", "1").await;
+    assert_eq!(gw.chat(&key, chat_body("cheap", true)).await.status(), 200);
+    assert_eq!(gw.chat(&key, chat_body("cheap", false)).await.status(), 200);
+    let records = gw.wait_for_usage(id, 2).await;
+    for r in &records {
+        assert!((450..=550).contains(&r.output_tokens), "{r:?}");
+        assert!(r.input_tokens > 0 && r.cost > 0, "{r:?}");
+        record_cost_matches_its_tokens(r);
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_broken_openai_stream_ends_in_an_error_chunk_and_charges_what_was_delivered() {
+    let mock = start_mock().await;
+    *mock.state.pieces.lock().unwrap() = Some(five_hundred_words());
+    // The role chunk and 300 words, then the connection fails.
+    mock.state.break_after.store(301, Ordering::SeqCst);
+    let gw = start_gateway(&mock.url, None).await;
+    let (id, key) = gw.user("broken", "default", "1").await;
+    let text = gw
+        .chat(&key, chat_body("cheap", true))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !text.contains("[DONE]"),
+        "a broken stream must not end cleanly"
+    );
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    let error: Value = serde_json::from_str(last.trim_start_matches("data: ")).unwrap();
+    assert_eq!(error["error"]["type"], "api_error", "{last}");
+    let r = &gw.wait_for_usage(id, 1).await[0];
+    assert!((270..=330).contains(&r.output_tokens), "{r:?}");
+    record_cost_matches_its_tokens(r);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_anthropic_stream_broken_after_its_text_is_charged_for_the_text() {
+    let mock = start_mock().await;
+    // message_start, content_block_start, ping, two text deltas: then a reset.
+    mock.state.break_after.store(5, Ordering::SeqCst);
+    let gw = start_gateway(&mock.url, None).await;
+    let (id, key) = gw.user("claude-broken", "default", "1").await;
+    let body = json!({"model": "claude-test", "max_tokens": 100, "stream": true,
+                      "messages": [{"role": "user", "content": "Hi"}]});
+    let resp = gw
+        .http
+        .post(format!("{}/v1/messages", gw.url))
+        .header("x-api-key", &key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("event: error"), "{text}");
+    assert!(!text.contains("message_stop"), "{text}");
+    let r = &gw.wait_for_usage(id, 1).await[0];
+    // Input as message_start reported it (20 + 4 + 6); output "Hello from
+    // Claude" by the tokenizer — not message_start's placeholder of 1.
+    assert_eq!(
+        (r.input_tokens, r.cached_tokens, r.cache_write_tokens),
+        (30, 4, 6)
+    );
+    assert_eq!(r.output_tokens, 3, "{r:?}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn over_reported_usage_never_takes_a_balance_below_zero() {
+    let mock = start_mock().await;
+    mock.state.usage_factor.store(1_000_000, Ordering::SeqCst);
+    let gw = start_gateway(&mock.url, None).await;
+    let (id, key) = gw.user("over", "default", "0.01").await;
+    let mut body = chat_body("cheap", false);
+    body["max_tokens"] = json!(100);
+    assert_eq!(gw.chat(&key, body).await.status(), 200);
+    let r = &gw.wait_for_usage(id, 1).await[0];
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("above the hold"),
+        "{r:?}"
+    );
+    let (balance, held) = gw.balance(id).await;
+    assert!(balance >= 0, "balance went to {balance}");
+    assert_eq!(held, 0);
+    let metrics = gw
+        .http
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.contains("tollgate_charges_over_hold_total{model=\"cheap\"} 1"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_its_request_settled() {
+    let mock = start_mock().await;
+    // ~8 MB of answer: far more than socket buffers hold.
+    let big = "x".repeat(16 * 1024);
+    *mock.state.pieces.lock().unwrap() = Some(vec![big; 500]);
+    let gw = start_gateway_with(&mock.url, None, "[limits]\nclient_stall_secs = 1\n").await;
+    let (id, key) = gw.user("stalled", "default", "1").await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let body = chat_body("cheap", true).to_string();
+    let mut sockets = Vec::new();
+    for _ in 0..5 {
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let request = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        sockets.push(tcp); // never read
+    }
+    // Every request is settled although no client read its answer.
+    let records = gw.wait_for_usage(id, 5).await;
+    assert!(
+        records.iter().all(|r| r.cost > 0 && r.status == 200),
+        "{records:?}"
+    );
+    // And the gateway closed the stalled connections.
+    let mut closed = 0;
+    for mut tcp in sockets {
+        let mut sink = vec![0u8; 1 << 20];
+        let read_to_end = async {
+            loop {
+                match tcp.read(&mut sink).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(10), read_to_end)
+            .await
+            .is_ok()
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 5);
+    assert_eq!(gw.balance(id).await.1, 0, "no hold left");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_get_a_503() {
+    let mock = start_mock().await;
+    let gw = start_gateway_with(&mock.url, None, "[limits]\nmax_connections = 4\n").await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), extra.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let health = gw
+        .http
+        .get(format!("{}/healthz", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn slow_headers_and_idle_connections_are_closed() {
+    let mock = start_mock().await;
+    let gw = start_gateway_with(&mock.url, None, "[limits]\nheader_read_timeout_secs = 1\n").await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    // Slowloris: half a request line, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HT").await.unwrap();
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    for tcp in [&mut slow, &mut idle] {
+        let mut buf = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+        assert!(closed.is_ok(), "a connection stayed open");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_settlement_queue_is_bounded() {
+    let mock = start_mock().await;
+    let gw = start_gateway_with(&mock.url, None, "[limits]\nsettlement_queue = 0\n").await;
+    let (id, key) = gw.user("shed", "default", "1").await;
+    let resp = gw.chat(&key, chat_body("cheap", false)).await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "gateway_overloaded");
+    assert!(mock.requests().is_empty(), "nothing was sent upstream");
+    assert_eq!(gw.balance(id).await, (1_000_000_000, 0));
+    gw.stop().await;
+}
+
+fn settlement(id: &str, user_id: i64, key_id: &str, cost: i64) -> store::Settlement {
+    store::Settlement {
+        request_id: id.into(),
+        user_id,
+        key_id: key_id.into(),
+        endpoint: "chat.completions".into(),
+        model: "cheap".into(),
+        provider: "mock".into(),
+        upstream_model: "cheap".into(),
+        input_tokens: 10,
+        output_tokens: 5,
+        cost,
+        status: 200,
+        ..Default::default()
+    }
+}
+
+/// A process that dies with settlements journaled but not committed, and a
+/// request in flight holding money in the database: the next start charges
+/// the first exactly once and releases the second at no charge.
+#[tokio::test]
+async fn the_journal_replays_what_a_dead_process_left() {
+    use gateway::billing::journal::{Journal, Marks, Replay};
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (id, _key) = gw.user("crash", "default", "1").await;
+    let database_url = gw.database_url.clone();
+    gw.stop().await;
+
+    let store = store::Store::connect(&database_url).await.unwrap();
+    let key_id = store.list_keys(id).await.unwrap()[0].id.clone();
+    let dir = std::path::PathBuf::from(journal_dir(&database_url));
+    {
+        let (journal, replay) = Journal::open(&dir, false, &store).await.unwrap();
+        assert_eq!(replay, Replay::default());
+        // A second process on the same journal is refused.
+        assert!(Journal::open(&dir, false, &store).await.is_err());
+        let mut done = Marks::default();
+        let charged = settlement("req_done", id, &key_id, 7_000);
+        let interrupted = store::Settlement {
+            status: 0,
+            cost: 0,
+            ..settlement("req_inflight", id, &key_id, 0)
+        };
+        journal.start(&charged, &mut done);
+        journal.settle(&charged, &mut done);
+        let mut inflight = Marks::default();
+        store
+            .reserve(&store::Reservation {
+                request_id: "req_inflight".into(),
+                user_id: id,
+                key_id: key_id.clone(),
+                amount: 50_000,
+                expires_at: store::now_ms() + 3_600_000,
+            })
+            .await
+            .unwrap();
+        journal.start(&interrupted, &mut inflight);
+        // Dropped here without committing anything: the process "died".
+    }
+    for round in 0..2 {
+        let (journal, replay) = Journal::open(&dir, false, &store).await.unwrap();
+        if round == 0 {
+            assert_eq!(
+                replay,
+                Replay {
+                    settled: 1,
+                    interrupted: 1
+                }
+            );
+        } else {
+            // A clean restart has nothing left to replay.
+            assert_eq!(replay, Replay::default());
+        }
+        drop(journal);
+    }
+    let user = store.get_user(id).await.unwrap();
+    assert_eq!(
+        (user.balance + user.free_balance, user.held),
+        (1_000_000_000 - 7_000, 0)
+    );
+    let records = store
+        .list_usage(&store::UsageFilter {
+            user_id: id,
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = records
+        .iter()
+        .map(|r| (r.request_id.as_str(), r.cost, r.status))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec![("req_done", 7_000, 200), ("req_inflight", 0, 0)]);
+    store.close().await;
+}
