@@ -20,6 +20,8 @@ pub struct SseEvent {
 }
 
 /// Splits a byte stream into SSE events.
+///
+/// Lines may end at LF, CRLF or CR, mixed freely, as the specification allows.
 #[derive(Debug, Default)]
 pub struct SseDecoder {
     buf: BytesMut,
@@ -62,23 +64,28 @@ impl SseDecoder {
 }
 
 /// Position just after the blank line that ends the first event in `buf`.
-/// Accepts `\n\n`, `\r\n\r\n` and `\r\r` as separators.
+///
+/// Lines end at LF, CRLF or CR (as the SSE specification says), so the blank
+/// line is a line end right after another: `\n\n`, `\n\r\n`, `\r\n\r\n`,
+/// `\r\r\n`, or a lone CR after a line end (`\n\r`, `\r\r`). That CR may be
+/// the first half of a CRLF, whose LF then belongs to this event too; when
+/// the buffer ends at it, the end is not known yet, and `None` is returned.
 fn find_event_end(buf: &[u8]) -> Option<usize> {
     let mut i = 0;
-    while i < buf.len() {
-        match buf[i] {
-            b'\n' => {
-                if buf.get(i + 1) == Some(&b'\n') {
-                    return Some(i + 2);
-                }
-                if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
-                    return Some(i + 3);
-                }
+    while i + 1 < buf.len() {
+        let blank_cr = match (buf[i], buf[i + 1]) {
+            (b'\n', b'\n') => return Some(i + 2),
+            (b'\n', b'\r') | (b'\r', b'\r') => i + 1,
+            _ => {
+                i += 1;
+                continue;
             }
-            b'\r' if buf.get(i + 1) == Some(&b'\r') => return Some(i + 2),
-            _ => {}
-        }
-        i += 1;
+        };
+        return match buf.get(blank_cr + 1) {
+            Some(b'\n') => Some(blank_cr + 2),
+            Some(_) => Some(blank_cr + 1),
+            None => None,
+        };
     }
     None
 }
@@ -177,5 +184,29 @@ mod tests {
         let events = decode_all(&[b"data: last"]);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].data, "last");
+    }
+
+    #[test]
+    fn a_cr_after_a_line_end_is_a_blank_line() {
+        // CR alone ends a line, so `\n\r` and `\r\n\r` end an event even
+        // when no LF follows; these used to merge the two events into one
+        // whose data was `a\nb`.
+        for stream in [
+            &b"data: a\n\rdata: b\n\n"[..],
+            b"data: a\r\n\rdata: b\r\n\r\n",
+        ] {
+            let events = decode_all(&[stream]);
+            let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
+            assert_eq!(data, ["a", "b"], "{:?}", String::from_utf8_lossy(stream));
+        }
+        // A CR that ends an event may be the first half of a CRLF: its LF is
+        // taken with the event, whether or not it comes in the same read.
+        let stream = b"data: a\r\rdata: b\r\r\n";
+        let whole = decode_all(&[stream]);
+        assert_eq!(whole[1].raw, &b"data: b\r\r\n"[..]);
+        for split in 0..stream.len() {
+            let (a, b) = stream.split_at(split);
+            assert_eq!(decode_all(&[a, b]), whole, "split at {split}");
+        }
     }
 }
