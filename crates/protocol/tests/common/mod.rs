@@ -1,6 +1,8 @@
 //! Helpers shared by the protocol crate's test files; each uses only some.
 #![allow(dead_code)]
 
+pub mod streams;
+
 /// A recorded stream or body under `tests/fixtures/`.
 pub fn fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
