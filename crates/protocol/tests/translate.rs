@@ -201,6 +201,26 @@ fn anthropic_error_mid_stream_becomes_an_openai_error_chunk() {
     assert!(data.last().unwrap().contains("overloaded_error"));
 }
 
+#[test]
+fn huge_anthropic_usage_saturates_in_the_openai_usage_chunk() {
+    // input_tokens u64::MAX plus cache reads and output tokens overflowed
+    // both the prompt count and total_tokens of the usage chunk.
+    let stream = format!(
+        "event: message_start\ndata: {}\n\nevent: message_delta\ndata: {}\n\nevent: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n",
+        json!({"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": u64::MAX, "cache_read_input_tokens": 5}}}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 7}}),
+    );
+    let (data, t) = anthropic_to_openai(stream.as_bytes(), &[], true);
+    assert_well_formed_openai(&data);
+    let usage_chunk: Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+    assert_eq!(
+        usage_chunk["usage"],
+        json!({"prompt_tokens": u64::MAX, "completion_tokens": 7, "total_tokens": u64::MAX,
+               "prompt_tokens_details": {"cached_tokens": 5}})
+    );
+    assert_eq!(t.usage().unwrap().input, u64::MAX);
+}
+
 /// A plausible OpenAI stream: any mix of content, reasoning and tool calls,
 /// a finish, maybe usage, maybe [DONE] (a cut-off stream has none).
 fn random_openai_stream(rng: &mut Rng) -> String {
