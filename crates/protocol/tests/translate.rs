@@ -221,6 +221,33 @@ fn huge_anthropic_usage_saturates_in_the_openai_usage_chunk() {
     assert_eq!(t.usage().unwrap().input, u64::MAX);
 }
 
+#[test]
+fn a_repeated_message_delta_gives_one_finish_reason() {
+    // An upstream (or a retrying proxy) repeating message_delta made two
+    // chunks with a finish_reason; the later usage still counts.
+    let delta = |stop: &str, output: u64| {
+        format!(
+            "event: message_delta\ndata: {}\n\n",
+            json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": output}})
+        )
+    };
+    let stream = format!(
+        "event: message_start\ndata: {}\n\n{}{}",
+        json!({"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 4}}}),
+        delta("max_tokens", 5),
+        delta("end_turn", 9),
+    );
+    let (data, t) = anthropic_to_openai(stream.as_bytes(), &[], true);
+    assert_well_formed_openai(&data);
+    let finishes: Vec<&String> = data
+        .iter()
+        .filter(|d| d.contains("\"finish_reason\":\""))
+        .collect();
+    assert_eq!(finishes.len(), 1, "{data:?}");
+    assert!(finishes[0].contains("\"finish_reason\":\"length\""));
+    assert_eq!(t.usage().unwrap().output, 9);
+}
+
 /// A plausible OpenAI stream: any mix of content, reasoning and tool calls,
 /// a finish, maybe usage, maybe [DONE] (a cut-off stream has none).
 fn random_openai_stream(rng: &mut Rng) -> String {
