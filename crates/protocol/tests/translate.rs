@@ -248,6 +248,23 @@ fn a_repeated_message_delta_gives_one_finish_reason() {
     assert_eq!(t.usage().unwrap().output, 9);
 }
 
+#[test]
+fn a_null_error_field_is_not_an_error() {
+    // A chunk carrying `"error": null` beside its content used to end the
+    // Anthropic stream with an error event, losing the rest of the answer
+    // and its usage (the Responses emulation already ignored it).
+    let stream = concat!(
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}],\"error\":null}\n\n",
+        "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1},\"error\":null}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let (events, t) = openai_to_anthropic(stream.as_bytes(), &[]);
+    assert_well_formed_anthropic(&events);
+    assert_eq!(events.last().unwrap().0, "message_stop");
+    assert_eq!(text_of_anthropic(&events, "text_delta", "text"), "Hi");
+    assert_eq!(t.usage().unwrap().input, 3);
+}
+
 /// A plausible OpenAI stream: any mix of content, reasoning and tool calls,
 /// a finish, maybe usage, maybe [DONE] (a cut-off stream has none).
 fn random_openai_stream(rng: &mut Rng) -> String {
