@@ -56,12 +56,17 @@ impl Usage {
     }
 
     /// Anthropic's `input_tokens` excludes cache reads and writes; the meter
-    /// counts every prompt token as input.
+    /// counts every prompt token as input. The counts come from the upstream,
+    /// so their sum saturates rather than wrapping to a small number.
     pub fn to_tokens(&self) -> TokenUsage {
         let read = self.cache_read_input_tokens.unwrap_or(0);
         let write = self.cache_creation_input_tokens.unwrap_or(0);
         TokenUsage {
-            input: self.input_tokens.unwrap_or(0) + read + write,
+            input: self
+                .input_tokens
+                .unwrap_or(0)
+                .saturating_add(read)
+                .saturating_add(write),
             output: self.output_tokens.unwrap_or(0),
             cached_input: read,
             cache_write: write,
@@ -180,6 +185,19 @@ mod tests {
                 cache_write: 3
             })
         );
+    }
+
+    #[test]
+    fn huge_counts_saturate_instead_of_wrapping() {
+        // u64::MAX input tokens plus one cache read panicked (debug) or
+        // wrapped to 0 input tokens (release): a free request.
+        let mut m = StreamMeter::default();
+        m.observe(&format!(
+            r#"{{"type":"message_start","message":{{"usage":{{"input_tokens":{},"cache_read_input_tokens":1,"cache_creation_input_tokens":2}}}}}}"#,
+            u64::MAX
+        ));
+        let u = m.usage().unwrap();
+        assert_eq!((u.input, u.cached_input, u.cache_write), (u64::MAX, 1, 2));
     }
 
     #[test]

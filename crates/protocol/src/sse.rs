@@ -20,9 +20,14 @@ pub struct SseEvent {
 }
 
 /// Splits a byte stream into SSE events.
+///
+/// Lines may end at LF, CRLF or CR, mixed freely, as the specification allows.
 #[derive(Debug, Default)]
 pub struct SseDecoder {
     buf: BytesMut,
+    /// How far `buf` is known to hold no event end, so that a long event
+    /// arriving in many reads is scanned once, not once per read.
+    scanned: usize,
 }
 
 impl SseDecoder {
@@ -38,7 +43,14 @@ impl SseDecoder {
     /// Returns the next complete event, if the buffer holds one.
     pub fn next_event(&mut self) -> Option<SseEvent> {
         loop {
-            let end = find_event_end(&self.buf)?;
+            let end = match find_event_end(&self.buf, self.scanned) {
+                Ok(end) => end,
+                Err(resume) => {
+                    self.scanned = resume;
+                    return None;
+                }
+            };
+            self.scanned = 0;
             let raw = self.buf.split_to(end).freeze();
             let event = parse_event(raw);
             // A block of only comments (`: keep-alive`) carries no event for
@@ -52,6 +64,7 @@ impl SseDecoder {
     /// Returns whatever is left when the stream ends without a final blank
     /// line, parsed as a last event.
     pub fn finish(&mut self) -> Option<SseEvent> {
+        self.scanned = 0;
         if self.buf.iter().all(|b| b.is_ascii_whitespace()) {
             self.buf.clear();
             return None;
@@ -62,25 +75,33 @@ impl SseDecoder {
 }
 
 /// Position just after the blank line that ends the first event in `buf`.
-/// Accepts `\n\n`, `\r\n\r\n` and `\r\r` as separators.
-fn find_event_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i < buf.len() {
-        match buf[i] {
-            b'\n' => {
-                if buf.get(i + 1) == Some(&b'\n') {
-                    return Some(i + 2);
-                }
-                if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
-                    return Some(i + 3);
-                }
+///
+/// Lines end at LF, CRLF or CR (as the SSE specification says), so the blank
+/// line is a line end right after another: `\n\n`, `\n\r\n`, `\r\n\r\n`,
+/// `\r\r\n`, or a lone CR after a line end (`\n\r`, `\r\r`). That CR may be
+/// the first half of a CRLF, whose LF then belongs to this event too; when
+/// the buffer ends at it, the end is not known yet.
+///
+/// Scans from `from`; without an end, returns where the next scan must
+/// resume (the last byte or two may yet start a blank line).
+fn find_event_end(buf: &[u8], from: usize) -> Result<usize, usize> {
+    let mut i = from;
+    while i + 1 < buf.len() {
+        let blank_cr = match (buf[i], buf[i + 1]) {
+            (b'\n', b'\n') => return Ok(i + 2),
+            (b'\n', b'\r') | (b'\r', b'\r') => i + 1,
+            _ => {
+                i += 1;
+                continue;
             }
-            b'\r' if buf.get(i + 1) == Some(&b'\r') => return Some(i + 2),
-            _ => {}
-        }
-        i += 1;
+        };
+        return match buf.get(blank_cr + 1) {
+            Some(b'\n') => Ok(blank_cr + 2),
+            Some(_) => Ok(blank_cr + 1),
+            None => Err(i),
+        };
     }
-    None
+    Err(i)
 }
 
 /// Parses the fields of one raw event block. Returns an event even when it has
@@ -177,5 +198,51 @@ mod tests {
         let events = decode_all(&[b"data: last"]);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].data, "last");
+    }
+
+    #[test]
+    fn a_cr_after_a_line_end_is_a_blank_line() {
+        // CR alone ends a line, so `\n\r` and `\r\n\r` end an event even
+        // when no LF follows; these used to merge the two events into one
+        // whose data was `a\nb`.
+        for stream in [
+            &b"data: a\n\rdata: b\n\n"[..],
+            b"data: a\r\n\rdata: b\r\n\r\n",
+        ] {
+            let events = decode_all(&[stream]);
+            let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
+            assert_eq!(data, ["a", "b"], "{:?}", String::from_utf8_lossy(stream));
+        }
+        // A CR that ends an event may be the first half of a CRLF: its LF is
+        // taken with the event, whether or not it comes in the same read.
+        let stream = b"data: a\r\rdata: b\r\r\n";
+        let whole = decode_all(&[stream]);
+        assert_eq!(whole[1].raw, &b"data: b\r\r\n"[..]);
+        for split in 0..stream.len() {
+            let (a, b) = stream.split_at(split);
+            assert_eq!(decode_all(&[a, b]), whole, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn a_long_event_in_small_reads_is_scanned_once() {
+        // 4 MiB in 4 KiB reads, the event end scanned for after each read:
+        // rescanning the buffer from its start each time took seconds
+        // (quadratic); resuming where the last scan stopped takes
+        // milliseconds.
+        let payload = "A".repeat(4 << 20);
+        let stream = format!("data: {payload}\n\ndata: [DONE]\r\n\r\n");
+        let mut dec = SseDecoder::new();
+        let mut events = Vec::new();
+        for read in stream.as_bytes().chunks(4096) {
+            dec.push(read);
+            while let Some(e) = dec.next_event() {
+                events.push(e);
+            }
+        }
+        assert_eq!(dec.finish(), None);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].data.len(), payload.len());
+        assert_eq!(events[1].data, "[DONE]");
     }
 }

@@ -25,7 +25,8 @@ impl TokenUsage {
             .saturating_sub(self.cache_write)
     }
 
+    /// Input plus output; saturates, as the counts come from upstreams.
     pub fn total(&self) -> u64 {
-        self.input + self.output
+        self.input.saturating_add(self.output)
     }
 }

@@ -785,6 +785,21 @@ fn usage_has_the_responses_shape() {
     );
 }
 
+#[test]
+fn huge_usage_saturates_instead_of_overflowing() {
+    // prompt_tokens u64::MAX plus any completion token overflowed the total:
+    // a panic (debug) or a wrapped, tiny total_tokens (release).
+    let stream = sse(&[
+        json!({"choices": [], "usage": {"prompt_tokens": u64::MAX, "completion_tokens": 3}}),
+    ]);
+    let mut t = StreamTranslator::new(skeleton(json!({})));
+    let events = run(&mut t, &stream);
+    assert_well_formed(&events, &t);
+    let usage = &t.response()["usage"];
+    assert_eq!(usage["input_tokens"], u64::MAX);
+    assert_eq!(usage["total_tokens"], u64::MAX);
+}
+
 // ---------------------------------------------------------------------------
 // Streams
 // ---------------------------------------------------------------------------

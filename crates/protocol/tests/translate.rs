@@ -3,27 +3,12 @@
 
 mod common;
 
-use bytes::Bytes;
+use common::streams::{
+    assert_well_formed_anthropic, assert_well_formed_openai, concat, decode, feed,
+};
 use common::{fixture, Rng};
-use protocol::sse::SseDecoder;
 use protocol::translate::{chat_via_messages, messages_via_chat};
 use serde_json::{json, Value};
-
-/// Splits a byte stream into (event name, data) pairs.
-fn decode(bytes: &[u8]) -> Vec<(Option<String>, String)> {
-    let mut d = SseDecoder::new();
-    d.push(bytes);
-    let mut out = Vec::new();
-    while let Some(e) = d.next_event() {
-        out.push((e.event, e.data));
-    }
-    out.extend(d.finish().map(|e| (e.event, e.data)));
-    out
-}
-
-fn concat(chunks: &[Bytes]) -> Vec<u8> {
-    chunks.iter().flat_map(|b| b.to_vec()).collect()
-}
 
 /// Feeds `stream` (OpenAI SSE) to the translator in pieces cut at `cuts`.
 fn openai_to_anthropic(
@@ -31,20 +16,8 @@ fn openai_to_anthropic(
     cuts: &[usize],
 ) -> (Vec<(String, Value)>, messages_via_chat::StreamTranslator) {
     let mut t = messages_via_chat::StreamTranslator::new("claude-public");
-    let mut dec = SseDecoder::new();
     let mut out = Vec::new();
-    let mut last = 0;
-    for &cut in cuts.iter().chain(std::iter::once(&stream.len())) {
-        let cut = cut.clamp(last, stream.len());
-        dec.push(&stream[last..cut]);
-        last = cut;
-        while let Some(e) = dec.next_event() {
-            t.push(&e.data, &mut out);
-        }
-    }
-    if let Some(e) = dec.finish() {
-        t.push(&e.data, &mut out);
-    }
+    feed(stream, cuts, |data| t.push(data, &mut out));
     t.finish(&mut out);
     let events = decode(&concat(&out))
         .into_iter()
@@ -65,141 +38,11 @@ fn anthropic_to_openai(
 ) -> (Vec<String>, chat_via_messages::StreamTranslator) {
     let mut t =
         chat_via_messages::StreamTranslator::new("gpt-public", 1_700_000_000, include_usage);
-    let mut dec = SseDecoder::new();
     let mut out = Vec::new();
-    let mut last = 0;
-    for &cut in cuts.iter().chain(std::iter::once(&stream.len())) {
-        let cut = cut.clamp(last, stream.len());
-        dec.push(&stream[last..cut]);
-        last = cut;
-        while let Some(e) = dec.next_event() {
-            t.push(&e.data, &mut out);
-        }
-    }
-    if let Some(e) = dec.finish() {
-        t.push(&e.data, &mut out);
-    }
+    feed(stream, cuts, |data| t.push(data, &mut out));
     t.finish(&mut out);
     let data = decode(&concat(&out)).into_iter().map(|(_, d)| d).collect();
     (data, t)
-}
-
-/// Checks Anthropic's stream grammar: message_start; blocks started, delta'd
-/// and stopped in index order, one at a time; message_delta; message_stop —
-/// or an `error` event as the very last event.
-fn assert_well_formed_anthropic(events: &[(String, Value)]) {
-    assert!(!events.is_empty());
-    // An upstream that fails before its first chunk yields a lone error event.
-    assert!(
-        events[0].0 == "message_start" || (events.len() == 1 && events[0].0 == "error"),
-        "{events:?}"
-    );
-    let mut open: Option<(u64, String)> = None;
-    let mut next_index = 0;
-    let mut saw_delta = false;
-    for (i, (name, data)) in events.iter().enumerate() {
-        assert_eq!(data["type"], name.as_str(), "event name matches its type");
-        let last = i == events.len() - 1;
-        match name.as_str() {
-            "message_start" => assert_eq!(i, 0),
-            "content_block_start" => {
-                assert!(
-                    open.is_none(),
-                    "a block starts while another is open: {events:?}"
-                );
-                assert_eq!(data["index"], next_index);
-                let kind = data["content_block"]["type"].as_str().unwrap().to_string();
-                open = Some((next_index, kind));
-            }
-            "content_block_delta" => {
-                let (index, kind) = open.clone().expect("delta outside a block");
-                assert_eq!(data["index"], index);
-                let delta = data["delta"]["type"].as_str().unwrap();
-                let allowed: &[&str] = match kind.as_str() {
-                    "text" => &["text_delta"],
-                    "tool_use" => &["input_json_delta"],
-                    "thinking" => &["thinking_delta", "signature_delta"],
-                    other => panic!("unexpected block type {other}"),
-                };
-                assert!(allowed.contains(&delta), "{delta} in a {kind} block");
-            }
-            "content_block_stop" => {
-                let (index, _) = open.take().expect("stop without a block");
-                assert_eq!(data["index"], index);
-                next_index += 1;
-            }
-            "message_delta" => {
-                assert!(open.is_none());
-                assert!(!saw_delta, "one message_delta");
-                saw_delta = true;
-                assert!(data["delta"]["stop_reason"].is_string());
-                assert!(data["usage"]["output_tokens"].is_u64());
-            }
-            "message_stop" => {
-                assert!(
-                    last && saw_delta,
-                    "message_stop ends the stream after message_delta"
-                );
-            }
-            "error" => assert!(last, "error ends the stream"),
-            "ping" => {}
-            other => panic!("unknown event {other}"),
-        }
-    }
-    let end = events.last().unwrap().0.as_str();
-    assert!(
-        end == "message_stop" || end == "error",
-        "exactly one final event: {end}"
-    );
-}
-
-/// Checks an OpenAI chunk stream: JSON chunks then exactly one `[DONE]` (or
-/// an error chunk last); tool calls introduced in index order with id and name.
-fn assert_well_formed_openai(data: &[String]) {
-    assert!(!data.is_empty());
-    let mut next_tool = 0;
-    let mut finishes = 0;
-    for (i, d) in data.iter().enumerate() {
-        let last = i == data.len() - 1;
-        if d == "[DONE]" {
-            assert!(last, "[DONE] is last");
-            continue;
-        }
-        let chunk: Value = serde_json::from_str(d).expect("chunk is JSON");
-        if chunk.get("error").is_some() {
-            assert!(last, "an error chunk ends the stream");
-            continue;
-        }
-        assert_eq!(chunk["object"], "chat.completion.chunk");
-        assert_eq!(chunk["model"], "gpt-public");
-        let Some(choice) = chunk["choices"].get(0) else {
-            assert!(
-                chunk["usage"]["prompt_tokens"].is_u64(),
-                "a choiceless chunk carries usage"
-            );
-            continue;
-        };
-        if choice["finish_reason"].is_string() {
-            finishes += 1;
-        }
-        for call in choice["delta"]["tool_calls"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
-        {
-            let index = call["index"].as_u64().unwrap();
-            if call.get("id").is_some() {
-                assert_eq!(index, next_tool, "tool calls are introduced in order");
-                assert!(call["function"]["name"].is_string());
-                next_tool += 1;
-            } else {
-                assert!(index < next_tool, "arguments for a known tool call");
-            }
-        }
-    }
-    assert!(finishes <= 1);
-    let end = data.last().unwrap();
-    assert!(end == "[DONE]" || end.contains("\"error\""));
 }
 
 fn text_of_anthropic(events: &[(String, Value)], delta_type: &str, field: &str) -> String {
@@ -356,6 +199,70 @@ fn anthropic_error_mid_stream_becomes_an_openai_error_chunk() {
     let (data, _) = anthropic_to_openai(fixture("anthropic_error.sse").as_bytes(), &[], true);
     assert_well_formed_openai(&data);
     assert!(data.last().unwrap().contains("overloaded_error"));
+}
+
+#[test]
+fn huge_anthropic_usage_saturates_in_the_openai_usage_chunk() {
+    // input_tokens u64::MAX plus cache reads and output tokens overflowed
+    // both the prompt count and total_tokens of the usage chunk.
+    let stream = format!(
+        "event: message_start\ndata: {}\n\nevent: message_delta\ndata: {}\n\nevent: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n",
+        json!({"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": u64::MAX, "cache_read_input_tokens": 5}}}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 7}}),
+    );
+    let (data, t) = anthropic_to_openai(stream.as_bytes(), &[], true);
+    assert_well_formed_openai(&data);
+    let usage_chunk: Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+    assert_eq!(
+        usage_chunk["usage"],
+        json!({"prompt_tokens": u64::MAX, "completion_tokens": 7, "total_tokens": u64::MAX,
+               "prompt_tokens_details": {"cached_tokens": 5}})
+    );
+    assert_eq!(t.usage().unwrap().input, u64::MAX);
+}
+
+#[test]
+fn a_repeated_message_delta_gives_one_finish_reason() {
+    // An upstream (or a retrying proxy) repeating message_delta made two
+    // chunks with a finish_reason; the later usage still counts.
+    let delta = |stop: &str, output: u64| {
+        format!(
+            "event: message_delta\ndata: {}\n\n",
+            json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": output}})
+        )
+    };
+    let stream = format!(
+        "event: message_start\ndata: {}\n\n{}{}",
+        json!({"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 4}}}),
+        delta("max_tokens", 5),
+        delta("end_turn", 9),
+    );
+    let (data, t) = anthropic_to_openai(stream.as_bytes(), &[], true);
+    assert_well_formed_openai(&data);
+    let finishes: Vec<&String> = data
+        .iter()
+        .filter(|d| d.contains("\"finish_reason\":\""))
+        .collect();
+    assert_eq!(finishes.len(), 1, "{data:?}");
+    assert!(finishes[0].contains("\"finish_reason\":\"length\""));
+    assert_eq!(t.usage().unwrap().output, 9);
+}
+
+#[test]
+fn a_null_error_field_is_not_an_error() {
+    // A chunk carrying `"error": null` beside its content used to end the
+    // Anthropic stream with an error event, losing the rest of the answer
+    // and its usage (the Responses emulation already ignored it).
+    let stream = concat!(
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}],\"error\":null}\n\n",
+        "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1},\"error\":null}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let (events, t) = openai_to_anthropic(stream.as_bytes(), &[]);
+    assert_well_formed_anthropic(&events);
+    assert_eq!(events.last().unwrap().0, "message_stop");
+    assert_eq!(text_of_anthropic(&events, "text_delta", "text"), "Hi");
+    assert_eq!(t.usage().unwrap().input, 3);
 }
 
 /// A plausible OpenAI stream: any mix of content, reasoning and tool calls,

@@ -338,7 +338,7 @@ fn usage_json(usage: &TokenUsage) -> Value {
     json!({
         "prompt_tokens": usage.input,
         "completion_tokens": usage.output,
-        "total_tokens": usage.input + usage.output,
+        "total_tokens": usage.total(),
         "prompt_tokens_details": {"cached_tokens": usage.cached_input},
     })
 }
@@ -406,6 +406,8 @@ pub struct StreamTranslator {
     /// Anthropic block index → OpenAI tool-call index, for tool_use blocks.
     tool_blocks: Vec<(u64, u64)>,
     next_tool: u64,
+    /// Whether the chunk with `finish_reason` went out: OpenAI sends one.
+    stopped: bool,
     finished: bool,
 }
 
@@ -421,6 +423,7 @@ impl StreamTranslator {
             saw_usage: false,
             tool_blocks: Vec::new(),
             next_tool: 0,
+            stopped: false,
             finished: false,
         }
     }
@@ -505,7 +508,9 @@ impl StreamTranslator {
             }
             "message_delta" => {
                 self.observe_usage(event.get("usage"));
-                if let Some(stop) = event.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                let stop = event.pointer("/delta/stop_reason").and_then(Value::as_str);
+                if let (Some(stop), false) = (stop, self.stopped) {
+                    self.stopped = true;
                     out.push(self.chunk(json!({}), json!(finish_from_stop_reason(stop))));
                 }
             }

@@ -419,7 +419,8 @@ impl StreamTranslator {
         let Ok(chunk) = serde_json::from_str::<Value>(data) else {
             return;
         };
-        if let Some(error) = chunk.get("error") {
+        // `"error": null` beside a chunk's content is no error.
+        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
             self.fail(error, out);
             return;
         }
