@@ -15,28 +15,44 @@ mod usage;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::HeaderValue;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Shape};
 use crate::secrets::new_request_id;
 use crate::state::App;
-
-/// Largest request body accepted (images and documents travel inline).
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// The id of the request being served, set by [`request_context`].
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
 pub fn router(app: App) -> Router {
-    let omg = "/api/v1/user/admin";
+    let limits = &app.config.limits;
+    // Metered routes check the key before their body is read, so an
+    // anonymous client cannot make the gateway buffer megabytes.
+    let inference = inference_routes()
+        .layer(DefaultBodyLimit::max(limits.inference_body_bytes))
+        .route_layer(middleware::from_fn_with_state(app.clone(), key_first));
+    let embeddings = Router::new()
+        .route("/v1/embeddings", post(openai::embeddings))
+        .layer(DefaultBodyLimit::max(limits.embeddings_body_bytes))
+        .route_layer(middleware::from_fn_with_state(app.clone(), key_first));
+    management_routes()
+        .layer(DefaultBodyLimit::max(limits.management_body_bytes))
+        .merge(inference)
+        .merge(embeddings)
+        .fallback(not_found)
+        .layer(middleware::from_fn(shape_errors))
+        .layer(middleware::from_fn_with_state(app.clone(), request_context))
+        .with_state(app)
+}
+
+/// The routes that carry prompts: large bodies, metered.
+fn inference_routes() -> Router<App> {
     Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/metrics", get(ops::metrics))
         .route(
             "/v1/chat/completions",
             post(openai::chat_completions).get(stored_completions::list),
@@ -64,8 +80,6 @@ pub fn router(app: App) -> Router {
             get(stored_completions::messages),
         )
         .route("/v1/completions", post(openai::completions))
-        .route("/v1/embeddings", post(openai::embeddings))
-        .route("/v1/models", get(openai::list_models))
         .route("/v1/responses", post(responses::create))
         .route(
             "/v1/responses/{id}",
@@ -94,6 +108,15 @@ pub fn router(app: App) -> Router {
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/complete", post(anthropic::complete))
+}
+
+/// Health, metrics, models, usage, key management and the admin API.
+fn management_routes() -> Router<App> {
+    let omg = "/api/v1/user/admin";
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/models", get(openai::list_models))
         .route("/", get(ops::root).head(ops::root))
         .route("/v1/usage", get(usage::list_own_usage))
         .route(&format!("{omg}/new-api-token"), post(ohmygpt::new_key))
@@ -115,10 +138,98 @@ pub fn router(app: App) -> Router {
         )
         .route("/api/v1/pay/model-rates", get(ohmygpt::model_rates))
         .merge(admin::routes())
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(app.clone(), request_context))
-        .with_state(app)
+}
+
+/// The client protocol a path speaks, for errors raised before its handler.
+fn shape_of(path: &str) -> Option<Shape> {
+    if path.starts_with("/api/") {
+        None // OhMyGPT's envelope
+    } else if path.starts_with("/v1/messages") || path.starts_with("/v1/complete") {
+        Some(Shape::Anthropic)
+    } else {
+        Some(Shape::OpenAi)
+    }
+}
+
+/// Refuses a metered request without a valid key before its body is read.
+async fn key_first(State(app): State<App>, request: Request, next: Next) -> Response {
+    match crate::auth::authenticate(&app, request.headers()).await {
+        Ok(_) => next.run(request).await,
+        Err(e) => match shape_of(request.uri().path()) {
+            Some(shape) => e.render(shape),
+            None => e.into_response(),
+        },
+    }
+}
+
+/// The framework's own rejections (a body over its limit, a bad path or
+/// query parameter, a wrong method) come as plain text; clients expect
+/// their protocol's error shape, like every other error.
+async fn shape_errors(request: Request, next: Next) -> Response {
+    let shape = shape_of(request.uri().path());
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    // Streams are never errors; anything already JSON is ours.
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "The request body is too large for this route.".to_string()
+        }
+        StatusCode::METHOD_NOT_ALLOWED => "This method is not allowed on this route.".to_string(),
+        _ if text.is_empty() => status
+            .canonical_reason()
+            .unwrap_or("The request was refused.")
+            .to_string(),
+        _ => text,
+    };
+    let mut shaped = match shape {
+        Some(Shape::OpenAi) => {
+            let (kind, code) = match status {
+                StatusCode::PAYLOAD_TOO_LARGE => {
+                    ("invalid_request_error", Some("request_too_large"))
+                }
+                StatusCode::METHOD_NOT_ALLOWED => {
+                    ("invalid_request_error", Some("method_not_allowed"))
+                }
+                s if s.is_server_error() => ("api_error", None),
+                _ => ("invalid_request_error", None),
+            };
+            let body = protocol::openai::ErrorBody::new(message, kind, code);
+            (status, axum::Json(body)).into_response()
+        }
+        Some(Shape::Anthropic) => {
+            let kind = match status {
+                StatusCode::PAYLOAD_TOO_LARGE => "request_too_large",
+                StatusCode::NOT_FOUND => "not_found_error",
+                s if s.is_server_error() => "api_error",
+                _ => "invalid_request_error",
+            };
+            let body = protocol::anthropic::error_body(kind, &message);
+            (status, axum::Json(body)).into_response()
+        }
+        None => {
+            let body = serde_json::json!({"statusCode": status.as_u16(), "message": message, "data": null});
+            (status, axum::Json(body)).into_response()
+        }
+    };
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            shaped.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    shaped
 }
 
 async fn not_found() -> ApiError {

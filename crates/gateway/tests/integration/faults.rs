@@ -364,3 +364,76 @@ async fn the_journal_replays_what_a_dead_process_left() {
     assert_eq!(ids, vec![("req_done", 7_000, 200), ("req_inflight", 0, 0)]);
     store.close().await;
 }
+
+#[tokio::test]
+async fn bodies_are_limited_per_route_and_refused_in_the_clients_shape() {
+    let mock = start_mock().await;
+    let gw = start_gateway_with(
+        &mock.url,
+        None,
+        "[limits]\ninference_body_bytes = 100000\nmanagement_body_bytes = 1000\n",
+    )
+    .await;
+    let (_, key) = gw.user("bodies", "default", "1").await;
+    let big =
+        json!({"model": "cheap", "messages": [{"role": "user", "content": "x".repeat(200_000)}]});
+    let post = |path: &str, auth: &str| {
+        gw.http
+            .post(format!("{}{path}", gw.url))
+            .bearer_auth(auth)
+            .header("x-api-key", auth)
+            .json(&big)
+    };
+    let resp = post("/v1/chat/completions", &key).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "request_too_large", "{body}");
+    let resp = post("/v1/messages", &key).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "request_too_large", "{body}");
+    // An anonymous client is refused on its headers, before any body.
+    let resp = post("/v1/chat/completions", "sk-wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = post("/api/v1/user/admin/new-api-token", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["statusCode"], 413, "{body}");
+    assert!(mock.requests().is_empty());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn framework_rejections_come_in_the_clients_shape() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (_, key) = gw.user("shapes", "default", "1").await;
+    // A wrong method, and a bad query parameter.
+    let resp = gw
+        .http
+        .put(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    let resp = gw
+        .http
+        .get(format!("{}/v1/usage?limit=abc", gw.url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    gw.stop().await;
+}
