@@ -53,6 +53,11 @@ Routes:
   end of the answer) or ``"rejected"`` (refused with a 4xx: bad key, bad
   body, or an unknown path such as an upstream ``/v1/responses``).
 
+**Broken answers.** When the text of a request's messages contains
+``BREAK_MARKER`` (``[break]``) and the answer is a text stream, the mock sends
+the first ``BREAK_AFTER`` (2) pieces and then closes the connection without
+ending the stream, as a crashed upstream would; its entry says ``"broken"``.
+
 **Slow answers.** When the text of a request's messages (or Anthropic
 ``system``) contains ``SLOW_MARKER`` (``[slow]``) and the answer is text (no
 tool call), the answer is ``SLOW_TEXT_PIECES`` (``SLOW_PIECES`` = 50 pieces,
@@ -69,6 +74,7 @@ The OpenAI routes require ``Authorization: Bearer sk-upstream-test`` (else a
 """
 
 import json
+import socket
 import sys
 import threading
 import time
@@ -98,6 +104,8 @@ CLAUDE_CACHE_READ_TOKENS = 3
 CLAUDE_CACHE_WRITE_TOKENS = 2
 
 # Slow answers (see the module docstring).
+BREAK_MARKER = "[break]"
+BREAK_AFTER = 2
 SLOW_MARKER = "[slow]"
 SLOW_PIECES = 50
 SLOW_DELAY_SECS = 0.1
@@ -153,6 +161,15 @@ def is_slow(request):
     """Whether the text of the request's messages (or system) holds SLOW_MARKER."""
     parts = [request.get("messages"), request.get("system")]
     return SLOW_MARKER in json.dumps(parts, ensure_ascii=False)
+
+
+def breaks(request):
+    """Whether the request's text holds BREAK_MARKER."""
+    return BREAK_MARKER in json.dumps(request.get("messages"), ensure_ascii=False)
+
+
+class Broken(Exception):
+    """The mock broke the stream off on purpose (BREAK_MARKER)."""
 
 
 class ClientGone(Exception):
@@ -332,6 +349,17 @@ class Handler(BaseHTTPRequestHandler):
         with _received_lock:
             entry["sent"] += 1
 
+    def maybe_break(self, request, sent):
+        """Closes the connection mid-stream for a BREAK_MARKER request."""
+        if sent == BREAK_AFTER and breaks(request):
+            self.wfile.flush()
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            raise Broken()
+
     def send_event(self, payload):
         text = payload if isinstance(payload, str) else json.dumps(payload)
         self.write_chunk(("data: " + text + "\n\n").encode())
@@ -387,6 +415,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.chat_stream(request, entry)
             else:
                 self.chat_json(request, entry)
+        except Broken:
+            update_entry(entry, state="broken")
         except ClientGone:
             update_entry(entry, state="aborted")
         else:
@@ -493,7 +523,8 @@ class Handler(BaseHTTPRequestHandler):
                 pieces, delay = SLOW_TEXT_PIECES, SLOW_DELAY_SECS
             update_entry(entry, slow=bool(delay), pieces=len(pieces))
             self.send_event(chunk({"role": "assistant", "content": ""}))
-            for piece in pieces:
+            for sent, piece in enumerate(pieces):
+                self.maybe_break(request, sent)
                 self.produced(entry, delay)
                 self.send_event(chunk({"content": piece}))
             finish = "stop"
@@ -571,6 +602,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.messages_stream(request, *answer, entry=entry, delay=delay)
             else:
                 self.messages_json(request, *answer, entry=entry, delay=delay)
+        except Broken:
+            update_entry(entry, state="broken")
         except ClientGone:
             update_entry(entry, state="aborted")
         else:
@@ -633,7 +666,8 @@ class Handler(BaseHTTPRequestHandler):
             delta = lambda piece: {"type": "text_delta", "text": piece}  # noqa: E731
         self.send_anthropic_event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
         self.send_anthropic_event("ping", {"type": "ping"})
-        for piece in pieces:
+        for sent, piece in enumerate(pieces):
+            self.maybe_break(request, sent)
             self.produced(entry, delay)
             self.send_anthropic_event(
                 "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta(piece)}
