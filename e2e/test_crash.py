@@ -38,10 +38,12 @@ ROUNDS = 3
 
 
 class Gateway:
-    def __init__(self, binary, tmp, mock_port):
+    def __init__(self, binary, tmp, mock_port, holds):
         self.binary = binary
         self.tmp = tmp
         self.config = write_config(tmp, mock_port)
+        # Top-level keys come before the file's first table.
+        self.config.write_text(f'holds = "{holds}"\n' + self.config.read_text())
         self.proc = None
         self.url = None
 
@@ -114,12 +116,13 @@ def load(url, key, marker, stop_at, completed, lock):
                     completed.append(rid)
 
 
-def test_kill_9_under_load_loses_no_charge_and_leaves_no_hold(tmp_path):
+@pytest.mark.parametrize("holds", ["memory", "database"])
+def test_kill_9_under_load_loses_no_charge_and_leaves_no_hold(tmp_path, holds):
     import os
 
     binary = os.environ.get("TOLLGATE_BIN", DEFAULT_BIN)
     mock_proc, mock_port = start_mock(tmp_path)
-    gw = Gateway(binary, tmp_path, mock_port)
+    gw = Gateway(binary, tmp_path, mock_port, holds)
     http = httpx.Client(trust_env=False, timeout=30)
     try:
         gw.start()
@@ -165,7 +168,7 @@ def test_kill_9_under_load_loses_no_charge_and_leaves_no_hold(tmp_path):
         spent = sum(r["cost_nano_usd"] for r in charged)
         assert user["balance_nano_usd"] + user["free_balance_nano_usd"] == start - spent
         assert len(completed) > 100, "the load was too light to mean anything"
-        print(f"\ncrash: {len(completed)} whole answers, {len(charged)} charged, "
+        print(f"\ncrash ({holds} holds): {len(completed)} whole answers, {len(charged)} charged, "
               f"{len(interrupted)} interrupted, {done_upstream} completed upstream")
     finally:
         http.close()

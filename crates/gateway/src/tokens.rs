@@ -30,6 +30,29 @@ pub fn count_text(text: &str) -> u64 {
     }
 }
 
+/// Runs of text without white space longer than this are estimated by size:
+/// BPE merging is quadratic in the length of such a run, and an answer can
+/// carry megabytes of base64 in one.
+const LONG_RUN_BYTES: usize = 128;
+
+/// BPE tokens in `text`, with bounded work: long runs without white space
+/// (base64, hashes, repeated characters) count as one token per 3 bytes,
+/// about what the tokenizer gives for base64.
+pub fn count_text_bounded(text: &str) -> u64 {
+    let mut normal = String::with_capacity(text.len());
+    let mut long = 0u64;
+    for piece in text.split_inclusive(char::is_whitespace) {
+        let word = piece.trim_end_matches(char::is_whitespace);
+        if word.len() > LONG_RUN_BYTES {
+            long += (word.len() as u64).div_ceil(3);
+            normal.push_str(&piece[word.len()..]);
+        } else {
+            normal.push_str(piece);
+        }
+    }
+    count_text(&normal) + long
+}
+
 /// Estimated input tokens of an Anthropic Messages request body.
 pub fn estimate_messages(body: &Map<String, Value>) -> u64 {
     let mut total = 0;
@@ -126,6 +149,19 @@ mod tests {
     fn counts_text_with_bpe() {
         // "Hello, world!" is 4 tokens in o200k_base.
         assert_eq!(count_text("Hello, world!"), 4);
+    }
+
+    #[test]
+    fn long_runs_are_counted_by_size_and_fast() {
+        let prose = "The quick brown fox jumps over the lazy dog. ";
+        assert_eq!(count_text_bounded(prose), count_text(prose));
+        let run = "y".repeat(1 << 20);
+        let started = std::time::Instant::now();
+        assert_eq!(
+            count_text_bounded(&format!("{prose}{run}")),
+            count_text(prose) + (1 << 20) / 3 + 1
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]

@@ -162,11 +162,31 @@ async fn key_first(State(app): State<App>, request: Request, next: Next) -> Resp
     }
 }
 
+/// Longest request target accepted; hyper's own limit (its read buffer)
+/// is far above, and would answer without a body.
+const MAX_URI_BYTES: usize = 16 * 1024;
+/// Most header bytes accepted, likewise.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 /// The framework's own rejections (a body over its limit, a bad path or
 /// query parameter, a wrong method) come as plain text; clients expect
-/// their protocol's error shape, like every other error.
+/// their protocol's error shape, like every other error. Over-long request
+/// targets and headers are refused here too, for the same reason.
 async fn shape_errors(request: Request, next: Next) -> Response {
     let shape = shape_of(request.uri().path());
+    if request.uri().to_string().len() > MAX_URI_BYTES {
+        let message = format!("The request target is longer than {MAX_URI_BYTES} bytes.");
+        return shaped_error(shape, StatusCode::URI_TOO_LONG, message);
+    }
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        let message = format!("The request headers are larger than {MAX_HEADER_BYTES} bytes.");
+        return shaped_error(shape, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, message);
+    }
     let response = next.run(request).await;
     let status = response.status();
     let is_json = response
@@ -194,7 +214,18 @@ async fn shape_errors(request: Request, next: Next) -> Response {
             .to_string(),
         _ => text,
     };
-    let mut shaped = match shape {
+    let mut shaped = shaped_error(shape, status, message);
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            shaped.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    shaped
+}
+
+/// An error of `status` in the client protocol's shape (`None`: OhMyGPT's envelope).
+fn shaped_error(shape: Option<Shape>, status: StatusCode, message: String) -> Response {
+    match shape {
         Some(Shape::OpenAi) => {
             let (kind, code) = match status {
                 StatusCode::PAYLOAD_TOO_LARGE => {
@@ -202,6 +233,10 @@ async fn shape_errors(request: Request, next: Next) -> Response {
                 }
                 StatusCode::METHOD_NOT_ALLOWED => {
                     ("invalid_request_error", Some("method_not_allowed"))
+                }
+                StatusCode::URI_TOO_LONG => ("invalid_request_error", Some("uri_too_long")),
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+                    ("invalid_request_error", Some("headers_too_large"))
                 }
                 s if s.is_server_error() => ("api_error", None),
                 _ => ("invalid_request_error", None),
@@ -223,13 +258,7 @@ async fn shape_errors(request: Request, next: Next) -> Response {
             let body = serde_json::json!({"statusCode": status.as_u16(), "message": message, "data": null});
             (status, axum::Json(body)).into_response()
         }
-    };
-    for (name, value) in parts.headers.iter() {
-        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            shaped.headers_mut().insert(name.clone(), value.clone());
-        }
     }
-    shaped
 }
 
 async fn not_found() -> ApiError {

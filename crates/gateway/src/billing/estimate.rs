@@ -12,7 +12,7 @@ use protocol::anthropic::StreamMeter;
 use protocol::delivered;
 use protocol::TokenUsage;
 
-use crate::tokens::count_text;
+use crate::tokens::count_text_bounded as count_text;
 
 /// Text is tokenized in pieces of about this size, cut at white space, so a
 /// long answer never sits in memory whole and the tokenizer runs rarely.

@@ -234,7 +234,7 @@ fn delivered(turn: &Turn, cancelled: bool) -> Delivered {
             input: turn.estimated_input,
             ..TokenUsage::default()
         }),
-        output_tokens: crate::tokens::count_text(&produced),
+        output_tokens: crate::tokens::count_text_bounded(&produced),
         anything: true,
     }
 }

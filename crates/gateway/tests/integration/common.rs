@@ -237,6 +237,12 @@ async fn mock_handler(
         let mut answer = mock_completion_body(&model);
         answer["choices"][0]["message"]["content"] = json!(pieces.concat());
         answer["usage"] = state.openai_usage(pieces.len());
+        if state.break_after.load(Ordering::SeqCst) > 0 {
+            // Half the body, then the connection fails.
+            let text = answer.to_string();
+            let (head, tail) = text.split_at(text.len() / 2);
+            return state.stream(vec![head.to_string(), tail.to_string()], delay);
+        }
         return axum::Json(answer).into_response();
     }
     let include_usage = body["stream_options"]["include_usage"] == json!(true)

@@ -437,3 +437,81 @@ async fn framework_rejections_come_in_the_clients_shape() {
     assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_reset_during_a_whole_answer_is_a_502_not_a_timeout() {
+    let mock = start_mock().await;
+    mock.state.break_after.store(1, Ordering::SeqCst);
+    let gw = start_gateway(&mock.url, None).await;
+    let (id, key) = gw.user("reset", "default", "1").await;
+    let resp = gw.chat(&key, chat_body("cheap", false)).await;
+    assert_eq!(resp.status(), 502);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_reset", "{body}");
+    let r = &gw.wait_for_usage(id, 1).await[0];
+    assert_eq!((r.cost, r.status), (0, 502));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn over_long_targets_and_headers_are_refused_in_the_clients_shape() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let resp = gw
+        .http
+        .get(format!("{}/v1/models?x={}", gw.url, "a".repeat(20_000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 414);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "uri_too_long", "{body}");
+    let mut request = gw.http.post(format!("{}/v1/messages", gw.url));
+    for i in 0..20 {
+        request = request.header(format!("x-filler-{i}"), "b".repeat(4_000));
+    }
+    let resp = request.send().await.unwrap();
+    assert_eq!(resp.status(), 431);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["type"], "error", "{body}");
+    gw.stop().await;
+}
+
+/// 20 streaming clients that read nothing, then a graceful stop: every one
+/// is charged before the process exits (before: none were).
+#[tokio::test]
+async fn a_graceful_stop_settles_streams_whose_clients_read_nothing() {
+    let mock = start_mock().await;
+    let big = "y".repeat(16 * 1024);
+    *mock.state.pieces.lock().unwrap() = Some(vec![big; 320]);
+    let gw = start_gateway_with(&mock.url, None, "[limits]\nclient_stall_secs = 1\n").await;
+    let (id, key) = gw.user("stalled-stop", "default", "100").await;
+    const CLIENTS: usize = 20;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let body = chat_body("cheap", true).to_string();
+    let mut sockets = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let request = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        sockets.push(tcp);
+    }
+    // Every request reached the upstream before the stop.
+    for _ in 0..100 {
+        if mock.requests().len() == CLIENTS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(mock.requests().len(), CLIENTS);
+    let database_url = gw.database_url.clone();
+    gw.stop().await;
+    let (records, user) = persisted(&database_url, id).await;
+    assert_eq!(records.len(), CLIENTS);
+    assert!(records.iter().all(|r| r.status == 200 && r.cost > 0));
+    assert_eq!(user.held, 0);
+    drop(sockets);
+}
