@@ -19,7 +19,7 @@ use std::time::Duration;
 use store::{Settlement, Store};
 use tokio::sync::{mpsc, Notify};
 
-use crate::billing::journal::{Journal, Marks};
+use crate::billing::journal::Journal;
 use crate::ledger::{KeyFigures, Ledger, UserFigures};
 
 /// Most settlements written in one transaction.
@@ -37,8 +37,6 @@ struct Queued {
     settlement: Settlement,
     /// The in-memory hold to release once committed (memory holds mode).
     memory_hold: Option<i64>,
-    /// Its journal lines, released once committed.
-    marks: Marks,
 }
 
 /// Settlements queued and not yet committed.
@@ -76,7 +74,7 @@ impl SettlementQueue {
     }
 
     /// Queues a settlement.
-    pub fn push(&self, settlement: Settlement, memory_hold: Option<i64>, marks: Marks) {
+    pub fn push(&self, settlement: Settlement, memory_hold: Option<i64>) {
         let request_id = settlement.request_id.clone();
         self.pending.count.fetch_add(1, Ordering::SeqCst);
         if self
@@ -84,7 +82,6 @@ impl SettlementQueue {
             .send(Queued {
                 settlement,
                 memory_hold,
-                marks,
             })
             .is_err()
         {
@@ -161,7 +158,11 @@ async fn write_batches(
                     // A settlement that failed for good keeps its journal
                     // lines: the next start replays it.
                     journal.committed(
-                        batch.iter().zip(&committed).filter(|(_, ok)| **ok).map(|(q, _)| &q.marks),
+                        batch
+                            .iter()
+                            .zip(&committed)
+                            .filter(|(_, ok)| **ok)
+                            .map(|(q, _)| q.settlement.request_id.as_str()),
                     );
                 }
                 if pending.count.fetch_sub(batch.len(), Ordering::SeqCst) == batch.len() {

@@ -23,10 +23,12 @@
 //! flight at a crash: the client did not get a complete answer, so nothing is
 //! charged.
 //!
-//! The file is cut into segments; a segment is deleted once every request it
-//! mentions is committed, so the journal stays a few megabytes.
+//! The file is cut into segments. The lines of requests not yet committed
+//! are also kept in memory; when a segment is full, the next one starts with
+//! those lines and the older segment is deleted. So the journal holds at
+//! most one full segment plus what is in flight, however long a stream runs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
@@ -63,19 +65,14 @@ enum Record {
     Settle { s: Settlement },
 }
 
-/// Which segments a request's lines are in; released once it is committed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Marks {
-    start: Option<u64>,
-    settle: Option<u64>,
-}
-
 struct Active {
     file: File,
     segment: u64,
     size: u64,
-    /// Lines not yet committed to the database, per segment.
-    open: BTreeMap<u64, u64>,
+    /// The last line of each request not yet committed to the database.
+    open: HashMap<String, Vec<u8>>,
+    /// Their total size.
+    open_bytes: u64,
 }
 
 pub struct Journal {
@@ -86,15 +83,36 @@ pub struct Journal {
     _lock: File,
 }
 
-/// What a replay at start found and did.
+/// What a replay at start did (journaled requests the database already had
+/// are left as they were and not counted).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Replay {
-    /// Settlements journaled but possibly not committed (re-applied; those
-    /// already committed were left as they were).
+    /// Settlements the earlier process had not committed: written now.
     pub settled: usize,
     /// Requests in flight when the earlier process died, recorded as
     /// interrupted and released at no charge.
     pub interrupted: usize,
+}
+
+/// Writes a batch of replayed requests, counting those the store had not.
+async fn apply(
+    store: &Store,
+    batch: &mut Vec<(bool, Settlement)>,
+    result: &mut Replay,
+) -> Result<(), JournalError> {
+    let settlements: Vec<Settlement> = batch.iter().map(|(_, s)| s.clone()).collect();
+    let outcomes = store.settle_many(&settlements).await?;
+    for ((settled, _), outcome) in batch.iter().zip(outcomes) {
+        if outcome == store::SettleOutcome::Charged {
+            if *settled {
+                result.settled += 1;
+            } else {
+                result.interrupted += 1;
+            }
+        }
+    }
+    batch.clear();
+    Ok(())
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
@@ -177,7 +195,8 @@ impl Journal {
                 file,
                 segment,
                 size: 0,
-                open: BTreeMap::new(),
+                open: HashMap::new(),
+                open_bytes: 0,
             }),
             _lock: lock,
         };
@@ -185,41 +204,38 @@ impl Journal {
     }
 
     /// Journals a request whose hold was just placed.
-    pub fn start(&self, interrupted: &Settlement, marks: &mut Marks) {
-        marks.start = self.append(&Record::Start {
+    pub fn start(&self, interrupted: &Settlement) {
+        self.append(&Record::Start {
             s: interrupted.clone(),
         });
     }
 
     /// Journals a request's final settlement.
-    pub fn settle(&self, settlement: &Settlement, marks: &mut Marks) {
-        marks.settle = self.append(&Record::Settle {
+    pub fn settle(&self, settlement: &Settlement) {
+        self.append(&Record::Settle {
             s: settlement.clone(),
         });
     }
 
-    /// Writes one line; returns the segment it went to, or `None` if it
-    /// could not be written (logged: the database path still works, only
-    /// crash safety is lost for this request).
-    fn append(&self, record: &Record) -> Option<u64> {
-        let mut line = match serde_json::to_vec(record) {
-            Ok(line) => line,
-            Err(e) => {
-                tracing::error!(error = %e, "journal: could not encode a record");
-                return None;
-            }
+    /// Writes one line (logged if it cannot be: the database path still
+    /// works, only crash safety is lost for this request).
+    fn append(&self, record: &Record) {
+        let (id, mut line) = match record {
+            Record::Start { s } | Record::Settle { s } => match serde_json::to_vec(record) {
+                Ok(line) => (s.request_id.clone(), line),
+                Err(e) => {
+                    tracing::error!(error = %e, "journal: could not encode a record");
+                    return;
+                }
+            },
         };
         line.push(b'\n');
         let mut active = self.lock();
-        if active.size >= SEGMENT_BYTES {
-            let next = active.segment + 1;
-            match open_segment(&self.dir, next) {
-                Ok(file) => {
-                    active.file = file;
-                    active.segment = next;
-                    active.size = 0;
-                }
-                Err(e) => tracing::error!(error = %e, "journal: could not start a new segment"),
+        // Rotating rewrites what is open: only once the segment is well past
+        // that, so the rewriting stays a small share of the writing.
+        if active.size >= SEGMENT_BYTES.max(2 * active.open_bytes) {
+            if let Err(e) = self.rotate(&mut active) {
+                tracing::error!(error = %e, "journal: could not start a new segment");
             }
         }
         let written = active.file.write_all(&line).and_then(|()| {
@@ -231,36 +247,49 @@ impl Journal {
         });
         if let Err(e) = written {
             tracing::error!(error = %e, "journal: write failed; this request is not crash-safe");
-            return None;
+            return;
         }
         active.size += line.len() as u64;
-        let segment = active.segment;
-        *active.open.entry(segment).or_insert(0) += 1;
-        Some(segment)
+        active.open_bytes += line.len() as u64;
+        if let Some(old) = active.open.insert(id, line) {
+            active.open_bytes -= old.len() as u64;
+        }
     }
 
-    /// The settlements of `marks` are committed to the database: their lines
-    /// are no longer needed, and segments with nothing left are deleted.
-    pub fn committed<'a>(&self, marks: impl IntoIterator<Item = &'a Marks>) {
+    /// Starts the next segment with the lines still open, then deletes the
+    /// segment before it, which holds nothing else of use.
+    fn rotate(&self, active: &mut Active) -> Result<(), JournalError> {
+        let next = active.segment + 1;
+        let mut file = open_segment(&self.dir, next)?;
+        let carried: Vec<u8> = active.open.values().flatten().copied().collect();
+        let path = segment_path(&self.dir, next);
+        file.write_all(&carried)
+            .and_then(|()| file.sync_data())
+            .map_err(io_error(&path))?;
+        let old = segment_path(&self.dir, active.segment);
+        active.file = file;
+        active.segment = next;
+        active.size = carried.len() as u64;
+        if let Err(e) = fs::remove_file(&old) {
+            tracing::warn!(error = %e, path = %old.display(), "journal: could not delete a finished segment");
+        }
+        Ok(())
+    }
+
+    /// These requests' settlements are committed to the database: their
+    /// lines are no longer needed.
+    pub fn committed<'a>(&self, request_ids: impl IntoIterator<Item = &'a str>) {
         let mut active = self.lock();
-        for m in marks {
-            for segment in [m.start, m.settle].into_iter().flatten() {
-                if let Some(open) = active.open.get_mut(&segment) {
-                    *open = open.saturating_sub(1);
-                }
+        for id in request_ids {
+            if let Some(line) = active.open.remove(id) {
+                active.open_bytes -= line.len() as u64;
             }
         }
-        // Oldest first, and never the segment being written.
-        while let Some((&segment, &open)) = active.open.first_key_value() {
-            if open > 0 || segment == active.segment {
-                break;
-            }
-            active.open.remove(&segment);
-            let path = segment_path(&self.dir, segment);
-            if let Err(e) = fs::remove_file(&path) {
-                tracing::warn!(error = %e, path = %path.display(), "journal: could not delete a finished segment");
-            }
-        }
+    }
+
+    /// Requests whose lines are kept until they are committed.
+    pub fn open_requests(&self) -> usize {
+        self.lock().open.len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Active> {
@@ -311,22 +340,15 @@ async fn replay(dir: &Path, old: &[u64], store: &Store) -> Result<Replay, Journa
         }
     }
     let mut result = Replay::default();
-    let mut batch = Vec::with_capacity(REPLAY_BATCH);
+    let mut batch: Vec<(bool, Settlement)> = Vec::with_capacity(REPLAY_BATCH);
     for id in order {
-        let Some((settled, s)) = last.remove(&id) else {
-            continue;
-        };
-        if settled {
-            result.settled += 1;
-        } else {
-            result.interrupted += 1;
+        if let Some(entry) = last.remove(&id) {
+            batch.push(entry);
         }
-        batch.push(s);
         if batch.len() == REPLAY_BATCH {
-            store.settle_many(&batch).await?;
-            batch.clear();
+            apply(store, &mut batch, &mut result).await?;
         }
     }
-    store.settle_many(&batch).await?;
+    apply(store, &mut batch, &mut result).await?;
     Ok(result)
 }

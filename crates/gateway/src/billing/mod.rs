@@ -86,8 +86,6 @@ pub struct Meter {
     /// The amount held for this request, and whether the hold is in memory.
     pub held: i64,
     pub held_in_memory: bool,
-    /// Where the request's journal lines are (see [`journal`]).
-    pub marks: journal::Marks,
 }
 
 /// The source of a prompt estimate, used only when the upstream reports no
@@ -182,7 +180,6 @@ impl Meter {
             created_at: store::now_ms(),
             held: 0,
             held_in_memory: false,
-            marks: journal::Marks::default(),
         }
     }
 
@@ -265,7 +262,7 @@ impl Meter {
         }
         self.held = amount;
         if let Some(journal) = &app.journal {
-            journal.start(&self.interrupted(), &mut self.marks);
+            journal.start(&self.interrupted());
         }
         Ok(())
     }
@@ -333,10 +330,9 @@ impl Meter {
             return;
         }
         let memory_hold = self.held_in_memory.then_some(self.held);
-        let mut marks = self.marks;
         if let Some(journal) = &app.journal {
-            journal.settle(&settlement, &mut marks);
+            journal.settle(&settlement);
         }
-        app.settlements.push(settlement, memory_hold, marks);
+        app.settlements.push(settlement, memory_hold);
     }
 }

@@ -289,7 +289,7 @@ fn settlement(id: &str, user_id: i64, key_id: &str, cost: i64) -> store::Settlem
 /// the first exactly once and releases the second at no charge.
 #[tokio::test]
 async fn the_journal_replays_what_a_dead_process_left() {
-    use gateway::billing::journal::{Journal, Marks, Replay};
+    use gateway::billing::journal::{Journal, Replay};
     let mock = start_mock().await;
     let gw = start_gateway(&mock.url, None).await;
     let (id, _key) = gw.user("crash", "default", "1").await;
@@ -304,16 +304,14 @@ async fn the_journal_replays_what_a_dead_process_left() {
         assert_eq!(replay, Replay::default());
         // A second process on the same journal is refused.
         assert!(Journal::open(&dir, false, &store).await.is_err());
-        let mut done = Marks::default();
         let charged = settlement("req_done", id, &key_id, 7_000);
         let interrupted = store::Settlement {
             status: 0,
             cost: 0,
             ..settlement("req_inflight", id, &key_id, 0)
         };
-        journal.start(&charged, &mut done);
-        journal.settle(&charged, &mut done);
-        let mut inflight = Marks::default();
+        journal.start(&charged);
+        journal.settle(&charged);
         store
             .reserve(&store::Reservation {
                 request_id: "req_inflight".into(),
@@ -324,7 +322,7 @@ async fn the_journal_replays_what_a_dead_process_left() {
             })
             .await
             .unwrap();
-        journal.start(&interrupted, &mut inflight);
+        journal.start(&interrupted);
         // Dropped here without committing anything: the process "died".
     }
     for round in 0..2 {
@@ -514,4 +512,56 @@ async fn a_graceful_stop_settles_streams_whose_clients_read_nothing() {
     assert!(records.iter().all(|r| r.status == 200 && r.cost > 0));
     assert_eq!(user.held, 0);
     drop(sockets);
+}
+
+/// Segments roll over and are deleted while a long request stays open: the
+/// journal keeps one segment's worth plus what is open, and a request started
+/// many segments ago is still replayed.
+#[tokio::test]
+async fn the_journal_stays_small_while_a_long_request_stays_open() {
+    use gateway::billing::journal::{Journal, Replay};
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (id, _key) = gw.user("long", "default", "1").await;
+    let database_url = gw.database_url.clone();
+    gw.stop().await;
+    let store = store::Store::connect(&database_url).await.unwrap();
+    let key_id = store.list_keys(id).await.unwrap()[0].id.clone();
+    let dir = std::path::PathBuf::from(journal_dir(&database_url));
+    {
+        let (journal, _) = Journal::open(&dir, false, &store).await.unwrap();
+        let long = settlement("req_long", id, &key_id, 0);
+        journal.start(&long);
+        // ~30 MB of short requests, each committed as it would be.
+        let pad = "p".repeat(1_000);
+        for chunk in 0..30 {
+            let batch: Vec<store::Settlement> = (0..1_000)
+                .map(|i| store::Settlement {
+                    error: Some(pad.clone()),
+                    ..settlement(&format!("req_{chunk}_{i}"), id, &key_id, 1)
+                })
+                .collect();
+            for s in &batch {
+                journal.start(s);
+                journal.settle(s);
+            }
+            store.settle_many(&batch).await.unwrap();
+            journal.committed(batch.iter().map(|s| s.request_id.as_str()));
+        }
+        assert_eq!(journal.open_requests(), 1);
+        let bytes: u64 = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(bytes < 10 * 1024 * 1024, "{bytes} bytes of journal");
+    }
+    let (_, replay) = Journal::open(&dir, false, &store).await.unwrap();
+    assert_eq!(
+        replay,
+        Replay {
+            settled: 0,
+            interrupted: 1
+        }
+    );
+    store.close().await;
 }
