@@ -14,6 +14,9 @@ use serde::Deserialize;
 
 use crate::money::{Decimal, Prices};
 
+/// Largest `credits_per_usd`: balances in credits stay exact decimals.
+const MAX_CREDITS_PER_USD: u64 = 1_000_000_000_000;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -307,9 +310,9 @@ impl Config {
             Some(line) => format!("{origin}, line {line}"),
             None => origin.to_string(),
         };
-        if self.credits_per_usd == 0 {
+        if !(1..=MAX_CREDITS_PER_USD).contains(&self.credits_per_usd) {
             return Err(ConfigError(format!(
-                "credits_per_usd must be positive ({})",
+                "credits_per_usd must be between 1 and {MAX_CREDITS_PER_USD} ({})",
                 at("credits_per_usd")
             )));
         }
@@ -343,8 +346,46 @@ impl Config {
             }
         }
         for name in self.models.keys() {
-            self.model_spec(name)
+            let spec = self
+                .model_spec(name)
                 .map_err(|e| ConfigError(format!("{e} ({})", at(name))))?;
+            self.check_products(&spec)
+                .map_err(|e| ConfigError(format!("{e} ({})", at(name))))?;
+        }
+        Ok(())
+    }
+
+    /// The products of decimals the gateway forms for `model` — its
+    /// multiplier × each group's, each price × credits per USD × both —
+    /// all fit, so none of them saturates at run time.
+    fn check_products(&self, model: &ModelSpec) -> Result<(), ConfigError> {
+        let too_large = |what: String| {
+            ConfigError(format!(
+                "models.{:?}: {what} is too large or too precise to be computed exactly",
+                model.name
+            ))
+        };
+        let cpu = Decimal::parse(&self.credits_per_usd.to_string())
+            .map_err(|_| too_large("credits_per_usd".into()))?;
+        let groups = self
+            .groups
+            .keys()
+            .map(|name| (name.as_str(), self.group_multiplier(name)))
+            .chain([("(none)", Decimal::ONE)]);
+        for (group, multiplier) in groups {
+            let effective = model
+                .multiplier
+                .checked_times(&multiplier)
+                .ok_or_else(|| too_large(format!("the multiplier × group {group}'s")))?;
+            let p = &model.prices;
+            for price in [p.input, p.output, p.cached_input, p.cache_write] {
+                price
+                    .checked_times(&cpu)
+                    .and_then(|credits| credits.checked_times(&effective))
+                    .ok_or_else(|| {
+                        too_large(format!("a price in credits × group {group}'s multiplier"))
+                    })?;
+            }
         }
         Ok(())
     }
@@ -379,7 +420,13 @@ impl Config {
                 cache_write: dec(
                     "cache_write_price",
                     m.cache_write_price.as_ref(),
-                    input.times(&Decimal::parse("1.25").expect("constant")),
+                    input
+                        .checked_times(&Decimal::parse("1.25").expect("constant"))
+                        .ok_or_else(|| {
+                            ConfigError(format!(
+                                "models.{name:?}.input_price: too large to derive cache_write_price from; set cache_write_price"
+                            ))
+                        })?,
                 )?,
             },
             multiplier: dec("multiplier", m.multiplier.as_ref(), Decimal::ONE)?,
@@ -518,5 +565,31 @@ multiplier = 1.5
         let price = "[providers.p]\nkind=\"openai\"\nbase_url=\"http://x\"\n[models.m]\nprovider = \"p\"\ninput_price = -1\n";
         let e = Config::parse(price, "t.toml").unwrap_err().to_string();
         assert!(e.contains("input_price"), "{e}");
+    }
+
+    #[test]
+    fn money_the_gateway_cannot_compute_exactly_is_refused_at_load() {
+        let base = "[providers.p]\nkind=\"openai\"\nbase_url=\"http://x\"\n";
+        let e = Config::parse("credits_per_usd = 10000000000000\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("credits_per_usd"), "{e}");
+        // A multiplier and a group multiplier whose product overflows.
+        let huge = format!(
+            "{base}[groups.g]\nmultiplier = \"999999999999999999\"\n[models.m]\nprovider = \"p\"\ninput_price = 1\nmultiplier = \"999999999999999999\"\n"
+        );
+        let e = Config::parse(&huge, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("models.\"m\"") && e.contains("too large"), "{e}");
+        // A price too large to show in credits at the model's multiplier.
+        let price = format!(
+            "{base}[models.m]\nprovider = \"p\"\ninput_price = \"999999999999999999.999999999999\"\nmultiplier = 10000000000\n"
+        );
+        let e = Config::parse(&price, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("too large"), "{e}");
+        // Ordinary values are fine.
+        let fine = format!(
+            "{base}[groups.g]\nmultiplier = 0.8\n[models.m]\nprovider = \"p\"\ninput_price = 0.15\nmultiplier = 1.5\n"
+        );
+        assert!(Config::parse(&fine, "t.toml").is_ok());
     }
 }

@@ -61,7 +61,11 @@ impl Usage {
         let read = self.cache_read_input_tokens.unwrap_or(0);
         let write = self.cache_creation_input_tokens.unwrap_or(0);
         TokenUsage {
-            input: self.input_tokens.unwrap_or(0) + read + write,
+            input: self
+                .input_tokens
+                .unwrap_or(0)
+                .saturating_add(read)
+                .saturating_add(write),
             output: self.output_tokens.unwrap_or(0),
             cached_input: read,
             cache_write: write,
@@ -170,6 +174,20 @@ mod tests {
                 cache_write: 3
             })
         );
+    }
+
+    #[test]
+    fn absurd_usage_saturates_instead_of_overflowing() {
+        let u = body_usage(
+            format!(
+                r#"{{"usage":{{"input_tokens":{m},"cache_read_input_tokens":{m},"cache_creation_input_tokens":{m},"output_tokens":{m}}}}}"#,
+                m = u64::MAX
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(u.input, u64::MAX);
+        assert_eq!(u.output, u64::MAX);
     }
 
     #[test]

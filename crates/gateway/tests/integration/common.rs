@@ -450,13 +450,26 @@ pub struct Gateway {
 }
 
 pub async fn start_gateway(upstream_url: &str, database_url: Option<String>) -> Gateway {
+    start_gateway_with(upstream_url, database_url, "", "").await
+}
+
+/// A gateway on the test configuration with `top` (top-level settings)
+/// before it and `tail` (more tables) after it.
+pub async fn start_gateway_with(
+    upstream_url: &str,
+    database_url: Option<String>,
+    top: &str,
+    tail: &str,
+) -> Gateway {
     let database_url = match database_url {
         Some(u) => u,
         None => store::testing::fresh_database_url().await,
     };
-    let config =
-        gateway::config::Config::parse(&config_text(upstream_url, &database_url), "test.toml")
-            .unwrap();
+    let text = format!(
+        "{top}\n{}\n{tail}",
+        config_text(upstream_url, &database_url)
+    );
+    let config = gateway::config::Config::parse(&text, "test.toml").unwrap();
     let gw = gateway::build(config).await.unwrap();
     let app = gw.app.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -5,6 +5,7 @@
 //! `TOLLGATE_TEST_POSTGRES_URL` is set (see `store::testing`).
 
 mod accounts;
+mod amounts;
 mod anthropic;
 mod common;
 mod errors;

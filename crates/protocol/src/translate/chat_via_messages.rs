@@ -338,7 +338,7 @@ fn usage_json(usage: &TokenUsage) -> Value {
     json!({
         "prompt_tokens": usage.input,
         "completion_tokens": usage.output,
-        "total_tokens": usage.input + usage.output,
+        "total_tokens": usage.total(),
         "prompt_tokens_details": {"cached_tokens": usage.cached_input},
     })
 }

@@ -94,7 +94,7 @@ pub fn usage_json(usage: &TokenUsage, reasoning_tokens: u64) -> Value {
         "input_tokens_details": {"cached_tokens": usage.cached_input},
         "output_tokens": usage.output,
         "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
-        "total_tokens": usage.input + usage.output,
+        "total_tokens": usage.total(),
     })
 }
 
