@@ -82,6 +82,11 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
     pub models: BTreeMap<String, ModelConfig>,
+    /// Bearer token `/metrics` requires (a literal, or `env:VAR`). When
+    /// unset, `/metrics` is served only when `listen` is a loopback address:
+    /// it shows revenue per model.
+    #[serde(default)]
+    pub metrics_token: Option<String>,
 }
 
 mod defaults {
@@ -316,6 +321,16 @@ impl Config {
                 at("credits_per_usd")
             )));
         }
+        match self.metrics_token.as_deref() {
+            Some(token) if token.trim().is_empty() => {
+                return Err(ConfigError(format!(
+                    "metrics_token must not be empty ({})",
+                    at("metrics_token")
+                )))
+            }
+            Some(token) => check_env_reference("metrics_token", token, &at("metrics_token"))?,
+            None => {}
+        }
         for (name, group) in &self.groups {
             if let Some(m) = &group.multiplier {
                 m.to_decimal().map_err(|e| {
@@ -332,17 +347,8 @@ impl Config {
                     at(&provider.base_url)
                 )));
             }
-            if let Some(var) = provider
-                .api_key
-                .as_deref()
-                .and_then(|k| k.strip_prefix("env:"))
-            {
-                if std::env::var(var).is_err() {
-                    return Err(ConfigError(format!(
-                        "providers.{name}.api_key names the environment variable {var}, which is not set ({})",
-                        at(name)
-                    )));
-                }
+            if let Some(key) = provider.api_key.as_deref() {
+                check_env_reference(&format!("providers.{name}.api_key"), key, &at(name))?;
             }
         }
         for name in self.models.keys() {
@@ -388,6 +394,19 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Whether `listen` is a loopback address (`127.0.0.0/8`, `::1`,
+    /// `localhost`): reachable only from this machine.
+    pub fn listens_on_loopback(&self) -> bool {
+        if let Ok(addr) = self.listen.parse::<std::net::SocketAddr>() {
+            return addr.ip().is_loopback();
+        }
+        let host = match self.listen.rsplit_once(':') {
+            Some((host, _port)) => host,
+            None => self.listen.as_str(),
+        };
+        host.eq_ignore_ascii_case("localhost")
     }
 
     /// The model `name` with its prices resolved.
@@ -475,6 +494,18 @@ fn apply_override(tree: &mut toml::Table, name: &str, value: &str) -> Result<(),
 fn line_of(text: &str, needle: &str) -> Option<usize> {
     let pos = text.find(needle)?;
     Some(text[..pos].matches('\n').count() + 1)
+}
+
+/// Refuses an `env:VAR` reference to a variable that is not set.
+fn check_env_reference(key: &str, value: &str, at: &str) -> Result<(), ConfigError> {
+    if let Some(var) = value.strip_prefix("env:") {
+        if std::env::var(var).is_err() {
+            return Err(ConfigError(format!(
+                "{key} names the environment variable {var}, which is not set ({at})"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Resolves an `env:VAR` reference (validated at load time).
@@ -591,5 +622,49 @@ multiplier = 1.5
             "{base}[groups.g]\nmultiplier = 0.8\n[models.m]\nprovider = \"p\"\ninput_price = 0.15\nmultiplier = 1.5\n"
         );
         assert!(Config::parse(&fine, "t.toml").is_ok());
+    }
+
+    #[test]
+    fn metrics_token_and_loopback() {
+        let c = Config::parse("metrics_token = \"t0k3n\"\n", "t.toml").unwrap();
+        assert_eq!(c.metrics_token.as_deref(), Some("t0k3n"));
+        let e = Config::parse(
+            "metrics_token = \"env:TOLLGATE_TEST_UNSET_METRICS_VAR\"\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("metrics_token") && e.contains("TOLLGATE_TEST_UNSET_METRICS_VAR"),
+            "{e}"
+        );
+        let e = Config::parse("metrics_token = \" \"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("metrics_token must not be empty"), "{e}");
+
+        let on = |listen: &str| {
+            Config::parse(&format!("listen = \"{listen}\"\n"), "t.toml")
+                .unwrap()
+                .listens_on_loopback()
+        };
+        for loopback in [
+            "127.0.0.1:8080",
+            "127.1.2.3:1",
+            "[::1]:8080",
+            "localhost:8080",
+            "LOCALHOST:1",
+        ] {
+            assert!(on(loopback), "{loopback}");
+        }
+        for public in [
+            "0.0.0.0:8080",
+            "[::]:8080",
+            "10.0.0.5:8080",
+            "gateway.example:8080",
+            "localhost.example.com:80",
+        ] {
+            assert!(!on(public), "{public}");
+        }
     }
 }

@@ -9,5 +9,6 @@ mod amounts;
 mod anthropic;
 mod common;
 mod errors;
+mod metrics_auth;
 mod relay;
 mod responses;
