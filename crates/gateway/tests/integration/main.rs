@@ -12,3 +12,4 @@ mod errors;
 mod metrics_auth;
 mod relay;
 mod responses;
+mod responses_checks;
