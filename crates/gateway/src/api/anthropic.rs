@@ -85,7 +85,8 @@ async fn prepare(
     let route = route(app, &principal, &request.model)?;
     let mut raw: Map<String, Value> = parse_json(body)?;
     raw.insert("model".into(), json!(request.model));
-    let messages_body = to_messages(raw)?;
+    let mut messages_body = to_messages(raw)?;
+    protocol::anthropic::clamp_max_tokens(&mut messages_body, route.model.max_output_tokens);
     let stream = messages_body.get("stream") == Some(&Value::Bool(true));
     let max_output = output_allowance(
         messages_body.get("max_tokens").and_then(Value::as_u64),

@@ -13,3 +13,4 @@ mod metrics_auth;
 mod relay;
 mod responses;
 mod responses_checks;
+mod upstream_requests;
