@@ -14,6 +14,8 @@ use serde::Deserialize;
 
 use crate::money::{Decimal, Prices};
 
+pub use protocol::translate::messages_via_chat::LateSystemMessages;
+
 /// Largest `credits_per_usd`: balances in credits stay exact decimals.
 const MAX_CREDITS_PER_USD: u64 = 1_000_000_000_000;
 
@@ -210,6 +212,14 @@ pub struct ProviderConfig {
     /// Longest silence tolerated between two chunks of a stream.
     #[serde(default = "defaults::read_timeout_secs")]
     pub read_timeout_secs: u64,
+    /// How a system message after the first turn (Claude Code sends them)
+    /// reaches this provider when Messages are translated to chat
+    /// completions: `keep` (a `system` message where it was, which OpenAI
+    /// accepts) or `as_user` (user text ahead of the user's words, for
+    /// servers that refuse late system messages, e.g. Qwen chat templates
+    /// in vLLM, llama.cpp or Ollama).
+    #[serde(default)]
+    pub late_system_messages: LateSystemMessages,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -666,5 +676,32 @@ multiplier = 1.5
         ] {
             assert!(!on(public), "{public}");
         }
+    }
+
+    #[test]
+    fn late_system_messages_default_to_keep() {
+        let c = Config::parse(SAMPLE, "t.toml").unwrap();
+        assert_eq!(
+            c.providers["openai"].late_system_messages,
+            LateSystemMessages::Keep
+        );
+        let strict = SAMPLE.replace(
+            "api_key = \"sk-upstream\"",
+            "api_key = \"sk-upstream\"\nlate_system_messages = \"as_user\"",
+        );
+        let c = Config::parse(&strict, "t.toml").unwrap();
+        assert_eq!(
+            c.providers["openai"].late_system_messages,
+            LateSystemMessages::AsUser
+        );
+        let bad = SAMPLE.replace(
+            "api_key = \"sk-upstream\"",
+            "api_key = \"sk-upstream\"\nlate_system_messages = \"drop\"",
+        );
+        let e = Config::parse(&bad, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("late_system_messages") || e.contains("keep"),
+            "{e}"
+        );
     }
 }

@@ -55,7 +55,8 @@ fn plan(
             Ok(("/messages", bytes, forwarded_headers(headers)))
         }
         ProviderKind::Openai => {
-            let translated = messages_via_chat::request(&body, upstream)
+            let late_system = route.provider.late_system_messages;
+            let translated = messages_via_chat::request_with(&body, upstream, late_system)
                 .map_err(|e| ApiError::BadRequest(e.0))?;
             if !translated.dropped.is_empty() {
                 tracing::debug!(dropped = ?translated.dropped, "fields without an OpenAI equivalent");
