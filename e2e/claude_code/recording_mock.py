@@ -29,6 +29,11 @@ Every request but ``GET /__requests`` must carry ``x-api-key: sk-upstream-test``
 ``Authorization: Bearer sk-upstream-test``; otherwise a 401 in the vendor's
 error shape. The answers script one Claude Code turn, statelessly:
 
+0. a request whose first user message holds ``ANSWER_TRIGGER``: answered
+   the way a chat model answers, by replying to the *last user message* —
+   ``ANSWER_PREFIX`` + the last text block of the last user message (the
+   user's words come after Claude Code's reminders). A system text that
+   reached the upstream as the last user message is what gets answered then;
 1. a request whose conversation holds a tool result (Anthropic
    ``tool_result`` block, OpenAI ``tool`` message): text quoting the tool's
    output, ``FINAL_PREFIX + output``;
@@ -176,8 +181,38 @@ def offers_bash(body, openai):
     return False
 
 
+# A prompt holding this marker is answered like a chat model answers: by
+# replying to the last user message, whatever it is.
+ANSWER_TRIGGER = "tollgate-mock-answer"
+ANSWER_PREFIX = "You said: "
+
+
+def first_user_text(body):
+    first = next((m for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"), None)
+    return text_of(first.get("content")) if first else ""
+
+
+def last_user_words(body):
+    """The text of the last user message's last text block (or its string)."""
+    for message in reversed(body.get("messages") or []):
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            texts = [
+                b["text"]
+                for b in content
+                if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+            ]
+            return texts[-1] if texts else ""
+        return text_of(content)
+    return ""
+
+
 def plan(body, openai):
-    """("final", text) | ("tool", None) | ("side", text)"""
+    """("answer", text) | ("final", text) | ("tool", None) | ("side", text)"""
+    if ANSWER_TRIGGER in first_user_text(body):
+        return "answer", ANSWER_PREFIX + last_user_words(body).strip()
     result = openai_tool_result(body) if openai else anthropic_tool_result(body)
     if result is not None:
         return "final", FINAL_PREFIX + result.strip()
@@ -193,8 +228,7 @@ def scripted_error(body, openai):
     """(status, headers, body) of the vendor error a request asks for by
     holding ``tollgate-mock-error=NAME`` in its first user message, or None.
     NAME: overloaded, too-long, rate-limit."""
-    first = next((m for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"), None)
-    text = text_of(first.get("content")) if first else ""
+    text = first_user_text(body)
     if ERROR_TRIGGER not in text:
         return None
     name = text.split(ERROR_TRIGGER, 1)[1].split()[0].strip(".,;:`'\"")

@@ -56,6 +56,9 @@ FINAL_TEXT = mock.FINAL_PREFIX + mock.TOOL_OUTPUT
 # Models (public name -> provider, upstream name, USD per 1M tokens).
 NATIVE = "claude-native"
 VIA_OPENAI = "claude-via-openai"
+# On an OpenAI-compatible provider configured for servers that refuse late
+# system messages (late_system_messages = "as_user").
+VIA_STRICT = "claude-via-strict"
 MODELS = {
     NATIVE: {
         "provider": "anth",
@@ -68,6 +71,14 @@ MODELS = {
     VIA_OPENAI: {
         "provider": "oai",
         "upstream": "mock-gpt",
+        "input": Decimal("1"),
+        "output": Decimal("2"),
+        "cached": Decimal("0.5"),
+        "cache_write": Decimal("1.25"),
+    },
+    VIA_STRICT: {
+        "provider": "strict",
+        "upstream": "mock-qwen",
         "input": Decimal("1"),
         "output": Decimal("2"),
         "cached": Decimal("0.5"),
@@ -197,7 +208,11 @@ cache_write_price = "{m['cache_write']}"
 max_output_tokens = 32000
 """
     providers = ""
-    for name, kind in (("anth", "anthropic"), ("oai", "openai")):
+    for name, kind, extra in (
+        ("anth", "anthropic", ""),
+        ("oai", "openai", ""),
+        ("strict", "openai", 'late_system_messages = "as_user"\n'),
+    ):
         providers += f"""
 [providers.{name}]
 kind = "{kind}"
@@ -206,7 +221,7 @@ api_key = "{mock.UPSTREAM_KEY}"
 connect_timeout_secs = 5
 request_timeout_secs = 60
 read_timeout_secs = 60
-"""
+{extra}"""
     config.write_text(
         f"""\
 database_url = "sqlite://{db}"
@@ -756,7 +771,7 @@ def test_usage_charged(stack, native_run, openai_run):
         assert r["upstream_model"] == MODELS[r["model"]]["upstream"]
         assert r["provider"] == MODELS[r["model"]]["provider"]
     claude_runs = [r for r in records if r["stream"]]
-    assert {r["model"] for r in claude_runs} == {NATIVE, VIA_OPENAI}
+    assert {NATIVE, VIA_OPENAI} <= {r["model"] for r in claude_runs}
 
     user = stack.admin("GET", f"/admin/users/{stack.user_id}")
     user = user.get("user", user)
@@ -834,8 +849,42 @@ def test_native_body_reaches_anthropic_in_client_order(native_run):
         assert json.dumps(up["body"]["messages"]) == json.dumps(client["body"]["messages"])
 
 
-def test_openai_system_messages_only_lead(openai_run):
-    for r in openai_run.upstream:
-        roles = [m["role"] for m in r["body"]["messages"]]
-        first_other = next(i for i, role in enumerate(roles) if role != "system")
-        assert "system" not in roles[first_other:], roles
+def late_system_texts(messages, text=mock.text_of):
+    """The texts of the system messages after the first non-system one."""
+    roles = [m["role"] for m in messages]
+    first_other = next(i for i, role in enumerate(roles) if role != "system")
+    return [text(m["content"]) for m in messages[first_other:] if m["role"] == "system"]
+
+
+def test_openai_system_messages_stay_where_claude_code_put_them(openai_run):
+    """OpenAI accepts system messages anywhere: a mid-conversation one stays
+    a system message (as user text the model would answer it instead of
+    the prompt; see the next test)."""
+    for client, up in zip(messages_posts(openai_run), openai_run.upstream):
+        sent = late_system_texts(client["body"]["messages"])
+        assert sent, "Claude Code sent no mid-conversation system message"
+        assert late_system_texts(up["body"]["messages"]) == sent
+
+
+@pytest.mark.parametrize("model", [VIA_OPENAI, VIA_STRICT])
+def test_claude_code_on_an_openai_model_answers_the_prompt(stack, model):
+    """`claude -p "say hi"` on a model behind an OpenAI-compatible upstream
+    gets the answer to its prompt. The mock answers as a chat model does,
+    the last user message; Claude Code's environment section (a system
+    message after the first user turn) once went upstream as that last user
+    message, and was answered instead of the prompt. With
+    late_system_messages = "as_user" it goes ahead of the prompt instead."""
+    prompt = f"say hi ({mock.ANSWER_TRIGGER})"
+    run = stack.run_claude(model, auth="api_key", prompt=prompt, tag=f"say-hi-{model}")
+    assert run.returncode == 0, run.describe()
+    assert mock.ANSWER_PREFIX + prompt in run.stdout, run.describe()
+    answered = [r for r in run.upstream if r.get("reply") == "answer"]
+    assert answered, run.describe()
+    for r in answered:
+        messages = r["body"]["messages"]
+        late = late_system_texts(messages)
+        if model == VIA_STRICT:
+            assert late == [], [m["role"] for m in messages]
+            assert "<system-reminder>" in json.dumps(messages)
+        else:
+            assert late, [m["role"] for m in messages]

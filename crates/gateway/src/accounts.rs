@@ -1,13 +1,57 @@
 //! Account operations shared by the admin API, the user API and the CLI.
 
 use serde_json::{json, Value};
-use store::{ApiKey, NewKey, NewUser, Store, User};
+use store::{ApiKey, BalanceChange, KeyUpdate, NewKey, NewUser, Store, User, UserUpdate};
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::money::{format_credits, format_usd};
+use crate::money::{format_credits, format_usd, MAX_AMOUNT_NANO};
 use crate::secrets::{hash_secret, new_api_key, new_key_id};
 use crate::time::format_ms;
+
+/// Longest user, group and tier name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+/// Longest remark of a key.
+pub const MAX_REMARK_CHARS: usize = 256;
+/// Longest reason of a balance change (it is kept in the ledger).
+pub const MAX_REASON_CHARS: usize = 1024;
+/// Longest model name in a key's permissions, and most names it may list.
+pub const MAX_MODEL_NAME_CHARS: usize = 128;
+pub const MAX_PERMISSIONS: usize = 1024;
+
+/// Refuses a text longer than `max` characters, naming its field.
+pub fn check_length(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    let chars = value.chars().count();
+    if chars > max {
+        return Err(ApiError::BadRequest(format!(
+            "`{field}` is too long: {chars} characters (at most {max})."
+        )));
+    }
+    Ok(())
+}
+
+/// A key's remark and model list, when given, within their limits.
+fn check_key_fields(remark: Option<&str>, permissions: Option<&[String]>) -> Result<(), ApiError> {
+    if let Some(remark) = remark {
+        check_length("remark", remark, MAX_REMARK_CHARS)?;
+    }
+    let permissions = permissions.unwrap_or_default();
+    if permissions.len() > MAX_PERMISSIONS {
+        return Err(ApiError::BadRequest(format!(
+            "`permissions` lists {} models (at most {MAX_PERMISSIONS}).",
+            permissions.len()
+        )));
+    }
+    for model in permissions {
+        let chars = model.chars().count();
+        if chars > MAX_MODEL_NAME_CHARS {
+            return Err(ApiError::BadRequest(format!(
+                "`permissions` names a model of {chars} characters (at most {MAX_MODEL_NAME_CHARS})."
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// What a new key may do.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +70,8 @@ pub async fn create_key(
     user_id: i64,
     options: KeyOptions,
 ) -> Result<(ApiKey, String), ApiError> {
+    check_key_fields(Some(&options.remark), Some(&options.permissions))?;
+    check_max_fee("max_fee", options.max_fee)?;
     let secret = new_api_key();
     let new = NewKey {
         id: new_key_id(),
@@ -53,6 +99,9 @@ pub async fn create_user(
     if new.name.trim().is_empty() {
         return Err(ApiError::BadRequest("A user needs a name.".into()));
     }
+    check_length("name", &new.name, MAX_NAME_CHARS)?;
+    check_length("group", &new.group_name, MAX_NAME_CHARS)?;
+    check_length("tier", &new.tier, MAX_NAME_CHARS)?;
     let user = store.create_user(new).await?;
     let (key, secret) = create_key(
         store,
@@ -66,6 +115,88 @@ pub async fn create_user(
     )
     .await?;
     Ok((user, key, secret))
+}
+
+/// Changes a user's group, tier or membership expiry.
+pub async fn update_user(store: &Store, id: i64, update: &UserUpdate) -> Result<User, ApiError> {
+    if let Some(group) = &update.group_name {
+        check_length("group", group, MAX_NAME_CHARS)?;
+    }
+    if let Some(tier) = &update.tier {
+        check_length("tier", tier, MAX_NAME_CHARS)?;
+    }
+    Ok(store.update_user(id, update).await?)
+}
+
+/// Changes a key's remark, limit, models, expiry or state.
+pub async fn update_key(store: &Store, id: &str, update: &KeyUpdate) -> Result<ApiKey, ApiError> {
+    check_key_fields(update.remark.as_deref(), update.permissions.as_deref())?;
+    if let Some(max_fee) = update.max_fee {
+        check_max_fee("max_fee", max_fee)?;
+    }
+    Ok(store.update_key(id, update).await?)
+}
+
+/// A key's spending limit (nano-USD, 0 = none) within what Tollgate keeps.
+fn check_max_fee(field: &str, max_fee: i64) -> Result<(), ApiError> {
+    if !(0..=MAX_AMOUNT_NANO).contains(&max_fee) {
+        return Err(ApiError::BadRequest(format!(
+            "`{field}` must be between 0 and {} USD.",
+            format_usd(MAX_AMOUNT_NANO)
+        )));
+    }
+    Ok(())
+}
+
+/// An operator's credit (positive `amount`, nano-USD) or debit (negative)
+/// of a user's paid or free balance, with its reason for the ledger. A
+/// balance never goes below zero, nor above [`MAX_AMOUNT_NANO`].
+pub async fn change_balance(
+    store: &Store,
+    user_id: i64,
+    amount: i64,
+    free: bool,
+    reason: &str,
+) -> Result<User, ApiError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::BadRequest(
+            "A balance change needs a `reason`.".into(),
+        ));
+    }
+    check_length("reason", reason, MAX_REASON_CHARS)?;
+    if amount == 0 {
+        return Err(ApiError::BadRequest("The amount must not be zero.".into()));
+    }
+    if !(-MAX_AMOUNT_NANO..=MAX_AMOUNT_NANO).contains(&amount) {
+        return Err(ApiError::BadRequest(format!(
+            "The amount is too large: at most {} USD.",
+            format_usd(MAX_AMOUNT_NANO)
+        )));
+    }
+    if amount > 0 {
+        let user = store.get_user(user_id).await?;
+        let current = if free {
+            user.free_balance
+        } else {
+            user.balance
+        };
+        if current.saturating_add(amount) > MAX_AMOUNT_NANO {
+            return Err(ApiError::BadRequest(format!(
+                "This credit would take the balance to {} USD; a balance holds at most {} USD.",
+                format_usd(current.saturating_add(amount)),
+                format_usd(MAX_AMOUNT_NANO)
+            )));
+        }
+    }
+    Ok(store
+        .change_balance(&BalanceChange {
+            user_id,
+            amount,
+            free,
+            reason: reason.to_string(),
+        })
+        .await?)
 }
 
 /// A user as the admin API and CLI show it.

@@ -14,6 +14,11 @@ use serde::Deserialize;
 
 use crate::money::{Decimal, Prices};
 
+pub use protocol::translate::messages_via_chat::LateSystemMessages;
+
+/// Largest `credits_per_usd`: balances in credits stay exact decimals.
+const MAX_CREDITS_PER_USD: u64 = 1_000_000_000_000;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -91,6 +96,11 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
     pub models: BTreeMap<String, ModelConfig>,
+    /// Bearer token `/metrics` requires (a literal, or `env:VAR`). When
+    /// unset, `/metrics` is served only when `listen` is a loopback address:
+    /// it shows revenue per model.
+    #[serde(default)]
+    pub metrics_token: Option<String>,
 }
 
 mod defaults {
@@ -253,6 +263,14 @@ pub struct ProviderConfig {
     /// Longest silence tolerated between two chunks of a stream.
     #[serde(default = "defaults::read_timeout_secs")]
     pub read_timeout_secs: u64,
+    /// How a system message after the first turn (Claude Code sends them)
+    /// reaches this provider when Messages are translated to chat
+    /// completions: `keep` (a `system` message where it was, which OpenAI
+    /// accepts) or `as_user` (user text ahead of the user's words, for
+    /// servers that refuse late system messages, e.g. Qwen chat templates
+    /// in vLLM, llama.cpp or Ollama).
+    #[serde(default)]
+    pub late_system_messages: LateSystemMessages,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -372,11 +390,21 @@ impl Config {
             Some(line) => format!("{origin}, line {line}"),
             None => origin.to_string(),
         };
-        if self.credits_per_usd == 0 {
+        if !(1..=MAX_CREDITS_PER_USD).contains(&self.credits_per_usd) {
             return Err(ConfigError(format!(
-                "credits_per_usd must be positive ({})",
+                "credits_per_usd must be between 1 and {MAX_CREDITS_PER_USD} ({})",
                 at("credits_per_usd")
             )));
+        }
+        match self.metrics_token.as_deref() {
+            Some(token) if token.trim().is_empty() => {
+                return Err(ConfigError(format!(
+                    "metrics_token must not be empty ({})",
+                    at("metrics_token")
+                )))
+            }
+            Some(token) => check_env_reference("metrics_token", token, &at("metrics_token"))?,
+            None => {}
         }
         for (name, group) in &self.groups {
             if let Some(m) = &group.multiplier {
@@ -394,24 +422,66 @@ impl Config {
                     at(&provider.base_url)
                 )));
             }
-            if let Some(var) = provider
-                .api_key
-                .as_deref()
-                .and_then(|k| k.strip_prefix("env:"))
-            {
-                if std::env::var(var).is_err() {
-                    return Err(ConfigError(format!(
-                        "providers.{name}.api_key names the environment variable {var}, which is not set ({})",
-                        at(name)
-                    )));
-                }
+            if let Some(key) = provider.api_key.as_deref() {
+                check_env_reference(&format!("providers.{name}.api_key"), key, &at(name))?;
             }
         }
         for name in self.models.keys() {
-            self.model_spec(name)
+            let spec = self
+                .model_spec(name)
+                .map_err(|e| ConfigError(format!("{e} ({})", at(name))))?;
+            self.check_products(&spec)
                 .map_err(|e| ConfigError(format!("{e} ({})", at(name))))?;
         }
         Ok(())
+    }
+
+    /// The products of decimals the gateway forms for `model` — its
+    /// multiplier × each group's, each price × credits per USD × both —
+    /// all fit, so none of them saturates at run time.
+    fn check_products(&self, model: &ModelSpec) -> Result<(), ConfigError> {
+        let too_large = |what: String| {
+            ConfigError(format!(
+                "models.{:?}: {what} is too large or too precise to be computed exactly",
+                model.name
+            ))
+        };
+        let cpu = Decimal::parse(&self.credits_per_usd.to_string())
+            .map_err(|_| too_large("credits_per_usd".into()))?;
+        let groups = self
+            .groups
+            .keys()
+            .map(|name| (name.as_str(), self.group_multiplier(name)))
+            .chain([("(none)", Decimal::ONE)]);
+        for (group, multiplier) in groups {
+            let effective = model
+                .multiplier
+                .checked_times(&multiplier)
+                .ok_or_else(|| too_large(format!("the multiplier × group {group}'s")))?;
+            let p = &model.prices;
+            for price in [p.input, p.output, p.cached_input, p.cache_write] {
+                price
+                    .checked_times(&cpu)
+                    .and_then(|credits| credits.checked_times(&effective))
+                    .ok_or_else(|| {
+                        too_large(format!("a price in credits × group {group}'s multiplier"))
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `listen` is a loopback address (`127.0.0.0/8`, `::1`,
+    /// `localhost`): reachable only from this machine.
+    pub fn listens_on_loopback(&self) -> bool {
+        if let Ok(addr) = self.listen.parse::<std::net::SocketAddr>() {
+            return addr.ip().is_loopback();
+        }
+        let host = match self.listen.rsplit_once(':') {
+            Some((host, _port)) => host,
+            None => self.listen.as_str(),
+        };
+        host.eq_ignore_ascii_case("localhost")
     }
 
     /// The model `name` with its prices resolved.
@@ -444,7 +514,13 @@ impl Config {
                 cache_write: dec(
                     "cache_write_price",
                     m.cache_write_price.as_ref(),
-                    input.times(&Decimal::parse("1.25").expect("constant")),
+                    input
+                        .checked_times(&Decimal::parse("1.25").expect("constant"))
+                        .ok_or_else(|| {
+                            ConfigError(format!(
+                                "models.{name:?}.input_price: too large to derive cache_write_price from; set cache_write_price"
+                            ))
+                        })?,
                 )?,
             },
             multiplier: dec("multiplier", m.multiplier.as_ref(), Decimal::ONE)?,
@@ -493,6 +569,18 @@ fn apply_override(tree: &mut toml::Table, name: &str, value: &str) -> Result<(),
 fn line_of(text: &str, needle: &str) -> Option<usize> {
     let pos = text.find(needle)?;
     Some(text[..pos].matches('\n').count() + 1)
+}
+
+/// Refuses an `env:VAR` reference to a variable that is not set.
+fn check_env_reference(key: &str, value: &str, at: &str) -> Result<(), ConfigError> {
+    if let Some(var) = value.strip_prefix("env:") {
+        if std::env::var(var).is_err() {
+            return Err(ConfigError(format!(
+                "{key} names the environment variable {var}, which is not set ({at})"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Resolves an `env:VAR` reference (validated at load time).
@@ -583,5 +671,102 @@ multiplier = 1.5
         let price = "[providers.p]\nkind=\"openai\"\nbase_url=\"http://x\"\n[models.m]\nprovider = \"p\"\ninput_price = -1\n";
         let e = Config::parse(price, "t.toml").unwrap_err().to_string();
         assert!(e.contains("input_price"), "{e}");
+    }
+
+    #[test]
+    fn money_the_gateway_cannot_compute_exactly_is_refused_at_load() {
+        let base = "[providers.p]\nkind=\"openai\"\nbase_url=\"http://x\"\n";
+        let e = Config::parse("credits_per_usd = 10000000000000\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("credits_per_usd"), "{e}");
+        // A multiplier and a group multiplier whose product overflows.
+        let huge = format!(
+            "{base}[groups.g]\nmultiplier = \"999999999999999999\"\n[models.m]\nprovider = \"p\"\ninput_price = 1\nmultiplier = \"999999999999999999\"\n"
+        );
+        let e = Config::parse(&huge, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("models.\"m\"") && e.contains("too large"), "{e}");
+        // A price too large to show in credits at the model's multiplier.
+        let price = format!(
+            "{base}[models.m]\nprovider = \"p\"\ninput_price = \"999999999999999999.999999999999\"\nmultiplier = 10000000000\n"
+        );
+        let e = Config::parse(&price, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("too large"), "{e}");
+        // Ordinary values are fine.
+        let fine = format!(
+            "{base}[groups.g]\nmultiplier = 0.8\n[models.m]\nprovider = \"p\"\ninput_price = 0.15\nmultiplier = 1.5\n"
+        );
+        assert!(Config::parse(&fine, "t.toml").is_ok());
+    }
+
+    #[test]
+    fn metrics_token_and_loopback() {
+        let c = Config::parse("metrics_token = \"t0k3n\"\n", "t.toml").unwrap();
+        assert_eq!(c.metrics_token.as_deref(), Some("t0k3n"));
+        let e = Config::parse(
+            "metrics_token = \"env:TOLLGATE_TEST_UNSET_METRICS_VAR\"\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("metrics_token") && e.contains("TOLLGATE_TEST_UNSET_METRICS_VAR"),
+            "{e}"
+        );
+        let e = Config::parse("metrics_token = \" \"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("metrics_token must not be empty"), "{e}");
+
+        let on = |listen: &str| {
+            Config::parse(&format!("listen = \"{listen}\"\n"), "t.toml")
+                .unwrap()
+                .listens_on_loopback()
+        };
+        for loopback in [
+            "127.0.0.1:8080",
+            "127.1.2.3:1",
+            "[::1]:8080",
+            "localhost:8080",
+            "LOCALHOST:1",
+        ] {
+            assert!(on(loopback), "{loopback}");
+        }
+        for public in [
+            "0.0.0.0:8080",
+            "[::]:8080",
+            "10.0.0.5:8080",
+            "gateway.example:8080",
+            "localhost.example.com:80",
+        ] {
+            assert!(!on(public), "{public}");
+        }
+    }
+
+    #[test]
+    fn late_system_messages_default_to_keep() {
+        let c = Config::parse(SAMPLE, "t.toml").unwrap();
+        assert_eq!(
+            c.providers["openai"].late_system_messages,
+            LateSystemMessages::Keep
+        );
+        let strict = SAMPLE.replace(
+            "api_key = \"sk-upstream\"",
+            "api_key = \"sk-upstream\"\nlate_system_messages = \"as_user\"",
+        );
+        let c = Config::parse(&strict, "t.toml").unwrap();
+        assert_eq!(
+            c.providers["openai"].late_system_messages,
+            LateSystemMessages::AsUser
+        );
+        let bad = SAMPLE.replace(
+            "api_key = \"sk-upstream\"",
+            "api_key = \"sk-upstream\"\nlate_system_messages = \"drop\"",
+        );
+        let e = Config::parse(&bad, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("late_system_messages") || e.contains("keep"),
+            "{e}"
+        );
     }
 }

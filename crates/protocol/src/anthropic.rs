@@ -24,6 +24,27 @@ impl MessagesRequest {
     }
 }
 
+/// Holds a Messages body's `max_tokens` to `limit`, the model's own, when
+/// the client asked for more (upstreams refuse a cap above the model's).
+/// Extended thinking needs `thinking.budget_tokens` below `max_tokens`, so a
+/// budget the new cap would not leave room for is lowered with it.
+pub fn clamp_max_tokens(body: &mut Map<String, Value>, limit: Option<u64>) {
+    let Some(limit) = limit else { return };
+    match body.get("max_tokens").and_then(Value::as_u64) {
+        Some(asked) if asked > limit => {
+            body.insert("max_tokens".into(), Value::from(limit));
+        }
+        _ => return,
+    }
+    if let Some(thinking) = body.get_mut("thinking").and_then(Value::as_object_mut) {
+        if let Some(budget) = thinking.get("budget_tokens").and_then(Value::as_u64) {
+            if budget >= limit {
+                thinking.insert("budget_tokens".into(), Value::from(limit.saturating_sub(1)));
+            }
+        }
+    }
+}
+
 /// Anthropic's `usage` object. Fields are optional because `message_delta`
 /// events carry only those that changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,6 +219,53 @@ mod tests {
         ));
         let u = m.usage().unwrap();
         assert_eq!((u.input, u.cached_input, u.cache_write), (u64::MAX, 1, 2));
+    }
+
+    #[test]
+    fn max_tokens_is_held_to_the_models_limit_with_room_for_thinking() {
+        let mut body = serde_json::json!({
+            "model": "m", "max_tokens": 32_000,
+            "thinking": {"type": "enabled", "budget_tokens": 31_999}
+        })
+        .as_object()
+        .cloned()
+        .unwrap();
+        clamp_max_tokens(&mut body, Some(16_384));
+        assert_eq!(body["max_tokens"], 16_384);
+        assert_eq!(body["thinking"]["budget_tokens"], 16_383);
+        // Under the limit, or no limit: untouched.
+        let before = body.clone();
+        clamp_max_tokens(&mut body, Some(20_000));
+        clamp_max_tokens(&mut body, None);
+        assert_eq!(body, before);
+        // A budget that still fits stays.
+        let mut small = serde_json::json!({
+            "max_tokens": 64_000, "thinking": {"type": "enabled", "budget_tokens": 2048}
+        })
+        .as_object()
+        .cloned()
+        .unwrap();
+        clamp_max_tokens(&mut small, Some(8_192));
+        assert_eq!(small["max_tokens"], 8_192);
+        assert_eq!(small["thinking"]["budget_tokens"], 2048);
+        // No cap asked: none added.
+        let mut none = Map::new();
+        clamp_max_tokens(&mut none, Some(10));
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn absurd_usage_saturates_instead_of_overflowing() {
+        let u = body_usage(
+            format!(
+                r#"{{"usage":{{"input_tokens":{m},"cache_read_input_tokens":{m},"cache_creation_input_tokens":{m},"output_tokens":{m}}}}}"#,
+                m = u64::MAX
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(u.input, u64::MAX);
+        assert_eq!(u.output, u64::MAX);
     }
 
     #[test]

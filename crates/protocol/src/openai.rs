@@ -54,6 +54,19 @@ impl CompletionRequest {
         self.max_completion_tokens.or(self.max_tokens)
     }
 
+    /// Holds the client's output caps (`max_tokens`, `max_completion_tokens`)
+    /// to `limit`, the model's own: upstreams refuse a cap above the model's
+    /// (Claude Code asks 32,000 of models that stop at 16,384). A request
+    /// without a cap is left without one.
+    pub fn clamp_output_tokens(&mut self, limit: Option<u64>) {
+        if let Some(limit) = limit {
+            let caps = [&mut self.max_tokens, &mut self.max_completion_tokens];
+            for n in caps.into_iter().flatten() {
+                *n = (*n).min(limit);
+            }
+        }
+    }
+
     /// Asks a streaming upstream to report usage, so the gateway can meter it.
     pub fn request_stream_usage(&mut self) {
         let options = self.stream_options.get_or_insert_with(Default::default);
@@ -210,6 +223,23 @@ mod tests {
         assert_eq!(serde_json::to_value(&req).unwrap(), body);
         assert!(req.is_stream());
         assert!(!req.client_wants_stream_usage());
+    }
+
+    #[test]
+    fn output_caps_are_held_to_the_models_limit() {
+        let mut req: CompletionRequest = serde_json::from_value(json!({
+            "model": "m", "max_tokens": 32_000, "max_completion_tokens": 100
+        }))
+        .unwrap();
+        req.clamp_output_tokens(Some(16_384));
+        assert_eq!(req.max_tokens, Some(16_384));
+        assert_eq!(req.max_completion_tokens, Some(100));
+        req.clamp_output_tokens(None);
+        assert_eq!(req.max_tokens, Some(16_384));
+        let mut none: CompletionRequest = serde_json::from_value(json!({"model": "m"})).unwrap();
+        none.clamp_output_tokens(Some(10));
+        assert_eq!((none.max_tokens, none.max_completion_tokens), (None, None));
+        assert!(!serde_json::to_string(&none).unwrap().contains("max_"));
     }
 
     #[test]

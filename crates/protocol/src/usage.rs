@@ -25,8 +25,26 @@ impl TokenUsage {
             .saturating_sub(self.cache_write)
     }
 
-    /// Input plus output; saturates, as the counts come from upstreams.
+    /// Input and output tokens together (saturating: an upstream may
+    /// report absurd counts, which must not overflow).
     pub fn total(&self) -> u64 {
         self.input.saturating_add(self.output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_counts_saturate() {
+        let max = TokenUsage {
+            input: u64::MAX,
+            output: u64::MAX,
+            cached_input: u64::MAX,
+            cache_write: u64::MAX,
+        };
+        assert_eq!(max.total(), u64::MAX);
+        assert_eq!(max.uncached_input(), 0);
     }
 }

@@ -78,10 +78,10 @@ fn messages_request_maps_to_chat() {
         json!({"role": "tool", "tool_call_id": "t2", "content": "Error: two"})
     );
     assert_eq!(m[5]["content"], json!([{"type": "text", "text": "Go on"}]));
-    // A late system message travels as user text (many servers refuse it).
+    // A late system message stays a system message, where it was.
     assert_eq!(
         m[6],
-        json!({"role": "user", "content": "Mid-conversation instruction."})
+        json!({"role": "system", "content": "Mid-conversation instruction."})
     );
     // The thinking text goes back as reasoning_content.
     assert_eq!(m[2]["reasoning_content"], "hmm");
@@ -95,6 +95,107 @@ fn messages_request_maps_to_chat() {
     }
     assert!(t.dropped.iter().any(|d| d.contains("thinking")));
     assert!(!out.to_string().contains("cache_control"));
+}
+
+/// Claude Code's first request, in short (see e2e/claude_code/FINDINGS.md):
+/// the user turn opens with a system-reminder, then comes the prompt; the
+/// environment section follows as a system message.
+fn claude_code_first_request() -> Map<String, Value> {
+    obj(json!({
+        "model": "m",
+        "max_tokens": 32000,
+        "system": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=2"}, {"type": "text", "text": "You are Claude Code."}],
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "<system-reminder>\nAgents are available.\n</system-reminder>"},
+                {"type": "text", "text": "say hi", "cache_control": {"type": "ephemeral"}},
+            ]},
+            {"role": "system", "content": [{"type": "text", "text": "# Environment\ncwd: /tmp", "cache_control": {"type": "ephemeral"}}]},
+        ],
+    }))
+}
+
+/// The text the model is asked to answer: that of the last user message.
+fn last_user_text(messages: &[Value]) -> String {
+    let last = messages.iter().rev().find(|m| m["role"] == "user").unwrap();
+    match &last["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.last().unwrap()["text"].as_str().unwrap().to_string(),
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn late_system_messages_stay_system_messages_so_the_prompt_is_answered() {
+    let t = messages_via_chat::request(&claude_code_first_request(), "gpt").unwrap();
+    let m = t.body["messages"].as_array().unwrap();
+    let roles: Vec<&str> = m.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["system", "user", "system"]);
+    assert_eq!(m[2]["content"], "# Environment\ncwd: /tmp");
+    assert_eq!(last_user_text(m), "say hi");
+    assert!(
+        !t.dropped.iter().any(|d| d.contains("system")),
+        "{:?}",
+        t.dropped
+    );
+}
+
+#[test]
+fn late_system_messages_as_user_text_for_servers_that_refuse_them() {
+    use messages_via_chat::LateSystemMessages::AsUser;
+    let t = messages_via_chat::request_with(&claude_code_first_request(), "qwen", AsUser).unwrap();
+    let m = t.body["messages"].as_array().unwrap();
+    let roles: Vec<&str> = m.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["system", "user"], "only a leading system message");
+    // The environment joins the reminders ahead of the prompt, which stays last.
+    let parts = m[1]["content"].as_array().unwrap();
+    let texts: Vec<&str> = parts.iter().map(|p| p["text"].as_str().unwrap()).collect();
+    assert_eq!(
+        texts,
+        [
+            "<system-reminder>\nAgents are available.\n</system-reminder>",
+            "<system-reminder>\n# Environment\ncwd: /tmp\n</system-reminder>",
+            "say hi",
+        ]
+    );
+    assert_eq!(last_user_text(m), "say hi");
+    assert!(t.dropped.iter().any(|d| d.contains("sent as user")));
+
+    // After a string user turn; after an assistant turn; empty ones dropped.
+    let body = obj(json!({
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "Lead."},
+            {"role": "user", "content": "Question?"},
+            {"role": "system", "content": "Be brief."},
+            {"role": "assistant", "content": "Answer."},
+            {"role": "system", "content": [{"type": "text", "text": "Later."}]},
+            {"role": "system", "content": ""},
+            {"role": "user", "content": "More?"},
+        ],
+    }));
+    let t = messages_via_chat::request_with(&body, "qwen", AsUser).unwrap();
+    assert_eq!(
+        t.body["messages"],
+        json!([
+            {"role": "system", "content": "Lead."},
+            {"role": "user", "content": "<system-reminder>\nBe brief.\n</system-reminder>\n\nQuestion?"},
+            {"role": "assistant", "content": "Answer."},
+            {"role": "user", "content": "<system-reminder>\nLater.\n</system-reminder>"},
+            {"role": "user", "content": "More?"},
+        ])
+    );
+    let kept = messages_via_chat::request(&body, "gpt").unwrap();
+    let roles: Vec<&str> = kept.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["system", "user", "system", "assistant", "system", "user"]
+    );
 }
 
 #[test]

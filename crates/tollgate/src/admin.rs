@@ -2,11 +2,13 @@
 //! library functions the admin API uses.
 
 use clap::{Args, Subcommand};
-use gateway::accounts::{create_key, create_user, key_json, user_json, KeyOptions};
+use gateway::accounts::{
+    change_balance, create_key, create_user, key_json, update_user, user_json, KeyOptions,
+};
 use gateway::config::Config;
-use gateway::money::Decimal;
+use gateway::money::{parse_amount, Unit};
 use gateway::time::parse_timestamp;
-use store::{BalanceChange, NewUser, Store, UsageFilter, UserUpdate};
+use store::{NewUser, Store, UsageFilter, UserUpdate};
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -160,8 +162,7 @@ pub async fn user(config: &Config, cmd: UserCommand) -> Result<(), String> {
                 tier,
                 membership_expires_at: expiry,
             };
-            let u = store
-                .update_user(id, &update)
+            let u = update_user(&store, id, &update)
                 .await
                 .map_err(|e| e.to_string())?;
             print(&user_json(&u, config));
@@ -171,32 +172,27 @@ pub async fn user(config: &Config, cmd: UserCommand) -> Result<(), String> {
     Ok(())
 }
 
+/// The amount of a credit or debit in nano-USD, from `--usd` or `--credits`.
+fn amount_nano(config: &Config, args: &AmountArgs) -> Result<i64, String> {
+    let parsed = match (&args.usd, &args.credits) {
+        (Some(usd), _) => parse_amount("--usd", usd, Unit::Usd, false),
+        (None, Some(c)) => {
+            parse_amount("--credits", c, Unit::Credits(config.credits_per_usd), false)
+        }
+        (None, None) => return Err("give --usd or --credits".into()),
+    };
+    parsed.map_err(|e| e.to_string())
+}
+
 async fn change(
     store: &Store,
     config: &Config,
     args: AmountArgs,
     debit: bool,
 ) -> Result<(), String> {
-    let nano = match (&args.usd, &args.credits) {
-        (Some(usd), _) => Decimal::parse(usd)
-            .map_err(|e| e.to_string())?
-            .usd_to_nano(),
-        (None, Some(c)) => Decimal::parse(c)
-            .map_err(|e| e.to_string())?
-            .credits_to_nano(config.credits_per_usd),
-        (None, None) => return Err("give --usd or --credits".into()),
-    };
-    if nano == 0 {
-        return Err("the amount must not be zero".into());
-    }
-    let change = BalanceChange {
-        user_id: args.id,
-        amount: if debit { -nano } else { nano },
-        free: args.free,
-        reason: args.reason,
-    };
-    let u = store
-        .change_balance(&change)
+    let nano = amount_nano(config, &args)?;
+    let amount = if debit { -nano } else { nano };
+    let u = change_balance(store, args.id, amount, args.free, &args.reason)
         .await
         .map_err(|e| e.to_string())?;
     print(&user_json(&u, config));
@@ -213,9 +209,13 @@ pub async fn key(config: &Config, cmd: KeyCommand) -> Result<(), String> {
             models,
             max_fee,
         } => {
-            let max_fee = Decimal::parse(&max_fee)
-                .map_err(|e| e.to_string())?
-                .credits_to_nano(config.credits_per_usd);
+            let max_fee = parse_amount(
+                "--max-fee",
+                &max_fee,
+                Unit::Credits(config.credits_per_usd),
+                false,
+            )
+            .map_err(|e| e.to_string())?;
             let options = KeyOptions {
                 remark,
                 is_admin: admin,
@@ -255,4 +255,40 @@ pub async fn usage(config: &Config, args: UsageArgs) -> Result<(), String> {
     }
     store.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(usd: Option<&str>, credits: Option<&str>) -> AmountArgs {
+        AmountArgs {
+            id: 1,
+            usd: usd.map(str::to_string),
+            credits: credits.map(str::to_string),
+            reason: "test".into(),
+            free: false,
+        }
+    }
+
+    #[test]
+    fn amounts_are_exact_or_refused_with_a_clear_error() {
+        let config = Config::defaults();
+        assert_eq!(
+            amount_nano(&config, &args(Some("1.5"), None)),
+            Ok(1_500_000_000)
+        );
+        assert_eq!(
+            amount_nano(&config, &args(None, Some("17000"))),
+            Ok(500_000_000)
+        );
+        // Once recorded as a debit of 6.93 billion USD.
+        let e = amount_nano(&config, &args(Some("999999999999999999"), None)).unwrap_err();
+        assert_eq!(e, "`--usd` is too large: at most 1000000000 USD.");
+        let e = amount_nano(&config, &args(None, Some("999999999999999999"))).unwrap_err();
+        assert!(e.starts_with("`--credits` is too large"), "{e}");
+        let e = amount_nano(&config, &args(Some("-5"), None)).unwrap_err();
+        assert!(e.contains("non-negative"), "{e}");
+        assert!(amount_nano(&config, &args(None, None)).is_err());
+    }
 }

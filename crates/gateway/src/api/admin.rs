@@ -9,15 +9,18 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use store::{BalanceChange, NewUser, UserUpdate};
+use store::{NewUser, UserUpdate};
 
 use super::body::parse_json;
 use super::respond;
 use super::usage::{usage_page, UsageQuery};
-use crate::accounts::{create_key, create_user, key_json, user_json, KeyOptions};
+use crate::accounts::{
+    change_balance as change_user_balance, create_key, create_user, key_json, update_user,
+    user_json, KeyOptions,
+};
 use crate::auth::authenticate_admin;
 use crate::error::ApiError;
-use crate::money::Decimal;
+use crate::money::{parse_amount, Unit};
 use crate::state::App;
 use crate::time::parse_timestamp;
 
@@ -142,7 +145,7 @@ async fn update(
                 tier: req.tier,
                 membership_expires_at: expiry,
             };
-            let user = app.store.update_user(id, &update).await?;
+            let user = update_user(&app.store, id, &update).await?;
             app.auth_cache.clear();
             Ok(Json(user_json(&user, &app.config)))
         }
@@ -165,18 +168,6 @@ struct ChangeBalance {
     reason: String,
 }
 
-/// Parses a signed decimal amount into nano-USD with `convert`.
-fn signed_amount(text: &str, convert: impl Fn(&Decimal) -> i64) -> Result<i64, ApiError> {
-    let text = text.trim();
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let d = Decimal::parse(digits).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let nano = convert(&d);
-    Ok(if negative { -nano } else { nano })
-}
-
 async fn change_balance(
     State(app): State<App>,
     headers: HeaderMap,
@@ -187,34 +178,21 @@ async fn change_balance(
         async {
             authenticate_admin(&app, &headers)?;
             let req: ChangeBalance = parse_json(&body)?;
-            if req.reason.trim().is_empty() {
-                return Err(ApiError::BadRequest(
-                    "A balance change needs a `reason`.".into(),
-                ));
-            }
             let cpu = app.config.credits_per_usd;
             let amount = match (&req.amount_usd, &req.amount_credits) {
-                (Some(usd), None) => signed_amount(usd, Decimal::usd_to_nano)?,
-                (None, Some(credits)) => signed_amount(credits, |d| d.credits_to_nano(cpu))?,
+                (Some(usd), None) => parse_amount("amount_usd", usd, Unit::Usd, true),
+                (None, Some(credits)) => {
+                    parse_amount("amount_credits", credits, Unit::Credits(cpu), true)
+                }
                 _ => {
                     return Err(ApiError::BadRequest(
                         "Give exactly one of `amount_usd` or `amount_credits`.".into(),
                     ))
                 }
-            };
-            if amount == 0 {
-                return Err(ApiError::BadRequest("The amount must not be zero.".into()));
             }
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             let amount = if req.debit { -amount.abs() } else { amount };
-            let user = app
-                .store
-                .change_balance(&BalanceChange {
-                    user_id: id,
-                    amount,
-                    free: req.free,
-                    reason: req.reason.trim().to_string(),
-                })
-                .await?;
+            let user = change_user_balance(&app.store, id, amount, req.free, &req.reason).await?;
             // New requests must see the new balance at once.
             app.auth_cache.clear();
             app.ledger.forget_user(id);
@@ -305,9 +283,13 @@ async fn new_key(
                 parse_json(&body)?
             };
             let max_fee = match &req.max_fee_credits {
-                Some(c) => Decimal::parse(c)
-                    .map_err(|e| ApiError::BadRequest(e.to_string()))?
-                    .credits_to_nano(app.config.credits_per_usd),
+                Some(c) => parse_amount(
+                    "max_fee_credits",
+                    c,
+                    Unit::Credits(app.config.credits_per_usd),
+                    false,
+                )
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
                 None => 0,
             };
             let options = KeyOptions {

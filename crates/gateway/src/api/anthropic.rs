@@ -55,7 +55,8 @@ fn plan(
             Ok(("/messages", bytes, forwarded_headers(headers)))
         }
         ProviderKind::Openai => {
-            let translated = messages_via_chat::request(&body, upstream)
+            let late_system = route.provider.late_system_messages;
+            let translated = messages_via_chat::request_with(&body, upstream, late_system)
                 .map_err(|e| ApiError::BadRequest(e.0))?;
             if !translated.dropped.is_empty() {
                 tracing::debug!(dropped = ?translated.dropped, "fields without an OpenAI equivalent");
@@ -85,7 +86,8 @@ async fn prepare(
     let route = route(app, &principal, &request.model)?;
     let mut raw: Map<String, Value> = parse_json(body)?;
     raw.insert("model".into(), json!(request.model));
-    let messages_body = to_messages(raw)?;
+    let mut messages_body = to_messages(raw)?;
+    protocol::anthropic::clamp_max_tokens(&mut messages_body, route.model.max_output_tokens);
     let stream = messages_body.get("stream") == Some(&Value::Bool(true));
     let max_output = output_allowance(
         messages_body.get("max_tokens").and_then(Value::as_u64),

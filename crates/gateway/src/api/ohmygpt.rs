@@ -13,10 +13,10 @@ use serde_json::{json, Map, Value};
 use store::KeyUpdate;
 
 use super::body::{field_bool, field_list, field_str, parse_fields};
-use crate::accounts::{create_key, key_json, KeyOptions};
+use crate::accounts::{create_key, key_json, update_key as update_key_fields, KeyOptions};
 use crate::auth::{authenticate, Principal};
 use crate::error::ApiError;
-use crate::money::{format_credits, Decimal};
+use crate::money::{format_credits, parse_amount, Decimal, Unit};
 use crate::secrets::hash_secret;
 use crate::state::App;
 use crate::time::{format_ms, parse_timestamp};
@@ -54,11 +54,14 @@ fn max_fee(app: &App, fields: &Map<String, Value>) -> Result<Option<i64>, ApiErr
     match field_str(fields, "max_fee") {
         None => Ok(None),
         Some(s) if s.trim().is_empty() => Ok(Some(0)),
-        Some(s) => Decimal::parse(&s)
-            .map(|d| Some(d.credits_to_nano(app.config.credits_per_usd)))
-            .map_err(|_| {
-                ApiError::BadRequest("`max_fee` must be a non-negative number of credits.".into())
-            }),
+        Some(s) => parse_amount(
+            "max_fee",
+            &s,
+            Unit::Credits(app.config.credits_per_usd),
+            false,
+        )
+        .map(Some)
+        .map_err(|e| ApiError::BadRequest(e.to_string())),
     }
 }
 
@@ -135,7 +138,7 @@ pub async fn update_key(State(app): State<App>, headers: HeaderMap, body: Bytes)
                 permissions: field_list(&fields, "permissions")?,
                 is_disabled: field_bool(&fields, "is_disabled")?,
             };
-            let key = app.store.update_key(&key.id, &update).await?;
+            let key = update_key_fields(&app.store, &key.id, &update).await?;
             app.auth_cache.clear();
             app.ledger.forget_key(&key.id);
             Ok((

@@ -66,6 +66,7 @@ async fn relay_completion(
         let principal = authenticate(&app, &headers).await?;
         let mut request: CompletionRequest = parse_json(&body)?;
         let route = route(&app, &principal, &request.model)?;
+        request.clamp_output_tokens(route.model.max_output_tokens);
         let stream = request.is_stream();
         let name = match endpoint {
             Endpoint::Chat => "chat.completions",

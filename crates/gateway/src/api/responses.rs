@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use store::StoredResponse;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::body::parse_json;
 use super::list::{page, ListQuery};
@@ -51,6 +52,11 @@ pub async fn create(
             return start_background(app, prepared.turn, prepared.stream).await;
         }
         let mut turn = prepared.turn;
+        if !prepared.stream {
+            // A client waiting for the whole object waits no longer than a
+            // whole non-streaming call may take.
+            turn.deadline = Some(Instant::now() + turn.provider.request_timeout);
+        }
         let upstream = match connect(&app, &mut turn).await {
             Ok(u) => u,
             Err(failure) => return failure.render(turn.provider.kind, Shape::OpenAi),
@@ -62,9 +68,11 @@ pub async fn create(
         }
         // Spawned so that a client hanging up cannot stop the settlement. A
         // run the upstream broke off is answered with its `failed` Response,
-        // charged for what was produced, as a stream is.
+        // charged for what was produced, as a stream is; one that outlasts
+        // the provider's `request_timeout_secs` is a 504, charged likewise.
         match tokio::spawn(drive(app, turn, upstream, Sink::Discard)).await {
-            Ok(response) => Json(response).into_response(),
+            Ok(run) if run.timed_out => ApiError::UpstreamTimeout.into_response(),
+            Ok(run) => Json(run.response).into_response(),
             Err(_) => ApiError::Internal.into_response(),
         }
     })

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 
 use super::UpstreamError;
-use crate::config::{resolve_secret, ProviderConfig, ProviderKind};
+use crate::config::{resolve_secret, LateSystemMessages, ProviderConfig, ProviderKind};
 
 /// Anthropic's API version sent when neither the client nor the
 /// configuration names one.
@@ -39,6 +39,8 @@ pub struct Provider {
     client: reqwest::Client,
     pub request_timeout: Duration,
     pub read_timeout: Duration,
+    /// How late system messages reach it through translation.
+    pub late_system_messages: LateSystemMessages,
 }
 
 impl Provider {
@@ -85,6 +87,7 @@ impl Provider {
             client,
             request_timeout: Duration::from_secs(config.request_timeout_secs),
             read_timeout: Duration::from_secs(config.read_timeout_secs),
+            late_system_messages: config.late_system_messages,
         })
     }
 

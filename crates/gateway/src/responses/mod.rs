@@ -80,12 +80,11 @@ pub async fn prepare(
         .get("model")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::BadRequest("`model` is required.".into()))?;
+    let stream = flag(&params, "stream", false)?;
+    let background = flag(&params, "background", false)?;
+    let store = flag(&params, "store", true)?;
+    let requested = max_output_tokens(&params)?;
     let route = route(app, principal, model_name)?;
-    let flag =
-        |name: &str, default: bool| params.get(name).and_then(Value::as_bool).unwrap_or(default);
-    let stream = flag("stream", false);
-    let background = flag("background", false);
-    let store = flag("store", true);
     if background && !store {
         return Err(ApiError::BadRequest(
             "Background responses must be stored: `background: true` needs `store: true`.".into(),
@@ -125,7 +124,6 @@ pub async fn prepare(
     if background {
         skeleton["status"] = json!("queued");
     }
-    let requested = params.get("max_output_tokens").and_then(Value::as_u64);
     let allowance = output_allowance(requested, &route.model, app.config.default_max_tokens);
     let cap = requested.map(|r| r.min(allowance));
     let upstream_model = route.model.upstream_model.as_str();
@@ -219,10 +217,55 @@ pub async fn prepare(
             estimated_input,
             app: app.clone(),
             settled: false,
+            deadline: None,
         },
         stream,
         background,
     })
+}
+
+/// Most output tokens a request may ask for (OpenAI's own bound); a cap
+/// above the model's `max_output_tokens` is held to the model's.
+const MAX_OUTPUT_TOKENS: u64 = u32::MAX as u64;
+
+/// A boolean parameter: absent or `null` is `default`; anything else but a
+/// boolean is refused, as chat completions refuse it (`"false"` is not false).
+fn flag(params: &Map<String, Value>, name: &str, default: bool) -> Result<bool, ApiError> {
+    match params.get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "Invalid type for `{name}`: expected a boolean, but got {} instead.",
+            json_kind(other)
+        ))),
+    }
+}
+
+/// `max_output_tokens`: absent, `null`, or an integer from 1 to 2^32 − 1.
+fn max_output_tokens(params: &Map<String, Value>) -> Result<Option<u64>, ApiError> {
+    match params.get("max_output_tokens") {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => match value.as_u64() {
+            Some(n) if (1..=MAX_OUTPUT_TOKENS).contains(&n) => Ok(Some(n)),
+            _ => {
+                let shown: String = value.to_string().chars().take(40).collect();
+                Err(ApiError::BadRequest(format!(
+                    "Invalid `max_output_tokens`: expected an integer from 1 to {MAX_OUTPUT_TOKENS}, but got {shown}."
+                )))
+            }
+        },
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// The body for an upstream that speaks Responses: the client's request with

@@ -13,10 +13,12 @@ use protocol::TokenUsage;
 use serde_json::Value;
 use store::StoredResponse;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use super::events::ResponseEvents;
 use super::registry::Run;
 use crate::billing::{Delivered, Meter, Outcome};
+use crate::error::ApiError;
 use crate::providers::Provider;
 use crate::relay::{send, UpstreamFailure};
 use crate::state::{App, InFlight};
@@ -39,6 +41,9 @@ pub struct Turn {
     pub app: App,
     /// Whether the turn has been charged (or released) already.
     pub(super) settled: bool,
+    /// When the run must have ended: a client waiting for the whole object
+    /// waits no longer than the provider's `request_timeout_secs`.
+    pub deadline: Option<Instant>,
 }
 
 impl Turn {
@@ -132,8 +137,22 @@ pub(crate) async fn record_refusal(
     persist(app, &mut turn, sink).await;
 }
 
-/// Reads the upstream to its end and returns the final Response object.
-pub async fn drive(app: App, mut turn: Turn, upstream: reqwest::Response, mut sink: Sink) -> Value {
+/// How a run ended.
+pub struct Finished {
+    /// The final Response object.
+    pub response: Value,
+    /// The run passed its deadline: the client gets a 504, not the object.
+    pub timed_out: bool,
+}
+
+/// Reads the upstream to its end (or to a cancellation, or to the turn's
+/// deadline) and returns the final Response object.
+pub async fn drive(
+    app: App,
+    mut turn: Turn,
+    upstream: reqwest::Response,
+    mut sink: Sink,
+) -> Finished {
     let _guard = InFlight::enter(&app);
     let mut cancel = match &sink {
         Sink::Log(run) => Some(run.cancelled()),
@@ -151,12 +170,21 @@ pub async fn drive(app: App, mut turn: Turn, upstream: reqwest::Response, mut si
         ..Outcome::default()
     };
     let mut cancelled = false;
+    let mut timed_out = false;
+    let deadline = turn.deadline;
     loop {
         let next = tokio::select! {
             _ = cancellation(&mut cancel) => {
                 cancelled = true;
                 let mut frames = Vec::new();
                 turn.events.cancel(&mut frames);
+                sink.deliver(frames).await;
+                break;
+            }
+            _ = passed(deadline) => {
+                timed_out = true;
+                let mut frames = Vec::new();
+                turn.events.fail("The upstream did not finish in time.", &mut frames);
                 sink.deliver(frames).await;
                 break;
             }
@@ -205,8 +233,38 @@ pub async fn drive(app: App, mut turn: Turn, upstream: reqwest::Response, mut si
             outcome.error = Some("cancelled by the client".into());
         }
     }
+    if timed_out {
+        app.metrics
+            .record_upstream_error(&turn.provider.name, "timeout");
+        let limit = turn.provider.request_timeout.as_secs();
+        if outcome.usage.is_none() && turn.events.produced_text().is_empty() {
+            // Nothing produced: a failed request, which costs nothing.
+            outcome.status = ApiError::UpstreamTimeout.status().as_u16();
+            outcome.error = Some(format!("timed out after {limit} s; nothing produced"));
+        } else {
+            // The upstream worked until the connection was dropped: charge
+            // what it produced (its own usage, else the tokenizer's estimate).
+            if outcome.usage.is_none() {
+                outcome.delivered = delivered(&turn, true);
+            }
+            outcome.error = Some(format!(
+                "timed out after {limit} s; charged for what was produced"
+            ));
+        }
+    }
     turn.settle(outcome);
-    persist(&app, &mut turn, &sink).await
+    Finished {
+        response: persist(&app, &mut turn, &sink).await,
+        timed_out,
+    }
+}
+
+/// Resolves at `deadline`; never without one.
+async fn passed(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending::<()>().await,
+    }
 }
 
 /// Resolves when a cancellation is requested; never without a receiver.

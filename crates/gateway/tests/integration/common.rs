@@ -534,21 +534,25 @@ pub struct Gateway {
 }
 
 pub async fn start_gateway(upstream_url: &str, database_url: Option<String>) -> Gateway {
-    start_gateway_with(upstream_url, database_url, "").await
+    start_gateway_with(upstream_url, database_url, "", "").await
 }
 
-/// A gateway whose configuration ends with `extra` (whole TOML tables,
-/// e.g. `[limits]`).
+/// A gateway on the test configuration with `top` (top-level settings)
+/// before it and `tail` (more tables) after it.
 pub async fn start_gateway_with(
     upstream_url: &str,
     database_url: Option<String>,
-    extra: &str,
+    top: &str,
+    tail: &str,
 ) -> Gateway {
     let database_url = match database_url {
         Some(u) => u,
         None => store::testing::fresh_database_url().await,
     };
-    let text = format!("{}\n{extra}\n", config_text(upstream_url, &database_url));
+    let text = format!(
+        "{top}\n{}\n{tail}",
+        config_text(upstream_url, &database_url)
+    );
     let config = gateway::config::Config::parse(&text, "test.toml").unwrap();
     let gw = gateway::build(config).await.unwrap();
     let app = gw.app.clone();

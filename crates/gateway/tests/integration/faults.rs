@@ -163,7 +163,7 @@ async fn a_client_that_stops_reading_is_dropped_and_its_request_settled() {
     // ~8 MB of answer: far more than socket buffers hold.
     let big = "x".repeat(16 * 1024);
     *mock.state.pieces.lock().unwrap() = Some(vec![big; 500]);
-    let gw = start_gateway_with(&mock.url, None, "[limits]\nclient_stall_secs = 1\n").await;
+    let gw = start_gateway_with(&mock.url, None, "", "[limits]\nclient_stall_secs = 1\n").await;
     let (id, key) = gw.user("stalled", "default", "1").await;
     let addr = gw.url.trim_start_matches("http://").to_string();
     let body = chat_body("cheap", true).to_string();
@@ -210,7 +210,7 @@ async fn a_client_that_stops_reading_is_dropped_and_its_request_settled() {
 #[tokio::test]
 async fn connections_past_the_limit_get_a_503() {
     let mock = start_mock().await;
-    let gw = start_gateway_with(&mock.url, None, "[limits]\nmax_connections = 4\n").await;
+    let gw = start_gateway_with(&mock.url, None, "", "[limits]\nmax_connections = 4\n").await;
     let addr = gw.url.trim_start_matches("http://").to_string();
     let mut idle = Vec::new();
     for _ in 0..4 {
@@ -239,7 +239,13 @@ async fn connections_past_the_limit_get_a_503() {
 #[tokio::test]
 async fn slow_headers_and_idle_connections_are_closed() {
     let mock = start_mock().await;
-    let gw = start_gateway_with(&mock.url, None, "[limits]\nheader_read_timeout_secs = 1\n").await;
+    let gw = start_gateway_with(
+        &mock.url,
+        None,
+        "",
+        "[limits]\nheader_read_timeout_secs = 1\n",
+    )
+    .await;
     let addr = gw.url.trim_start_matches("http://").to_string();
     // Slowloris: half a request line, then nothing.
     let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
@@ -256,7 +262,7 @@ async fn slow_headers_and_idle_connections_are_closed() {
 #[tokio::test]
 async fn the_settlement_queue_is_bounded() {
     let mock = start_mock().await;
-    let gw = start_gateway_with(&mock.url, None, "[limits]\nsettlement_queue = 0\n").await;
+    let gw = start_gateway_with(&mock.url, None, "", "[limits]\nsettlement_queue = 0\n").await;
     let (id, key) = gw.user("shed", "default", "1").await;
     let resp = gw.chat(&key, chat_body("cheap", false)).await;
     assert_eq!(resp.status(), 503);
@@ -369,6 +375,7 @@ async fn bodies_are_limited_per_route_and_refused_in_the_clients_shape() {
     let gw = start_gateway_with(
         &mock.url,
         None,
+        "",
         "[limits]\ninference_body_bytes = 100000\nmanagement_body_bytes = 1000\n",
     )
     .await;
@@ -482,7 +489,7 @@ async fn a_graceful_stop_settles_streams_whose_clients_read_nothing() {
     let mock = start_mock().await;
     let big = "y".repeat(16 * 1024);
     *mock.state.pieces.lock().unwrap() = Some(vec![big; 320]);
-    let gw = start_gateway_with(&mock.url, None, "[limits]\nclient_stall_secs = 1\n").await;
+    let gw = start_gateway_with(&mock.url, None, "", "[limits]\nclient_stall_secs = 1\n").await;
     let (id, key) = gw.user("stalled-stop", "default", "100").await;
     const CLIENTS: usize = 20;
     let addr = gw.url.trim_start_matches("http://").to_string();

@@ -5,9 +5,13 @@
 //! `TOLLGATE_TEST_POSTGRES_URL` is set (see `store::testing`).
 
 mod accounts;
+mod amounts;
 mod anthropic;
 mod common;
 mod errors;
 mod faults;
+mod metrics_auth;
 mod relay;
 mod responses;
+mod responses_checks;
+mod upstream_requests;

@@ -1,6 +1,7 @@
 //! An Anthropic Messages client served by an OpenAI chat-completions upstream.
 
 use bytes::Bytes;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{
@@ -26,10 +27,38 @@ const HANDLED: &[&str] = &[
     "metadata",
 ];
 
-/// Translates a Messages request body into a chat-completions body.
+/// How a `system` message after the first turn reaches the upstream.
+/// Claude Code sends them (its environment section right after the first
+/// user turn), and Anthropic takes them where they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LateSystemMessages {
+    /// A `system` message where it was: OpenAI accepts system messages
+    /// anywhere, and the user's prompt stays what the model answers.
+    #[default]
+    Keep,
+    /// User text, for servers that refuse a system message after the first
+    /// turn (Qwen chat templates in vLLM, llama.cpp, Ollama; MiniMax). It
+    /// goes into the user turn just before it, ahead of the user's own
+    /// words, so that those stay what the model answers.
+    AsUser,
+}
+
+/// Translates a Messages request body into a chat-completions body, late
+/// system messages kept as system messages.
 pub fn request(
     body: &Map<String, Value>,
     upstream_model: &str,
+) -> Result<Translated, TranslateError> {
+    request_with(body, upstream_model, LateSystemMessages::Keep)
+}
+
+/// Translates a Messages request body into a chat-completions body, late
+/// system messages as `late_system` says.
+pub fn request_with(
+    body: &Map<String, Value>,
+    upstream_model: &str,
+    late_system: LateSystemMessages,
 ) -> Result<Translated, TranslateError> {
     let mut dropped: Vec<String> = body
         .keys()
@@ -51,7 +80,7 @@ pub fn request(
         .and_then(Value::as_array)
         .ok_or_else(|| TranslateError("`messages` must be an array.".into()))?;
     for (i, message) in input.iter().enumerate() {
-        translate_message(message, i, &mut messages, &mut dropped)?;
+        translate_message(message, i, late_system, &mut messages, &mut dropped)?;
     }
     out.insert("messages".into(), Value::Array(messages));
 
@@ -157,20 +186,25 @@ fn openai_user(user_id: &str) -> String {
 fn translate_message(
     message: &Value,
     index: usize,
+    late_system: LateSystemMessages,
     out: &mut Vec<Value>,
     dropped: &mut Vec<String>,
 ) -> Result<(), TranslateError> {
     let role = str_field(message, "role").unwrap_or_default();
     let content = message.get("content").cloned().unwrap_or(Value::Null);
     match role {
-        // Many OpenAI-compatible servers (Qwen chat templates in vLLM,
-        // llama.cpp, Ollama) refuse a system message after the first turn, so
-        // a late one (Claude Code sends reminders so) travels as user text.
-        "system" if out.iter().any(|m| m["role"] != "system") => {
-            dropped.push(format!("messages[{index}].role system (sent as user)"));
-            out.push(json!({"role": "user", "content": text_of(&content)}));
+        "system" => {
+            let text = text_of(&content);
+            let late = out.iter().any(|m| m["role"] != "system");
+            if text.is_empty() {
+                dropped.push(format!("messages[{index}] (an empty system message)"));
+            } else if late && late_system == LateSystemMessages::AsUser {
+                dropped.push(format!("messages[{index}].role system (sent as user)"));
+                system_as_user(text, out);
+            } else {
+                out.push(json!({"role": "system", "content": text}));
+            }
         }
-        "system" => out.push(json!({"role": "system", "content": text_of(&content)})),
         "user" => translate_user(&content, index, out, dropped)?,
         "assistant" => translate_assistant(&content, index, out, dropped),
         other => {
@@ -180,6 +214,31 @@ fn translate_message(
         }
     }
     Ok(())
+}
+
+/// A late system message as user text, marked as not the user's own: put
+/// into the user turn just before it, after the reminders it opens with and
+/// ahead of the user's words (which stay last, and are what the model
+/// answers), or as a user message of its own.
+fn system_as_user(text: String, out: &mut Vec<Value>) {
+    const OPEN: &str = "<system-reminder>";
+    let reminder = format!("{OPEN}\n{text}\n</system-reminder>");
+    match out.last_mut() {
+        Some(last) if last["role"] == "user" => match &mut last["content"] {
+            Value::Array(parts) => {
+                let at = parts
+                    .iter()
+                    .take_while(|p| p["text"].as_str().is_some_and(|t| t.starts_with(OPEN)))
+                    .count();
+                parts.insert(at, json!({"type": "text", "text": reminder}));
+            }
+            content => {
+                let words = text_of(content);
+                *content = json!(format!("{reminder}\n\n{words}"));
+            }
+        },
+        _ => out.push(json!({"role": "user", "content": reminder})),
+    }
 }
 
 fn translate_user(
