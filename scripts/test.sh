@@ -11,7 +11,18 @@ VENV="${TOLLGATE_VENV:-$HOME/.cache/tollgate-venv}"
 PG_PORT="${TOLLGATE_TEST_PG_PORT:-55432}"
 PG_DIR="${TOLLGATE_TEST_PG_DIR:-/tmp/tollgate-test-pg}"
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { guard_dev_null; printf '\n==> %s\n' "$*"; }
+
+# Something run as root on this machine has been seen to replace /dev/null
+# with a regular file, which then breaks every later `>/dev/null` of an
+# unprivileged user (initdb runs as postgres). Say so, and put the device back.
+guard_dev_null() {
+  if [ ! -c /dev/null ] && [ "$(id -u)" = 0 ]; then
+    printf 'warning: /dev/null was not a character device (before: %s); restoring it\n' "${LAST_STEP:-start}" >&2
+    rm -f /dev/null && mknod -m 666 /dev/null c 1 3
+  fi
+  LAST_STEP="$*"
+}
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -68,3 +79,4 @@ step "end-to-end tests with the official SDKs"
 cargo build -p tollgate --quiet
 # The Codex CLI test installs the CLI from npm and fails (not skips) if it cannot.
 TOLLGATE_REQUIRE_CODEX=1 TOLLGATE_BIN="$CARGO_TARGET_DIR/debug/tollgate" "$VENV/bin/python" -m pytest -q e2e
+guard_dev_null "end"
