@@ -144,6 +144,15 @@ impl UsageWatch {
         }
     }
 
+    /// The outcome's usage: the upstream's complete usage, or else what was
+    /// delivered (tokenized only then: most answers report their usage).
+    pub fn outcome(&self) -> (Option<TokenUsage>, Delivered) {
+        match self.reported() {
+            Some(usage) => (Some(usage), Delivered::default()),
+            None => (None, self.delivered()),
+        }
+    }
+
     /// What was delivered, for an estimate when no complete usage came.
     pub fn delivered(&self) -> Delivered {
         let input = match self.wire {

@@ -264,7 +264,7 @@ impl Journal {
         let carried: Vec<u8> = active.open.values().flatten().copied().collect();
         let path = segment_path(&self.dir, next);
         file.write_all(&carried)
-            .and_then(|()| file.sync_data())
+            .and_then(|()| if self.fsync { file.sync_data() } else { Ok(()) })
             .map_err(io_error(&path))?;
         let old = segment_path(&self.dir, active.segment);
         active.file = file;

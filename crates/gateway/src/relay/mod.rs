@@ -261,11 +261,12 @@ pub async fn forward_json(app: App, mut ex: Exchange, transform: BodyTransform) 
         ex.meter.settle(&app, failure_outcome(502));
         return error.render(ex.shape);
     };
+    let (usage, delivered) = watch.outcome();
     ex.meter.settle(
         &app,
         Outcome {
-            usage: watch.reported(),
-            delivered: watch.delivered(),
+            usage,
+            delivered,
             status: status.as_u16(),
             error: None,
         },
@@ -400,11 +401,12 @@ async fn pump<T: StreamTransform>(
     };
     // Dropping the upstream here closes its connection before settling.
     drop(upstream);
+    let (usage, delivered) = watch.outcome();
     ex.meter.settle(
         &app,
         Outcome {
-            usage: watch.reported(),
-            delivered: watch.delivered(),
+            usage,
+            delivered,
             status: 200,
             error,
         },
