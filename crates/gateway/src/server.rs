@@ -124,8 +124,7 @@ pub async fn run(
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_headers(1024);
+                .header_read_timeout(header_timeout);
             let conn = builder.serve_connection(io, service);
             tokio::pin!(conn);
             tokio::select! {

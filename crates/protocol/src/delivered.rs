@@ -98,24 +98,45 @@ pub fn openai_text(json: &[u8], sink: &mut impl FnMut(&str)) {
 
 /// Whether an OpenAI chunk or body carries usage numbers (not `null`, not `{}`).
 pub fn openai_usage_complete(json: &str) -> bool {
+    openai_complete_usage(json.as_bytes()).is_some()
+}
+
+/// The usage of an OpenAI chunk or body when it carries numbers (not
+/// `null`, not `{}`): one parse that skips everything else.
+pub fn openai_complete_usage(json: &[u8]) -> Option<crate::TokenUsage> {
+    #[derive(Deserialize)]
+    struct Details {
+        #[serde(default)]
+        cached_tokens: Option<u64>,
+    }
     #[derive(Deserialize)]
     struct Counts {
         #[serde(default)]
         prompt_tokens: Option<u64>,
         #[serde(default)]
         completion_tokens: Option<u64>,
+        #[serde(default)]
+        prompt_tokens_details: Option<Details>,
     }
     #[derive(Deserialize)]
     struct Probe {
         #[serde(default)]
         usage: Option<Counts>,
     }
-    if !json.contains("_tokens") {
-        return false;
+    let counts = serde_json::from_slice::<Probe>(json).ok()?.usage?;
+    if counts.prompt_tokens.is_none() && counts.completion_tokens.is_none() {
+        return None;
     }
-    serde_json::from_str::<Probe>(json).is_ok_and(|p| {
-        p.usage
-            .is_some_and(|u| u.prompt_tokens.is_some() || u.completion_tokens.is_some())
+    let input = counts.prompt_tokens.unwrap_or(0);
+    let cached = counts
+        .prompt_tokens_details
+        .and_then(|d| d.cached_tokens)
+        .unwrap_or(0);
+    Some(crate::TokenUsage {
+        input,
+        output: counts.completion_tokens.unwrap_or(0),
+        cached_input: cached.min(input),
+        cache_write: 0,
     })
 }
 

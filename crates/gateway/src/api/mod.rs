@@ -174,7 +174,9 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// targets and headers are refused here too, for the same reason.
 async fn shape_errors(request: Request, next: Next) -> Response {
     let shape = shape_of(request.uri().path());
-    if request.uri().to_string().len() > MAX_URI_BYTES {
+    let uri = request.uri();
+    let target_len = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
+    if target_len > MAX_URI_BYTES {
         let message = format!("The request target is longer than {MAX_URI_BYTES} bytes.");
         return shaped_error(shape, StatusCode::URI_TOO_LONG, message);
     }

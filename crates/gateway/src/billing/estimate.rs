@@ -111,15 +111,16 @@ impl UsageWatch {
         }
     }
 
-    /// A whole (non-stream) response body.
+    /// A whole (non-stream) response body. Its text is read only when it
+    /// reports no complete usage: most do, and it is all here anyway.
     pub fn body(&mut self, body: &[u8]) {
         let output = &mut self.output;
         match self.wire {
             Wire::OpenAi => {
-                if delivered::openai_usage_complete(&String::from_utf8_lossy(body)) {
-                    self.openai = protocol::openai::body_usage(body);
+                self.openai = delivered::openai_complete_usage(body);
+                if self.openai.is_none() {
+                    delivered::openai_text(body, &mut |t| output.push(t));
                 }
-                delivered::openai_text(body, &mut |t| output.push(t));
             }
             Wire::Anthropic => {
                 // A whole Message's usage is final when it has its output count.
@@ -127,7 +128,9 @@ impl UsageWatch {
                 if has_output {
                     self.openai = protocol::anthropic::body_usage(body);
                 }
-                delivered::anthropic_text(body, &mut |t| output.push(t));
+                if self.openai.is_none() {
+                    delivered::anthropic_text(body, &mut |t| output.push(t));
+                }
             }
         }
     }
