@@ -64,8 +64,16 @@ pub enum JournalError {
 #[derive(Deserialize)]
 #[serde(tag = "k", rename_all = "lowercase")]
 enum Record {
-    Start { s: Settlement },
-    Settle { s: Settlement },
+    Start {
+        s: Settlement,
+    },
+    Settle {
+        s: Settlement,
+    },
+    /// The request was refused before any hold: nothing to replay.
+    Cancel {
+        id: String,
+    },
 }
 
 /// [`Record`] as written: borrowed, so journaling copies nothing.
@@ -74,6 +82,7 @@ enum Record {
 enum RecordRef<'a> {
     Start { s: &'a Settlement },
     Settle { s: &'a Settlement },
+    Cancel { id: &'a str },
 }
 
 struct Active {
@@ -235,6 +244,13 @@ impl Journal {
         self.append(&settlement.request_id, &RecordRef::Settle { s: settlement });
     }
 
+    /// Journals that a started request was refused before any hold (its
+    /// balance could not cover it): replay forgets it.
+    pub fn cancel(&self, request_id: &str) {
+        self.append(request_id, &RecordRef::Cancel { id: request_id });
+        self.committed([request_id]);
+    }
+
     /// Writes one line (logged if it cannot be: the database path still
     /// works, only crash safety is lost for this request).
     fn append(&self, request_id: &str, record: &RecordRef<'_>) {
@@ -350,6 +366,10 @@ async fn replay(dir: &Path, old: &[u64], store: &Store) -> Result<Replay, Journa
             let (settled, s) = match record {
                 Record::Start { s } => (false, s),
                 Record::Settle { s } => (true, s),
+                Record::Cancel { id } => {
+                    last.remove(&id);
+                    continue;
+                }
             };
             match last.get_mut(&s.request_id) {
                 Some(entry) => {

@@ -238,6 +238,26 @@ impl Meter {
             app.metrics.record_shed("settlement_queue");
             return Err(ApiError::Overloaded);
         }
+        // Journaled before the hold exists, so that a crash at any moment
+        // after it leaves no hold the next start does not know of.
+        if let Some(journal) = &app.journal {
+            journal.start(&self.interrupted());
+        }
+        let held = self.place_hold(app, principal, amount).await;
+        if held.is_err() {
+            if let Some(journal) = &app.journal {
+                journal.cancel(&self.request_id);
+            }
+        }
+        held
+    }
+
+    async fn place_hold(
+        &mut self,
+        app: &App,
+        principal: &Principal,
+        amount: i64,
+    ) -> Result<(), ApiError> {
         match app.config.holds {
             HoldsMode::Memory => {
                 app.ledger.reserve(principal, amount)?;
@@ -261,9 +281,6 @@ impl Meter {
             }
         }
         self.held = amount;
-        if let Some(journal) = &app.journal {
-            journal.start(&self.interrupted());
-        }
         Ok(())
     }
 

@@ -318,6 +318,10 @@ async fn the_journal_replays_what_a_dead_process_left() {
         };
         journal.start(&charged);
         journal.settle(&charged);
+        // Refused for its balance after it was journaled: nothing to replay.
+        let refused = settlement("req_refused", id, &key_id, 0);
+        journal.start(&refused);
+        journal.cancel(&refused.request_id);
         store
             .reserve(&store::Reservation {
                 request_id: "req_inflight".into(),
