@@ -201,9 +201,9 @@ impl Meter {
         cost_nano(&usage, prices, &self.multiplier)
     }
 
-    /// The usage record of this request if it never finishes (journaled at
-    /// the start, replayed after a crash).
-    fn interrupted(&self) -> Settlement {
+    /// This request's usage record with nothing used yet: what it says
+    /// about itself, whatever the outcome.
+    fn record(&self) -> Settlement {
         Settlement {
             request_id: self.request_id.clone(),
             user_id: self.user_id,
@@ -213,12 +213,20 @@ impl Meter {
             provider: self.model.provider.clone(),
             upstream_model: self.model.upstream_model.clone(),
             stream: self.stream,
+            created_at: self.created_at,
+            ..Settlement::default()
+        }
+    }
+
+    /// The usage record of this request if it never finishes (journaled at
+    /// the start, replayed after a crash).
+    fn interrupted(&self) -> Settlement {
+        Settlement {
             status: 0,
             error: Some(
                 "interrupted: the gateway stopped before the request finished; not charged".into(),
             ),
-            created_at: self.created_at,
-            ..Settlement::default()
+            ..self.record()
         }
     }
 
@@ -321,14 +329,6 @@ impl Meter {
             cost = self.held;
         }
         let settlement = Settlement {
-            request_id: self.request_id.clone(),
-            user_id: self.user_id,
-            key_id: self.key_id.clone(),
-            endpoint: self.endpoint.to_string(),
-            model: self.model.name.clone(),
-            provider: self.model.provider.clone(),
-            upstream_model: self.model.upstream_model.clone(),
-            stream: self.stream,
             input_tokens: clamp_i64(usage.input),
             output_tokens: clamp_i64(usage.output),
             cached_tokens: clamp_i64(usage.cached_input),
@@ -337,7 +337,7 @@ impl Meter {
             latency_ms: self.started.elapsed().as_millis() as i64,
             status: i64::from(outcome.status),
             error,
-            created_at: self.created_at,
+            ..self.record()
         };
         if ok {
             app.metrics

@@ -273,6 +273,32 @@ async fn the_settlement_queue_is_bounded() {
     gw.stop().await;
 }
 
+/// A user with a key, on a database no gateway uses any more, and the
+/// journal folder a gateway on it would use.
+struct JournalFixture {
+    store: store::Store,
+    id: i64,
+    key_id: String,
+    dir: std::path::PathBuf,
+}
+
+async fn journal_fixture(user: &str) -> JournalFixture {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (id, _key) = gw.user(user, "default", "1").await;
+    let database_url = gw.database_url.clone();
+    gw.stop().await;
+    let store = store::Store::connect(&database_url).await.unwrap();
+    let key_id = store.list_keys(id).await.unwrap()[0].id.clone();
+    let dir = std::path::PathBuf::from(journal_dir(&database_url));
+    JournalFixture {
+        store,
+        id,
+        key_id,
+        dir,
+    }
+}
+
 fn settlement(id: &str, user_id: i64, key_id: &str, cost: i64) -> store::Settlement {
     store::Settlement {
         request_id: id.into(),
@@ -296,15 +322,12 @@ fn settlement(id: &str, user_id: i64, key_id: &str, cost: i64) -> store::Settlem
 #[tokio::test]
 async fn the_journal_replays_what_a_dead_process_left() {
     use gateway::billing::journal::{Journal, Replay};
-    let mock = start_mock().await;
-    let gw = start_gateway(&mock.url, None).await;
-    let (id, _key) = gw.user("crash", "default", "1").await;
-    let database_url = gw.database_url.clone();
-    gw.stop().await;
-
-    let store = store::Store::connect(&database_url).await.unwrap();
-    let key_id = store.list_keys(id).await.unwrap()[0].id.clone();
-    let dir = std::path::PathBuf::from(journal_dir(&database_url));
+    let JournalFixture {
+        store,
+        id,
+        key_id,
+        dir,
+    } = journal_fixture("crash").await;
     {
         let (journal, replay) = Journal::open(&dir, false, &store).await.unwrap();
         assert_eq!(replay, Replay::default());
@@ -531,14 +554,12 @@ async fn a_graceful_stop_settles_streams_whose_clients_read_nothing() {
 #[tokio::test]
 async fn the_journal_stays_small_while_a_long_request_stays_open() {
     use gateway::billing::journal::{Journal, Replay};
-    let mock = start_mock().await;
-    let gw = start_gateway(&mock.url, None).await;
-    let (id, _key) = gw.user("long", "default", "1").await;
-    let database_url = gw.database_url.clone();
-    gw.stop().await;
-    let store = store::Store::connect(&database_url).await.unwrap();
-    let key_id = store.list_keys(id).await.unwrap()[0].id.clone();
-    let dir = std::path::PathBuf::from(journal_dir(&database_url));
+    let JournalFixture {
+        store,
+        id,
+        key_id,
+        dir,
+    } = journal_fixture("long").await;
     {
         let (journal, _) = Journal::open(&dir, false, &store).await.unwrap();
         let long = settlement("req_long", id, &key_id, 0);
