@@ -28,8 +28,10 @@ pub enum ReserveOutcome {
     KeyLimitReached,
 }
 
-/// The final account of one request.
+/// The final account of one request. Serialized compactly (zeros and
+/// `None` left out), as the gateway's journal writes one per request.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Settlement {
     pub request_id: String,
     pub user_id: i64,
@@ -39,16 +41,28 @@ pub struct Settlement {
     pub provider: String,
     pub upstream_model: String,
     pub stream: bool,
+    #[serde(skip_serializing_if = "is_zero")]
     pub input_tokens: i64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub output_tokens: i64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub cached_tokens: i64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub cache_write_tokens: i64,
     /// Exact cost in nano-USD; 0 for failed requests.
+    #[serde(skip_serializing_if = "is_zero")]
     pub cost: i64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub latency_ms: i64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub status: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub created_at: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,6 +43,9 @@ use store::{Settlement, Store};
 
 /// The size of a segment (a sparse file: untouched pages take no disk).
 const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
+/// What the usage record of a request in flight at a crash says.
+const INTERRUPTED: &str =
+    "interrupted: the gateway stopped before the request finished; not charged";
 /// Settlements replayed per transaction at start.
 const REPLAY_BATCH: usize = 256;
 
@@ -364,7 +367,14 @@ async fn replay(dir: &Path, old: &[u64], store: &Store) -> Result<Replay, Journa
                 continue;
             };
             let (settled, s) = match record {
-                Record::Start { s } => (false, s),
+                Record::Start { s } => (
+                    false,
+                    Settlement {
+                        status: 0,
+                        error: Some(INTERRUPTED.into()),
+                        ..s
+                    },
+                ),
                 Record::Settle { s } => (true, s),
                 Record::Cancel { id } => {
                     last.remove(&id);

@@ -218,18 +218,6 @@ impl Meter {
         }
     }
 
-    /// The usage record of this request if it never finishes (journaled at
-    /// the start, replayed after a crash).
-    fn interrupted(&self) -> Settlement {
-        Settlement {
-            status: 0,
-            error: Some(
-                "interrupted: the gateway stopped before the request finished; not charged".into(),
-            ),
-            ..self.record()
-        }
-    }
-
     /// Places the hold, or refuses the request.
     pub async fn reserve(
         &mut self,
@@ -249,7 +237,8 @@ impl Meter {
         // Journaled before the hold exists, so that a crash at any moment
         // after it leaves no hold the next start does not know of.
         if let Some(journal) = &app.journal {
-            journal.start(&self.interrupted());
+            // Its empty record: what replay writes if it never finishes.
+            journal.start(&self.record());
         }
         let held = self.place_hold(app, principal, amount).await;
         if held.is_err() {
