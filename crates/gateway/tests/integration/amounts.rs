@@ -8,16 +8,8 @@ use serde_json::{json, Value};
 use crate::common::*;
 
 async fn omg_json(gw: &Gateway, key: &str, path: &str, body: Value) -> (u16, Value) {
-    let resp = gw
-        .http
-        .post(format!("{}/api/v1/user/admin/{path}", gw.url))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
+    gw.post_json(&format!("/api/v1/user/admin/{path}"), key, &body)
         .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap())
 }
 
 /// A 400 in OpenAI's shape whose message contains every one of `words`.

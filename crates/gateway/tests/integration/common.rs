@@ -638,6 +638,21 @@ impl Gateway {
         (u.balance + u.free_balance, u.held)
     }
 
+    /// POSTs `body` as JSON to `path` with `key`; returns the status and the
+    /// JSON answer (`null` when it is not JSON).
+    pub async fn post_json(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn chat(&self, key: &str, body: Value) -> reqwest::Response {
         self.http
             .post(format!("{}/v1/chat/completions", self.url))

@@ -36,16 +36,7 @@ async fn gateway(mock: &Mock) -> Gateway {
 }
 
 async fn post(gw: &Gateway, path: &str, key: &str, body: Value) -> (u16, Value) {
-    let resp = gw
-        .http
-        .post(format!("{}{path}", gw.url))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    gw.post_json(path, key, &body).await
 }
 
 /// Claude Code's first request, in short: a user turn carrying a
