@@ -47,8 +47,6 @@ pub enum ApiError {
     Overloaded,
     #[error("The upstream stream was reset before it finished.")]
     UpstreamReset,
-    #[error("The request body is too large: this route accepts at most {0} bytes.")]
-    PayloadTooLarge(usize),
     #[error("The gateway failed to process the request.")]
     Internal,
 }
@@ -67,7 +65,6 @@ impl ApiError {
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             UpstreamOverloaded | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamReset => StatusCode::BAD_GATEWAY,
-            PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -95,7 +92,6 @@ impl ApiError {
             UpstreamOverloaded => ("api_error", Some("upstream_overloaded")),
             Overloaded => ("api_error", Some("gateway_overloaded")),
             UpstreamReset => ("api_error", Some("upstream_reset")),
-            PayloadTooLarge(_) => ("invalid_request_error", Some("request_too_large")),
             Internal => ("api_error", Some("internal_error")),
         }
     }
@@ -132,7 +128,6 @@ impl ApiError {
             BadRequest(_) | Conflict(_) | InsufficientBalance | KeyLimitReached => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error")
             }
-            PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"),
             UpstreamUnreachable | UpstreamFailed(_) | UpstreamAuth | UpstreamReset | Internal => {
                 (self.status(), "api_error")
             }
