@@ -5,6 +5,7 @@
 mod common;
 
 use bytes::Bytes;
+use common::streams::read_cut;
 use common::{fixture, Rng};
 use protocol::sse::SseDecoder;
 use protocol::translate::responses_via_chat::{
@@ -73,15 +74,7 @@ fn run_cut(t: &mut StreamTranslator, stream: &[u8], cuts: &[usize]) -> Vec<(Stri
     let mut out = Vec::new();
     t.start(&mut out);
     let mut dec = SseDecoder::new();
-    let mut last = 0;
-    for &cut in cuts.iter().chain(std::iter::once(&stream.len())) {
-        let cut = cut.clamp(last, stream.len());
-        dec.push(&stream[last..cut]);
-        last = cut;
-        while let Some(e) = dec.next_event() {
-            t.push(&e.data, &mut out);
-        }
-    }
+    read_cut(&mut dec, stream, cuts, |e| t.push(&e.data, &mut out));
     if let Some(e) = dec.finish() {
         t.push(&e.data, &mut out);
     }

@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::streams::read_cut;
 use common::Rng;
 use protocol::sse::{SseDecoder, SseEvent};
 
@@ -81,15 +82,7 @@ fn random_cuts(rng: &mut Rng, len: usize) -> Vec<usize> {
 fn decode(stream: &[u8], cuts: &[usize]) -> (Vec<SseEvent>, Option<SseEvent>) {
     let mut dec = SseDecoder::new();
     let mut events = Vec::new();
-    let mut last = 0;
-    for &cut in cuts.iter().chain(std::iter::once(&stream.len())) {
-        let cut = cut.clamp(last, stream.len());
-        dec.push(&stream[last..cut]);
-        last = cut;
-        while let Some(e) = dec.next_event() {
-            events.push(e);
-        }
-    }
+    read_cut(&mut dec, stream, cuts, |e| events.push(e));
     let tail = dec.finish();
     // The decoder is empty after `finish`.
     assert_eq!(dec.next_event(), None);

@@ -3,23 +3,34 @@
 //! only some of it (see the `allow(dead_code)` in `mod.rs`).
 
 use bytes::Bytes;
-use protocol::sse::SseDecoder;
+use protocol::sse::{SseDecoder, SseEvent};
 use serde_json::Value;
 
-/// Feeds an upstream SSE byte stream, read by read (cut at `cuts`), to
-/// `push` one event's data at a time, as the relay does: events are taken
-/// after every read, and `finish` gives the unterminated tail at EOF.
-pub fn feed(stream: &[u8], cuts: &[usize], mut push: impl FnMut(&str)) {
-    let mut dec = SseDecoder::new();
+/// Pushes `stream` into `dec` read by read (cut at `cuts`), taking the
+/// events after every read as the relay does; `finish` is left to the caller.
+pub fn read_cut(
+    dec: &mut SseDecoder,
+    stream: &[u8],
+    cuts: &[usize],
+    mut on_event: impl FnMut(SseEvent),
+) {
     let mut last = 0;
     for &cut in cuts.iter().chain(std::iter::once(&stream.len())) {
         let cut = cut.clamp(last, stream.len());
         dec.push(&stream[last..cut]);
         last = cut;
         while let Some(e) = dec.next_event() {
-            push(&e.data);
+            on_event(e);
         }
     }
+}
+
+/// Feeds an upstream SSE byte stream, read by read (cut at `cuts`), to
+/// `push` one event's data at a time, as the relay does: events are taken
+/// after every read, and `finish` gives the unterminated tail at EOF.
+pub fn feed(stream: &[u8], cuts: &[usize], mut push: impl FnMut(&str)) {
+    let mut dec = SseDecoder::new();
+    read_cut(&mut dec, stream, cuts, |e| push(&e.data));
     if let Some(e) = dec.finish() {
         push(&e.data);
     }
