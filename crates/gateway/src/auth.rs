@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use store::{ApiKey, User};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Shape};
 use crate::secrets::{hash_secret, hashes_equal};
 use crate::state::App;
 
@@ -109,13 +110,23 @@ impl AuthCache {
 /// The authenticated caller, as a handler argument. Put it before the
 /// arguments that read the request, so that an anonymous caller learns
 /// nothing — not even whether its input is well formed.
+/// The caller of a route, authenticated from its key. As an extractor it
+/// runs before the body is read (axum extracts the body last), so a
+/// request without a valid key is refused before its body is buffered;
+/// the refusal is in the route's error shape.
 pub struct Caller(pub Arc<Principal>);
 
 impl FromRequestParts<App> for Caller {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
-        authenticate(app, &parts.headers).await.map(Caller)
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Response> {
+        authenticate(app, &parts.headers)
+            .await
+            .map(Caller)
+            .map_err(|e| match Shape::of_path(parts.uri.path()) {
+                Some(shape) => e.render(shape),
+                None => e.into_response(),
+            })
     }
 }
 

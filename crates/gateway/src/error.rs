@@ -111,6 +111,19 @@ pub enum Shape {
     Anthropic,
 }
 
+impl Shape {
+    /// The shape a path's clients expect (`None`: OhMyGPT's envelope).
+    pub fn of_path(path: &str) -> Option<Shape> {
+        if path.starts_with("/api/") {
+            None
+        } else if path.starts_with("/v1/messages") || path.starts_with("/v1/complete") {
+            Some(Shape::Anthropic)
+        } else {
+            Some(Shape::OpenAi)
+        }
+    }
+}
+
 impl ApiError {
     /// Anthropic's status and error `type` for this error. Anthropic answers
     /// an exhausted balance with 400 `invalid_request_error` ("credit balance

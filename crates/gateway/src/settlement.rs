@@ -19,7 +19,7 @@ use std::time::Duration;
 use store::{Settlement, Store};
 use tokio::sync::{mpsc, Notify};
 
-use crate::billing::journal::Journal;
+use crate::billing::journal::{Entry, Journal};
 use crate::ledger::{KeyFigures, Ledger, UserFigures};
 
 /// Most settlements written in one transaction.
@@ -37,6 +37,8 @@ struct Queued {
     settlement: Settlement,
     /// The in-memory hold to release once committed (memory holds mode).
     memory_hold: Option<i64>,
+    /// Its lines in the journal, released once committed.
+    journal_entry: Option<Entry>,
 }
 
 /// Settlements queued and not yet committed.
@@ -74,7 +76,12 @@ impl SettlementQueue {
     }
 
     /// Queues a settlement.
-    pub fn push(&self, settlement: Settlement, memory_hold: Option<i64>) {
+    pub fn push(
+        &self,
+        settlement: Settlement,
+        memory_hold: Option<i64>,
+        journal_entry: Option<Entry>,
+    ) {
         let request_id = settlement.request_id.clone();
         self.pending.count.fetch_add(1, Ordering::SeqCst);
         if self
@@ -82,6 +89,7 @@ impl SettlementQueue {
             .send(Queued {
                 settlement,
                 memory_hold,
+                journal_entry,
             })
             .is_err()
         {
@@ -162,7 +170,7 @@ async fn write_batches(
                             .iter()
                             .zip(&committed)
                             .filter(|(_, ok)| **ok)
-                            .map(|(q, _)| q.settlement.request_id.as_str()),
+                            .filter_map(|(q, _)| q.journal_entry),
                     );
                 }
                 if pending.count.fetch_sub(batch.len(), Ordering::SeqCst) == batch.len() {

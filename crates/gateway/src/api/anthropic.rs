@@ -15,7 +15,9 @@ use serde_json::{json, Map, Value};
 
 use super::body::parse_json;
 use super::{detached, RequestId};
-use crate::auth::authenticate;
+use std::sync::Arc;
+
+use crate::auth::{Caller, Principal};
 use crate::billing::{output_allowance, Meter};
 use crate::error::{ApiError, Shape};
 use crate::providers::ProviderKind;
@@ -72,18 +74,29 @@ struct Prepared {
     stream: bool,
 }
 
-/// Authenticates, routes, plans and holds: everything before the upstream call.
+/// A metered Messages-family call as it arrived, its caller authenticated.
+struct Call {
+    id: RequestId,
+    principal: Arc<Principal>,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// Routes, plans and holds: everything before the upstream call.
 async fn prepare(
     app: &App,
-    id: &RequestId,
-    headers: &HeaderMap,
-    body: &Bytes,
+    call: &Call,
     endpoint: &'static str,
     to_messages: impl FnOnce(Map<String, Value>) -> Result<Map<String, Value>, ApiError>,
 ) -> Result<Prepared, ApiError> {
-    let principal = authenticate(app, headers).await?;
+    let Call {
+        id,
+        principal,
+        headers,
+        body,
+    } = call;
     let request: MessagesRequest = parse_json(body)?;
-    let route = route(app, &principal, &request.model)?;
+    let route = route(app, principal, &request.model)?;
     let mut raw: Map<String, Value> = parse_json(body)?;
     raw.insert("model".into(), json!(request.model));
     let mut messages_body = to_messages(raw)?;
@@ -95,9 +108,9 @@ async fn prepare(
         app.config.default_max_tokens,
     );
     let (path, upstream_body, forwarded) = plan(messages_body, &route, headers)?;
-    let mut meter = Meter::new(app, &principal, &id.0, endpoint, &route.model, stream, body);
+    let mut meter = Meter::new(app, principal, &id.0, endpoint, &route.model, stream, body);
     let worst_case = meter.worst_case(max_output, 1, crate::billing::image_parts(body));
-    meter.reserve(app, &principal, worst_case).await?;
+    meter.reserve(app, principal, worst_case).await?;
     Ok(Prepared {
         exchange: Exchange {
             meter,
@@ -115,14 +128,21 @@ async fn prepare(
 pub async fn messages(
     State(app): State<App>,
     Extension(id): Extension<RequestId>,
+    Caller(principal): Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    detached(relay_messages(app, id, headers, body)).await
+    let call = Call {
+        id,
+        principal,
+        headers,
+        body,
+    };
+    detached(relay_messages(app, call)).await
 }
 
-async fn relay_messages(app: App, id: RequestId, headers: HeaderMap, body: Bytes) -> Response {
-    let prepared = match prepare(&app, &id, &headers, &body, "messages", Ok).await {
+async fn relay_messages(app: App, call: Call) -> Response {
+    let prepared = match prepare(&app, &call, "messages", Ok).await {
         Ok(p) => p,
         Err(e) => return e.render(Shape::Anthropic),
     };
@@ -154,16 +174,23 @@ async fn relay_messages(app: App, id: RequestId, headers: HeaderMap, body: Bytes
 pub async fn complete(
     State(app): State<App>,
     Extension(id): Extension<RequestId>,
+    Caller(principal): Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    detached(relay_complete(app, id, headers, body)).await
+    let call = Call {
+        id,
+        principal,
+        headers,
+        body,
+    };
+    detached(relay_complete(app, call)).await
 }
 
-async fn relay_complete(app: App, id: RequestId, headers: HeaderMap, body: Bytes) -> Response {
+async fn relay_complete(app: App, call: Call) -> Response {
     let to_messages =
         |raw: Map<String, Value>| complete::request(&raw).map_err(|e| ApiError::BadRequest(e.0));
-    let prepared = match prepare(&app, &id, &headers, &body, "complete", to_messages).await {
+    let prepared = match prepare(&app, &call, "complete", to_messages).await {
         Ok(p) => p,
         Err(e) => return e.render(Shape::Anthropic),
     };
@@ -199,9 +226,13 @@ async fn relay_complete(app: App, id: RequestId, headers: HeaderMap, body: Bytes
 
 /// `POST /v1/messages/count_tokens`: asked of an Anthropic upstream; for
 /// other upstreams, estimated locally with a BPE tokenizer. Free of charge.
-pub async fn count_tokens(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn count_tokens(
+    State(app): State<App>,
+    Caller(principal): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let result = async {
-        let principal = authenticate(&app, &headers).await?;
         let request: MessagesRequest = parse_json(&body)?;
         let route = route(&app, &principal, &request.model)?;
         let mut raw: Map<String, Value> = parse_json(&body)?;

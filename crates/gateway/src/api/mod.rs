@@ -31,21 +31,18 @@ pub struct RequestId(pub String);
 
 pub fn router(app: App) -> Router {
     let limits = &app.config.limits;
-    // Metered routes check the key before their body is read, so an
-    // anonymous client cannot make the gateway buffer megabytes.
-    let inference = inference_routes()
-        .layer(DefaultBodyLimit::max(limits.inference_body_bytes))
-        .route_layer(middleware::from_fn_with_state(app.clone(), key_first));
+    // Each area has its own body limit. Metered handlers take their
+    // `Caller` before their body, so an anonymous client cannot make the
+    // gateway buffer megabytes.
+    let inference = inference_routes().layer(DefaultBodyLimit::max(limits.inference_body_bytes));
     let embeddings = Router::new()
         .route("/v1/embeddings", post(openai::embeddings))
-        .layer(DefaultBodyLimit::max(limits.embeddings_body_bytes))
-        .route_layer(middleware::from_fn_with_state(app.clone(), key_first));
+        .layer(DefaultBodyLimit::max(limits.embeddings_body_bytes));
     management_routes()
         .layer(DefaultBodyLimit::max(limits.management_body_bytes))
         .merge(inference)
         .merge(embeddings)
         .fallback(not_found)
-        .layer(middleware::from_fn(shape_errors))
         .layer(middleware::from_fn_with_state(app.clone(), request_context))
         .with_state(app)
 }
@@ -140,45 +137,20 @@ fn management_routes() -> Router<App> {
         .merge(admin::routes())
 }
 
-/// The client protocol a path speaks, for errors raised before its handler.
-fn shape_of(path: &str) -> Option<Shape> {
-    if path.starts_with("/api/") {
-        None // OhMyGPT's envelope
-    } else if path.starts_with("/v1/messages") || path.starts_with("/v1/complete") {
-        Some(Shape::Anthropic)
-    } else {
-        Some(Shape::OpenAi)
-    }
-}
-
-/// Refuses a metered request without a valid key before its body is read.
-async fn key_first(State(app): State<App>, request: Request, next: Next) -> Response {
-    match crate::auth::authenticate(&app, request.headers()).await {
-        Ok(_) => next.run(request).await,
-        Err(e) => match shape_of(request.uri().path()) {
-            Some(shape) => e.render(shape),
-            None => e.into_response(),
-        },
-    }
-}
-
 /// Longest request target accepted; hyper's own limit (its read buffer)
 /// is far above, and would answer without a body.
 const MAX_URI_BYTES: usize = 16 * 1024;
 /// Most header bytes accepted, likewise.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// The framework's own rejections (a body over its limit, a bad path or
-/// query parameter, a wrong method) come as plain text; clients expect
-/// their protocol's error shape, like every other error. Over-long request
-/// targets and headers are refused here too, for the same reason.
-async fn shape_errors(request: Request, next: Next) -> Response {
-    let shape = shape_of(request.uri().path());
+/// Refuses a request target or headers too long: hyper's own limits (its
+/// read buffer) are far above, and would answer without a body.
+fn oversized(request: &Request, shape: Option<Shape>) -> Option<Response> {
     let uri = request.uri();
     let target_len = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
     if target_len > MAX_URI_BYTES {
         let message = format!("The request target is longer than {MAX_URI_BYTES} bytes.");
-        return shaped_error(shape, StatusCode::URI_TOO_LONG, message);
+        return Some(shaped_error(shape, StatusCode::URI_TOO_LONG, message));
     }
     let header_bytes: usize = request
         .headers()
@@ -187,9 +159,19 @@ async fn shape_errors(request: Request, next: Next) -> Response {
         .sum();
     if header_bytes > MAX_HEADER_BYTES {
         let message = format!("The request headers are larger than {MAX_HEADER_BYTES} bytes.");
-        return shaped_error(shape, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, message);
+        return Some(shaped_error(
+            shape,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            message,
+        ));
     }
-    let response = next.run(request).await;
+    None
+}
+
+/// The framework's own rejections (a body over its limit, a bad path or
+/// query parameter, a wrong method) come as plain text; clients expect
+/// their protocol's error shape, like every other error.
+async fn reshape_framework_error(shape: Option<Shape>, response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
@@ -267,7 +249,9 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("This route".into())
 }
 
-/// Gives every request an id (echoed as `x-request-id`) and records metrics.
+/// Gives every request an id (echoed as `x-request-id`), answers every
+/// error in the client protocol's shape, and records metrics. One layer for
+/// all three: each layer costs every request a boxed future.
 async fn request_context(State(app): State<App>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request
@@ -276,8 +260,14 @@ async fn request_context(State(app): State<App>, mut request: Request, next: Nex
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let id = new_request_id();
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await;
+    let shape = Shape::of_path(request.uri().path());
+    let mut response = match oversized(&request, shape) {
+        Some(refused) => refused,
+        None => {
+            request.extensions_mut().insert(RequestId(id.clone()));
+            reshape_framework_error(shape, next.run(request).await).await
+        }
+    };
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }

@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use super::body::parse_json;
 use super::{detached, respond, RequestId};
-use crate::auth::authenticate;
+use std::sync::Arc;
+
+use crate::auth::{authenticate, Caller, Principal};
 use crate::billing::{output_allowance, Meter};
 use crate::error::{ApiError, Shape};
 use crate::providers::ProviderKind;
@@ -25,19 +27,19 @@ use crate::stored_chat;
 pub async fn chat_completions(
     State(app): State<App>,
     Extension(id): Extension<RequestId>,
-    headers: HeaderMap,
+    Caller(principal): Caller,
     body: Bytes,
 ) -> Response {
-    detached(relay_completion(app, id, headers, body, Endpoint::Chat)).await
+    detached(relay_completion(app, id, principal, body, Endpoint::Chat)).await
 }
 
 pub async fn completions(
     State(app): State<App>,
     Extension(id): Extension<RequestId>,
-    headers: HeaderMap,
+    Caller(principal): Caller,
     body: Bytes,
 ) -> Response {
-    detached(relay_completion(app, id, headers, body, Endpoint::Legacy)).await
+    detached(relay_completion(app, id, principal, body, Endpoint::Legacy)).await
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -56,14 +58,11 @@ enum Plan {
 async fn relay_completion(
     app: App,
     id: RequestId,
-    headers: HeaderMap,
+    principal: Arc<Principal>,
     body: Bytes,
     endpoint: Endpoint,
 ) -> Response {
     let prepared = async {
-        // Authentication comes first so an anonymous caller learns nothing,
-        // not even whether its JSON parses.
-        let principal = authenticate(&app, &headers).await?;
         let mut request: CompletionRequest = parse_json(&body)?;
         let route = route(&app, &principal, &request.model)?;
         request.clamp_output_tokens(route.model.max_output_tokens);
@@ -197,15 +196,19 @@ async fn stream_recorded<T: StreamTransform>(
 pub async fn embeddings(
     State(app): State<App>,
     Extension(id): Extension<RequestId>,
-    headers: HeaderMap,
+    Caller(principal): Caller,
     body: Bytes,
 ) -> Response {
-    detached(relay_embeddings(app, id, headers, body)).await
+    detached(relay_embeddings(app, id, principal, body)).await
 }
 
-async fn relay_embeddings(app: App, id: RequestId, headers: HeaderMap, body: Bytes) -> Response {
+async fn relay_embeddings(
+    app: App,
+    id: RequestId,
+    principal: Arc<Principal>,
+    body: Bytes,
+) -> Response {
     let prepared = async {
-        let principal = authenticate(&app, &headers).await?;
         let mut request: EmbeddingRequest = parse_json(&body)?;
         let route = route(&app, &principal, &request.model)?;
         if route.provider.kind != ProviderKind::Openai {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::body::parse_json;
 use super::list::{page, ListQuery};
 use super::{detached, RequestId};
-use crate::auth::{authenticate, Caller};
+use crate::auth::Caller;
 use crate::error::{ApiError, Shape};
 use crate::responses::registry::Run;
 use crate::responses::run::{connect, drive, record_refusal, Sink, Turn};
@@ -34,12 +34,11 @@ const CANCEL_WAIT: Duration = Duration::from_secs(10);
 pub async fn create(
     State(app): State<App>,
     Extension(id): Extension<RequestId>,
-    headers: HeaderMap,
+    Caller(principal): Caller,
     body: Bytes,
 ) -> Response {
     detached(async move {
         let prepared = async {
-            let principal = authenticate(&app, &headers).await?;
             let params: Map<String, Value> = parse_json(&body)?;
             prepare(&app, &principal, &id.0, params, body.len()).await
         }

@@ -26,13 +26,17 @@
 //! flight at a crash: the client did not get a complete answer, so nothing is
 //! charged.
 //!
-//! The file is cut into segments. The lines of requests not yet committed
-//! are also kept in memory; when a segment is full, the next one starts with
-//! those lines and the older segment is deleted. So the journal holds at
-//! most one full segment plus what is in flight, however long a stream runs.
+//! The file is cut into segments. The journal knows where the last line of
+//! each request not yet committed is; when a segment is full, the next one
+//! starts with those lines and the older segment is cleared, to be reused
+//! as the one after (a fresh file per segment would cost a page fault per
+//! 4 KiB written). So the journal takes two segments plus what is in
+//! flight, however long a stream runs.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
+use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -93,11 +97,94 @@ struct Active {
     segment: u64,
     /// Bytes used in `map`.
     size: usize,
-    /// The last line of each request not yet committed to the database.
-    open: HashMap<String, Vec<u8>>,
-    /// Their total size.
-    open_bytes: usize,
+    /// Where in `map` the last line of each open request is.
+    open: OpenLines,
+    /// The segment before `map`, cleared and still mapped: the next
+    /// rotation reuses it, so the journal's pages are faulted in and
+    /// allocated once, not once per segment.
+    spare: Option<(MmapMut, u64)>,
 }
+
+/// The requests journaled and not yet committed to the database, each at a
+/// slot of its own: no hashing or allocation per line, and a rotation finds
+/// every line it must carry over.
+#[derive(Default)]
+struct OpenLines {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    count: usize,
+    /// Total length of their lines.
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct Slot {
+    generation: u32,
+    /// The request's last line in the active segment; `None` when free.
+    line: Option<Range<usize>>,
+}
+
+/// A request's place in the journal, from its first line until its
+/// settlement is committed. Stale handles (a slot freed and reused since)
+/// are ignored, never mistaken for the new occupant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    index: u32,
+    generation: u32,
+}
+
+impl OpenLines {
+    fn occupy(&mut self, line: Range<usize>) -> Option<Entry> {
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                let index = u32::try_from(self.slots.len()).ok()?;
+                self.slots.push(Slot::default());
+                index
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        self.count += 1;
+        self.bytes += line.len();
+        slot.line = Some(line);
+        Some(Entry {
+            index,
+            generation: slot.generation,
+        })
+    }
+
+    fn slot(&mut self, entry: Entry) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(entry.index as usize)
+            .filter(|slot| slot.generation == entry.generation && slot.line.is_some())
+    }
+
+    /// Points `entry` at its new last line; `None` if it is not open.
+    fn replace(&mut self, entry: Entry, line: Range<usize>) -> Option<Entry> {
+        let new_len = line.len();
+        let slot = self.slot(entry)?;
+        let old = slot.line.replace(line).map_or(0, |l| l.len());
+        self.bytes = self.bytes - old + new_len;
+        Some(entry)
+    }
+
+    fn release(&mut self, entry: Entry) {
+        let Some(slot) = self.slot(entry) else { return };
+        let old = slot.line.take().map_or(0, |l| l.len());
+        slot.generation = slot.generation.wrapping_add(1);
+        self.count -= 1;
+        self.bytes -= old;
+        self.free.push(entry.index);
+    }
+}
+
+thread_local! {
+    /// Each thread encodes its lines here, outside the journal's lock.
+    static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An encoding buffer larger than this is not kept for the next line.
+const KEEP_LINE_BUFFER: usize = 64 * 1024;
 
 pub struct Journal {
     dir: PathBuf,
@@ -226,113 +313,149 @@ impl Journal {
                 map,
                 segment,
                 size: 0,
-                open: HashMap::new(),
-                open_bytes: 0,
+                open: OpenLines::default(),
+                spare: None,
             }),
             _lock: lock,
         };
         Ok((journal, replay))
     }
 
-    /// Journals a request whose hold was just placed.
-    pub fn start(&self, interrupted: &Settlement) {
-        self.append(
-            &interrupted.request_id,
-            &RecordRef::Start { s: interrupted },
-        );
+    /// Journals a request whose hold is about to be placed: what it would
+    /// be recorded as if it never finished. `None` if it could not be
+    /// written (logged; only crash safety is lost for this request).
+    pub fn start(&self, interrupted: &Settlement) -> Option<Entry> {
+        self.append(None, &RecordRef::Start { s: interrupted })
     }
 
-    /// Journals a request's final settlement.
-    pub fn settle(&self, settlement: &Settlement) {
-        self.append(&settlement.request_id, &RecordRef::Settle { s: settlement });
+    /// Journals a request's final settlement; the entry returned stays open
+    /// until [`Journal::committed`].
+    pub fn settle(&self, entry: Option<Entry>, settlement: &Settlement) -> Option<Entry> {
+        self.append(entry, &RecordRef::Settle { s: settlement })
     }
 
     /// Journals that a started request was refused before any hold (its
     /// balance could not cover it): replay forgets it.
-    pub fn cancel(&self, request_id: &str) {
-        self.append(request_id, &RecordRef::Cancel { id: request_id });
-        self.committed([request_id]);
+    pub fn cancel(&self, entry: Entry, request_id: &str) {
+        self.append(Some(entry), &RecordRef::Cancel { id: request_id });
+        self.committed([entry]);
     }
 
-    /// Writes one line (logged if it cannot be: the database path still
-    /// works, only crash safety is lost for this request).
-    fn append(&self, request_id: &str, record: &RecordRef<'_>) {
-        let mut line = match serde_json::to_vec(record) {
-            Ok(line) => line,
-            Err(e) => {
+    /// Writes one line as `entry`'s latest (a new entry if `None` or no
+    /// longer open).
+    fn append(&self, entry: Option<Entry>, record: &RecordRef<'_>) -> Option<Entry> {
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            if let Err(e) = serde_json::to_writer(&mut *line, record) {
                 tracing::error!(error = %e, "journal: could not encode a record");
-                return;
+                return None;
             }
-        };
-        line.push(b'\n');
+            line.push(b'\n');
+            let written = self.write_line(entry, line);
+            if line.capacity() > KEEP_LINE_BUFFER {
+                *line = Vec::new();
+            }
+            written
+        })
+    }
+
+    fn write_line(&self, entry: Option<Entry>, line: &[u8]) -> Option<Entry> {
         let mut active = self.lock();
         if active.size + line.len() > active.map.len() {
             if let Err(e) = self.rotate(&mut active, line.len()) {
                 tracing::error!(error = %e, "journal: could not start a new segment; this request is not crash-safe");
-                return;
+                return None;
             }
         }
         let at = active.size;
-        active.map[at..at + line.len()].copy_from_slice(&line);
+        let range = at..at + line.len();
+        active.map[range.clone()].copy_from_slice(line);
         if self.fsync {
             if let Err(e) = active.map.flush_range(at, line.len()) {
                 tracing::error!(error = %e, "journal: msync failed");
             }
         }
-        active.size += line.len();
-        active.open_bytes += line.len();
-        // A settle line replaces its start line (no second key allocated).
-        match active.open.get_mut(request_id) {
-            Some(slot) => {
-                let old = std::mem::replace(slot, line);
-                active.open_bytes -= old.len();
-            }
-            None => {
-                active.open.insert(request_id.to_string(), line);
-            }
+        active.size = range.end;
+        match entry.and_then(|e| active.open.replace(e, range.clone())) {
+            Some(entry) => Some(entry),
+            None => active.open.occupy(range),
         }
     }
 
-    /// Starts the next segment with the lines still open, then deletes the
-    /// one before it, which holds nothing else of use. A segment is at least
-    /// twice what is open, so rewriting stays a small share of the writing.
+    /// Starts the next segment with the lines still open; the one before
+    /// holds nothing else of use and is cleared to be the next spare. A
+    /// segment is at least twice what is open, so rewriting stays a small
+    /// share of the writing.
     fn rotate(&self, active: &mut Active, next_line: usize) -> Result<(), JournalError> {
         let next = active.segment + 1;
-        let len = SEGMENT_BYTES.max(2 * (active.open_bytes + next_line));
-        let mut map = map_segment(&self.dir, next, len)?;
+        let len = SEGMENT_BYTES.max(2 * (active.open.bytes + next_line));
+        let mut map = self.next_segment(active.spare.take(), next, len)?;
         let mut at = 0;
-        for line in active.open.values() {
-            map[at..at + line.len()].copy_from_slice(line);
-            at += line.len();
+        let Active { map: old, open, .. } = active;
+        for slot in &mut open.slots {
+            if let Some(line) = &mut slot.line {
+                let moved = at..at + line.len();
+                map[moved.clone()].copy_from_slice(&old[line.clone()]);
+                *line = moved;
+                at += line.len();
+            }
         }
         if self.fsync {
             let path = segment_path(&self.dir, next);
             map.flush().map_err(io_error(&path))?;
         }
-        let old = segment_path(&self.dir, active.segment);
-        active.map = map;
+        let mut finished = std::mem::replace(&mut active.map, map);
+        let used = active.size;
+        finished[..used].fill(0);
+        if self.fsync {
+            // Cleared on disk before it can be renamed to a later number.
+            let path = segment_path(&self.dir, active.segment);
+            finished.flush().map_err(io_error(&path))?;
+        }
+        active.spare = Some((finished, active.segment));
         active.segment = next;
         active.size = at;
-        if let Err(e) = fs::remove_file(&old) {
-            tracing::warn!(error = %e, path = %old.display(), "journal: could not delete a finished segment");
-        }
         Ok(())
+    }
+
+    /// Segment `next`, of `len` bytes at least: the cleared spare renamed
+    /// when it is large enough, else a new file.
+    fn next_segment(
+        &self,
+        spare: Option<(MmapMut, u64)>,
+        next: u64,
+        len: usize,
+    ) -> Result<MmapMut, JournalError> {
+        if let Some((map, segment)) = spare {
+            let path = segment_path(&self.dir, segment);
+            if map.len() >= len {
+                match fs::rename(&path, segment_path(&self.dir, next)) {
+                    Ok(()) => return Ok(map),
+                    Err(e) => {
+                        tracing::warn!(error = %e, path = %path.display(), "journal: could not reuse a segment")
+                    }
+                }
+            }
+            drop(map);
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::warn!(error = %e, path = %path.display(), "journal: could not delete a finished segment");
+            }
+        }
+        map_segment(&self.dir, next, len)
     }
 
     /// These requests' settlements are committed to the database: their
     /// lines are no longer needed.
-    pub fn committed<'a>(&self, request_ids: impl IntoIterator<Item = &'a str>) {
+    pub fn committed(&self, entries: impl IntoIterator<Item = Entry>) {
         let mut active = self.lock();
-        for id in request_ids {
-            if let Some(line) = active.open.remove(id) {
-                active.open_bytes -= line.len();
-            }
+        for entry in entries {
+            active.open.release(entry);
         }
     }
 
     /// Requests whose lines are kept until they are committed.
     pub fn open_requests(&self) -> usize {
-        self.lock().open.len()
+        self.lock().open.count
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Active> {

@@ -69,12 +69,11 @@ pub fn output_allowance(requested: Option<u64>, model: &ModelSpec, default: u64)
 /// Everything needed to account for one metered request.
 #[derive(Debug, Clone)]
 pub struct Meter {
-    pub request_id: String,
-    pub user_id: i64,
-    pub key_id: String,
-    pub endpoint: &'static str,
+    /// The request's usage record with nothing used yet: who, what and
+    /// when, whatever the outcome (built once: it is also the journal's
+    /// start line).
+    record: Settlement,
     pub model: Arc<ModelSpec>,
-    pub stream: bool,
     /// Model multiplier × group multiplier.
     pub multiplier: Decimal,
     /// Size of the client's request body, for estimates.
@@ -82,10 +81,11 @@ pub struct Meter {
     /// What the prompt is estimated from when the upstream reports no usage.
     pub prompt: Prompt,
     pub started: Instant,
-    pub created_at: i64,
     /// The amount held for this request, and whether the hold is in memory.
     pub held: i64,
     pub held_in_memory: bool,
+    /// The request's lines in the settlement journal, once started.
+    pub journal_entry: Option<journal::Entry>,
 }
 
 /// The source of a prompt estimate, used only when the upstream reports no
@@ -164,22 +164,30 @@ impl Meter {
         stream: bool,
         body: &Bytes,
     ) -> Meter {
-        Meter {
+        let record = Settlement {
             request_id: request_id.to_string(),
             user_id: principal.user.id,
             key_id: principal.key.id.clone(),
-            endpoint,
-            model: model.clone(),
+            endpoint: endpoint.to_string(),
+            model: model.name.clone(),
+            provider: model.provider.clone(),
+            upstream_model: model.upstream_model.clone(),
             stream,
+            created_at: store::now_ms(),
+            ..Settlement::default()
+        };
+        Meter {
+            record,
+            model: model.clone(),
             multiplier: model
                 .multiplier
                 .times(&app.config.group_multiplier(&principal.user.group_name)),
             request_bytes: body.len() as u64,
             prompt: Prompt::Body(body.clone()),
             started: Instant::now(),
-            created_at: store::now_ms(),
             held: 0,
             held_in_memory: false,
+            journal_entry: None,
         }
     }
 
@@ -199,23 +207,6 @@ impl Meter {
             cache_write: if writes_dearer { input } else { 0 },
         };
         cost_nano(&usage, prices, &self.multiplier)
-    }
-
-    /// This request's usage record with nothing used yet: what it says
-    /// about itself, whatever the outcome.
-    fn record(&self) -> Settlement {
-        Settlement {
-            request_id: self.request_id.clone(),
-            user_id: self.user_id,
-            key_id: self.key_id.clone(),
-            endpoint: self.endpoint.to_string(),
-            model: self.model.name.clone(),
-            provider: self.model.provider.clone(),
-            upstream_model: self.model.upstream_model.clone(),
-            stream: self.stream,
-            created_at: self.created_at,
-            ..Settlement::default()
-        }
     }
 
     /// Places the hold, or refuses the request.
@@ -238,12 +229,12 @@ impl Meter {
         // after it leaves no hold the next start does not know of.
         if let Some(journal) = &app.journal {
             // Its empty record: what replay writes if it never finishes.
-            journal.start(&self.record());
+            self.journal_entry = journal.start(&self.record);
         }
         let held = self.place_hold(app, principal, amount).await;
         if held.is_err() {
-            if let Some(journal) = &app.journal {
-                journal.cancel(&self.request_id);
+            if let (Some(journal), Some(entry)) = (&app.journal, self.journal_entry.take()) {
+                journal.cancel(entry, &self.record.request_id);
             }
         }
         held
@@ -262,9 +253,9 @@ impl Meter {
             }
             HoldsMode::Database => {
                 let reservation = Reservation {
-                    request_id: self.request_id.clone(),
-                    user_id: self.user_id,
-                    key_id: self.key_id.clone(),
+                    request_id: self.record.request_id.clone(),
+                    user_id: self.record.user_id,
+                    key_id: self.record.key_id.clone(),
                     amount,
                     expires_at: store::now_ms() + (app.config.hold_ttl_secs as i64) * 1000,
                 };
@@ -305,7 +296,7 @@ impl Meter {
             // reported more than the request could have used.
             let excess = cost - self.held;
             tracing::warn!(
-                request_id = %self.request_id, model = %self.model.name, cost, held = self.held,
+                request_id = %self.record.request_id, model = %self.model.name, cost, held = self.held,
                 "upstream usage costs more than the request's worst case; charging the hold"
             );
             app.metrics.record_over_hold(&self.model.name, excess);
@@ -326,7 +317,7 @@ impl Meter {
             latency_ms: self.started.elapsed().as_millis() as i64,
             status: i64::from(outcome.status),
             error,
-            ..self.record()
+            ..self.record.clone()
         };
         if ok {
             app.metrics
@@ -336,9 +327,10 @@ impl Meter {
             return;
         }
         let memory_hold = self.held_in_memory.then_some(self.held);
-        if let Some(journal) = &app.journal {
-            journal.settle(&settlement);
-        }
-        app.settlements.push(settlement, memory_hold);
+        let journal_entry = app
+            .journal
+            .as_ref()
+            .and_then(|journal| journal.settle(self.journal_entry, &settlement));
+        app.settlements.push(settlement, memory_hold, journal_entry);
     }
 }
