@@ -531,3 +531,25 @@ async fn replay(dir: &Path, old: &[u64], store: &Store) -> Result<Replay, Journa
     apply(store, &mut batch, &mut result).await?;
     Ok(result)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_freed_and_reused_ignores_its_old_handle() {
+        let mut open = OpenLines::default();
+        let first = open.occupy(0..10).unwrap();
+        open.release(first);
+        let second = open.occupy(10..25).unwrap();
+        assert_eq!(first.index, second.index, "the slot is reused");
+        // The stale handle neither moves nor frees the new occupant.
+        assert_eq!(open.replace(first, 30..31), None);
+        open.release(first);
+        assert_eq!((open.count, open.bytes), (1, 15));
+        assert_eq!(open.replace(second, 30..70), Some(second));
+        assert_eq!(open.bytes, 40);
+        open.release(second);
+        assert_eq!((open.count, open.bytes), (0, 0));
+    }
+}
