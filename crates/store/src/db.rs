@@ -89,6 +89,11 @@ impl Store {
                                 conn.execute("PRAGMA synchronous = NORMAL").await?;
                                 conn.execute("PRAGMA busy_timeout = 30000").await?;
                                 conn.execute("PRAGMA foreign_keys = ON").await?;
+                                // A settlement batch is one multi-row statement
+                                // that may abort half-way: its statement journal
+                                // (rollback data for that statement alone) stays
+                                // in memory rather than spilling to a temp file.
+                                conn.execute("PRAGMA temp_store = MEMORY").await?;
                                 Ok(())
                             })
                         })

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# A/B of two Tollgate builds on this machine, run by hand:
+#
+#   bash bench/ab.sh OLD_BIN_DIR NEW_BIN_DIR [PAIRS]
+#
+# Each directory holds a release `tollgate` and `mock-upstream`. The two
+# builds run alternately (A, B, A, B, …), each against its own fresh SQLite
+# database with billing on, under `wrk` at CONC connections (default 64)
+# for DURATION (default 5s) with the same small non-stream chat completion
+# as bench/run.sh. A shared 2-core machine drifts by ±15 % from one minute
+# to the next, so a figure means something only next to the other build's,
+# measured seconds apart: the script prints each run, then the medians, the
+# median of the B/A ratios of each pair, and Tollgate's own CPU time per
+# request (from /proc), which drifts less than throughput.
+set -euo pipefail
+A=${1:?old build directory}
+B=${2:?new build directory}
+PAIRS=${3:-6}
+CONC=${CONC:-64}
+DURATION=${DURATION:-5s}
+HERE=$(cd "$(dirname "$0")" && pwd)
+MOCK_PORT=${MOCK_PORT:-9300}
+GATE_PORT=${GATE_PORT:-9320}
+ADMIN=ab-admin-token
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+# One run of build $1: prints "rps cpu_us_per_request".
+run_once() {
+  local bin=$1 run=$WORK/run.$RANDOM
+  mkdir -p "$run"
+  "$bin/mock-upstream" --listen 127.0.0.1:$MOCK_PORT > "$run/mock.log" 2>&1 &
+  local mock=$!
+  cat > "$run/tollgate.toml" <<EOF
+listen = "127.0.0.1:$GATE_PORT"
+database_url = "sqlite://$run/tollgate.db"
+admin_token = "$ADMIN"
+log_level = "warn"
+billing = true
+
+[providers.mock]
+kind = "openai"
+base_url = "http://127.0.0.1:$MOCK_PORT/v1"
+api_key = "sk-bench-upstream"
+
+[models."bench-model"]
+provider = "mock"
+input_price = 2.5
+output_price = 10
+max_output_tokens = 64
+EOF
+  "$bin/tollgate" --config "$run/tollgate.toml" serve > "$run/tollgate.log" 2>&1 &
+  local gate=$!
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$GATE_PORT/healthz" > /dev/null && break
+    sleep 0.1
+  done
+  local key
+  key=$(curl -sf -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \
+    -d '{"name":"ab"}' "http://127.0.0.1:$GATE_PORT/admin/users" | jq -r .key)
+  curl -sf -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \
+    -d '{"amount_usd":"100000","reason":"ab"}' \
+    "http://127.0.0.1:$GATE_PORT/admin/users/1/balance" > /dev/null
+  local ticks_before ticks_after result requests threads=2
+  [ "$CONC" -gt 1 ] || threads=1
+  ticks_before=$(awk '{print $14 + $15}' "/proc/$gate/stat")
+  result=$(taskset -c 1 wrk -t$threads -c"$CONC" -d"$DURATION" -H "Authorization: Bearer $key" \
+    -s "$HERE/wrk-post.lua" "http://127.0.0.1:$GATE_PORT/v1/chat/completions" | grep BENCH_RESULT)
+  ticks_after=$(awk '{print $14 + $15}' "/proc/$gate/stat")
+  requests=$(grep -o 'requests=[0-9]*' <<< "$result" | cut -d= -f2)
+  kill "$gate" "$mock"
+  wait "$gate" "$mock" 2> /dev/null || true
+  # /proc counts CPU time in ticks of 1/100 s.
+  echo "$(grep -o 'rps=[0-9.]*' <<< "$result" | cut -d= -f2) $(( (ticks_after - ticks_before) * 10000 / requests ))"
+}
+
+: > "$WORK/results"
+for pair in $(seq "$PAIRS"); do
+  for side in A B; do
+    dir=$A
+    [ $side = A ] || dir=$B
+    line=$(run_once "$dir")
+    echo "pair $pair $side rps=${line% *} cpu_us_per_request=${line#* }"
+    echo "$side $line" >> "$WORK/results"
+  done
+done
+python3 - "$WORK/results" "$CONC" <<'EOF'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+rps = {s: [float(r[1]) for r in rows if r[0] == s] for s in "AB"}
+cpu = {s: [float(r[2]) for r in rows if r[0] == s] for s in "AB"}
+ratios = [b / a for a, b in zip(rps["A"], rps["B"])]
+print(f"c={sys.argv[2]}: median rps A={statistics.median(rps['A']):.0f} B={statistics.median(rps['B']):.0f}; "
+      f"median of pair ratios B/A={statistics.median(ratios):.3f} (from {min(ratios):.3f} to {max(ratios):.3f}); "
+      f"CPU µs per request A={statistics.median(cpu['A']):.0f} B={statistics.median(cpu['B']):.0f}")
+EOF
