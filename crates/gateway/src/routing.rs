@@ -6,13 +6,23 @@ use std::sync::Arc;
 use crate::auth::Principal;
 use crate::config::ModelSpec;
 use crate::error::ApiError;
-use crate::providers::Provider;
+use crate::providers::{Provider, Target};
 use crate::state::App;
 
 /// Where a request for one model goes.
 pub struct Route {
     pub model: Arc<ModelSpec>,
     pub provider: Arc<Provider>,
+}
+
+impl Route {
+    /// What the provider's adapter builds its call for.
+    pub fn target(&self) -> Target<'_> {
+        Target {
+            model: &self.model,
+            provider: &self.provider,
+        }
+    }
 }
 
 pub fn route(app: &App, principal: &Principal, model: &str) -> Result<Route, ApiError> {

@@ -5,12 +5,11 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use protocol::anthropic::MessagesRequest;
-use protocol::rewrite::ByteRewriter;
-use protocol::translate::{complete, messages_via_chat};
+use protocol::translate::complete;
 use serde_json::{json, Map, Value};
 
 use super::body::parse_json;
@@ -20,58 +19,34 @@ use std::sync::Arc;
 use crate::auth::{Caller, Principal};
 use crate::billing::{output_allowance, Meter};
 use crate::error::{ApiError, Shape};
-use crate::providers::ProviderKind;
-use crate::relay::transform::{AnthropicPassThrough, BodyTransform, Chain};
+use crate::providers::{MessagesCall, Reply};
 use crate::relay::{forward_json, forward_stream, forward_unmetered, Exchange};
-use crate::routing::{route, Route};
+use crate::routing::route;
 use crate::state::App;
 
-/// Client headers an Anthropic upstream should see.
-const FORWARDED_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
-
-fn forwarded_headers(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
-    FORWARDED_HEADERS
-        .iter()
-        .filter_map(|name| {
-            let value = headers.get(*name)?.clone();
-            Some((HeaderName::from_static(name), value))
-        })
-        .collect()
+/// The Anthropic client protocols served here, each a Messages body upstream.
+#[derive(Clone, Copy)]
+enum Ingress {
+    Messages,
+    Complete,
 }
 
-/// An upstream path, body and the client headers to forward.
-type UpstreamCall = (&'static str, Vec<u8>, Vec<(HeaderName, HeaderValue)>);
-
-/// The upstream call for a Messages body: as is to an Anthropic upstream,
-/// translated to chat completions for an OpenAI-compatible one.
-fn plan(
-    mut body: Map<String, Value>,
-    route: &Route,
-    headers: &HeaderMap,
-) -> Result<UpstreamCall, ApiError> {
-    let upstream = &route.model.upstream_model;
-    match route.provider.kind {
-        ProviderKind::Anthropic => {
-            body.insert("model".into(), json!(upstream));
-            let bytes = serde_json::to_vec(&body).map_err(|_| ApiError::Internal)?;
-            Ok(("/messages", bytes, forwarded_headers(headers)))
-        }
-        ProviderKind::Openai => {
-            let late_system = route.provider.late_system_messages;
-            let translated = messages_via_chat::request_with(&body, upstream, late_system)
-                .map_err(|e| ApiError::BadRequest(e.0))?;
-            if !translated.dropped.is_empty() {
-                tracing::debug!(dropped = ?translated.dropped, "fields without an OpenAI equivalent");
-            }
-            let bytes = serde_json::to_vec(&translated.body).map_err(|_| ApiError::Internal)?;
-            Ok(("/chat/completions", bytes, Vec::new()))
+impl Ingress {
+    /// The endpoint named in usage records.
+    fn endpoint(self) -> &'static str {
+        match self {
+            Ingress::Messages => "messages",
+            Ingress::Complete => "complete",
         }
     }
-}
 
-struct Prepared {
-    exchange: Exchange,
-    stream: bool,
+    /// The client's body as a Messages body.
+    fn to_messages(self, raw: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+        match self {
+            Ingress::Messages => Ok(raw),
+            Ingress::Complete => complete::request(&raw).map_err(|e| ApiError::BadRequest(e.0)),
+        }
+    }
 }
 
 /// A metered Messages-family call as it arrived, its caller authenticated.
@@ -83,12 +58,7 @@ struct Call {
 }
 
 /// Routes, plans and holds: everything before the upstream call.
-async fn prepare(
-    app: &App,
-    call: &Call,
-    endpoint: &'static str,
-    to_messages: impl FnOnce(Map<String, Value>) -> Result<Map<String, Value>, ApiError>,
-) -> Result<Prepared, ApiError> {
+async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<(Exchange, Reply), ApiError> {
     let Call {
         id,
         principal,
@@ -99,7 +69,7 @@ async fn prepare(
     let route = route(app, principal, &request.model)?;
     let mut raw: Map<String, Value> = parse_json(body)?;
     raw.insert("model".into(), json!(request.model));
-    let mut messages_body = to_messages(raw)?;
+    let mut messages_body = ingress.to_messages(raw)?;
     protocol::anthropic::clamp_max_tokens(&mut messages_body, route.model.max_output_tokens);
     let stream = messages_body.get("stream") == Some(&Value::Bool(true));
     let max_output = output_allowance(
@@ -107,21 +77,38 @@ async fn prepare(
         &route.model,
         app.config.default_max_tokens,
     );
-    let (path, upstream_body, forwarded) = plan(messages_body, &route, headers)?;
+    let adapter = route.provider.adapter;
+    let messages = MessagesCall {
+        body: messages_body,
+        stream,
+        forwarded: adapter.forwarded(headers),
+    };
+    let upstream = match ingress {
+        Ingress::Messages => adapter.messages(&route.target(), messages)?,
+        Ingress::Complete => adapter.complete(&route.target(), messages)?,
+    };
+    let endpoint = ingress.endpoint();
     let mut meter = Meter::new(app, principal, &id.0, endpoint, &route.model, stream, body);
     let worst_case = meter.worst_case(max_output, 1, crate::billing::image_parts(body));
     meter.reserve(app, principal, worst_case).await?;
-    Ok(Prepared {
-        exchange: Exchange {
-            meter,
-            provider: route.provider,
-            path,
-            body: upstream_body,
-            forwarded,
-            shape: Shape::Anthropic,
-        },
-        stream,
-    })
+    let exchange = Exchange {
+        meter,
+        provider: route.provider,
+        path: upstream.path,
+        body: upstream.body,
+        forwarded: upstream.forwarded,
+        shape: Shape::Anthropic,
+    };
+    Ok((exchange, upstream.reply))
+}
+
+/// Sends a prepared Messages-family call and answers the client.
+async fn relay(app: App, call: Call, ingress: Ingress) -> Response {
+    match prepare(&app, &call, ingress).await {
+        Ok((exchange, Reply::Stream(transform))) => forward_stream(app, exchange, transform).await,
+        Ok((exchange, Reply::Whole(transform))) => forward_json(app, exchange, *transform).await,
+        Err(e) => e.render(Shape::Anthropic),
+    }
 }
 
 /// `POST /v1/messages` (any query string, e.g. `?beta=true`, is accepted).
@@ -138,36 +125,7 @@ pub async fn messages(
         headers,
         body,
     };
-    detached(relay_messages(app, call)).await
-}
-
-async fn relay_messages(app: App, call: Call) -> Response {
-    let prepared = match prepare(&app, &call, "messages", Ok).await {
-        Ok(p) => p,
-        Err(e) => return e.render(Shape::Anthropic),
-    };
-    let model = prepared.exchange.meter.model.clone();
-    let kind = prepared.exchange.provider.kind;
-    let rewriter = ByteRewriter::for_openai(&model.upstream_model, &model.name, false);
-    match (kind, prepared.stream) {
-        (ProviderKind::Anthropic, true) => {
-            let transform = AnthropicPassThrough::new(rewriter);
-            forward_stream(app, prepared.exchange, transform).await
-        }
-        (ProviderKind::Anthropic, false) => {
-            forward_json(app, prepared.exchange, BodyTransform::Anthropic(rewriter)).await
-        }
-        (ProviderKind::Openai, true) => {
-            let translator = messages_via_chat::StreamTranslator::new(&model.name);
-            forward_stream(app, prepared.exchange, translator).await
-        }
-        (ProviderKind::Openai, false) => {
-            let transform = BodyTransform::MessagesViaChat {
-                public_model: model.name.clone(),
-            };
-            forward_json(app, prepared.exchange, transform).await
-        }
-    }
+    detached(relay(app, call, Ingress::Messages)).await
 }
 
 /// `POST /v1/complete`: the legacy Text Completions API, served as Messages.
@@ -184,44 +142,7 @@ pub async fn complete(
         headers,
         body,
     };
-    detached(relay_complete(app, call)).await
-}
-
-async fn relay_complete(app: App, call: Call) -> Response {
-    let to_messages =
-        |raw: Map<String, Value>| complete::request(&raw).map_err(|e| ApiError::BadRequest(e.0));
-    let prepared = match prepare(&app, &call, "complete", to_messages).await {
-        Ok(p) => p,
-        Err(e) => return e.render(Shape::Anthropic),
-    };
-    let model = prepared.exchange.meter.model.clone();
-    let kind = prepared.exchange.provider.kind;
-    match (kind, prepared.stream) {
-        (ProviderKind::Anthropic, true) => {
-            let translator = complete::StreamTranslator::new(&model.name);
-            forward_stream(app, prepared.exchange, translator).await
-        }
-        (ProviderKind::Openai, true) => {
-            let chain = Chain::new(
-                messages_via_chat::StreamTranslator::new(&model.name),
-                complete::StreamTranslator::new(&model.name),
-            );
-            forward_stream(app, prepared.exchange, chain).await
-        }
-        (kind, false) => {
-            let inner = match kind {
-                ProviderKind::Anthropic => BodyTransform::Anthropic(ByteRewriter::default()),
-                ProviderKind::Openai => BodyTransform::MessagesViaChat {
-                    public_model: model.name.clone(),
-                },
-            };
-            let transform = BodyTransform::Complete {
-                inner: Box::new(inner),
-                public_model: model.name.clone(),
-            };
-            forward_json(app, prepared.exchange, transform).await
-        }
-    }
+    detached(relay(app, call, Ingress::Complete)).await
 }
 
 /// `POST /v1/messages/count_tokens`: asked of an Anthropic upstream; for
@@ -236,21 +157,22 @@ pub async fn count_tokens(
         let request: MessagesRequest = parse_json(&body)?;
         let route = route(&app, &principal, &request.model)?;
         let mut raw: Map<String, Value> = parse_json(&body)?;
-        match route.provider.kind {
-            ProviderKind::Anthropic => {
+        match route.provider.adapter.count_tokens() {
+            Some(path) => {
                 raw.insert("model".into(), json!(route.model.upstream_model));
                 let bytes = serde_json::to_vec(&raw).map_err(|_| ApiError::Internal)?;
+                let forwarded = route.provider.adapter.forwarded(&headers);
                 Ok(forward_unmetered(
                     &app,
                     &route.provider,
-                    "/messages/count_tokens",
+                    path,
                     bytes,
-                    &forwarded_headers(&headers),
+                    &forwarded,
                     Shape::Anthropic,
                 )
                 .await)
             }
-            ProviderKind::Openai => {
+            None => {
                 let tokens =
                     tokio::task::spawn_blocking(move || crate::tokens::estimate_messages(&raw))
                         .await

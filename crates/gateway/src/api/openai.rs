@@ -6,9 +6,6 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use protocol::openai::{CompletionRequest, EmbeddingRequest, Model, ModelList};
-use protocol::rewrite::ByteRewriter;
-use protocol::translate::chat_via_messages;
-use serde_json::Value;
 
 use super::body::parse_json;
 use super::{detached, respond, RequestId};
@@ -17,8 +14,8 @@ use std::sync::Arc;
 use crate::auth::{authenticate, Caller, Principal};
 use crate::billing::{output_allowance, Meter};
 use crate::error::{ApiError, Shape};
-use crate::providers::ProviderKind;
-use crate::relay::transform::{BodyTransform, OpenAiPassThrough, StreamTransform};
+use crate::providers::{ChatCall, Reply};
+use crate::relay::transform::StreamTransform;
 use crate::relay::{forward_json, forward_stream, Exchange};
 use crate::routing::route;
 use crate::state::App;
@@ -48,12 +45,6 @@ enum Endpoint {
     Legacy,
 }
 
-/// How a prepared completion request is sent and answered.
-enum Plan {
-    Native { client_wants_usage: bool },
-    ViaMessages { client_wants_usage: bool },
-}
-
 /// Chat and legacy completions share everything but the upstream path.
 async fn relay_completion(
     app: App,
@@ -79,45 +70,21 @@ async fn relay_completion(
         );
         let client_wants_usage = request.client_wants_stream_usage();
         let record = match endpoint {
-            Endpoint::Chat => stored_chat::take(&mut request, principal.user.id, &route.model.name)?,
+            Endpoint::Chat => {
+                stored_chat::take(&mut request, principal.user.id, &route.model.name)?
+            }
             Endpoint::Legacy => None,
         };
-        let (path, upstream_body, plan) = match (route.provider.kind, endpoint) {
-            (ProviderKind::Openai, _) => {
-                request.model = route.model.upstream_model.clone();
-                if stream {
-                    request.request_stream_usage();
-                }
-                let path = match endpoint {
-                    Endpoint::Chat => "/chat/completions",
-                    Endpoint::Legacy => "/completions",
-                };
-                let body = serde_json::to_vec(&request).map_err(|_| ApiError::Internal)?;
-                (path, body, Plan::Native { client_wants_usage })
-            }
-            (ProviderKind::Anthropic, Endpoint::Chat) => {
-                let Ok(Value::Object(map)) = serde_json::to_value(&request) else {
-                    return Err(ApiError::Internal);
-                };
-                let translated =
-                    chat_via_messages::request(&map, &route.model.upstream_model, max_output)
-                        .map_err(|e| ApiError::BadRequest(e.0))?;
-                if !translated.dropped.is_empty() {
-                    tracing::debug!(dropped = ?translated.dropped, "fields without an Anthropic equivalent");
-                }
-                let body = serde_json::to_vec(&translated.body).map_err(|_| ApiError::Internal)?;
-                (
-                    "/messages",
-                    body,
-                    Plan::ViaMessages { client_wants_usage },
-                )
-            }
-            (ProviderKind::Anthropic, Endpoint::Legacy) => {
-                return Err(ApiError::BadRequest(format!(
-                    "The model `{}` is served by an Anthropic upstream, which has no legacy completions; use /v1/chat/completions.",
-                    route.model.name
-                )))
-            }
+        let call = ChatCall {
+            request: &mut request,
+            stream,
+            max_output,
+            client_wants_usage,
+        };
+        let adapter = route.provider.adapter;
+        let upstream = match endpoint {
+            Endpoint::Chat => adapter.chat(&route.target(), call)?,
+            Endpoint::Legacy => adapter.completions(&route.target(), call)?,
         };
         let worst_case = meter.worst_case(
             max_output,
@@ -128,47 +95,22 @@ async fn relay_completion(
         let exchange = Exchange {
             meter,
             provider: route.provider,
-            path,
-            body: upstream_body,
-            forwarded: Vec::new(),
+            path: upstream.path,
+            body: upstream.body,
+            forwarded: upstream.forwarded,
             shape: Shape::OpenAi,
         };
-        Ok::<_, ApiError>((exchange, stream, plan, record))
+        Ok::<_, ApiError>((exchange, upstream.reply, record))
     }
     .await;
-    let (exchange, stream, plan, record) = match prepared {
+    let (exchange, reply, record) = match prepared {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let model = exchange.meter.model.clone();
-    match (plan, stream) {
-        (Plan::Native { client_wants_usage }, true) => {
-            let transform = OpenAiPassThrough::new(
-                ByteRewriter::for_openai(&model.upstream_model, &model.name, !client_wants_usage),
-                client_wants_usage,
-            );
-            stream_recorded(app, exchange, transform, record).await
-        }
-        (Plan::ViaMessages { client_wants_usage }, true) => {
-            let translator = chat_via_messages::StreamTranslator::new(
-                &model.name,
-                crate::relay::transform::unix_now(),
-                client_wants_usage,
-            );
-            stream_recorded(app, exchange, translator, record).await
-        }
-        (plan, false) => {
-            let transform = match plan {
-                Plan::Native { .. } => BodyTransform::OpenAi(ByteRewriter::for_openai(
-                    &model.upstream_model,
-                    &model.name,
-                    false,
-                )),
-                Plan::ViaMessages { .. } => BodyTransform::ChatViaMessages {
-                    public_model: model.name.clone(),
-                },
-            };
-            let response = forward_json(app.clone(), exchange, transform).await;
+    match reply {
+        Reply::Stream(transform) => stream_recorded(app, exchange, transform, record).await,
+        Reply::Whole(transform) => {
+            let response = forward_json(app.clone(), exchange, *transform).await;
             match record {
                 Some(record) => stored_chat::record_json(&app, record, response).await,
                 None => response,
@@ -211,12 +153,10 @@ async fn relay_embeddings(
     let prepared = async {
         let mut request: EmbeddingRequest = parse_json(&body)?;
         let route = route(&app, &principal, &request.model)?;
-        if route.provider.kind != ProviderKind::Openai {
-            return Err(ApiError::BadRequest(format!(
-                "The model `{}` does not offer embeddings.",
-                route.model.name
-            )));
-        }
+        let upstream = route
+            .provider
+            .adapter
+            .embeddings(&route.target(), &mut request)?;
         let mut meter = Meter::new(
             &app,
             &principal,
@@ -228,29 +168,24 @@ async fn relay_embeddings(
         );
         let worst_case = meter.worst_case(0, 1, 0);
         meter.reserve(&app, &principal, worst_case).await?;
-        request.model = route.model.upstream_model.clone();
-        let upstream_body = serde_json::to_vec(&request).map_err(|_| ApiError::Internal)?;
-        Ok::<_, ApiError>(Exchange {
+        let exchange = Exchange {
             meter,
             provider: route.provider,
-            path: "/embeddings",
-            body: upstream_body,
-            forwarded: Vec::new(),
+            path: upstream.path,
+            body: upstream.body,
+            forwarded: upstream.forwarded,
             shape: Shape::OpenAi,
-        })
+        };
+        Ok::<_, ApiError>((exchange, upstream.reply))
     }
     .await;
     match prepared {
-        Ok(exchange) => {
-            let model = exchange.meter.model.clone();
-            let rewriter = ByteRewriter::for_openai(&model.upstream_model, &model.name, false);
-            forward_json(app, exchange, BodyTransform::OpenAi(rewriter)).await
-        }
+        Ok((exchange, Reply::Whole(transform))) => forward_json(app, exchange, *transform).await,
+        Ok((exchange, Reply::Stream(transform))) => forward_stream(app, exchange, transform).await,
         Err(e) => e.into_response(),
     }
 }
 
-/// The models this key may use, in OpenAI's list format.
 pub async fn list_models(State(app): State<App>, headers: HeaderMap) -> Response {
     respond(
         async {

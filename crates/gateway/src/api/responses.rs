@@ -58,7 +58,7 @@ pub async fn create(
         }
         let upstream = match connect(&app, &mut turn).await {
             Ok(u) => u,
-            Err(failure) => return failure.render(turn.provider.kind, Shape::OpenAi),
+            Err(failure) => return failure.render(turn.provider.adapter.wire(), Shape::OpenAi),
         };
         if prepared.stream {
             let (tx, rx) = mpsc::channel(STREAM_BUFFER);

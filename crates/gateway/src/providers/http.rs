@@ -1,17 +1,12 @@
 //! An HTTP upstream: `POST {base_url}{path}` with the provider's credentials
-//! (`Authorization: Bearer` for OpenAI-compatible upstreams, `x-api-key` and
-//! `anthropic-version` for Anthropic).
+//! and the headers its kind's [`Adapter`] asks for.
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
-use super::UpstreamError;
-use crate::config::{resolve_secret, LateSystemMessages, ProviderConfig, ProviderKind};
-
-/// Anthropic's API version sent when neither the client nor the
-/// configuration names one.
-const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+use super::{adapter, Adapter, UpstreamError};
+use crate::config::{resolve_secret, LateSystemMessages, ProviderConfig};
 
 /// The upstream paths the gateway calls, relative to a provider's `base_url`.
 const UPSTREAM_PATHS: [&str; 6] = [
@@ -25,17 +20,20 @@ const UPSTREAM_PATHS: [&str; 6] = [
 
 pub struct Provider {
     pub name: String,
-    pub kind: ProviderKind,
+    /// What its kind knows: the calls, the protocol, the credentials.
+    pub adapter: &'static dyn Adapter,
     /// Whether the upstream serves the Responses API itself.
     pub responses_api: bool,
     base_url: String,
     /// `base_url` + each path the gateway calls, parsed once: URL parsing
     /// is a measurable share of a request's cost.
     endpoints: Vec<(&'static str, reqwest::Url)>,
-    anthropic_version: HeaderValue,
-    /// The upstream key, kept only to send it and to scrub it from errors.
+    /// The upstream key, kept only to scrub it from errors.
     api_key: Option<String>,
+    /// The configured headers and the kind's own, sent with every call.
     headers: HeaderMap,
+    /// The header carrying the upstream key.
+    credential: Option<(HeaderName, HeaderValue)>,
     client: reqwest::Client,
     pub request_timeout: Duration,
     pub read_timeout: Duration,
@@ -62,16 +60,25 @@ impl Provider {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| format!("providers.{name}: cannot build HTTP client: {e}"))?;
-        let version = config
-            .anthropic_version
-            .as_deref()
-            .unwrap_or(DEFAULT_ANTHROPIC_VERSION);
+        let adapter = adapter(config.kind);
+        for (header, value) in adapter
+            .fixed_headers(config)
+            .map_err(|e| format!("providers.{name}.{e}"))?
+        {
+            headers.insert(header, value);
+        }
+        let api_key = config.api_key.as_deref().map(resolve_secret);
+        let credential =
+            match &api_key {
+                Some(key) => Some(adapter.credential(key).ok_or_else(|| {
+                    format!("providers.{name}.api_key: not valid in an HTTP header")
+                })?),
+                None => None,
+            };
         Ok(Provider {
             name: name.to_string(),
-            kind: config.kind,
-            responses_api: config.responses_api && config.kind == ProviderKind::Openai,
-            anthropic_version: HeaderValue::from_str(version)
-                .map_err(|_| format!("providers.{name}.anthropic_version: invalid value"))?,
+            adapter,
+            responses_api: config.responses_api,
             endpoints: UPSTREAM_PATHS
                 .iter()
                 .map(|path| {
@@ -82,8 +89,9 @@ impl Provider {
                 })
                 .collect::<Result<_, _>>()?,
             base_url: config.base_url.trim_end_matches('/').to_string(),
-            api_key: config.api_key.as_deref().map(resolve_secret),
+            api_key,
             headers,
+            credential,
             client,
             request_timeout: Duration::from_secs(config.request_timeout_secs),
             read_timeout: Duration::from_secs(config.read_timeout_secs),
@@ -101,21 +109,12 @@ impl Provider {
         forwarded: &[(HeaderName, HeaderValue)],
     ) -> Result<reqwest::Response, UpstreamError> {
         let mut headers = self.headers.clone();
-        if self.kind == ProviderKind::Anthropic {
-            headers.insert("anthropic-version", self.anthropic_version.clone());
-        }
         for (name, value) in forwarded {
             headers.insert(name.clone(), value.clone());
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(key) = &self.api_key {
-            let credential = match self.kind {
-                ProviderKind::Openai => (AUTHORIZATION, format!("Bearer {key}")),
-                ProviderKind::Anthropic => (HeaderName::from_static("x-api-key"), key.clone()),
-            };
-            if let Ok(value) = HeaderValue::from_str(&credential.1) {
-                headers.insert(credential.0, value);
-            }
+        if let Some((name, value)) = &self.credential {
+            headers.insert(name.clone(), value.clone());
         }
         let url = match self.endpoints.iter().find(|(p, _)| *p == path) {
             Some((_, url)) => url.clone(),

@@ -1,12 +1,176 @@
-//! Upstream providers. Every kind is reached over HTTP with a JSON body; what
-//! differs is how it authenticates and which protocol it speaks, which the
-//! handlers use to pick a translation.
+//! Upstream providers. Every kind is reached over HTTP with a JSON body;
+//! what differs — how it authenticates, which protocol it speaks, how each
+//! client protocol's request is turned into a call it understands and its
+//! answer turned back — is one [`Adapter`] per kind, in one module each,
+//! found through [`adapter`]. Nothing outside this folder asks which kind a
+//! provider is.
+//!
+//! Adding a kind: a module implementing [`Adapter`], a variant of
+//! [`ProviderKind`] (the name in the configuration) and a line in [`adapter`].
 
+mod anthropic;
 mod http;
+mod openai;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use protocol::openai::{CompletionRequest, EmbeddingRequest};
+use serde_json::{Map, Value};
 
 pub use http::Provider;
 
+use crate::billing::estimate::Wire;
 pub use crate::config::ProviderKind;
+use crate::config::{ModelSpec, ProviderConfig};
+use crate::error::ApiError;
+use crate::relay::transform::{BodyTransform, StreamTransform};
+use crate::responses::events::ResponseEvents;
+
+/// The adapter of a provider kind: the registry.
+pub fn adapter(kind: ProviderKind) -> &'static dyn Adapter {
+    match kind {
+        ProviderKind::Openai => &openai::OpenAi,
+        ProviderKind::Anthropic => &anthropic::Anthropic,
+    }
+}
+
+/// What a provider kind knows. Each method that builds a call is pure: it
+/// turns a client's request into the upstream's, and says how the answer
+/// goes back; sending and metering are the relay's.
+pub trait Adapter: Send + Sync {
+    /// The protocol its answers and its errors come in.
+    fn wire(&self) -> Wire;
+
+    /// Headers every call carries (the client's forwarded ones may
+    /// override them; the credential may not).
+    fn fixed_headers(
+        &self,
+        _config: &ProviderConfig,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+        Ok(Vec::new())
+    }
+
+    /// The header carrying the upstream key.
+    fn credential(&self, key: &str) -> Option<(HeaderName, HeaderValue)>;
+
+    /// The client's headers this upstream should see.
+    fn forwarded(&self, _client: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+        Vec::new()
+    }
+
+    /// `POST /v1/chat/completions`.
+    fn chat(&self, target: &Target<'_>, call: ChatCall<'_>) -> Result<UpstreamCall, ApiError>;
+
+    /// `POST /v1/completions` (the legacy text completions).
+    fn completions(
+        &self,
+        target: &Target<'_>,
+        call: ChatCall<'_>,
+    ) -> Result<UpstreamCall, ApiError>;
+
+    /// `POST /v1/messages`: `body` is the client's, `forwarded` the headers
+    /// of [`Adapter::forwarded`].
+    fn messages(&self, target: &Target<'_>, call: MessagesCall) -> Result<UpstreamCall, ApiError>;
+
+    /// `POST /v1/complete` (Anthropic's legacy text completions), whose
+    /// request is already turned into a Messages body.
+    fn complete(&self, target: &Target<'_>, call: MessagesCall) -> Result<UpstreamCall, ApiError>;
+
+    /// `POST /v1/embeddings`, if the upstream has embeddings.
+    fn embeddings(
+        &self,
+        target: &Target<'_>,
+        _request: &mut EmbeddingRequest,
+    ) -> Result<UpstreamCall, ApiError> {
+        Err(ApiError::BadRequest(format!(
+            "The model `{}` does not offer embeddings.",
+            target.model.name
+        )))
+    }
+
+    /// `POST /v1/messages/count_tokens`: the upstream path that counts, or
+    /// `None` to estimate locally.
+    fn count_tokens(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// `POST /v1/responses`: one turn, its history inlined.
+    fn responses(
+        &self,
+        target: &Target<'_>,
+        call: ResponsesCall<'_>,
+    ) -> Result<ResponsesUpstream, ApiError>;
+}
+
+/// Where a request goes: the model as configured, and its provider.
+pub struct Target<'a> {
+    pub model: &'a ModelSpec,
+    pub provider: &'a Provider,
+}
+
+/// A chat or legacy completion request, to be sent as `request` (the
+/// adapter may change it: the upstream model name, usage in streams).
+pub struct ChatCall<'a> {
+    pub request: &'a mut CompletionRequest,
+    pub stream: bool,
+    /// The output tokens allowed (the request's cap or the model's).
+    pub max_output: u64,
+    pub client_wants_usage: bool,
+}
+
+/// A Messages request.
+pub struct MessagesCall {
+    pub body: Map<String, Value>,
+    pub stream: bool,
+    pub forwarded: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// A Responses turn.
+pub struct ResponsesCall<'a> {
+    pub params: &'a Map<String, Value>,
+    /// The whole conversation so far and the new input, in order.
+    pub items: &'a [Value],
+    /// The client's `max_output_tokens`, capped by the model's.
+    pub cap: Option<u64>,
+    /// The output tokens allowed.
+    pub allowance: u64,
+    /// The response object the events build on.
+    pub skeleton: &'a Value,
+}
+
+/// One upstream call and how its answer reaches the client.
+pub struct UpstreamCall {
+    pub path: &'static str,
+    pub body: Vec<u8>,
+    /// Client headers meant for the upstream.
+    pub forwarded: Vec<(HeaderName, HeaderValue)>,
+    pub reply: Reply,
+}
+
+/// How an upstream answer is turned into the client's.
+pub enum Reply {
+    /// Event by event.
+    Stream(Box<dyn StreamTransform>),
+    /// A whole body.
+    Whole(Box<BodyTransform>),
+}
+
+/// A Responses turn's upstream call: its events are always streamed.
+pub struct ResponsesUpstream {
+    pub path: &'static str,
+    pub body: Vec<u8>,
+    pub events: Box<dyn ResponseEvents>,
+}
+
+/// A JSON body for an upstream.
+fn to_body<T: serde::Serialize>(body: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(body).map_err(|_| ApiError::Internal)
+}
+
+fn log_dropped(dropped: &[String], to: &str) {
+    if !dropped.is_empty() {
+        tracing::debug!(?dropped, "request fields without an equivalent in {to}");
+    }
+}
 
 /// Why an upstream call produced no usable response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,5 +187,194 @@ impl UpstreamError {
             UpstreamError::Unreachable => "unreachable",
             UpstreamError::Timeout => "timeout",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::{Decimal, Prices};
+
+    fn provider(kind: &str, extra: &str) -> Provider {
+        let text = format!(
+            "kind = \"{kind}\"\nbase_url = \"http://127.0.0.1:1/v1\"\napi_key = \"sk-up\"\n{extra}"
+        );
+        let config: ProviderConfig = toml::from_str(&text).unwrap();
+        Provider::new("p", &config).unwrap()
+    }
+
+    fn model() -> ModelSpec {
+        ModelSpec {
+            name: "public".into(),
+            provider: "p".into(),
+            upstream_model: "upstream".into(),
+            prices: Prices {
+                input: Decimal::ZERO,
+                output: Decimal::ZERO,
+                cached_input: Decimal::ZERO,
+                cache_write: Decimal::ZERO,
+            },
+            multiplier: Decimal::ONE,
+            max_output_tokens: None,
+        }
+    }
+
+    fn chat_request(stream: bool) -> CompletionRequest {
+        serde_json::from_value(serde_json::json!({
+            "model": "public", "stream": stream,
+            "messages": [{"role": "user", "content": "hi"}]
+        }))
+        .unwrap()
+    }
+
+    fn body_of(call: &UpstreamCall) -> Value {
+        serde_json::from_slice(&call.body).unwrap()
+    }
+
+    #[test]
+    fn each_kind_has_its_protocol_and_credential() {
+        let openai = provider("openai", "");
+        let anthropic = provider("anthropic", "anthropic_version = \"2024-01-01\"");
+        assert_eq!(openai.adapter.wire(), Wire::OpenAi);
+        assert_eq!(anthropic.adapter.wire(), Wire::Anthropic);
+        let (name, value) = openai.adapter.credential("sk-up").unwrap();
+        assert_eq!(
+            (name.as_str(), value.to_str().unwrap()),
+            ("authorization", "Bearer sk-up")
+        );
+        let (name, value) = anthropic.adapter.credential("sk-up").unwrap();
+        assert_eq!(
+            (name.as_str(), value.to_str().unwrap()),
+            ("x-api-key", "sk-up")
+        );
+        let fixed = anthropic.adapter.fixed_headers(&toml::from_str(
+            "kind = \"anthropic\"\nbase_url = \"http://x\"\nanthropic_version = \"2024-01-01\"",
+        ).unwrap()).unwrap();
+        assert_eq!(fixed[0].1, "2024-01-01");
+        // A key that cannot be a header value is refused at start, not sent.
+        let bad: ProviderConfig =
+            toml::from_str("kind = \"openai\"\nbase_url = \"http://x\"\napi_key = \"a\\nb\"")
+                .unwrap();
+        assert!(Provider::new("bad", &bad).is_err());
+    }
+
+    #[test]
+    fn chat_to_openai_passes_through_under_the_upstream_name_with_usage_asked_for() {
+        let p = provider("openai", "");
+        let m = model();
+        let target = Target {
+            model: &m,
+            provider: &p,
+        };
+        let mut request = chat_request(true);
+        let call = ChatCall {
+            request: &mut request,
+            stream: true,
+            max_output: 100,
+            client_wants_usage: false,
+        };
+        let upstream = p.adapter.chat(&target, call).unwrap();
+        assert_eq!(upstream.path, "/chat/completions");
+        let body = body_of(&upstream);
+        assert_eq!(body["model"], "upstream");
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        assert!(matches!(upstream.reply, Reply::Stream(_)));
+    }
+
+    #[test]
+    fn chat_to_anthropic_is_translated_and_legacy_completions_are_refused() {
+        let p = provider("anthropic", "");
+        let m = model();
+        let target = Target {
+            model: &m,
+            provider: &p,
+        };
+        let mut request = chat_request(false);
+        let call = ChatCall {
+            request: &mut request,
+            stream: false,
+            max_output: 100,
+            client_wants_usage: false,
+        };
+        let upstream = p.adapter.chat(&target, call).unwrap();
+        assert_eq!(upstream.path, "/messages");
+        let body = body_of(&upstream);
+        assert_eq!(
+            (body["model"].as_str(), body["max_tokens"].as_u64()),
+            (Some("upstream"), Some(100))
+        );
+        assert!(matches!(upstream.reply, Reply::Whole(_)));
+        let mut request = chat_request(false);
+        let call = ChatCall {
+            request: &mut request,
+            stream: false,
+            max_output: 100,
+            client_wants_usage: false,
+        };
+        assert!(matches!(
+            p.adapter.completions(&target, call),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(p
+            .adapter
+            .embeddings(
+                &target,
+                &mut serde_json::from_value(serde_json::json!({"model": "public", "input": "x"}))
+                    .unwrap()
+            )
+            .is_err());
+        assert_eq!(p.adapter.count_tokens(), Some("/messages/count_tokens"));
+    }
+
+    #[test]
+    fn messages_go_as_is_to_anthropic_with_the_clients_headers_and_translated_to_openai() {
+        let m = model();
+        let body: Map<String, Value> = serde_json::from_value(serde_json::json!({
+            "model": "public", "max_tokens": 10,
+            "messages": [{"role": "user", "content": "hi"}]
+        }))
+        .unwrap();
+        let mut client = HeaderMap::new();
+        client.insert("anthropic-beta", HeaderValue::from_static("tools-1"));
+        client.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer sk-client"),
+        );
+
+        let anthropic = provider("anthropic", "");
+        let forwarded = anthropic.adapter.forwarded(&client);
+        assert_eq!(
+            forwarded.len(),
+            1,
+            "only Anthropic's own headers go upstream"
+        );
+        let call = MessagesCall {
+            body: body.clone(),
+            stream: true,
+            forwarded,
+        };
+        let target = Target {
+            model: &m,
+            provider: &anthropic,
+        };
+        let upstream = anthropic.adapter.messages(&target, call).unwrap();
+        assert_eq!((upstream.path, upstream.forwarded.len()), ("/messages", 1));
+        assert_eq!(body_of(&upstream)["model"], "upstream");
+
+        let openai = provider("openai", "");
+        assert!(openai.adapter.forwarded(&client).is_empty());
+        let call = MessagesCall {
+            body,
+            stream: false,
+            forwarded: Vec::new(),
+        };
+        let target = Target {
+            model: &m,
+            provider: &openai,
+        };
+        let upstream = openai.adapter.messages(&target, call).unwrap();
+        assert_eq!(upstream.path, "/chat/completions");
+        assert_eq!(body_of(&upstream)["messages"][0]["content"], "hi");
+        assert_eq!(openai.adapter.count_tokens(), None);
     }
 }

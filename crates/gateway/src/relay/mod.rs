@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::billing::estimate::{UsageWatch, Wire};
 use crate::billing::{Meter, Outcome};
 use crate::error::{ApiError, Shape};
-use crate::providers::{Provider, ProviderKind, UpstreamError};
+use crate::providers::{Provider, UpstreamError};
 use crate::state::{App, InFlight, InFlightGuard};
 use transform::{BodyTransform, StreamTransform};
 
@@ -96,14 +96,14 @@ impl UpstreamFailure {
         }
     }
 
-    pub(crate) fn render(self, upstream: ProviderKind, client: Shape) -> Response {
+    /// The client's error, from an upstream speaking `upstream`.
+    pub(crate) fn render(self, upstream: Wire, client: Shape) -> Response {
         let mut response = match self.kind {
             FailureKind::Gateway(e) => e.render(client),
             FailureKind::PassThrough(status, body) => {
                 let same_protocol = matches!(
                     (upstream, client),
-                    (ProviderKind::Openai, Shape::OpenAi)
-                        | (ProviderKind::Anthropic, Shape::Anthropic)
+                    (Wire::OpenAi, Shape::OpenAi) | (Wire::Anthropic, Shape::Anthropic)
                 );
                 let body = if same_protocol {
                     body
@@ -207,14 +207,6 @@ pub(crate) async fn send(
     Err(UpstreamFailure { kind, headers })
 }
 
-/// The wire an upstream of `kind` answers in.
-pub(crate) fn wire_of(kind: ProviderKind) -> Wire {
-    match kind {
-        ProviderKind::Openai => Wire::OpenAi,
-        ProviderKind::Anthropic => Wire::Anthropic,
-    }
-}
-
 fn failure_outcome(status: u16) -> Outcome {
     Outcome {
         status,
@@ -229,13 +221,13 @@ fn failure_outcome(status: u16) -> Outcome {
 /// that a client hanging up cannot cancel the settlement.
 pub async fn forward_json(app: App, mut ex: Exchange, transform: BodyTransform) -> Response {
     let _guard = InFlight::enter(&app);
-    let kind = ex.provider.kind;
+    let wire = ex.provider.adapter.wire();
     let body = std::mem::take(&mut ex.body);
     let response = match send(&app, &ex.provider, ex.path, body, &ex.forwarded).await {
         Ok(r) => r,
         Err(failure) => {
             ex.meter.settle(&app, failure_outcome(failure.status()));
-            return failure.render(kind, ex.shape);
+            return failure.render(wire, ex.shape);
         }
     };
     let status = response.status();
@@ -254,7 +246,7 @@ pub async fn forward_json(app: App, mut ex: Exchange, transform: BodyTransform) 
             return error.render(ex.shape);
         }
     };
-    let mut watch = UsageWatch::new(wire_of(kind));
+    let mut watch = UsageWatch::new(wire);
     watch.body(&bytes);
     let Some((body, _)) = transform.apply(bytes) else {
         let error = ApiError::UpstreamFailed(status.as_u16());
@@ -295,7 +287,7 @@ pub async fn forward_stream<T: StreamTransform>(
         Err(failure) => {
             ex.meter.settle(&app, failure_outcome(failure.status()));
             drop(guard);
-            return failure.render(ex.provider.kind, ex.shape);
+            return failure.render(ex.provider.adapter.wire(), ex.shape);
         }
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
@@ -360,7 +352,7 @@ async fn pump<T: StreamTransform>(
     let mut upstream = response.bytes_stream();
     let mut decoder = SseDecoder::new();
     let mut client = ClientSink::new(&app, tx);
-    let mut watch = UsageWatch::new(wire_of(provider.kind));
+    let mut watch = UsageWatch::new(provider.adapter.wire());
     let mut error = None;
     let last = loop {
         let chunk = match tokio::time::timeout(provider.read_timeout, upstream.next()).await {
@@ -426,7 +418,7 @@ pub async fn forward_unmetered(
 ) -> Response {
     let response = match send(app, provider, path, body, forwarded).await {
         Ok(r) => r,
-        Err(failure) => return failure.render(provider.kind, shape),
+        Err(failure) => return failure.render(provider.adapter.wire(), shape),
     };
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::OK);
     match tokio::time::timeout(provider.request_timeout, response.bytes()).await {

@@ -99,6 +99,25 @@ pub trait StreamTransform: Send + 'static {
     }
 }
 
+/// A transform chosen at run time (by a provider's adapter).
+impl StreamTransform for Box<dyn StreamTransform> {
+    fn event(&mut self, event: &SseEvent, out: &mut BytesMut) {
+        (**self).event(event, out)
+    }
+    fn end(&mut self, out: &mut BytesMut) {
+        (**self).end(out)
+    }
+    fn fail(&mut self, message: &str, out: &mut BytesMut) {
+        (**self).fail(message, out)
+    }
+    fn usage(&self) -> Option<TokenUsage> {
+        (**self).usage()
+    }
+    fn finisher(&mut self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        (**self).finisher()
+    }
+}
+
 fn extend(out: &mut BytesMut, chunks: Vec<Bytes>) {
     for c in chunks {
         out.extend_from_slice(&c);

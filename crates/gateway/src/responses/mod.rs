@@ -8,18 +8,17 @@ pub mod history;
 pub mod registry;
 pub mod run;
 
-use protocol::translate::{chat_via_messages, responses_via_chat};
+use protocol::translate::responses_via_chat;
 use serde_json::{json, Map, Value};
 use store::StoredResponse;
 
 use crate::auth::Principal;
 use crate::billing::{output_allowance, Meter};
 use crate::error::ApiError;
-use crate::providers::ProviderKind;
+use crate::providers::{ResponsesCall, ResponsesUpstream};
 use crate::routing::route;
 use crate::secrets::new_object_id;
 use crate::state::App;
-use events::{Native, ResponseEvents, ViaChat, ViaMessages};
 use run::Turn;
 
 /// Largest upstream body a turn may build from its history (a client's own
@@ -126,47 +125,20 @@ pub async fn prepare(
     }
     let allowance = output_allowance(requested, &route.model, app.config.default_max_tokens);
     let cap = requested.map(|r| r.min(allowance));
-    let upstream_model = route.model.upstream_model.as_str();
     let mut estimated_input = crate::tokens::estimate_value(&Value::Array(items.clone()));
     if let Some(instructions) = params.get("instructions") {
         estimated_input += crate::tokens::estimate_value(instructions);
     }
-    let (path, body, events): (&'static str, Vec<u8>, Box<dyn ResponseEvents>) =
-        match route.provider.kind {
-            ProviderKind::Openai if route.provider.responses_api => {
-                let body = native_body(&params, &items, upstream_model, cap);
-                (
-                    "/responses",
-                    to_vec(&body)?,
-                    Box::new(Native::new(skeleton.clone())),
-                )
-            }
-            ProviderKind::Openai => {
-                let chat = responses_via_chat::request(&params, &items, upstream_model, cap)
-                    .map_err(|e| ApiError::BadRequest(e.0))?;
-                log_dropped(&chat.dropped);
-                let translator = responses_via_chat::StreamTranslator::new(skeleton.clone());
-                (
-                    "/chat/completions",
-                    to_vec(&chat.body)?,
-                    Box::new(ViaChat(translator)),
-                )
-            }
-            ProviderKind::Anthropic => {
-                let chat = responses_via_chat::request(&params, &items, upstream_model, cap)
-                    .map_err(|e| ApiError::BadRequest(e.0))?;
-                log_dropped(&chat.dropped);
-                let messages = chat_via_messages::request(&chat.body, upstream_model, allowance)
-                    .map_err(|e| ApiError::BadRequest(e.0))?;
-                log_dropped(&messages.dropped);
-                let translator = responses_via_chat::StreamTranslator::new(skeleton.clone());
-                (
-                    "/messages",
-                    to_vec(&messages.body)?,
-                    Box::new(ViaMessages::new(&route.model.name, translator)),
-                )
-            }
-        };
+    let ResponsesUpstream { path, body, events } = route.provider.adapter.responses(
+        &route.target(),
+        ResponsesCall {
+            params: &params,
+            items: &items,
+            cap,
+            allowance,
+            skeleton: &skeleton,
+        },
+    )?;
 
     if body.len() > MAX_UPSTREAM_BODY {
         return Err(ApiError::BadRequest(format!(
@@ -265,50 +237,5 @@ fn json_kind(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
-    }
-}
-
-/// The body for an upstream that speaks Responses: the client's request with
-/// the whole history inlined, since the upstream keeps no state for us.
-fn native_body(
-    params: &Map<String, Value>,
-    items: &[Value],
-    upstream_model: &str,
-    cap: Option<u64>,
-) -> Map<String, Value> {
-    let mut body = params.clone();
-    for field in ["previous_response_id", "conversation", "background"] {
-        body.remove(field);
-    }
-    body.insert("model".into(), json!(upstream_model));
-    body.insert("store".into(), json!(false));
-    body.insert("stream".into(), json!(true));
-    if let Some(cap) = cap {
-        body.insert("max_output_tokens".into(), json!(cap));
-    }
-    // Ids of items the upstream never stored would be looked up and refused.
-    let inline: Vec<Value> = items
-        .iter()
-        .map(|item| {
-            let mut item = item.clone();
-            if item.get("type").and_then(Value::as_str) != Some("reasoning") {
-                if let Some(map) = item.as_object_mut() {
-                    map.remove("id");
-                }
-            }
-            item
-        })
-        .collect();
-    body.insert("input".into(), Value::Array(inline));
-    body
-}
-
-fn to_vec<T: serde::Serialize>(body: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(body).map_err(|_| ApiError::Internal)
-}
-
-fn log_dropped(dropped: &[String]) {
-    if !dropped.is_empty() {
-        tracing::debug!(?dropped, "Responses fields without an upstream equivalent");
     }
 }
