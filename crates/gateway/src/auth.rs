@@ -106,14 +106,12 @@ impl AuthCache {
     }
 }
 
-/// Resolves the caller's key, refusing unknown, disabled and expired keys.
 /// The authenticated caller, as a handler argument. Put it before the
 /// arguments that read the request, so that an anonymous caller learns
-/// nothing — not even whether its input is well formed.
-/// The caller of a route, authenticated from its key. As an extractor it
-/// runs before the body is read (axum extracts the body last), so a
-/// request without a valid key is refused before its body is buffered;
-/// the refusal is in the route's error shape.
+/// nothing — not even whether its input is well formed. As an extractor it
+/// runs before the body is read (axum extracts the body last), so a request
+/// without a valid key is refused before its body is buffered; the refusal
+/// is in the route's error shape.
 pub struct Caller(pub Arc<Principal>);
 
 impl FromRequestParts<App> for Caller {
@@ -130,6 +128,7 @@ impl FromRequestParts<App> for Caller {
     }
 }
 
+/// Resolves the caller's key, refusing unknown, disabled and expired keys.
 pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Arc<Principal>, ApiError> {
     let secret = presented_secret(headers).ok_or(ApiError::InvalidApiKey)?;
     let hash = hash_secret(secret);

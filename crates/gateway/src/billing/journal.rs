@@ -390,31 +390,59 @@ impl Journal {
         let next = active.segment + 1;
         let len = SEGMENT_BYTES.max(2 * (active.open.bytes + next_line));
         let mut map = self.next_segment(active.spare.take(), next, len)?;
+        // The open lines are copied, and made durable when asked, before any
+        // state changes: a failure leaves the active segment as it was.
         let mut at = 0;
-        let Active { map: old, open, .. } = active;
-        for slot in &mut open.slots {
-            if let Some(line) = &mut slot.line {
-                let moved = at..at + line.len();
-                map[moved.clone()].copy_from_slice(&old[line.clone()]);
-                *line = moved;
-                at += line.len();
-            }
+        for line in active
+            .open
+            .slots
+            .iter()
+            .filter_map(|slot| slot.line.as_ref())
+        {
+            map[at..at + line.len()].copy_from_slice(&active.map[line.clone()]);
+            at += line.len();
         }
         if self.fsync {
             let path = segment_path(&self.dir, next);
-            map.flush().map_err(io_error(&path))?;
+            if let Err(e) = map.flush() {
+                drop(map);
+                let _ = fs::remove_file(&path);
+                return Err(JournalError::Io { path, source: e });
+            }
         }
+        let mut moved = 0;
+        for line in active
+            .open
+            .slots
+            .iter_mut()
+            .filter_map(|slot| slot.line.as_mut())
+        {
+            let len = line.len();
+            *line = moved..moved + len;
+            moved += len;
+        }
+        let finished_segment = active.segment;
         let mut finished = std::mem::replace(&mut active.map, map);
         let used = active.size;
-        finished[..used].fill(0);
-        if self.fsync {
-            // Cleared on disk before it can be renamed to a later number.
-            let path = segment_path(&self.dir, active.segment);
-            finished.flush().map_err(io_error(&path))?;
-        }
-        active.spare = Some((finished, active.segment));
         active.segment = next;
         active.size = at;
+        // Cleared for reuse, its first byte first: from that moment replay
+        // reads nothing of it, even if the process dies mid-clear.
+        if used > 0 {
+            finished[0] = 0;
+            finished[1..used].fill(0);
+        }
+        let cleared = !self.fsync || finished.flush().is_ok();
+        if cleared {
+            active.spare = Some((finished, finished_segment));
+        } else {
+            // Not known to be cleared on disk: never renamed to a later number.
+            drop(finished);
+            let path = segment_path(&self.dir, finished_segment);
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::warn!(error = %e, path = %path.display(), "journal: could not delete a finished segment");
+            }
+        }
         Ok(())
     }
 

@@ -327,10 +327,14 @@ impl Meter {
             return;
         }
         let memory_hold = self.held_in_memory.then_some(self.held);
+        // If the settle line could not be written, the start line stays
+        // open (replay would record the request as interrupted) and is
+        // released with the settlement's commit all the same.
         let journal_entry = app
             .journal
             .as_ref()
-            .and_then(|journal| journal.settle(self.journal_entry, &settlement));
+            .and_then(|journal| journal.settle(self.journal_entry, &settlement))
+            .or(self.journal_entry);
         app.settlements.push(settlement, memory_hold, journal_entry);
     }
 }
