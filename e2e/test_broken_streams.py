@@ -10,7 +10,7 @@ import anthropic
 import openai
 import pytest
 
-from harness import CLAUDE_MODEL, MODEL, mock
+from harness import CLAUDE_MODEL, MODEL, mock, wait_for
 
 
 def broken(marker):
@@ -50,6 +50,24 @@ def test_anthropic_sdk_raises_when_a_translated_stream_breaks(gw):
                 pass
     gw.metered.append("broken")
     client.close()
+
+
+def test_a_broken_stream_is_logged_under_its_request_id(gw):
+    # The request span follows the request into the task that reads the
+    # upstream: its log lines name the request the client was told of.
+    body = {"model": MODEL, "stream": True, "messages": broken("log")}
+    with gw.http.stream("POST", gw.base_url + "/v1/chat/completions", json=body,
+                        headers={"Authorization": f"Bearer {gw.key}"}) as r:
+        assert r.status_code == 200
+        request_id = r.headers["x-request-id"]
+        r.read()
+    gw.metered.append("broken")
+
+    def logged():
+        lines = gw.gateway_log.read_text(errors="replace").splitlines()
+        return [l for l in lines if "upstream stream failed" in l and request_id in l]
+
+    wait_for(logged, 10, f"a log line naming {request_id}")
 
 
 def test_broken_streams_are_charged_for_what_they_delivered(gw):

@@ -114,6 +114,11 @@ pub enum Shape {
 impl Shape {
     /// The shape a path's clients expect (`None`: OhMyGPT's envelope).
     pub fn of_path(path: &str) -> Option<Shape> {
+        // Under a coding-agent mount, the path below it decides.
+        let path = crate::api::AGENT_MOUNTS
+            .iter()
+            .find_map(|mount| path.strip_prefix(mount))
+            .unwrap_or(path);
         if path.starts_with("/api/") {
             None
         } else if path.starts_with("/v1/messages") || path.starts_with("/v1/complete") {

@@ -20,6 +20,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use tracing::Instrument;
 
 use crate::error::{ApiError, Shape};
 use crate::secrets::new_request_id;
@@ -38,14 +39,27 @@ pub fn router(app: App) -> Router {
     let embeddings = Router::new()
         .route("/v1/embeddings", post(openai::embeddings))
         .layer(DefaultBodyLimit::max(limits.embeddings_body_bytes));
-    management_routes()
+    let mut routes = management_routes()
         .layer(DefaultBodyLimit::max(limits.management_body_bytes))
-        .merge(inference)
-        .merge(embeddings)
+        .merge(inference.clone())
+        .merge(embeddings);
+    for mount in AGENT_MOUNTS {
+        routes = routes
+            .nest(mount, inference.clone())
+            .route(&format!("{mount}/models"), get(openai::list_models))
+            .route(&format!("{mount}/v1/models"), get(openai::list_models));
+    }
+    routes
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), request_context))
         .with_state(app)
 }
+
+/// OhMyGPT's base URLs for coding agents: Claude Code set to
+/// `…/cc-omg` (`/v1/messages`, `/v1/chat/completions`, `/models` below it)
+/// and Codex set to `…/codex-omg/v1` (`/responses`) reach the same handlers,
+/// with every route of [`inference_routes`] and the model list.
+pub const AGENT_MOUNTS: [&str; 2] = ["/api/v1/ai/openai/cc-omg", "/api/v1/ai/openai/codex-omg"];
 
 /// The routes that carry prompts: large bodies, metered.
 fn inference_routes() -> Router<App> {
@@ -261,11 +275,14 @@ async fn request_context(State(app): State<App>, mut request: Request, next: Nex
         .unwrap_or_else(|| "unmatched".to_string());
     let id = new_request_id();
     let shape = Shape::of_path(request.uri().path());
+    // Every log line of the request, in whichever task, carries its id.
+    let span = tracing::info_span!("request", id = %id);
     let mut response = match oversized(&request, shape) {
         Some(refused) => refused,
         None => {
             request.extensions_mut().insert(RequestId(id.clone()));
-            reshape_framework_error(shape, next.run(request).await).await
+            let response = next.run(request).instrument(span).await;
+            reshape_framework_error(shape, response).await
         }
     };
     if let Ok(value) = HeaderValue::from_str(&id) {
@@ -286,7 +303,7 @@ pub(crate) async fn detached<F>(work: F) -> Response
 where
     F: std::future::Future<Output = Response> + Send + 'static,
 {
-    tokio::spawn(work)
+    tokio::spawn(work.in_current_span())
         .await
         .unwrap_or_else(|_| ApiError::Internal.into_response())
 }

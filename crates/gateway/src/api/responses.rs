@@ -25,6 +25,7 @@ use crate::responses::registry::Run;
 use crate::responses::run::{connect, drive, record_refusal, Sink, Turn};
 use crate::responses::{expires_at, prepare};
 use crate::state::{App, InFlight};
+use tracing::Instrument;
 
 /// Events waiting for a slow streaming client before the upstream read pauses.
 const STREAM_BUFFER: usize = 64;
@@ -62,14 +63,14 @@ pub async fn create(
         };
         if prepared.stream {
             let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-            tokio::spawn(drive(app, turn, upstream, Sink::Client(Some(tx))));
+            tokio::spawn(drive(app, turn, upstream, Sink::Client(Some(tx))).in_current_span());
             return sse(Body::from_stream(receiver_stream(rx)));
         }
         // Spawned so that a client hanging up cannot stop the settlement. A
         // run the upstream broke off is answered with its `failed` Response,
         // charged for what was produced, as a stream is; one that outlasts
         // the provider's `request_timeout_secs` is a 504, charged likewise.
-        match tokio::spawn(drive(app, turn, upstream, Sink::Discard)).await {
+        match tokio::spawn(drive(app, turn, upstream, Sink::Discard).in_current_span()).await {
             Ok(run) if run.timed_out => ApiError::UpstreamTimeout.into_response(),
             Ok(run) => Json(run.response).into_response(),
             Err(_) => ApiError::Internal.into_response(),
@@ -102,17 +103,20 @@ async fn start_background(app: App, mut turn: Turn, stream: bool) -> Response {
         id,
         run: run.clone(),
     };
-    tokio::spawn(async move {
-        let (_guard, _finished) = (guard, finished);
-        let app = task_app;
-        match connect(&app, &mut turn).await {
-            Ok(upstream) => {
-                mark_in_progress(&app, &mut turn).await;
-                drive(app.clone(), turn, upstream, Sink::Log(run)).await;
+    tokio::spawn(
+        async move {
+            let (_guard, _finished) = (guard, finished);
+            let app = task_app;
+            match connect(&app, &mut turn).await {
+                Ok(upstream) => {
+                    mark_in_progress(&app, &mut turn).await;
+                    drive(app.clone(), turn, upstream, Sink::Log(run)).await;
+                }
+                Err(failure) => record_refusal(&app, turn, &failure, &mut Sink::Log(run)).await,
             }
-            Err(failure) => record_refusal(&app, turn, &failure, &mut Sink::Log(run)).await,
         }
-    });
+        .in_current_span(),
+    );
     match follower {
         Some(run) => sse(follow(run, 0)),
         None => Json(queued).into_response(),

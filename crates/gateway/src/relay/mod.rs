@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use protocol::sse::SseDecoder;
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::billing::estimate::{UsageWatch, Wire};
 use crate::billing::{Meter, Outcome};
@@ -291,7 +292,7 @@ pub async fn forward_stream<T: StreamTransform>(
         }
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
-    tokio::spawn(pump(app, ex, response, tx, transform, guard));
+    tokio::spawn(pump(app, ex, response, tx, transform, guard).in_current_span());
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
@@ -375,6 +376,7 @@ async fn pump<T: StreamTransform>(
                     _ => ("stream_broken", "upstream stream broke"),
                 };
                 app.metrics.record_upstream_error(&provider.name, kind);
+                tracing::warn!(provider = %provider.name, kind, "upstream stream failed");
                 error = Some(message.to_string());
                 let mut out = BytesMut::new();
                 transform.fail("The upstream stream was interrupted.", &mut out);

@@ -11,6 +11,7 @@ mod common;
 mod errors;
 mod faults;
 mod metrics_auth;
+mod mounts;
 mod relay;
 mod responses;
 mod responses_checks;
