@@ -272,40 +272,27 @@ impl Meter {
         Ok(())
     }
 
-    /// Charges the exact cost of `outcome` (nothing for a failed request),
-    /// releases the hold and records usage — through the settlement writer,
-    /// which commits it shortly after, in a batch (see `settlement`).
-    pub fn settle(&self, app: &App, outcome: Outcome) {
+    /// What the request is charged, from its outcome: the rules at the top
+    /// of this file, and nothing else (no I/O, unit-tested).
+    pub fn charge(&self, outcome: &Outcome, billing: bool) -> Charge {
         let ok = (200..300).contains(&outcome.status);
-        let (usage, estimated) = charged_usage(&outcome, &self.prompt);
-        let mut error = outcome.error.clone();
-        if let Some(note) = estimated {
-            app.metrics.record_estimate(&self.model.name);
-            error = Some(match error {
-                Some(e) => format!("{e}; {note}"),
-                None => note,
-            });
-        }
+        let (usage, estimated) = charged_usage(outcome, &self.prompt);
+        let mut notes: Vec<String> = outcome.error.iter().cloned().collect();
+        let is_estimate = estimated.is_some();
+        notes.extend(estimated);
         let mut cost = if ok {
             cost_nano(&usage, &self.model.prices, &self.multiplier)
         } else {
             0
         };
-        if app.config.billing && cost > self.held {
+        let mut over_hold = None;
+        if billing && cost > self.held {
             // Rule 4: the hold was the worst case; more means the upstream
             // reported more than the request could have used.
-            let excess = cost - self.held;
-            tracing::warn!(
-                request_id = %self.record.request_id, model = %self.model.name, cost, held = self.held,
-                "upstream usage costs more than the request's worst case; charging the hold"
-            );
-            app.metrics.record_over_hold(&self.model.name, excess);
-            let note =
-                format!("reported usage cost {cost} nano-USD, above the hold; charged the hold");
-            error = Some(match error {
-                Some(e) => format!("{e}; {note}"),
-                None => note,
-            });
+            over_hold = Some(cost - self.held);
+            notes.push(format!(
+                "reported usage cost {cost} nano-USD, above the hold; charged the hold"
+            ));
             cost = self.held;
         }
         let settlement = Settlement {
@@ -316,12 +303,41 @@ impl Meter {
             cost,
             latency_ms: self.started.elapsed().as_millis() as i64,
             status: i64::from(outcome.status),
-            error,
+            error: (!notes.is_empty()).then(|| notes.join("; ")),
             ..self.record.clone()
         };
-        if ok {
+        Charge {
+            settlement,
+            usage,
+            estimated: is_estimate,
+            over_hold,
+        }
+    }
+
+    /// Charges the exact cost of `outcome` (nothing for a failed request),
+    /// releases the hold and records usage — through the settlement writer,
+    /// which commits it shortly after, in a batch (see `settlement`).
+    pub fn settle(&self, app: &App, outcome: Outcome) {
+        let Charge {
+            settlement,
+            usage,
+            estimated,
+            over_hold,
+        } = self.charge(&outcome, app.config.billing);
+        if estimated {
+            app.metrics.record_estimate(&self.model.name);
+        }
+        if let Some(excess) = over_hold {
+            tracing::warn!(
+                request_id = %settlement.request_id, model = %self.model.name,
+                cost = settlement.cost + excess, held = self.held,
+                "upstream usage costs more than the request's worst case; charging the hold"
+            );
+            app.metrics.record_over_hold(&self.model.name, excess);
+        }
+        if (200..300).contains(&outcome.status) {
             app.metrics
-                .record_usage(&self.model.name, usage.input, usage.output, cost);
+                .record_usage(&self.model.name, usage.input, usage.output, settlement.cost);
         }
         if !app.config.billing {
             return;
@@ -336,5 +352,145 @@ impl Meter {
             .and_then(|journal| journal.settle(self.journal_entry, &settlement))
             .or(self.journal_entry);
         app.settlements.push(settlement, memory_hold, journal_entry);
+    }
+}
+
+/// What a request is charged ([`Meter::charge`]).
+#[derive(Debug)]
+pub struct Charge {
+    /// The usage record, with the cost charged.
+    pub settlement: Settlement,
+    /// The usage the cost is computed from (before any cap at the hold).
+    pub usage: TokenUsage,
+    /// The usage was estimated from what was delivered (rule 2).
+    pub estimated: bool,
+    /// What the reported usage cost beyond the hold, not charged (rule 4).
+    pub over_hold: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Prices;
+
+    /// A request for a model at 2.5 / 10 USD per million tokens, holding `held`.
+    fn meter(held: i64) -> Meter {
+        let price = |p: &str| Decimal::parse(p).unwrap();
+        let model = ModelSpec {
+            name: "m".into(),
+            provider: "p".into(),
+            upstream_model: "m-up".into(),
+            prices: Prices {
+                input: price("2.5"),
+                output: price("10"),
+                cached_input: price("1.25"),
+                cache_write: price("2.5"),
+            },
+            multiplier: Decimal::ONE,
+            max_output_tokens: None,
+        };
+        Meter {
+            record: Settlement {
+                request_id: "req_1".into(),
+                ..Settlement::default()
+            },
+            model: Arc::new(model),
+            multiplier: Decimal::ONE,
+            request_bytes: 40,
+            prompt: Prompt::Tokens(12),
+            started: Instant::now(),
+            held,
+            held_in_memory: true,
+            journal_entry: None,
+        }
+    }
+
+    fn reported(input: u64, output: u64) -> Outcome {
+        Outcome {
+            usage: Some(TokenUsage {
+                input,
+                output,
+                ..TokenUsage::default()
+            }),
+            status: 200,
+            ..Outcome::default()
+        }
+    }
+
+    #[test]
+    fn reported_usage_is_charged_exactly() {
+        let charge = meter(1_000_000_000).charge(&reported(1_000, 500), true);
+        // 1,000 × 2.5 + 500 × 10 USD per million = 0.0075 USD.
+        assert_eq!(charge.settlement.cost, 7_500_000);
+        assert_eq!(
+            (
+                charge.settlement.input_tokens,
+                charge.settlement.output_tokens
+            ),
+            (1_000, 500)
+        );
+        assert_eq!((charge.estimated, charge.over_hold), (false, None));
+        assert_eq!(charge.settlement.error, None);
+        assert_eq!(charge.settlement.request_id, "req_1");
+    }
+
+    #[test]
+    fn a_failed_request_is_free_and_says_why() {
+        let outcome = Outcome {
+            status: 502,
+            error: Some("upstream request failed".into()),
+            ..reported(1_000, 500)
+        };
+        let charge = meter(1_000_000_000).charge(&outcome, true);
+        assert_eq!(charge.settlement.cost, 0);
+        assert_eq!(charge.settlement.status, 502);
+        assert_eq!(
+            charge.settlement.error.as_deref(),
+            Some("upstream request failed")
+        );
+    }
+
+    #[test]
+    fn missing_usage_is_estimated_from_what_was_delivered_and_marked() {
+        let outcome = Outcome {
+            usage: None,
+            delivered: Delivered {
+                input: None,
+                output_tokens: 30,
+                anything: true,
+            },
+            status: 200,
+            error: Some("upstream stream broke".into()),
+        };
+        let charge = meter(1_000_000_000).charge(&outcome, true);
+        assert!(charge.estimated);
+        // The prompt's estimate (12) and the delivered text's count (30).
+        assert_eq!(
+            (
+                charge.settlement.input_tokens,
+                charge.settlement.output_tokens
+            ),
+            (12, 30)
+        );
+        assert_eq!(charge.settlement.cost, 12 * 2_500 + 30 * 10_000);
+        let note = charge.settlement.error.unwrap();
+        assert!(
+            note.starts_with("upstream stream broke; usage not reported"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn a_charge_above_the_hold_is_capped_at_the_hold_when_billing() {
+        let charge = meter(1_000_000).charge(&reported(1_000, 500), true);
+        assert_eq!(charge.settlement.cost, 1_000_000);
+        assert_eq!(charge.over_hold, Some(6_500_000));
+        assert!(charge.settlement.error.unwrap().contains("above the hold"));
+        // Without billing there is no hold to cap at: the record shows the cost.
+        let unbilled = meter(0).charge(&reported(1_000, 500), false);
+        assert_eq!(
+            (unbilled.settlement.cost, unbilled.over_hold),
+            (7_500_000, None)
+        );
     }
 }
