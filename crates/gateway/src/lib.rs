@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod metadata;
 pub mod metrics;
 pub mod money;
+pub mod pipeline;
 pub mod providers;
 pub mod relay;
 pub mod responses;

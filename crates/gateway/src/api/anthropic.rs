@@ -17,10 +17,11 @@ use super::{detached, RequestId};
 use std::sync::Arc;
 
 use crate::auth::{Caller, Principal};
-use crate::billing::{output_allowance, Meter};
+use crate::billing::{image_parts, output_allowance};
 use crate::error::{ApiError, Shape};
+use crate::pipeline::{self, Metered};
 use crate::providers::{MessagesCall, Reply};
-use crate::relay::{forward_json, forward_stream, forward_unmetered, Exchange};
+use crate::relay::{forward_unmetered, Exchange};
 use crate::routing::route;
 use crate::state::App;
 
@@ -87,26 +88,26 @@ async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<(Exchange, 
         Ingress::Messages => adapter.messages(&route.target(), messages)?,
         Ingress::Complete => adapter.complete(&route.target(), messages)?,
     };
-    let endpoint = ingress.endpoint();
-    let mut meter = Meter::new(app, principal, &id.0, endpoint, &route.model, stream, body);
-    let worst_case = meter.worst_case(max_output, 1, crate::billing::image_parts(body));
-    meter.reserve(app, principal, worst_case).await?;
-    let exchange = Exchange {
-        meter,
-        provider: route.provider,
-        path: upstream.path,
-        body: upstream.body,
-        forwarded: upstream.forwarded,
+    let metered = Metered {
+        principal,
+        request_id: &id.0,
+        endpoint: ingress.endpoint(),
+        route,
+        stream,
+        body,
+        max_output,
+        choices: 1,
+        images: image_parts(body),
+        upstream,
         shape: Shape::Anthropic,
     };
-    Ok((exchange, upstream.reply))
+    pipeline::reserve(app, metered).await
 }
 
 /// Sends a prepared Messages-family call and answers the client.
 async fn relay(app: App, call: Call, ingress: Ingress) -> Response {
     match prepare(&app, &call, ingress).await {
-        Ok((exchange, Reply::Stream(transform))) => forward_stream(app, exchange, transform).await,
-        Ok((exchange, Reply::Whole(transform))) => forward_json(app, exchange, *transform).await,
+        Ok((exchange, reply)) => pipeline::respond(app, exchange, reply).await,
         Err(e) => e.render(Shape::Anthropic),
     }
 }

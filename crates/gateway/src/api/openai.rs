@@ -12,11 +12,10 @@ use super::{detached, respond, RequestId};
 use std::sync::Arc;
 
 use crate::auth::{authenticate, Caller, Principal};
-use crate::billing::{output_allowance, Meter};
+use crate::billing::{image_parts, output_allowance};
 use crate::error::{ApiError, Shape};
+use crate::pipeline::{self, Metered};
 use crate::providers::{ChatCall, Reply};
-use crate::relay::transform::StreamTransform;
-use crate::relay::{forward_json, forward_stream, Exchange};
 use crate::routing::route;
 use crate::state::App;
 use crate::stored_chat;
@@ -62,7 +61,6 @@ async fn relay_completion(
             Endpoint::Chat => "chat.completions",
             Endpoint::Legacy => "completions",
         };
-        let mut meter = Meter::new(&app, &principal, &id.0, name, &route.model, stream, &body);
         let max_output = output_allowance(
             request.output_cap(),
             &route.model,
@@ -86,52 +84,38 @@ async fn relay_completion(
             Endpoint::Chat => adapter.chat(&route.target(), call)?,
             Endpoint::Legacy => adapter.completions(&route.target(), call)?,
         };
-        let worst_case = meter.worst_case(
+        let metered = Metered {
+            principal: &principal,
+            request_id: &id.0,
+            endpoint: name,
+            route,
+            stream,
+            body: &body,
             max_output,
-            request.n.unwrap_or(1),
-            crate::billing::image_parts(&body),
-        );
-        meter.reserve(&app, &principal, worst_case).await?;
-        let exchange = Exchange {
-            meter,
-            provider: route.provider,
-            path: upstream.path,
-            body: upstream.body,
-            forwarded: upstream.forwarded,
+            choices: request.n.unwrap_or(1),
+            images: image_parts(&body),
+            upstream,
             shape: Shape::OpenAi,
         };
-        Ok::<_, ApiError>((exchange, upstream.reply, record))
+        let (exchange, reply) = pipeline::reserve(&app, metered).await?;
+        Ok::<_, ApiError>((exchange, reply, record))
     }
     .await;
     let (exchange, reply, record) = match prepared {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    match reply {
-        Reply::Stream(transform) => stream_recorded(app, exchange, transform, record).await,
-        Reply::Whole(transform) => {
-            let response = forward_json(app.clone(), exchange, *transform).await;
-            match record {
-                Some(record) => stored_chat::record_json(&app, record, response).await,
-                None => response,
-            }
-        }
-    }
-}
-
-/// Streams a completion, storing it on the way when the client asked to.
-async fn stream_recorded<T: StreamTransform>(
-    app: App,
-    exchange: Exchange,
-    transform: T,
-    record: Option<stored_chat::ChatRecord>,
-) -> Response {
-    match record {
-        Some(record) => {
+    match (reply, record) {
+        (reply, None) => pipeline::respond(app, exchange, reply).await,
+        // Stored as it streams, before the client gets its last bytes.
+        (Reply::Stream(transform), Some(record)) => {
             let recorded = stored_chat::Recorded::new(transform, app.clone(), record);
-            forward_stream(app, exchange, recorded).await
+            pipeline::respond(app, exchange, Reply::Stream(Box::new(recorded))).await
         }
-        None => forward_stream(app, exchange, transform).await,
+        (whole, Some(record)) => {
+            let response = pipeline::respond(app.clone(), exchange, whole).await;
+            stored_chat::record_json(&app, record, response).await
+        }
     }
 }
 
@@ -157,31 +141,24 @@ async fn relay_embeddings(
             .provider
             .adapter
             .embeddings(&route.target(), &mut request)?;
-        let mut meter = Meter::new(
-            &app,
-            &principal,
-            &id.0,
-            "embeddings",
-            &route.model,
-            false,
-            &body,
-        );
-        let worst_case = meter.worst_case(0, 1, 0);
-        meter.reserve(&app, &principal, worst_case).await?;
-        let exchange = Exchange {
-            meter,
-            provider: route.provider,
-            path: upstream.path,
-            body: upstream.body,
-            forwarded: upstream.forwarded,
+        let metered = Metered {
+            principal: &principal,
+            request_id: &id.0,
+            endpoint: "embeddings",
+            route,
+            stream: false,
+            body: &body,
+            max_output: 0,
+            choices: 1,
+            images: 0,
+            upstream,
             shape: Shape::OpenAi,
         };
-        Ok::<_, ApiError>((exchange, upstream.reply))
+        pipeline::reserve(&app, metered).await
     }
     .await;
     match prepared {
-        Ok((exchange, Reply::Whole(transform))) => forward_json(app, exchange, *transform).await,
-        Ok((exchange, Reply::Stream(transform))) => forward_stream(app, exchange, transform).await,
+        Ok((exchange, reply)) => pipeline::respond(app, exchange, reply).await,
         Err(e) => e.into_response(),
     }
 }

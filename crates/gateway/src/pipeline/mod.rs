@@ -1,0 +1,32 @@
+//! The path every metered request takes, in order. A handler parses its
+//! protocol's request, asks for each step below, and renders; what a step
+//! does lives in the module it names.
+//!
+//! 1. **authenticate**: [`crate::auth::Caller`], an extractor that runs
+//!    before the body is read.
+//! 2. **rules, limits**: not yet (override rules and rate limits hook in
+//!    here, before any money is held).
+//! 3. **route**: [`crate::routing::route`], from the model name to its
+//!    specification and provider, if the key may use it.
+//! 4. **plan**: the provider's [`crate::providers::Adapter`] builds the
+//!    upstream call for the client's protocol, and says how the answer goes
+//!    back ([`crate::providers::Reply`]).
+//! 5. **reserve**: [`reserve`] holds the request's worst case
+//!    ([`crate::billing::Meter`]) and journals it.
+//! 6. **send**: [`crate::relay::send`] (failover across channels hooks in
+//!    here).
+//! 7. **stream / transform**: [`respond`], the upstream's answer turned into
+//!    the client's, event by event or whole.
+//! 8. **settle**: [`crate::billing::Meter::settle`] once the upstream is
+//!    done, from its own usage, through the journal and the settlement
+//!    writer.
+//!
+//! Responses turns take steps 1–4 here, hold on their whole history rather
+//! than the client's body, and run their own loop for 6–8
+//! (`crate::responses::run`), which keeps the response's state as it goes.
+
+mod reserve;
+mod respond;
+
+pub use reserve::{reserve, Metered};
+pub use respond::respond;

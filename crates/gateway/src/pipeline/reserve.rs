@@ -1,0 +1,71 @@
+//! Step 5: the hold. What a planned request may cost at most is held before
+//! anything is sent upstream; a request the balance cannot cover is refused
+//! here, having cost nothing.
+
+use bytes::Bytes;
+
+use crate::auth::Principal;
+use crate::billing::Meter;
+use crate::error::{ApiError, Shape};
+use crate::providers::{Reply, UpstreamCall};
+use crate::relay::Exchange;
+use crate::routing::Route;
+use crate::state::App;
+
+/// A request routed and planned, ready for its hold.
+pub struct Metered<'a> {
+    pub principal: &'a Principal,
+    pub request_id: &'a str,
+    /// The endpoint named in its usage record.
+    pub endpoint: &'static str,
+    pub route: Route,
+    pub stream: bool,
+    /// The client's body: the prompt estimate, and the worst case's input.
+    pub body: &'a Bytes,
+    /// Output tokens allowed per choice, and the number of choices.
+    pub max_output: u64,
+    pub choices: u64,
+    /// Images and documents in the prompt (3,000 tokens each at worst).
+    pub images: u64,
+    pub upstream: UpstreamCall,
+    /// The client's protocol, for errors.
+    pub shape: Shape,
+}
+
+/// Holds the request's worst case; returns the exchange to send and how its
+/// answer goes back.
+pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<(Exchange, Reply), ApiError> {
+    let Metered {
+        principal,
+        request_id,
+        endpoint,
+        route,
+        stream,
+        body,
+        max_output,
+        choices,
+        images,
+        upstream,
+        shape,
+    } = metered;
+    let mut meter = Meter::new(
+        app,
+        principal,
+        request_id,
+        endpoint,
+        &route.model,
+        stream,
+        body,
+    );
+    let worst_case = meter.worst_case(max_output, choices, images);
+    meter.reserve(app, principal, worst_case).await?;
+    let exchange = Exchange {
+        meter,
+        provider: route.provider,
+        path: upstream.path,
+        body: upstream.body,
+        forwarded: upstream.forwarded,
+        shape,
+    };
+    Ok((exchange, upstream.reply))
+}
