@@ -276,10 +276,15 @@ pub struct ProviderConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    pub provider: String,
+    /// The provider that serves the model: shorthand for one channel.
+    #[serde(default)]
+    pub provider: Option<String>,
     /// The name the upstream knows the model by; defaults to the public name.
     #[serde(default)]
     pub upstream_model: Option<String>,
+    /// The channels that serve the model, instead of `provider`.
+    #[serde(default)]
+    pub channels: Vec<ChannelConfig>,
     /// USD per 1M input tokens.
     pub input_price: DecimalValue,
     /// USD per 1M output tokens.
@@ -300,6 +305,35 @@ pub struct ModelConfig {
     pub max_output_tokens: Option<u64>,
 }
 
+/// One way to serve a model: a provider and the name it knows the model by.
+/// Requests go to the highest `priority` that has a channel to try, shared
+/// by `weight` within it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub provider: String,
+    /// Defaults to the model's `upstream_model`, then its public name.
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    #[serde(default)]
+    pub priority: i64,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// A channel of a [`ModelSpec`], resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelSpec {
+    pub provider: String,
+    pub upstream_model: String,
+    pub priority: i64,
+    pub weight: u32,
+}
+
 /// A configuration problem, naming the key and, when known, the file line.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -309,8 +343,12 @@ pub struct ConfigError(pub String);
 #[derive(Debug, Clone)]
 pub struct ModelSpec {
     pub name: String,
+    /// The provider and upstream name of the channel this spec is for (the
+    /// first channel's in the model catalog): what a usage record names.
     pub provider: String,
     pub upstream_model: String,
+    /// Every channel that serves the model, highest priority first.
+    pub channels: Vec<ChannelSpec>,
     pub prices: Prices,
     pub multiplier: Decimal,
     pub max_output_tokens: Option<u64>,
@@ -490,12 +528,7 @@ impl Config {
             .models
             .get(name)
             .ok_or_else(|| ConfigError(format!("no model {name:?}")))?;
-        if !self.providers.contains_key(&m.provider) {
-            return Err(ConfigError(format!(
-                "models.{name:?}.provider names {:?}, which is not a configured provider",
-                m.provider
-            )));
-        }
+        let channels = self.channels_of(name, m)?;
         let dec = |field: &str, v: Option<&DecimalValue>, default: Decimal| match v {
             Some(v) => v
                 .to_decimal()
@@ -505,8 +538,9 @@ impl Config {
         let input = dec("input_price", Some(&m.input_price), Decimal::ZERO)?;
         Ok(ModelSpec {
             name: name.to_string(),
-            provider: m.provider.clone(),
-            upstream_model: m.upstream_model.clone().unwrap_or_else(|| name.to_string()),
+            provider: channels[0].provider.clone(),
+            upstream_model: channels[0].upstream_model.clone(),
+            channels,
             prices: Prices {
                 input,
                 output: dec("output_price", m.output_price.as_ref(), Decimal::ZERO)?,
@@ -526,6 +560,59 @@ impl Config {
             multiplier: dec("multiplier", m.multiplier.as_ref(), Decimal::ONE)?,
             max_output_tokens: m.max_output_tokens,
         })
+    }
+
+    /// The channels of model `name`: `provider` alone is one channel.
+    fn channels_of(&self, name: &str, m: &ModelConfig) -> Result<Vec<ChannelSpec>, ConfigError> {
+        let upstream = m.upstream_model.clone().unwrap_or_else(|| name.to_string());
+        let mut channels = match (&m.provider, m.channels.is_empty()) {
+            (Some(provider), true) => vec![ChannelSpec {
+                provider: provider.clone(),
+                upstream_model: upstream,
+                priority: 0,
+                weight: 1,
+            }],
+            (None, false) => m
+                .channels
+                .iter()
+                .map(|c| ChannelSpec {
+                    provider: c.provider.clone(),
+                    upstream_model: c.upstream_model.clone().unwrap_or_else(|| upstream.clone()),
+                    priority: c.priority,
+                    weight: c.weight,
+                })
+                .collect(),
+            (Some(_), false) => {
+                return Err(ConfigError(format!(
+                    "models.{name:?}: set either provider or channels, not both"
+                )))
+            }
+            (None, true) => {
+                return Err(ConfigError(format!(
+                    "models.{name:?}: set provider (or channels) to say what serves it"
+                )))
+            }
+        };
+        for (i, c) in channels.iter().enumerate() {
+            if !self.providers.contains_key(&c.provider) {
+                let key = match m.channels.is_empty() {
+                    true => "provider".to_string(),
+                    false => format!("channels[{i}].provider"),
+                };
+                return Err(ConfigError(format!(
+                    "models.{name:?}.{key} names {:?}, which is not a configured provider",
+                    c.provider
+                )));
+            }
+            if c.weight == 0 {
+                return Err(ConfigError(format!(
+                    "models.{name:?}.channels[{i}].weight must be at least 1"
+                )));
+            }
+        }
+        // Highest priority first; the order written within a tier.
+        channels.sort_by_key(|c| std::cmp::Reverse(c.priority));
+        Ok(channels)
     }
 
     /// The multiplier of `group` (1 when the group is not configured).
@@ -612,6 +699,75 @@ input_price = 0.15
 output_price = "0.6"
 multiplier = 1.5
 "#;
+
+    /// SAMPLE with a second provider and a model `m` set up by `model`.
+    fn with_model(model: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "{SAMPLE}\n[providers.backup]\nkind = \"anthropic\"\nbase_url = \"http://127.0.0.1:2/v1\"\n\n[models.m]\ninput_price = 1\n{model}"
+        );
+        Config::parse(&text, "t.toml")
+    }
+
+    #[test]
+    fn a_provider_is_one_channel_and_channels_are_ordered_by_priority() {
+        let c = with_model("provider = \"openai\"\nupstream_model = \"up\"").unwrap();
+        let m = c.model_spec("m").unwrap();
+        assert_eq!(
+            m.channels,
+            vec![ChannelSpec {
+                provider: "openai".into(),
+                upstream_model: "up".into(),
+                priority: 0,
+                weight: 1
+            }]
+        );
+        let c = with_model(
+            "upstream_model = \"up\"\n[[models.m.channels]]\nprovider = \"openai\"\nweight = 3\n[[models.m.channels]]\nprovider = \"backup\"\nupstream_model = \"claude\"\npriority = 5",
+        )
+        .unwrap();
+        let m = c.model_spec("m").unwrap();
+        let seen: Vec<_> = m
+            .channels
+            .iter()
+            .map(|c| {
+                (
+                    c.provider.as_str(),
+                    c.upstream_model.as_str(),
+                    c.priority,
+                    c.weight,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![("backup", "claude", 5, 1), ("openai", "up", 0, 3)]
+        );
+        assert_eq!(
+            (m.provider.as_str(), m.upstream_model.as_str()),
+            ("backup", "claude")
+        );
+    }
+
+    #[test]
+    fn channels_are_checked() {
+        let both = "provider = \"openai\"\n[[models.m.channels]]\nprovider = \"backup\"";
+        assert!(with_model(both)
+            .unwrap_err()
+            .0
+            .contains("either provider or channels"));
+        assert!(with_model("").unwrap_err().0.contains("set provider"));
+        let unknown = "[[models.m.channels]]\nprovider = \"nope\"";
+        let e = with_model(unknown).unwrap_err().0;
+        assert!(
+            e.contains("channels[0].provider") && e.contains("nope"),
+            "{e}"
+        );
+        let zero = "[[models.m.channels]]\nprovider = \"openai\"\nweight = 0";
+        assert!(with_model(zero)
+            .unwrap_err()
+            .0
+            .contains("weight must be at least 1"));
+    }
 
     #[test]
     fn empty_config_has_defaults() {

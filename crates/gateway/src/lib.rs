@@ -77,8 +77,11 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
         );
     }
     let mut models = HashMap::new();
+    let mut channels = HashMap::new();
     for name in config.models.keys() {
-        models.insert(name.clone(), Arc::new(config.model_spec(name)?));
+        let spec = config.model_spec(name)?;
+        channels.insert(name.clone(), routing::channels(&spec, &providers)?);
+        models.insert(name.clone(), Arc::new(spec));
     }
     if !config.billing {
         tracing::warn!("billing = false: requests are neither held, charged nor recorded (for benchmarks only)");
@@ -120,6 +123,7 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
         config,
         settlements,
         models,
+        channels,
         providers,
         store,
         metrics: Default::default(),

@@ -16,6 +16,8 @@ pub type App = Arc<AppState>;
 pub struct AppState {
     pub config: Config,
     pub models: HashMap<String, Arc<ModelSpec>>,
+    /// Each model's channels, highest priority first.
+    pub channels: HashMap<String, Vec<crate::routing::Channel>>,
     pub providers: HashMap<String, Arc<Provider>>,
     pub store: store::Store,
     pub metrics: Metrics,

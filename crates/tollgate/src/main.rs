@@ -71,12 +71,14 @@ fn main() -> ExitCode {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(&config).await,
             Command::CheckConfig => {
-                for (name, spec) in &config.models {
-                    println!(
-                        "model {name} → provider {} ({})",
-                        spec.provider,
-                        spec.upstream_model.as_deref().unwrap_or(name)
-                    );
+                for name in config.models.keys() {
+                    let spec = config.model_spec(name).map_err(|e| e.to_string())?;
+                    for c in &spec.channels {
+                        println!(
+                            "model {name} → provider {} ({}), priority {}, weight {}",
+                            c.provider, c.upstream_model, c.priority, c.weight
+                        );
+                    }
                 }
                 println!(
                     "{} provider(s), {} model(s): configuration is valid",

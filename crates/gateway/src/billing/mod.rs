@@ -388,6 +388,7 @@ mod tests {
             },
             multiplier: Decimal::ONE,
             max_output_tokens: None,
+            channels: Vec::new(),
         };
         Meter {
             record: Settlement {

@@ -216,6 +216,7 @@ mod tests {
             },
             multiplier: Decimal::ONE,
             max_output_tokens: None,
+            channels: Vec::new(),
         }
     }
 

@@ -7,6 +7,7 @@
 mod accounts;
 mod amounts;
 mod anthropic;
+mod channels;
 mod common;
 mod errors;
 mod faults;

@@ -1,0 +1,90 @@
+//! Routing: a model name becomes the model's specification and the channel
+//! that serves it — if the caller's key may use it.
+
+mod select;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub use select::{select, Weight};
+
+use crate::auth::Principal;
+use crate::config::{ConfigError, ModelSpec};
+use crate::error::ApiError;
+use crate::providers::{Provider, Target};
+use crate::state::App;
+
+/// Where a request for one model goes.
+pub struct Route {
+    pub model: Arc<ModelSpec>,
+    pub provider: Arc<Provider>,
+}
+
+impl Route {
+    /// What the provider's adapter builds its call for.
+    pub fn target(&self) -> Target<'_> {
+        Target {
+            model: &self.model,
+            provider: &self.provider,
+        }
+    }
+}
+
+/// One channel of a model, ready to serve: the model's specification as
+/// this channel sees it (its provider and upstream name, which its usage
+/// records name) and its provider.
+pub struct Channel {
+    pub model: Arc<ModelSpec>,
+    pub provider: Arc<Provider>,
+    pub weight: Weight,
+}
+
+/// The channels of `spec`, highest priority first.
+pub fn channels(
+    spec: &ModelSpec,
+    providers: &HashMap<String, Arc<Provider>>,
+) -> Result<Vec<Channel>, ConfigError> {
+    spec.channels
+        .iter()
+        .map(|c| {
+            let provider = providers.get(&c.provider).cloned().ok_or_else(|| {
+                ConfigError(format!(
+                    "models.{:?}: no provider {:?}",
+                    spec.name, c.provider
+                ))
+            })?;
+            let model = ModelSpec {
+                provider: c.provider.clone(),
+                upstream_model: c.upstream_model.clone(),
+                ..spec.clone()
+            };
+            Ok(Channel {
+                model: Arc::new(model),
+                provider,
+                weight: Weight {
+                    priority: c.priority,
+                    weight: c.weight,
+                },
+            })
+        })
+        .collect()
+}
+
+pub fn route(app: &App, principal: &Principal, model: &str) -> Result<Route, ApiError> {
+    if app.model(model).is_none() {
+        return Err(ApiError::ModelNotFound(model.to_string()));
+    }
+    principal.check_model(model)?;
+    let channels = app.channels.get(model).ok_or(ApiError::Internal)?;
+    let roll = if channels.len() > 1 {
+        rand::random()
+    } else {
+        0
+    };
+    let chosen = select(channels, |c| c.weight, &[], roll).ok_or(ApiError::Internal)?;
+    let channel = &channels[chosen];
+    Ok(Route {
+        model: channel.model.clone(),
+        provider: channel.provider.clone(),
+    })
+}
