@@ -65,6 +65,9 @@ pub struct Config {
     /// Bounds on connections, bodies and queues.
     #[serde(default)]
     pub limits: Limits,
+    /// When a request moves to its model's next channel.
+    #[serde(default)]
+    pub failover: Failover,
     /// Where holds live: `memory` (default: no database write before a
     /// request is forwarded; exact charges, admission per instance) or
     /// `database` (exact admission across instances, one more write
@@ -187,6 +190,54 @@ impl DecimalValue {
 pub struct GroupConfig {
     #[serde(default)]
     pub multiplier: Option<DecimalValue>,
+}
+
+/// The `[failover]` section: a request whose channel fails before its
+/// answer began moves to the model's next channel (see `pipeline`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Failover {
+    /// Attempts per request, the first included (1: no failover).
+    pub max_attempts: u32,
+    /// Upstream statuses worth another channel: codes (`"429"`) and ranges
+    /// (`"500-503"`). Connection failures and timeouts before the answer
+    /// always are. The default follows new-api: 429 and 5xx but 504 and 524
+    /// (the request took too long: another channel would too); 4xx are the
+    /// client's own fault and answered as they are.
+    pub retry_statuses: Vec<String>,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Failover {
+            max_attempts: 3,
+            retry_statuses: ["429", "500-503", "505-523", "525-599"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+impl Failover {
+    /// Whether an upstream answering `status` is worth another channel.
+    pub fn retries(&self, status: u16) -> bool {
+        self.retry_statuses
+            .iter()
+            .filter_map(|r| status_range(r))
+            .any(|(low, high)| (low..=high).contains(&status))
+    }
+}
+
+/// `"429"` or `"500-503"` as an inclusive range of statuses.
+fn status_range(text: &str) -> Option<(u16, u16)> {
+    let (low, high) = match text.split_once('-') {
+        Some((low, high)) => (low.trim().parse().ok()?, high.trim().parse().ok()?),
+        None => {
+            let code = text.trim().parse().ok()?;
+            (code, code)
+        }
+    };
+    ((100..=599).contains(&low) && low <= high && high <= 599).then_some((low, high))
 }
 
 /// What one instance accepts before it refuses: the `[limits]` section.
@@ -428,6 +479,23 @@ impl Config {
             Some(line) => format!("{origin}, line {line}"),
             None => origin.to_string(),
         };
+        if self.failover.max_attempts == 0 {
+            return Err(ConfigError(format!(
+                "failover.max_attempts must be at least 1 ({})",
+                at("max_attempts")
+            )));
+        }
+        if let Some(bad) = self
+            .failover
+            .retry_statuses
+            .iter()
+            .find(|r| status_range(r).is_none())
+        {
+            return Err(ConfigError(format!(
+                "failover.retry_statuses: {bad:?} is not a status (\"429\") or a range (\"500-503\") ({})",
+                at("retry_statuses")
+            )));
+        }
         if !(1..=MAX_CREDITS_PER_USD).contains(&self.credits_per_usd) {
             return Err(ConfigError(format!(
                 "credits_per_usd must be between 1 and {MAX_CREDITS_PER_USD} ({})",
@@ -746,6 +814,25 @@ multiplier = 1.5
             (m.provider.as_str(), m.upstream_model.as_str()),
             ("backup", "claude")
         );
+    }
+
+    #[test]
+    fn failover_retries_what_it_lists() {
+        let f = Failover::default();
+        for status in [429, 500, 502, 503, 529, 599] {
+            assert!(f.retries(status), "{status}");
+        }
+        for status in [400, 401, 403, 404, 413, 504, 524, 200] {
+            assert!(!f.retries(status), "{status}");
+        }
+        let e = Config::parse(
+            &format!("{SAMPLE}\n[failover]\nretry_statuses = [\"5xx\"]"),
+            "t",
+        )
+        .unwrap_err();
+        assert!(e.0.contains("\"5xx\""), "{e}");
+        let e = Config::parse(&format!("{SAMPLE}\n[failover]\nmax_attempts = 0"), "t").unwrap_err();
+        assert!(e.0.contains("max_attempts"), "{e}");
     }
 
     #[test]

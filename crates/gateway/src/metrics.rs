@@ -84,6 +84,7 @@ pub struct Metrics {
     over_hold_nano: CounterFamily,
     shed: CounterFamily,
     client_stalls: CounterFamily,
+    failovers: CounterFamily,
 }
 
 impl Metrics {
@@ -132,6 +133,11 @@ impl Metrics {
     /// A request refused because the gateway is overloaded (`reason`).
     pub fn record_shed(&self, reason: &str) {
         self.shed.add(&[reason], 1);
+    }
+
+    /// A request that left a failing provider for the model's next channel.
+    pub fn record_failover(&self, from_provider: &str) {
+        self.failovers.add(&[from_provider], 1);
     }
 
     /// A client that stopped reading its stream and was dropped.
@@ -219,6 +225,12 @@ impl Metrics {
             "tollgate_client_stalls_total",
             "Streams dropped because their client stopped reading, by kind.",
             &["kind"],
+        );
+        self.failovers.render(
+            &mut out,
+            "tollgate_failovers_total",
+            "Requests moved to another channel after a provider failed before answering, by that provider.",
+            &["provider"],
         );
         out
     }

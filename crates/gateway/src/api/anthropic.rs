@@ -19,9 +19,9 @@ use std::sync::Arc;
 use crate::auth::{Caller, Principal};
 use crate::billing::{image_parts, output_allowance};
 use crate::error::{ApiError, Shape};
-use crate::pipeline::{self, Metered};
-use crate::providers::{MessagesCall, Reply};
-use crate::relay::{forward_unmetered, Exchange};
+use crate::pipeline::{self, Metered, Planner, Prepared};
+use crate::providers::MessagesCall;
+use crate::relay::forward_unmetered;
 use crate::routing::route;
 use crate::state::App;
 
@@ -59,7 +59,7 @@ struct Call {
 }
 
 /// Routes, plans and holds: everything before the upstream call.
-async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<(Exchange, Reply), ApiError> {
+async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<Prepared, ApiError> {
     let Call {
         id,
         principal,
@@ -78,16 +78,19 @@ async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<(Exchange, 
         &route.model,
         app.config.default_max_tokens,
     );
-    let adapter = route.provider.adapter;
-    let messages = MessagesCall {
-        body: messages_body,
-        stream,
-        forwarded: adapter.forwarded(headers),
-    };
-    let upstream = match ingress {
-        Ingress::Messages => adapter.messages(&route.target(), messages)?,
-        Ingress::Complete => adapter.complete(&route.target(), messages)?,
-    };
+    let client_headers = headers.clone();
+    let planner: Planner = Box::new(move |target| {
+        let adapter = target.provider.adapter;
+        let messages = MessagesCall {
+            body: messages_body.clone(),
+            stream,
+            forwarded: adapter.forwarded(&client_headers),
+        };
+        match ingress {
+            Ingress::Messages => adapter.messages(target, messages),
+            Ingress::Complete => adapter.complete(target, messages),
+        }
+    });
     let metered = Metered {
         principal,
         request_id: &id.0,
@@ -98,7 +101,7 @@ async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<(Exchange, 
         max_output,
         choices: 1,
         images: image_parts(body),
-        upstream,
+        planner,
         shape: Shape::Anthropic,
     };
     pipeline::reserve(app, metered).await
@@ -107,7 +110,7 @@ async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<(Exchange, 
 /// Sends a prepared Messages-family call and answers the client.
 async fn relay(app: App, call: Call, ingress: Ingress) -> Response {
     match prepare(&app, &call, ingress).await {
-        Ok((exchange, reply)) => pipeline::respond(app, exchange, reply).await,
+        Ok(prepared) => pipeline::respond(app, prepared).await,
         Err(e) => e.render(Shape::Anthropic),
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::auth::{authenticate, Caller, Principal};
 use crate::billing::{image_parts, output_allowance};
 use crate::error::{ApiError, Shape};
-use crate::pipeline::{self, Metered};
+use crate::pipeline::{self, Metered, Planner};
 use crate::providers::{ChatCall, Reply};
 use crate::routing::route;
 use crate::state::App;
@@ -73,17 +73,34 @@ async fn relay_completion(
             }
             Endpoint::Legacy => None,
         };
-        let call = ChatCall {
-            request: &mut request,
-            stream,
-            max_output,
-            client_wants_usage,
-        };
-        let adapter = route.provider.adapter;
-        let upstream = match endpoint {
-            Endpoint::Chat => adapter.chat(&route.target(), call)?,
-            Endpoint::Legacy => adapter.completions(&route.target(), call)?,
-        };
+        let choices = request.n.unwrap_or(1);
+        // Stored as it streams, before the client gets its last bytes;
+        // whole answers are stored below.
+        let stream_record = record.clone().filter(|_| stream);
+        let recorder = app.clone();
+        let planner: Planner = Box::new(move |target| {
+            let mut request = request.clone();
+            let call = ChatCall {
+                request: &mut request,
+                stream,
+                max_output,
+                client_wants_usage,
+            };
+            let adapter = target.provider.adapter;
+            let mut upstream = match endpoint {
+                Endpoint::Chat => adapter.chat(target, call)?,
+                Endpoint::Legacy => adapter.completions(target, call)?,
+            };
+            if let Some(record) = &stream_record {
+                upstream.reply = match upstream.reply {
+                    Reply::Stream(transform) => Reply::Stream(Box::new(
+                        stored_chat::Recorded::new(transform, recorder.clone(), record.clone()),
+                    )),
+                    whole => whole,
+                };
+            }
+            Ok(upstream)
+        });
         let metered = Metered {
             principal: &principal,
             request_id: &id.0,
@@ -92,30 +109,23 @@ async fn relay_completion(
             stream,
             body: &body,
             max_output,
-            choices: request.n.unwrap_or(1),
+            choices,
             images: image_parts(&body),
-            upstream,
+            planner,
             shape: Shape::OpenAi,
         };
-        let (exchange, reply) = pipeline::reserve(&app, metered).await?;
-        Ok::<_, ApiError>((exchange, reply, record))
+        let prepared = pipeline::reserve(&app, metered).await?;
+        Ok::<_, ApiError>((prepared, record.filter(|_| !stream)))
     }
     .await;
-    let (exchange, reply, record) = match prepared {
+    let (prepared, whole_record) = match prepared {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    match (reply, record) {
-        (reply, None) => pipeline::respond(app, exchange, reply).await,
-        // Stored as it streams, before the client gets its last bytes.
-        (Reply::Stream(transform), Some(record)) => {
-            let recorded = stored_chat::Recorded::new(transform, app.clone(), record);
-            pipeline::respond(app, exchange, Reply::Stream(Box::new(recorded))).await
-        }
-        (whole, Some(record)) => {
-            let response = pipeline::respond(app.clone(), exchange, whole).await;
-            stored_chat::record_json(&app, record, response).await
-        }
+    let response = pipeline::respond(app.clone(), prepared).await;
+    match whole_record {
+        Some(record) => stored_chat::record_json(&app, record, response).await,
+        None => response,
     }
 }
 
@@ -135,12 +145,14 @@ async fn relay_embeddings(
     body: Bytes,
 ) -> Response {
     let prepared = async {
-        let mut request: EmbeddingRequest = parse_json(&body)?;
+        let request: EmbeddingRequest = parse_json(&body)?;
         let route = route(&app, &principal, &request.model)?;
-        let upstream = route
-            .provider
-            .adapter
-            .embeddings(&route.target(), &mut request)?;
+        let planner: Planner = Box::new(move |target| {
+            target
+                .provider
+                .adapter
+                .embeddings(target, &mut request.clone())
+        });
         let metered = Metered {
             principal: &principal,
             request_id: &id.0,
@@ -151,14 +163,14 @@ async fn relay_embeddings(
             max_output: 0,
             choices: 1,
             images: 0,
-            upstream,
+            planner,
             shape: Shape::OpenAi,
         };
         pipeline::reserve(&app, metered).await
     }
     .await;
     match prepared {
-        Ok((exchange, reply)) => pipeline::respond(app, exchange, reply).await,
+        Ok(prepared) => pipeline::respond(app, prepared).await,
         Err(e) => e.into_response(),
     }
 }

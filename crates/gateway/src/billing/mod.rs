@@ -191,6 +191,14 @@ impl Meter {
         }
     }
 
+    /// The request moved to another channel of its model (same prices):
+    /// its usage record names the one that serves.
+    pub fn serve_by(&mut self, model: &Arc<ModelSpec>) {
+        self.record.provider = model.provider.clone();
+        self.record.upstream_model = model.upstream_model.clone();
+        self.model = model.clone();
+    }
+
     /// The most this request can cost (rule 1 above): every prompt byte as a
     /// token plus `images` images, at the dearer of the input and
     /// cache-write prices, plus `max_output` tokens per choice.

@@ -13,8 +13,8 @@
 //!    back ([`crate::providers::Reply`]).
 //! 5. **reserve**: [`reserve`] holds the request's worst case
 //!    ([`crate::billing::Meter`]) and journals it.
-//! 6. **send**: [`crate::relay::send`] (failover across channels hooks in
-//!    here).
+//! 6. **send**: `send`, through [`crate::relay::send`], moving to the
+//!    model's next channel when one fails before answering.
 //! 7. **stream / transform**: [`respond`], the upstream's answer turned into
 //!    the client's, event by event or whole.
 //! 8. **settle**: [`crate::billing::Meter::settle`] once the upstream is
@@ -27,6 +27,8 @@
 
 mod reserve;
 mod respond;
+mod send;
 
-pub use reserve::{reserve, Metered};
+pub use reserve::{reserve, Metered, Prepared};
 pub use respond::respond;
+pub use send::{Failover, Planner};

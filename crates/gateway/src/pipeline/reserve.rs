@@ -4,15 +4,16 @@
 
 use bytes::Bytes;
 
+use super::send::{Failover, Planner};
 use crate::auth::Principal;
 use crate::billing::Meter;
 use crate::error::{ApiError, Shape};
-use crate::providers::{Reply, UpstreamCall};
+use crate::providers::Reply;
 use crate::relay::Exchange;
 use crate::routing::Route;
 use crate::state::App;
 
-/// A request routed and planned, ready for its hold.
+/// A request routed, ready to plan and hold.
 pub struct Metered<'a> {
     pub principal: &'a Principal,
     pub request_id: &'a str,
@@ -27,14 +28,24 @@ pub struct Metered<'a> {
     pub choices: u64,
     /// Images and documents in the prompt (3,000 tokens each at worst).
     pub images: u64,
-    pub upstream: UpstreamCall,
+    /// Builds the upstream call for a channel (again for each channel a
+    /// failover tries).
+    pub planner: Planner,
     /// The client's protocol, for errors.
     pub shape: Shape,
 }
 
-/// Holds the request's worst case; returns the exchange to send and how its
-/// answer goes back.
-pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<(Exchange, Reply), ApiError> {
+/// A request held and planned for its first channel.
+pub struct Prepared {
+    pub exchange: Exchange,
+    pub reply: Reply,
+    pub failover: Failover,
+}
+
+/// Plans the call for the routed channel, then holds the request's worst
+/// case. A request that cannot be planned (its input has no equivalent
+/// upstream) is refused before anything is held.
+pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<Prepared, ApiError> {
     let Metered {
         principal,
         request_id,
@@ -45,9 +56,10 @@ pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<(Exchange, Reply
         max_output,
         choices,
         images,
-        upstream,
+        planner,
         shape,
     } = metered;
+    let upstream = planner(&route.target())?;
     let mut meter = Meter::new(
         app,
         principal,
@@ -67,5 +79,14 @@ pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<(Exchange, Reply
         forwarded: upstream.forwarded,
         shape,
     };
-    Ok((exchange, upstream.reply))
+    let failover = Failover {
+        model: route.model.name.clone(),
+        tried: vec![route.channel],
+        planner,
+    };
+    Ok(Prepared {
+        exchange,
+        reply: upstream.reply,
+        failover,
+    })
 }

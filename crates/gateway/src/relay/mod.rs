@@ -53,6 +53,9 @@ const FORWARDED_ERROR_HEADERS: [&str; 4] = [
 /// What to do with an upstream response that is not a success.
 pub(crate) struct UpstreamFailure {
     kind: FailureKind,
+    /// The upstream's status; `None` when it could not be reached or did
+    /// not answer in time.
+    upstream_status: Option<u16>,
     /// Upstream headers forwarded with the error (see FORWARDED_ERROR_HEADERS).
     headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -69,8 +72,16 @@ impl UpstreamFailure {
     fn gateway(error: ApiError) -> Self {
         UpstreamFailure {
             kind: FailureKind::Gateway(error),
+            upstream_status: None,
             headers: Vec::new(),
         }
+    }
+
+    /// Whether another channel may serve the request instead: this one was
+    /// unreachable or silent, or answered a status `[failover]` retries.
+    pub(crate) fn worth_another_channel(&self, failover: &crate::config::Failover) -> bool {
+        self.upstream_status
+            .is_none_or(|status| failover.retries(status))
     }
 
     pub(crate) fn status(&self) -> u16 {
@@ -205,7 +216,11 @@ pub(crate) async fn send(
         503 | 529 => FailureKind::Gateway(ApiError::UpstreamOverloaded),
         code => FailureKind::Gateway(ApiError::UpstreamFailed(code)),
     };
-    Err(UpstreamFailure { kind, headers })
+    Err(UpstreamFailure {
+        kind,
+        upstream_status: Some(status.as_u16()),
+        headers,
+    })
 }
 
 fn failure_outcome(status: u16) -> Outcome {
@@ -216,21 +231,26 @@ fn failure_outcome(status: u16) -> Outcome {
     }
 }
 
-/// Forwards a non-streaming request; the body reaches the client through `transform`.
+/// Answers a client that refused to wait for a failed upstream call: the
+/// request is settled as failed (free) and the error given in its shape.
+pub(crate) fn refuse(app: &App, ex: Exchange, failure: UpstreamFailure) -> Response {
+    ex.meter.settle(app, failure_outcome(failure.status()));
+    failure.render(ex.provider.adapter.wire(), ex.shape)
+}
+
+/// Answers with a whole upstream body, through `transform`, once the
+/// upstream call succeeded ([`send`]); settles from its usage.
 ///
 /// Callers run it [`detached`](crate::api) from the client's connection, so
 /// that a client hanging up cannot cancel the settlement.
-pub async fn forward_json(app: App, mut ex: Exchange, transform: BodyTransform) -> Response {
+pub async fn answer_json(
+    app: App,
+    ex: Exchange,
+    transform: BodyTransform,
+    response: reqwest::Response,
+) -> Response {
     let _guard = InFlight::enter(&app);
     let wire = ex.provider.adapter.wire();
-    let body = std::mem::take(&mut ex.body);
-    let response = match send(&app, &ex.provider, ex.path, body, &ex.forwarded).await {
-        Ok(r) => r,
-        Err(failure) => {
-            ex.meter.settle(&app, failure_outcome(failure.status()));
-            return failure.render(wire, ex.shape);
-        }
-    };
     let status = response.status();
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
     let bytes = match tokio::time::timeout(ex.provider.request_timeout, response.bytes()).await {
@@ -274,23 +294,17 @@ pub async fn forward_json(app: App, mut ex: Exchange, transform: BodyTransform) 
     out
 }
 
-/// Forwards a streaming request; events reach the client through `transform`,
-/// each upstream read forwarded as soon as it is transformed.
-pub async fn forward_stream<T: StreamTransform>(
+/// Answers with a stream once the upstream call succeeded ([`send`]);
+/// events reach the client through `transform`, each upstream read
+/// forwarded as soon as it is transformed. `guard` keeps the process up
+/// until the stream is settled.
+pub async fn answer_stream<T: StreamTransform>(
     app: App,
-    mut ex: Exchange,
+    ex: Exchange,
     transform: T,
+    response: reqwest::Response,
+    guard: InFlightGuard,
 ) -> Response {
-    let guard = InFlight::enter(&app);
-    let body = std::mem::take(&mut ex.body);
-    let response = match send(&app, &ex.provider, ex.path, body, &ex.forwarded).await {
-        Ok(r) => r,
-        Err(failure) => {
-            ex.meter.settle(&app, failure_outcome(failure.status()));
-            drop(guard);
-            return failure.render(ex.provider.adapter.wire(), ex.shape);
-        }
-    };
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
     tokio::spawn(pump(app, ex, response, tx, transform, guard).in_current_span());
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {

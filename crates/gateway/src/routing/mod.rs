@@ -16,8 +16,11 @@ use crate::state::App;
 
 /// Where a request for one model goes.
 pub struct Route {
+    /// The model as the chosen channel serves it.
     pub model: Arc<ModelSpec>,
     pub provider: Arc<Provider>,
+    /// The chosen channel, among the model's (`AppState::channels`).
+    pub channel: usize,
 }
 
 impl Route {
@@ -86,5 +89,6 @@ pub fn route(app: &App, principal: &Principal, model: &str) -> Result<Route, Api
     Ok(Route {
         model: channel.model.clone(),
         provider: channel.provider.clone(),
+        channel: chosen,
     })
 }

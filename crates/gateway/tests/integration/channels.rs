@@ -3,6 +3,7 @@
 //! served it.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use crate::common::*;
 
@@ -104,5 +105,133 @@ weight = 1
     // 300 expected on `a` (a standard deviation of about 9).
     assert!((250..=350).contains(&on_a), "{by:?}");
     assert_eq!((a.requests().len(), b.requests().len()), (on_a, on_b));
+    gw.stop().await;
+}
+
+/// `multi` on `chan-a` (priority 10) then `chan-b` (priority 0), and an
+/// Anthropic channel last, on the mocks given.
+fn tiers(a: &str, b: &str, claude: &str, failover: &str) -> String {
+    let channels = r#"
+[[models.multi.channels]]
+provider = "chan-a"
+priority = 10
+
+[[models.multi.channels]]
+provider = "chan-b"
+priority = 5
+
+[[models.multi.channels]]
+provider = "chan-claude"
+upstream_model = "claude-up"
+priority = 0
+"#;
+    format!(
+        "{}\n[providers.chan-claude]\nkind = \"anthropic\"\nbase_url = \"{claude}\"\napi_key = \"{UPSTREAM_KEY}\"\n{failover}",
+        channels_config(a, b, channels)
+    )
+}
+
+#[tokio::test]
+async fn a_channel_failing_before_its_answer_passes_the_request_to_the_next() {
+    let (main, a, b) = (start_mock().await, start_mock().await, start_mock().await);
+    a.state.fail_status.store(500, Ordering::SeqCst);
+    let gw = start_gateway_with(&main.url, None, "", &tiers(&a.url, &b.url, &main.url, "")).await;
+    let (user_id, key) = gw.user("failover", "default", "10").await;
+    let before = gw.balance(user_id).await;
+    for stream in [false, true] {
+        let resp = gw.chat(&key, chat_body("multi", stream)).await;
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("Hel"), "{text}");
+    }
+    // One record per request, naming the channel that served; charged once.
+    let by = served_by(&gw, user_id, 2).await;
+    assert_eq!(by, HashMap::from([("chan-b/multi".to_string(), 2)]));
+    assert_eq!((a.requests().len(), b.requests().len()), (2, 2));
+    let records = gw.wait_for_usage(user_id, 2).await;
+    let charged: i64 = records.iter().map(|r| r.cost).sum();
+    assert!(charged > 0);
+    let after = gw.balance(user_id).await;
+    assert_eq!((after.0, after.1), (before.0 - charged, 0));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_channel_fails_over_even_to_another_protocol() {
+    let (main, b) = (start_mock().await, start_mock().await);
+    b.state.fail_status.store(503, Ordering::SeqCst);
+    // Nothing listens on port 9 of the loopback.
+    let gw = start_gateway_with(
+        &main.url,
+        None,
+        "",
+        &tiers("http://127.0.0.1:9/v1", &b.url, &main.url, ""),
+    )
+    .await;
+    let (user_id, key) = gw.user("refused", "default", "10").await;
+    let resp = gw.chat(&key, chat_body("multi", false)).await;
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["model"], "multi", "{body}");
+    // a refused, b answered 503, the Anthropic channel served (translated).
+    let by = served_by(&gw, user_id, 1).await;
+    assert_eq!(
+        by,
+        HashMap::from([("chan-claude/claude-up".to_string(), 1)])
+    );
+    assert_eq!(b.requests().len(), 1);
+    assert!(main
+        .requests()
+        .iter()
+        .any(|(path, _, _)| path.ends_with("/messages")));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn client_errors_and_exhausted_attempts_are_answered_as_they_are() {
+    let (main, a, b) = (start_mock().await, start_mock().await, start_mock().await);
+    // A 400 is the client's own fault: no other channel is tried.
+    a.state.fail_status.store(400, Ordering::SeqCst);
+    let gw = start_gateway_with(&main.url, None, "", &tiers(&a.url, &b.url, &main.url, "")).await;
+    let (user_id, key) = gw.user("no-retry", "default", "10").await;
+    let resp = gw.chat(&key, chat_body("multi", false)).await;
+    assert_eq!(resp.status(), 400);
+    assert!(b.requests().is_empty());
+    gw.stop().await;
+
+    // max_attempts = 2: a and b fail, the third channel is never asked.
+    a.state.fail_status.store(502, Ordering::SeqCst);
+    b.state.fail_status.store(429, Ordering::SeqCst);
+    let limited = "[failover]\nmax_attempts = 2\n";
+    let config = tiers(&a.url, &b.url, &main.url, limited);
+    let gw = start_gateway_with(&main.url, None, "", &config).await;
+    let (user_id_2, key) = gw.user("exhausted", "default", "10").await;
+    let before = gw.balance(user_id_2).await;
+    let resp = gw.chat(&key, chat_body("multi", false)).await;
+    assert_eq!(resp.status(), 429, "the last failure is the answer");
+    assert!(main.requests().is_empty());
+    let records = gw.wait_for_usage(user_id_2, 1).await;
+    assert_eq!(
+        (records[0].cost, records[0].provider.as_str()),
+        (0, "chan-b")
+    );
+    assert_eq!(gw.balance(user_id_2).await, before, "free, nothing held");
+    let _ = user_id;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_broken_after_its_first_bytes_is_not_retried() {
+    let (main, a, b) = (start_mock().await, start_mock().await, start_mock().await);
+    a.state.break_after.store(2, Ordering::SeqCst);
+    let gw = start_gateway_with(&main.url, None, "", &tiers(&a.url, &b.url, &main.url, "")).await;
+    let (user_id, key) = gw.user("broken", "default", "10").await;
+    let resp = gw.chat(&key, chat_body("multi", true)).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("upstream_stream_interrupted"), "{text}");
+    assert!(b.requests().is_empty() && main.requests().is_empty());
+    let by = served_by(&gw, user_id, 1).await;
+    assert_eq!(by, HashMap::from([("chan-a/multi".to_string(), 1)]));
     gw.stop().await;
 }

@@ -1,0 +1,91 @@
+//! Step 6: the call sent, moving to the model's next channel when one fails
+//! before its answer began (`[failover]`). The hold was placed once; only
+//! the attempt that serves is settled, so a failover never charges twice.
+//! Nothing is retried once an answer has begun: its bytes may have reached
+//! the client.
+
+use crate::error::ApiError;
+use crate::providers::{Reply, Target, UpstreamCall};
+use crate::relay::{send, Exchange, UpstreamFailure};
+use crate::routing::{select, Channel};
+use crate::state::App;
+
+/// Builds the upstream call for a channel from the client's request.
+pub type Planner = Box<dyn Fn(&Target<'_>) -> Result<UpstreamCall, ApiError> + Send + Sync>;
+
+/// What a request needs to move to another channel.
+pub struct Failover {
+    /// The model's public name: its channels are `app.channels[model]`.
+    pub model: String,
+    /// The channels tried so far, the first included.
+    pub tried: Vec<usize>,
+    pub planner: Planner,
+}
+
+impl Failover {
+    /// The next channel to try and its call, or `None` when none is left.
+    /// A channel the request cannot be planned for is passed over.
+    fn next<'a>(&mut self, app: &'a App) -> Option<(&'a Channel, UpstreamCall)> {
+        let channels = app.channels.get(&self.model)?;
+        loop {
+            let index = select(channels, |c| c.weight, &self.tried, rand::random())?;
+            self.tried.push(index);
+            let channel = &channels[index];
+            let target = Target {
+                model: &channel.model,
+                provider: &channel.provider,
+            };
+            match (self.planner)(&target) {
+                Ok(call) => return Some((channel, call)),
+                Err(e) => {
+                    tracing::debug!(provider = %channel.provider.name, error = %e, "channel passed over")
+                }
+            }
+        }
+    }
+}
+
+/// Sends the exchange; on a failure worth it, moves it (and `reply`) to the
+/// model's next channel and sends again, up to `[failover] max_attempts`.
+/// Returns the upstream's answer, or the last failure.
+pub(crate) async fn send_with_failover(
+    app: &App,
+    exchange: &mut Exchange,
+    reply: &mut Reply,
+    failover: &mut Failover,
+) -> Result<reqwest::Response, UpstreamFailure> {
+    let policy = &app.config.failover;
+    loop {
+        let body = std::mem::take(&mut exchange.body);
+        let failure = match send(
+            app,
+            &exchange.provider,
+            exchange.path,
+            body,
+            &exchange.forwarded,
+        )
+        .await
+        {
+            Ok(response) => return Ok(response),
+            Err(failure) => failure,
+        };
+        let attempts = failover.tried.len();
+        if attempts >= policy.max_attempts as usize || !failure.worth_another_channel(policy) {
+            return Err(failure);
+        }
+        let Some((channel, call)) = failover.next(app) else {
+            return Err(failure);
+        };
+        tracing::info!(
+            from = %exchange.provider.name, to = %channel.provider.name, status = failure.status(),
+            "upstream failed before answering; trying the model's next channel"
+        );
+        app.metrics.record_failover(&exchange.provider.name);
+        exchange.provider = channel.provider.clone();
+        exchange.path = call.path;
+        exchange.body = call.body;
+        exchange.forwarded = call.forwarded;
+        exchange.meter.serve_by(&channel.model);
+        *reply = call.reply;
+    }
+}
