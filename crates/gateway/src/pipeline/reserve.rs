@@ -43,8 +43,8 @@ pub struct Prepared {
 }
 
 /// Plans the call for the routed channel, then holds the request's worst
-/// case. A request that cannot be planned (its input has no equivalent
-/// upstream) is refused before anything is held.
+/// case. A request no channel can be planned for is refused before
+/// anything is held.
 pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<Prepared, ApiError> {
     let Metered {
         principal,
@@ -59,7 +59,17 @@ pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<Prepared, ApiErr
         planner,
         shape,
     } = metered;
-    let upstream = planner(&route.target())?;
+    let mut failover = Failover {
+        model: route.model.name.clone(),
+        tried: vec![route.channel],
+        planner,
+    };
+    // A channel the request cannot be planned for (its input has no
+    // equivalent in that protocol) is passed over, as on failover.
+    let (route, upstream) = match (failover.planner)(&route.target()) {
+        Ok(upstream) => (route, upstream),
+        Err(refusal) => failover.next(app).ok_or(refusal)?,
+    };
     let mut meter = Meter::new(
         app,
         principal,
@@ -78,11 +88,6 @@ pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<Prepared, ApiErr
         body: upstream.body,
         forwarded: upstream.forwarded,
         shape,
-    };
-    let failover = Failover {
-        model: route.model.name.clone(),
-        tried: vec![route.channel],
-        planner,
     };
     Ok(Prepared {
         exchange,

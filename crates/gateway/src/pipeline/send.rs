@@ -7,7 +7,7 @@
 use crate::error::ApiError;
 use crate::providers::{Reply, Target, UpstreamCall};
 use crate::relay::{send, Exchange, UpstreamFailure};
-use crate::routing::{select, Channel};
+use crate::routing::{select, Route};
 use crate::state::App;
 
 /// Builds the upstream call for a channel from the client's request.
@@ -25,20 +25,16 @@ pub struct Failover {
 impl Failover {
     /// The next channel to try and its call, or `None` when none is left.
     /// A channel the request cannot be planned for is passed over.
-    fn next<'a>(&mut self, app: &'a App) -> Option<(&'a Channel, UpstreamCall)> {
+    pub(crate) fn next(&mut self, app: &App) -> Option<(Route, UpstreamCall)> {
         let channels = app.channels.get(&self.model)?;
         loop {
             let index = select(channels, |c| c.weight, &self.tried, rand::random())?;
             self.tried.push(index);
-            let channel = &channels[index];
-            let target = Target {
-                model: &channel.model,
-                provider: &channel.provider,
-            };
-            match (self.planner)(&target) {
-                Ok(call) => return Some((channel, call)),
+            let route = channels[index].route_at(index);
+            match (self.planner)(&route.target()) {
+                Ok(call) => return Some((route, call)),
                 Err(e) => {
-                    tracing::debug!(provider = %channel.provider.name, error = %e, "channel passed over")
+                    tracing::debug!(provider = %route.provider.name, error = %e, "channel passed over")
                 }
             }
         }
@@ -55,7 +51,9 @@ pub(crate) async fn send_with_failover(
     failover: &mut Failover,
 ) -> Result<reqwest::Response, UpstreamFailure> {
     let policy = &app.config.failover;
+    let mut sent = 0;
     loop {
+        sent += 1;
         let body = std::mem::take(&mut exchange.body);
         let failure = match send(
             app,
@@ -69,23 +67,22 @@ pub(crate) async fn send_with_failover(
             Ok(response) => return Ok(response),
             Err(failure) => failure,
         };
-        let attempts = failover.tried.len();
-        if attempts >= policy.max_attempts as usize || !failure.worth_another_channel(policy) {
+        if sent >= policy.max_attempts || !failure.worth_another_channel(policy) {
             return Err(failure);
         }
-        let Some((channel, call)) = failover.next(app) else {
+        let Some((route, call)) = failover.next(app) else {
             return Err(failure);
         };
         tracing::info!(
-            from = %exchange.provider.name, to = %channel.provider.name, status = failure.status(),
+            from = %exchange.provider.name, to = %route.provider.name, status = failure.status(),
             "upstream failed before answering; trying the model's next channel"
         );
         app.metrics.record_failover(&exchange.provider.name);
-        exchange.provider = channel.provider.clone();
+        exchange.provider = route.provider;
         exchange.path = call.path;
         exchange.body = call.body;
         exchange.forwarded = call.forwarded;
-        exchange.meter.serve_by(&channel.model);
+        exchange.meter.serve_by(&route.model);
         *reply = call.reply;
     }
 }

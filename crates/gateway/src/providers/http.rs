@@ -125,9 +125,13 @@ impl Provider {
         match tokio::time::timeout(self.request_timeout, request.send()).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Err(e)) if e.is_timeout() => Err(UpstreamError::Timeout),
-            Ok(Err(e)) => {
+            Ok(Err(e)) if e.is_connect() => {
                 tracing::warn!(provider = %self.name, error = %without_url(&e), "upstream unreachable");
                 Err(UpstreamError::Unreachable)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(provider = %self.name, error = %without_url(&e), "upstream connection failed before its answer");
+                Err(UpstreamError::Broken)
             }
             Ok(Ok(response)) => Ok(response),
         }

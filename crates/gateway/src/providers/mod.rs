@@ -175,8 +175,11 @@ fn log_dropped(dropped: &[String], to: &str) {
 /// Why an upstream call produced no usable response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamError {
-    /// Connection refused, reset, DNS or TLS failure.
+    /// No connection: refused, DNS or TLS failure. The request never left.
     Unreachable,
+    /// The connection failed after the request was sent, before the answer
+    /// began (a reset): the upstream may have received it.
+    Broken,
     /// No response (or no next chunk) within the configured time.
     Timeout,
 }
@@ -185,6 +188,7 @@ impl UpstreamError {
     pub fn metric_kind(&self) -> &'static str {
         match self {
             UpstreamError::Unreachable => "unreachable",
+            UpstreamError::Broken => "broken",
             UpstreamError::Timeout => "timeout",
         }
     }

@@ -53,11 +53,21 @@ const FORWARDED_ERROR_HEADERS: [&str; 4] = [
 /// What to do with an upstream response that is not a success.
 pub(crate) struct UpstreamFailure {
     kind: FailureKind,
-    /// The upstream's status; `None` when it could not be reached or did
-    /// not answer in time.
-    upstream_status: Option<u16>,
+    /// What failed: the connection, or the upstream's answer.
+    cause: Cause,
     /// Upstream headers forwarded with the error (see FORWARDED_ERROR_HEADERS).
     headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Why an upstream call failed, for deciding whether another channel may
+/// serve the request.
+#[derive(Debug, Clone)]
+enum Cause {
+    /// Not answered: no connection, no answer in time, or a connection
+    /// broken before the answer.
+    Transport(UpstreamError),
+    /// Answered with this status.
+    Status(u16),
 }
 
 enum FailureKind {
@@ -69,19 +79,30 @@ enum FailureKind {
 }
 
 impl UpstreamFailure {
-    fn gateway(error: ApiError) -> Self {
+    fn transport(error: UpstreamError) -> Self {
+        let api_error = match error {
+            UpstreamError::Unreachable | UpstreamError::Broken => ApiError::UpstreamUnreachable,
+            UpstreamError::Timeout => ApiError::UpstreamTimeout,
+        };
         UpstreamFailure {
-            kind: FailureKind::Gateway(error),
-            upstream_status: None,
+            kind: FailureKind::Gateway(api_error),
+            cause: Cause::Transport(error),
             headers: Vec::new(),
         }
     }
 
-    /// Whether another channel may serve the request instead: this one was
-    /// unreachable or silent, or answered a status `[failover]` retries.
+    /// Whether another channel may serve the request instead: this one
+    /// could not be reached or gave no answer in time (a timed-out upstream
+    /// may still bill for what it generates, but the request is not
+    /// answered otherwise), or answered a status `[failover]
+    /// retry_statuses` lists. A connection broken after the request left
+    /// is not retried: the upstream may be serving it.
     pub(crate) fn worth_another_channel(&self, failover: &crate::config::Failover) -> bool {
-        self.upstream_status
-            .is_none_or(|status| failover.retries(status))
+        match &self.cause {
+            Cause::Transport(UpstreamError::Unreachable | UpstreamError::Timeout) => true,
+            Cause::Transport(UpstreamError::Broken) => false,
+            Cause::Status(status) => failover.retries(*status),
+        }
     }
 
     pub(crate) fn status(&self) -> u16 {
@@ -179,10 +200,7 @@ pub(crate) async fn send(
         Err(e) => {
             app.metrics
                 .record_upstream_error(&provider.name, e.metric_kind());
-            return Err(UpstreamFailure::gateway(match e {
-                UpstreamError::Unreachable => ApiError::UpstreamUnreachable,
-                UpstreamError::Timeout => ApiError::UpstreamTimeout,
-            }));
+            return Err(UpstreamFailure::transport(e));
         }
     };
     let status = response.status();
@@ -218,7 +236,7 @@ pub(crate) async fn send(
     };
     Err(UpstreamFailure {
         kind,
-        upstream_status: Some(status.as_u16()),
+        cause: Cause::Status(status.as_u16()),
         headers,
     })
 }

@@ -42,6 +42,17 @@ pub struct Channel {
     pub weight: Weight,
 }
 
+impl Channel {
+    /// A route to this channel, `index` among its model's.
+    pub fn route_at(&self, index: usize) -> Route {
+        Route {
+            model: self.model.clone(),
+            provider: self.provider.clone(),
+            channel: index,
+        }
+    }
+}
+
 /// The channels of `spec`, highest priority first.
 pub fn channels(
     spec: &ModelSpec,
@@ -85,10 +96,5 @@ pub fn route(app: &App, principal: &Principal, model: &str) -> Result<Route, Api
         0
     };
     let chosen = select(channels, |c| c.weight, &[], roll).ok_or(ApiError::Internal)?;
-    let channel = &channels[chosen];
-    Ok(Route {
-        model: channel.model.clone(),
-        provider: channel.provider.clone(),
-        channel: chosen,
-    })
+    Ok(channels[chosen].route_at(chosen))
 }

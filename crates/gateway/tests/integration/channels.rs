@@ -235,3 +235,33 @@ async fn a_stream_broken_after_its_first_bytes_is_not_retried() {
     assert_eq!(by, HashMap::from([("chan-a/multi".to_string(), 1)]));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_channel_that_cannot_serve_the_request_is_passed_over() {
+    // Legacy completions have no Anthropic equivalent: the Anthropic channel
+    // on top is passed over, before anything is held or sent.
+    let (main, b) = (start_mock().await, start_mock().await);
+    let channels = r#"
+[[models.multi.channels]]
+provider = "chan-claude"
+upstream_model = "claude-up"
+priority = 10
+
+[[models.multi.channels]]
+provider = "chan-b"
+"#;
+    let config = format!(
+        "{}\n[providers.chan-claude]\nkind = \"anthropic\"\nbase_url = \"{}\"\napi_key = \"{UPSTREAM_KEY}\"\n",
+        channels_config(&b.url, &b.url, channels),
+        main.url
+    );
+    let gw = start_gateway_with(&main.url, None, "", &config).await;
+    let (user_id, key) = gw.user("passed-over", "default", "10").await;
+    let body = serde_json::json!({"model": "multi", "prompt": "Say hello", "max_tokens": 5});
+    let (status, answer) = gw.post_json("/v1/completions", &key, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let by = served_by(&gw, user_id, 1).await;
+    assert_eq!(by, HashMap::from([("chan-b/multi".to_string(), 1)]));
+    assert!(main.requests().is_empty());
+    gw.stop().await;
+}
