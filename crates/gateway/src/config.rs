@@ -205,6 +205,13 @@ pub struct Failover {
     /// (the request took too long: another channel would too); 4xx are the
     /// client's own fault and answered as they are.
     pub retry_statuses: Vec<String>,
+    /// A channel cools down when, over the last `health_window_secs`, at
+    /// least `health_min_requests` were sent to it and `health_failure_ratio`
+    /// of them failed; it rests `cooldown_secs`, then one probe decides.
+    pub health_window_secs: u64,
+    pub health_min_requests: u32,
+    pub health_failure_ratio: f64,
+    pub cooldown_secs: u64,
 }
 
 impl Default for Failover {
@@ -214,11 +221,25 @@ impl Default for Failover {
             retry_statuses: ["429", "500-503", "505-523", "525-599"]
                 .map(String::from)
                 .to_vec(),
+            health_window_secs: 60,
+            health_min_requests: 5,
+            health_failure_ratio: 0.5,
+            cooldown_secs: 30,
         }
     }
 }
 
 impl Failover {
+    /// When a channel cools down, and for how long.
+    pub fn health(&self) -> crate::routing::health::Policy {
+        crate::routing::health::Policy {
+            window: std::time::Duration::from_secs(self.health_window_secs.max(1)),
+            min_requests: self.health_min_requests.max(1),
+            failure_ratio: self.health_failure_ratio.clamp(0.0, 1.0),
+            cooldown: std::time::Duration::from_secs(self.cooldown_secs),
+        }
+    }
+
     /// Whether an upstream answering `status` is worth another channel.
     pub fn retries(&self, status: u16) -> bool {
         self.retry_statuses

@@ -3,6 +3,7 @@
 mod admin;
 mod anthropic;
 mod body;
+mod channels;
 mod conversations;
 mod list;
 mod ohmygpt;
@@ -149,6 +150,7 @@ fn management_routes() -> Router<App> {
         )
         .route("/api/v1/pay/model-rates", get(ohmygpt::model_rates))
         .merge(admin::routes())
+        .merge(channels::routes())
 }
 
 /// Longest request target accepted; hyper's own limit (its read buffer)

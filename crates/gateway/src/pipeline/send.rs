@@ -7,7 +7,10 @@
 use crate::error::ApiError;
 use crate::providers::{Reply, Target, UpstreamCall};
 use crate::relay::{send, Exchange, UpstreamFailure};
-use crate::routing::{select, Route};
+use std::time::Instant;
+
+use crate::routing::health::Attempt;
+use crate::routing::{pick, Route};
 use crate::state::App;
 
 /// Builds the upstream call for a channel from the client's request.
@@ -27,8 +30,9 @@ impl Failover {
     /// A channel the request cannot be planned for is passed over.
     pub(crate) fn next(&mut self, app: &App) -> Option<(Route, UpstreamCall)> {
         let channels = app.channels.get(&self.model)?;
+        let cooldown = app.config.failover.health().cooldown;
         loop {
-            let index = select(channels, |c| c.weight, &self.tried, rand::random())?;
+            let index = pick(channels, &self.tried, cooldown, Instant::now())?;
             self.tried.push(index);
             let route = channels[index].route_at(index);
             match (self.planner)(&route.target()) {
@@ -38,6 +42,26 @@ impl Failover {
                 }
             }
         }
+    }
+}
+
+impl Failover {
+    /// Tells channel `index` of the model how its attempt went.
+    fn record(&self, app: &App, index: usize, failure: Option<&UpstreamFailure>) {
+        let Some(channel) = app.channels.get(&self.model).and_then(|c| c.get(index)) else {
+            return;
+        };
+        let policy = &app.config.failover;
+        let attempt = match failure {
+            None => Attempt::Served,
+            Some(f) if f.refused_our_key() => Attempt::Refused,
+            Some(f) if f.worth_another_channel(policy) => Attempt::Failed,
+            // The client's own error: the channel answered.
+            Some(_) => Attempt::Served,
+        };
+        channel
+            .health
+            .record(attempt, &policy.health(), Instant::now());
     }
 }
 
@@ -55,15 +79,19 @@ pub(crate) async fn send_with_failover(
     loop {
         sent += 1;
         let body = std::mem::take(&mut exchange.body);
-        let failure = match send(
+        let sent_at = failover.tried.last().copied();
+        let result = send(
             app,
             &exchange.provider,
             exchange.path,
             body,
             &exchange.forwarded,
         )
-        .await
-        {
+        .await;
+        if let Some(index) = sent_at {
+            failover.record(app, index, result.as_ref().err());
+        }
+        let failure = match result {
             Ok(response) => return Ok(response),
             Err(failure) => failure,
         };

@@ -105,6 +105,11 @@ impl UpstreamFailure {
         }
     }
 
+    /// The upstream refused the gateway's own key (401 or 403).
+    pub(crate) fn refused_our_key(&self) -> bool {
+        matches!(self.cause, Cause::Status(401 | 403))
+    }
+
     pub(crate) fn status(&self) -> u16 {
         match &self.kind {
             FailureKind::Gateway(e) => e.status().as_u16(),

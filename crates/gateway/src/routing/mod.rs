@@ -1,10 +1,12 @@
 //! Routing: a model name becomes the model's specification and the channel
 //! that serves it — if the caller's key may use it.
 
+pub mod health;
 mod select;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub use select::{select, Weight};
 
@@ -40,6 +42,7 @@ pub struct Channel {
     pub model: Arc<ModelSpec>,
     pub provider: Arc<Provider>,
     pub weight: Weight,
+    pub health: health::Health,
 }
 
 impl Channel {
@@ -79,6 +82,7 @@ pub fn channels(
                     priority: c.priority,
                     weight: c.weight,
                 },
+                health: health::Health::default(),
             })
         })
         .collect()
@@ -90,11 +94,40 @@ pub fn route(app: &App, principal: &Principal, model: &str) -> Result<Route, Api
     }
     principal.check_model(model)?;
     let channels = app.channels.get(model).ok_or(ApiError::Internal)?;
-    let roll = if channels.len() > 1 {
-        rand::random()
-    } else {
-        0
-    };
-    let chosen = select(channels, |c| c.weight, &[], roll).ok_or(ApiError::Internal)?;
+    let cooldown = app.config.failover.health().cooldown;
+    // Every channel disabled: none can be reached.
+    let chosen =
+        pick(channels, &[], cooldown, Instant::now()).ok_or(ApiError::UpstreamUnreachable)?;
     Ok(channels[chosen].route_at(chosen))
+}
+
+/// The channel a request tries next: by [`select`] among the channels not
+/// tried that their health admits; when none is admitted, the untried one
+/// out of service the longest (rather than failing outright). Disabled
+/// channels are never picked.
+pub fn pick(
+    channels: &[Channel],
+    tried: &[usize],
+    cooldown: Duration,
+    now: Instant,
+) -> Option<usize> {
+    let roll = || {
+        if channels.len() > 1 {
+            rand::random()
+        } else {
+            0
+        }
+    };
+    let mut excluded = tried.to_vec();
+    while let Some(index) = select(channels, |c| c.weight, &excluded, roll()) {
+        if channels[index].health.admit(cooldown, now) {
+            return Some(index);
+        }
+        excluded.push(index);
+    }
+    (0..channels.len())
+        .filter(|i| !tried.contains(i))
+        .filter_map(|i| channels[i].health.out_since().map(|since| (since, i)))
+        .min()
+        .map(|(_, i)| i)
 }

@@ -5,6 +5,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
+use reqwest::Method;
+use serde_json::Value;
+
 use crate::common::*;
 
 /// Two more providers on two more mocks, and a model `multi` on them.
@@ -263,5 +266,99 @@ provider = "chan-b"
     let by = served_by(&gw, user_id, 1).await;
     assert_eq!(by, HashMap::from([("chan-b/multi".to_string(), 1)]));
     assert!(main.requests().is_empty());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_channel_cools_down_and_is_left_out_until_a_probe() {
+    let (main, a, b) = (start_mock().await, start_mock().await, start_mock().await);
+    a.state.fail_status.store(500, Ordering::SeqCst);
+    let health = "[failover]\nhealth_min_requests = 3\ncooldown_secs = 3600\n";
+    let config = tiers(&a.url, &b.url, &main.url, health);
+    let gw = start_gateway_with(&main.url, None, "", &config).await;
+    let (user_id, key) = gw.user("cooling", "default", "10").await;
+    for _ in 0..10 {
+        let resp = gw.chat(&key, chat_body("multi", false)).await;
+        assert_eq!(resp.status(), 200);
+    }
+    // Three failures cool `chan-a` down: the other seven go straight to `b`.
+    assert_eq!((a.requests().len(), b.requests().len()), (3, 10));
+    let by = served_by(&gw, user_id, 10).await;
+    assert_eq!(by, HashMap::from([("chan-b/multi".to_string(), 10)]));
+
+    // The operator sees it, and takes `chan-b` out of service too: the
+    // Anthropic channel serves.
+    let (status, list) = gw.admin(Method::GET, "/admin/channels", None).await;
+    assert_eq!(status, 200);
+    let multi: Vec<&Value> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["model"] == "multi")
+        .collect();
+    let states: Vec<(&str, &str)> = multi
+        .iter()
+        .map(|c| {
+            (
+                c["provider"].as_str().unwrap(),
+                c["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("chan-a", "cooling_down"),
+            ("chan-b", "healthy"),
+            ("chan-claude", "healthy")
+        ]
+    );
+    assert_eq!(multi[0]["recent_failure_ratio"], 1.0);
+    let (status, b_entry) = gw
+        .admin(Method::POST, "/admin/channels/multi/1/disable", None)
+        .await;
+    assert_eq!((status, b_entry["state"].as_str()), (200, Some("disabled")));
+    let resp = gw.chat(&key, chat_body("multi", false)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(b.requests().len(), 10);
+    assert!(main
+        .requests()
+        .iter()
+        .any(|(path, _, _)| path.ends_with("/messages")));
+    let (status, _) = gw
+        .admin(Method::POST, "/admin/channels/multi/1/enable", None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = gw
+        .admin(Method::POST, "/admin/channels/multi/9/enable", None)
+        .await;
+    assert_eq!(status, 404);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn when_every_channel_cools_down_the_longest_resting_one_is_tried() {
+    // One channel: cooling down never means failing without trying.
+    let (main, a) = (start_mock().await, start_mock().await);
+    a.state.fail_status.store(500, Ordering::SeqCst);
+    let channels = "[[models.multi.channels]]\nprovider = \"chan-a\"\n";
+    let config = format!(
+        "{}\n[failover]\nhealth_min_requests = 2\ncooldown_secs = 3600\n",
+        channels_config(&a.url, &a.url, channels)
+    );
+    let gw = start_gateway_with(&main.url, None, "", &config).await;
+    let (_, key) = gw.user("resting", "default", "10").await;
+    for _ in 0..3 {
+        let resp = gw.chat(&key, chat_body("multi", false)).await;
+        assert_eq!(resp.status(), 502);
+    }
+    a.state.fail_status.store(0, Ordering::SeqCst);
+    let resp = gw.chat(&key, chat_body("multi", false)).await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "tried although cooling down, and served"
+    );
+    assert_eq!(a.requests().len(), 4);
     gw.stop().await;
 }
