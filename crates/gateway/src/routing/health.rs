@@ -15,6 +15,7 @@
 //! Times come in as arguments, so the transitions are tested with a clock
 //! the tests control.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -60,8 +61,31 @@ pub enum State {
 #[derive(Debug)]
 struct Inner {
     state: State,
-    /// Recent attempts, oldest first: (when, failed).
-    recent: Vec<(Instant, bool)>,
+    /// Attempts within the window, oldest first: (when, failed); with the
+    /// number of failures among them, so that nothing is counted twice.
+    recent: VecDeque<(Instant, bool)>,
+    failures: usize,
+}
+
+impl Inner {
+    /// Forgets attempts older than the window ending `now`.
+    fn prune(&mut self, window: Duration, now: Instant) {
+        let Some(from) = now.checked_sub(window) else {
+            return;
+        };
+        while let Some(&(at, failed)) = self.recent.front() {
+            if at >= from {
+                break;
+            }
+            self.recent.pop_front();
+            self.failures -= usize::from(failed);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.recent.clear();
+        self.failures = 0;
+    }
 }
 
 /// Longest history kept, whatever the window: bounds memory per channel.
@@ -77,7 +101,8 @@ impl Default for Health {
         Health {
             inner: Mutex::new(Inner {
                 state: State::Healthy,
-                recent: Vec::new(),
+                recent: VecDeque::new(),
+                failures: 0,
             }),
         }
     }
@@ -97,8 +122,9 @@ impl Health {
 
     /// The share of failures and the attempts in the window ending `now`.
     pub fn recent(&self, policy: &Policy, now: Instant) -> (f64, usize) {
-        let inner = self.lock();
-        let (failed, total) = window(&inner.recent, policy, now);
+        let mut inner = self.lock();
+        inner.prune(policy.window, now);
+        let (failed, total) = (inner.failures, inner.recent.len());
         let ratio = if total == 0 {
             0.0
         } else {
@@ -176,7 +202,7 @@ impl Health {
                         until: now + policy.cooldown,
                     }
                 } else {
-                    inner.recent.clear();
+                    inner.clear();
                     State::Healthy
                 };
                 return;
@@ -185,11 +211,15 @@ impl Health {
             // An answer to a request admitted before the state changed.
             State::CoolingDown { .. } | State::Disabled { .. } => return,
         }
+        inner.prune(policy.window, now);
         if inner.recent.len() == MAX_RECENT {
-            inner.recent.remove(0);
+            if let Some((_, oldest_failed)) = inner.recent.pop_front() {
+                inner.failures -= usize::from(oldest_failed);
+            }
         }
-        inner.recent.push((now, failed));
-        let (failures, total) = window(&inner.recent, policy, now);
+        inner.recent.push_back((now, failed));
+        inner.failures += usize::from(failed);
+        let (failures, total) = (inner.failures, inner.recent.len());
         if failed
             && total >= policy.min_requests as usize
             && failures as f64 >= policy.failure_ratio * total as f64
@@ -212,20 +242,8 @@ impl Health {
     pub fn enable(&self) {
         let mut inner = self.lock();
         inner.state = State::Healthy;
-        inner.recent.clear();
+        inner.clear();
     }
-}
-
-/// (failures, attempts) within the window ending `now`.
-fn window(recent: &[(Instant, bool)], policy: &Policy, now: Instant) -> (usize, usize) {
-    let from = now.checked_sub(policy.window);
-    let within = recent.iter().filter(|(at, _)| match from {
-        Some(from) => *at >= from,
-        None => true,
-    });
-    within.fold((0, 0), |(f, t), (_, failed)| {
-        (f + usize::from(*failed), t + 1)
-    })
 }
 
 #[cfg(test)]
