@@ -82,20 +82,19 @@ fn channel<'a>(app: &'a App, model: &str, index: usize) -> Result<&'a Channel, A
         .ok_or_else(|| ApiError::NotFound(format!("Channel {index} of model `{model}`")))
 }
 
+/// An operator's switch on one channel.
+#[derive(Clone, Copy)]
+enum Switch {
+    Disable,
+    Enable,
+}
+
 async fn disable(
     State(app): State<App>,
     headers: HeaderMap,
     Path((model, index)): Path<(String, usize)>,
 ) -> Response {
-    respond(
-        async {
-            authenticate_admin(&app, &headers)?;
-            let c = channel(&app, &model, index)?;
-            c.health.disable("disabled by an operator");
-            Ok(Json(channel_json(&app, &model, index, c, Instant::now())))
-        }
-        .await,
-    )
+    switch(app, headers, model, index, Switch::Disable).await
 }
 
 async fn enable(
@@ -103,11 +102,18 @@ async fn enable(
     headers: HeaderMap,
     Path((model, index)): Path<(String, usize)>,
 ) -> Response {
+    switch(app, headers, model, index, Switch::Enable).await
+}
+
+async fn switch(app: App, headers: HeaderMap, model: String, index: usize, to: Switch) -> Response {
     respond(
         async {
             authenticate_admin(&app, &headers)?;
             let c = channel(&app, &model, index)?;
-            c.health.enable();
+            match to {
+                Switch::Disable => c.health.disable("disabled by an operator"),
+                Switch::Enable => c.health.enable(),
+            }
             Ok(Json(channel_json(&app, &model, index, c, Instant::now())))
         }
         .await,

@@ -134,12 +134,44 @@ priority = 0
     )
 }
 
+/// The mock behind `[providers.mock]` and the Anthropic channel, the mocks of
+/// `chan-a` and `chan-b`, and a gateway serving `multi` on the three tiers
+/// of [`tiers`], with a user holding 10 USD.
+struct Tiers {
+    main: Mock,
+    a: Mock,
+    b: Mock,
+    gw: Gateway,
+    user_id: i64,
+    key: String,
+}
+
+async fn three_tiers(user: &str, failover: &str) -> Tiers {
+    let (main, a, b) = (start_mock().await, start_mock().await, start_mock().await);
+    let config = tiers(&a.url, &b.url, &main.url, failover);
+    let gw = start_gateway_with(&main.url, None, "", &config).await;
+    let (user_id, key) = gw.user(user, "default", "10").await;
+    Tiers {
+        main,
+        a,
+        b,
+        gw,
+        user_id,
+        key,
+    }
+}
+
 #[tokio::test]
 async fn a_channel_failing_before_its_answer_passes_the_request_to_the_next() {
-    let (main, a, b) = (start_mock().await, start_mock().await, start_mock().await);
+    let Tiers {
+        a,
+        b,
+        gw,
+        user_id,
+        key,
+        ..
+    } = three_tiers("failover", "").await;
     a.state.fail_status.store(500, Ordering::SeqCst);
-    let gw = start_gateway_with(&main.url, None, "", &tiers(&a.url, &b.url, &main.url, "")).await;
-    let (user_id, key) = gw.user("failover", "default", "10").await;
     let before = gw.balance(user_id).await;
     for stream in [false, true] {
         let resp = gw.chat(&key, chat_body("multi", stream)).await;
@@ -192,43 +224,50 @@ async fn an_unreachable_channel_fails_over_even_to_another_protocol() {
 
 #[tokio::test]
 async fn client_errors_and_exhausted_attempts_are_answered_as_they_are() {
-    let (main, a, b) = (start_mock().await, start_mock().await, start_mock().await);
     // A 400 is the client's own fault: no other channel is tried.
+    let Tiers { a, b, gw, key, .. } = three_tiers("no-retry", "").await;
     a.state.fail_status.store(400, Ordering::SeqCst);
-    let gw = start_gateway_with(&main.url, None, "", &tiers(&a.url, &b.url, &main.url, "")).await;
-    let (user_id, key) = gw.user("no-retry", "default", "10").await;
     let resp = gw.chat(&key, chat_body("multi", false)).await;
     assert_eq!(resp.status(), 400);
     assert!(b.requests().is_empty());
     gw.stop().await;
 
     // max_attempts = 2: a and b fail, the third channel is never asked.
+    let limited = "[failover]\nmax_attempts = 2\n";
+    let Tiers {
+        main,
+        a,
+        b,
+        gw,
+        user_id,
+        key,
+    } = three_tiers("exhausted", limited).await;
     a.state.fail_status.store(502, Ordering::SeqCst);
     b.state.fail_status.store(429, Ordering::SeqCst);
-    let limited = "[failover]\nmax_attempts = 2\n";
-    let config = tiers(&a.url, &b.url, &main.url, limited);
-    let gw = start_gateway_with(&main.url, None, "", &config).await;
-    let (user_id_2, key) = gw.user("exhausted", "default", "10").await;
-    let before = gw.balance(user_id_2).await;
+    let before = gw.balance(user_id).await;
     let resp = gw.chat(&key, chat_body("multi", false)).await;
     assert_eq!(resp.status(), 429, "the last failure is the answer");
     assert!(main.requests().is_empty());
-    let records = gw.wait_for_usage(user_id_2, 1).await;
+    let records = gw.wait_for_usage(user_id, 1).await;
     assert_eq!(
         (records[0].cost, records[0].provider.as_str()),
         (0, "chan-b")
     );
-    assert_eq!(gw.balance(user_id_2).await, before, "free, nothing held");
-    let _ = user_id;
+    assert_eq!(gw.balance(user_id).await, before, "free, nothing held");
     gw.stop().await;
 }
 
 #[tokio::test]
 async fn a_stream_broken_after_its_first_bytes_is_not_retried() {
-    let (main, a, b) = (start_mock().await, start_mock().await, start_mock().await);
+    let Tiers {
+        main,
+        a,
+        b,
+        gw,
+        user_id,
+        key,
+    } = three_tiers("broken", "").await;
     a.state.break_after.store(2, Ordering::SeqCst);
-    let gw = start_gateway_with(&main.url, None, "", &tiers(&a.url, &b.url, &main.url, "")).await;
-    let (user_id, key) = gw.user("broken", "default", "10").await;
     let resp = gw.chat(&key, chat_body("multi", true)).await;
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
@@ -271,12 +310,16 @@ provider = "chan-b"
 
 #[tokio::test]
 async fn a_failing_channel_cools_down_and_is_left_out_until_a_probe() {
-    let (main, a, b) = (start_mock().await, start_mock().await, start_mock().await);
-    a.state.fail_status.store(500, Ordering::SeqCst);
     let health = "[failover]\nhealth_min_requests = 3\ncooldown_secs = 3600\n";
-    let config = tiers(&a.url, &b.url, &main.url, health);
-    let gw = start_gateway_with(&main.url, None, "", &config).await;
-    let (user_id, key) = gw.user("cooling", "default", "10").await;
+    let Tiers {
+        main,
+        a,
+        b,
+        gw,
+        user_id,
+        key,
+    } = three_tiers("cooling", health).await;
+    a.state.fail_status.store(500, Ordering::SeqCst);
     for _ in 0..10 {
         let resp = gw.chat(&key, chat_body("multi", false)).await;
         assert_eq!(resp.status(), 200);
