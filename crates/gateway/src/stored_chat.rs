@@ -8,7 +8,7 @@ use std::pin::Pin;
 use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use protocol::assemble::ChatAssembler;
 use protocol::openai::CompletionRequest;
 use protocol::sse::{SseDecoder, SseEvent};
@@ -125,6 +125,9 @@ pub struct Recorded<T> {
     record: ChatRecord,
     decoder: SseDecoder,
     assembler: ChatAssembler,
+    /// The stream's `[DONE]`, held back until the completion is stored: a
+    /// client that reads it may ask for the stored completion at once.
+    done: Option<Bytes>,
 }
 
 impl<T: StreamTransform> Recorded<T> {
@@ -135,6 +138,7 @@ impl<T: StreamTransform> Recorded<T> {
             record,
             decoder: SseDecoder::new(),
             assembler: ChatAssembler::new(),
+            done: None,
         }
     }
 
@@ -148,8 +152,17 @@ impl<T: StreamTransform> Recorded<T> {
                     chunk["id"] = json!(self.record.id);
                     out.extend_from_slice(format!("data: {chunk}\n\n").as_bytes());
                 }
+                _ if event.data.starts_with("[DONE]") => self.done = Some(event.raw.clone()),
                 _ => out.extend_from_slice(&event.raw),
             }
+        }
+    }
+
+    /// The held-back `[DONE]`, last: `end` and `fail` output reaches the
+    /// client after the stream is stored (see `relay::pump`).
+    fn release_done(&mut self, out: &mut BytesMut) {
+        if let Some(done) = self.done.take() {
+            out.extend_from_slice(&done);
         }
     }
 }
@@ -164,11 +177,13 @@ impl<T: StreamTransform> StreamTransform for Recorded<T> {
         let mut produced = BytesMut::new();
         self.inner.end(&mut produced);
         self.relabel(produced, out);
+        self.release_done(out);
     }
     fn fail(&mut self, message: &str, out: &mut BytesMut) {
         let mut produced = BytesMut::new();
         self.inner.fail(message, &mut produced);
         self.relabel(produced, out);
+        self.release_done(out);
     }
     fn usage(&self) -> Option<TokenUsage> {
         self.inner.usage()
