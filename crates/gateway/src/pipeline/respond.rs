@@ -24,7 +24,9 @@ pub async fn respond(app: App, prepared: Prepared) -> Response {
             Reply::Stream(transform) => {
                 answer_stream(app, exchange, transform, response, guard).await
             }
-            Reply::Whole(transform) => answer_json(app, exchange, *transform, response).await,
+            Reply::Whole(transform) => {
+                answer_json(app, exchange, *transform, response, guard).await
+            }
         },
     }
 }

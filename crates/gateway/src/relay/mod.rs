@@ -24,7 +24,7 @@ use crate::billing::estimate::{UsageWatch, Wire};
 use crate::billing::{Meter, Outcome};
 use crate::error::{ApiError, Shape};
 use crate::providers::{Provider, UpstreamError};
-use crate::state::{App, InFlight, InFlightGuard};
+use crate::state::{App, InFlightGuard};
 use transform::{BodyTransform, StreamTransform};
 
 /// How many chunks may wait for a slow client before the upstream read pauses.
@@ -254,15 +254,16 @@ fn failure_outcome(status: u16) -> Outcome {
     }
 }
 
-/// Answers a client that refused to wait for a failed upstream call: the
-/// request is settled as failed (free) and the error given in its shape.
+/// Answers a request whose upstream call failed: it is settled as failed
+/// (free) and the error given in the client's shape.
 pub(crate) fn refuse(app: &App, ex: Exchange, failure: UpstreamFailure) -> Response {
     ex.meter.settle(app, failure_outcome(failure.status()));
     failure.render(ex.provider.adapter.wire(), ex.shape)
 }
 
 /// Answers with a whole upstream body, through `transform`, once the
-/// upstream call succeeded ([`send`]); settles from its usage.
+/// upstream call succeeded ([`send`]); settles from its usage. `_guard`
+/// keeps the process up until then.
 ///
 /// Callers run it [`detached`](crate::api) from the client's connection, so
 /// that a client hanging up cannot cancel the settlement.
@@ -271,8 +272,8 @@ pub async fn answer_json(
     ex: Exchange,
     transform: BodyTransform,
     response: reqwest::Response,
+    _guard: InFlightGuard,
 ) -> Response {
-    let _guard = InFlight::enter(&app);
     let wire = ex.provider.adapter.wire();
     let status = response.status();
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
