@@ -3,12 +3,12 @@
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use protocol::rewrite::ByteRewriter;
-use protocol::translate::{chat_via_messages, complete, responses_via_chat};
+use protocol::translate::{chat_via_messages, complete};
 use serde_json::{json, Value};
 
 use super::{
-    log_dropped, to_body, Adapter, ChatCall, MessagesCall, Reply, ResponsesCall, ResponsesUpstream,
-    Target, UpstreamCall,
+    log_dropped, responses_as_chat, to_body, Adapter, ChatCall, MessagesCall, Reply, ResponsesCall,
+    ResponsesUpstream, Target, UpstreamCall,
 };
 use crate::billing::estimate::Wire;
 use crate::config::ProviderConfig;
@@ -131,13 +131,10 @@ impl Adapter for Anthropic {
     ) -> Result<ResponsesUpstream, ApiError> {
         let upstream_model = target.model.upstream_model.as_str();
         // Responses → chat → Messages: one translation each way.
-        let chat = responses_via_chat::request(call.params, call.items, upstream_model, call.cap)
-            .map_err(|e| ApiError::BadRequest(e.0))?;
-        log_dropped(&chat.dropped, "chat completions");
-        let messages = chat_via_messages::request(&chat.body, upstream_model, call.allowance)
+        let (chat, translator) = responses_as_chat(target, &call)?;
+        let messages = chat_via_messages::request(&chat, upstream_model, call.allowance)
             .map_err(|e| ApiError::BadRequest(e.0))?;
         log_dropped(&messages.dropped, "Anthropic messages");
-        let translator = responses_via_chat::StreamTranslator::new(call.skeleton.clone());
         Ok(ResponsesUpstream {
             path: "/messages",
             body: to_body(&messages.body)?,

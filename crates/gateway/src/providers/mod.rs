@@ -14,6 +14,7 @@ mod openai;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use protocol::openai::{CompletionRequest, EmbeddingRequest};
+use protocol::translate::responses_via_chat;
 use serde_json::{Map, Value};
 
 pub use http::Provider;
@@ -159,6 +160,25 @@ pub struct ResponsesUpstream {
     pub path: &'static str,
     pub body: Vec<u8>,
     pub events: Box<dyn ResponseEvents>,
+}
+
+/// A Responses turn as a chat completions request, and the translator that
+/// turns the chat stream back into Responses events: the first step for
+/// every upstream that does not serve Responses itself.
+fn responses_as_chat(
+    target: &Target<'_>,
+    call: &ResponsesCall<'_>,
+) -> Result<(Map<String, Value>, responses_via_chat::StreamTranslator), ApiError> {
+    let chat = responses_via_chat::request(
+        call.params,
+        call.items,
+        &target.model.upstream_model,
+        call.cap,
+    )
+    .map_err(|e| ApiError::BadRequest(e.0))?;
+    log_dropped(&chat.dropped, "chat completions");
+    let translator = responses_via_chat::StreamTranslator::new(call.skeleton.clone());
+    Ok((chat.body, translator))
 }
 
 /// A JSON body for an upstream.

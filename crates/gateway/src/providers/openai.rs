@@ -7,12 +7,12 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderName, HeaderValue};
 use protocol::openai::EmbeddingRequest;
 use protocol::rewrite::ByteRewriter;
-use protocol::translate::{complete, messages_via_chat, responses_via_chat};
+use protocol::translate::{complete, messages_via_chat};
 use serde_json::{json, Map, Value};
 
 use super::{
-    log_dropped, to_body, Adapter, ChatCall, MessagesCall, Reply, ResponsesCall, ResponsesUpstream,
-    Target, UpstreamCall,
+    log_dropped, responses_as_chat, to_body, Adapter, ChatCall, MessagesCall, Reply, ResponsesCall,
+    ResponsesUpstream, Target, UpstreamCall,
 };
 use crate::billing::estimate::Wire;
 use crate::error::ApiError;
@@ -107,13 +107,10 @@ impl Adapter for OpenAi {
                 events: Box::new(Native::new(call.skeleton.clone())),
             });
         }
-        let chat = responses_via_chat::request(call.params, call.items, upstream_model, call.cap)
-            .map_err(|e| ApiError::BadRequest(e.0))?;
-        log_dropped(&chat.dropped, "chat completions");
-        let translator = responses_via_chat::StreamTranslator::new(call.skeleton.clone());
+        let (chat, translator) = responses_as_chat(target, &call)?;
         Ok(ResponsesUpstream {
             path: "/chat/completions",
-            body: to_body(&chat.body)?,
+            body: to_body(&chat)?,
             events: Box::new(ViaChat(translator)),
         })
     }
