@@ -252,6 +252,31 @@ mod tests {
         .unwrap()
     }
 
+    /// The adapter of `p` asked for a chat completion (or, `legacy`, a
+    /// text completion) of model `m`, allowing 100 output tokens.
+    fn plan_chat(
+        p: &Provider,
+        m: &ModelSpec,
+        stream: bool,
+        legacy: bool,
+    ) -> Result<UpstreamCall, ApiError> {
+        let target = Target {
+            model: m,
+            provider: p,
+        };
+        let mut request = chat_request(stream);
+        let call = ChatCall {
+            request: &mut request,
+            stream,
+            max_output: 100,
+            client_wants_usage: false,
+        };
+        match legacy {
+            false => p.adapter.chat(&target, call),
+            true => p.adapter.completions(&target, call),
+        }
+    }
+
     fn body_of(call: &UpstreamCall) -> Value {
         serde_json::from_slice(&call.body).unwrap()
     }
@@ -285,20 +310,8 @@ mod tests {
 
     #[test]
     fn chat_to_openai_passes_through_under_the_upstream_name_with_usage_asked_for() {
-        let p = provider("openai", "");
-        let m = model();
-        let target = Target {
-            model: &m,
-            provider: &p,
-        };
-        let mut request = chat_request(true);
-        let call = ChatCall {
-            request: &mut request,
-            stream: true,
-            max_output: 100,
-            client_wants_usage: false,
-        };
-        let upstream = p.adapter.chat(&target, call).unwrap();
+        let (p, m) = (provider("openai", ""), model());
+        let upstream = plan_chat(&p, &m, true, false).unwrap();
         assert_eq!(upstream.path, "/chat/completions");
         let body = body_of(&upstream);
         assert_eq!(body["model"], "upstream");
@@ -308,20 +321,12 @@ mod tests {
 
     #[test]
     fn chat_to_anthropic_is_translated_and_legacy_completions_are_refused() {
-        let p = provider("anthropic", "");
-        let m = model();
+        let (p, m) = (provider("anthropic", ""), model());
         let target = Target {
             model: &m,
             provider: &p,
         };
-        let mut request = chat_request(false);
-        let call = ChatCall {
-            request: &mut request,
-            stream: false,
-            max_output: 100,
-            client_wants_usage: false,
-        };
-        let upstream = p.adapter.chat(&target, call).unwrap();
+        let upstream = plan_chat(&p, &m, false, false).unwrap();
         assert_eq!(upstream.path, "/messages");
         let body = body_of(&upstream);
         assert_eq!(
@@ -329,15 +334,8 @@ mod tests {
             (Some("upstream"), Some(100))
         );
         assert!(matches!(upstream.reply, Reply::Whole(_)));
-        let mut request = chat_request(false);
-        let call = ChatCall {
-            request: &mut request,
-            stream: false,
-            max_output: 100,
-            client_wants_usage: false,
-        };
         assert!(matches!(
-            p.adapter.completions(&target, call),
+            plan_chat(&p, &m, false, true),
             Err(ApiError::BadRequest(_))
         ));
         assert!(p
