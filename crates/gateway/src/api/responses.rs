@@ -21,6 +21,8 @@ use super::list::{page, ListQuery};
 use super::{detached, RequestId};
 use crate::auth::Caller;
 use crate::error::{ApiError, Shape};
+use crate::pipeline::Failover;
+use crate::providers::ResponsesUpstream;
 use crate::responses::registry::Run;
 use crate::responses::run::{connect, drive, record_refusal, Sink, Turn};
 use crate::responses::{expires_at, prepare};
@@ -48,8 +50,9 @@ pub async fn create(
             Ok(p) => p,
             Err(e) => return e.into_response(),
         };
+        let mut failover = prepared.failover;
         if prepared.background {
-            return start_background(app, prepared.turn, prepared.stream).await;
+            return start_background(app, prepared.turn, failover, prepared.stream).await;
         }
         let mut turn = prepared.turn;
         if !prepared.stream {
@@ -57,7 +60,7 @@ pub async fn create(
             // whole non-streaming call may take.
             turn.deadline = Some(Instant::now() + turn.provider.request_timeout);
         }
-        let upstream = match connect(&app, &mut turn).await {
+        let upstream = match connect(&app, &mut turn, &mut failover).await {
             Ok(u) => u,
             Err(failure) => return failure.render(turn.provider.adapter.wire(), Shape::OpenAi),
         };
@@ -81,7 +84,12 @@ pub async fn create(
 
 /// Stores the queued response, starts the run without the client, and
 /// answers at once: the queued object, or the run's event stream.
-async fn start_background(app: App, mut turn: Turn, stream: bool) -> Response {
+async fn start_background(
+    app: App,
+    mut turn: Turn,
+    mut failover: Failover<ResponsesUpstream>,
+    stream: bool,
+) -> Response {
     if let Err(e) = app
         .store
         .save_response(&turn.record, None, expires_at(&app))
@@ -107,7 +115,7 @@ async fn start_background(app: App, mut turn: Turn, stream: bool) -> Response {
         async move {
             let (_guard, _finished) = (guard, finished);
             let app = task_app;
-            match connect(&app, &mut turn).await {
+            match connect(&app, &mut turn, &mut failover).await {
                 Ok(upstream) => {
                     mark_in_progress(&app, &mut turn).await;
                     drive(app.clone(), turn, upstream, Sink::Log(run)).await;

@@ -21,9 +21,9 @@
 //!    done, from its own usage, through the journal and the settlement
 //!    writer.
 //!
-//! Responses turns take steps 1–4 here, hold on their whole history rather
-//! than the client's body, and run their own loop for 6–8
-//! (`crate::responses::run`), which keeps the response's state as it goes.
+//! Responses turns take steps 1–6 here (failover included), hold on their
+//! whole history rather than the client's body, and drive steps 7–8 in
+//! `crate::responses::run`, which keeps the response's state as it goes.
 
 mod reserve;
 mod respond;
@@ -31,4 +31,5 @@ mod send;
 
 pub use reserve::{reserve, Metered, Prepared};
 pub use respond::respond;
+pub(crate) use send::{send_with_failover, Sendable};
 pub use send::{Failover, Planner};

@@ -59,17 +59,7 @@ pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<Prepared, ApiErr
         planner,
         shape,
     } = metered;
-    let mut failover = Failover {
-        model: route.model.name.clone(),
-        tried: vec![route.channel],
-        planner,
-    };
-    // A channel the request cannot be planned for (its input has no
-    // equivalent in that protocol) is passed over, as on failover.
-    let (route, upstream) = match (failover.planner)(&route.target()) {
-        Ok(upstream) => (route, upstream),
-        Err(refusal) => failover.next(app).ok_or(refusal)?,
-    };
+    let (failover, route, upstream) = Failover::start(app, route, planner)?;
     let mut meter = Meter::new(
         app,
         principal,

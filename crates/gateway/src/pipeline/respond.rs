@@ -2,23 +2,63 @@
 
 use axum::response::Response;
 
+use std::sync::Arc;
+
+use axum::http::{HeaderName, HeaderValue};
+
 use super::reserve::Prepared;
-use super::send::send_with_failover;
-use crate::providers::Reply;
-use crate::relay::{answer_json, answer_stream, refuse};
+use super::send::{send_with_failover, Sendable};
+use crate::providers::{Provider, Reply, UpstreamCall};
+use crate::relay::{answer_json, answer_stream, refuse, Exchange};
+use crate::routing::Route;
 use crate::state::{App, InFlight};
+
+/// An exchange and how its answer goes back, planned for one channel.
+struct Planned {
+    exchange: Exchange,
+    reply: Reply,
+}
+
+impl Sendable for Planned {
+    type Call = UpstreamCall;
+
+    fn provider(&self) -> &Arc<Provider> {
+        &self.exchange.provider
+    }
+
+    fn forwarded(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.exchange.forwarded
+    }
+
+    fn take_request(&mut self) -> (&'static str, Vec<u8>) {
+        (self.exchange.path, std::mem::take(&mut self.exchange.body))
+    }
+
+    fn retarget(&mut self, route: Route, call: UpstreamCall) {
+        let exchange = &mut self.exchange;
+        exchange.meter.serve_by(&route.model);
+        exchange.provider = route.provider;
+        exchange.path = call.path;
+        exchange.body = call.body;
+        exchange.forwarded = call.forwarded;
+        self.reply = call.reply;
+    }
+}
 
 /// Sends the prepared request (step 6) and answers the client as its reply
 /// says; the request is settled when the upstream is done, whatever the
 /// client does.
 pub async fn respond(app: App, prepared: Prepared) -> Response {
     let Prepared {
-        mut exchange,
-        mut reply,
+        exchange,
+        reply,
         mut failover,
     } = prepared;
+    let mut planned = Planned { exchange, reply };
     let guard = InFlight::enter(&app);
-    match send_with_failover(&app, &mut exchange, &mut reply, &mut failover).await {
+    let sent = send_with_failover(&app, &mut planned, &mut failover).await;
+    let Planned { exchange, reply } = planned;
+    match sent {
         Err(failure) => refuse(&app, exchange, failure),
         Ok(response) => match reply {
             Reply::Stream(transform) => {

@@ -4,31 +4,70 @@
 //! Nothing is retried once an answer has begun: its bytes may have reached
 //! the client.
 
-use crate::error::ApiError;
-use crate::providers::{Reply, Target, UpstreamCall};
-use crate::relay::{send, Exchange, UpstreamFailure};
+use std::sync::Arc;
 use std::time::Instant;
 
+use axum::http::{HeaderName, HeaderValue};
+
+use crate::error::ApiError;
+use crate::providers::{Provider, Target, UpstreamCall};
+use crate::relay::{send, UpstreamFailure};
 use crate::routing::health::Attempt;
 use crate::routing::{pick, Route};
 use crate::state::App;
 
-/// Builds the upstream call for a channel from the client's request.
-pub type Planner = Box<dyn Fn(&Target<'_>) -> Result<UpstreamCall, ApiError> + Send + Sync>;
+/// Builds the upstream call for a channel from the client's request: an
+/// [`UpstreamCall`] for most endpoints, a Responses turn's own for those.
+pub type Planner<C = UpstreamCall> = Box<dyn Fn(&Target<'_>) -> Result<C, ApiError> + Send + Sync>;
 
 /// What a request needs to move to another channel.
-pub struct Failover {
+pub struct Failover<C = UpstreamCall> {
     /// The model's public name: its channels are `app.channels[model]`.
     pub model: String,
     /// The channels tried so far, the first included.
     pub tried: Vec<usize>,
-    pub planner: Planner,
+    pub planner: Planner<C>,
 }
 
-impl Failover {
+/// A request planned for one channel, which failover can send and plan
+/// anew for another.
+pub(crate) trait Sendable {
+    /// What the planner builds for a channel.
+    type Call;
+    fn provider(&self) -> &Arc<Provider>;
+    /// The client's headers meant for the upstream.
+    fn forwarded(&self) -> &[(HeaderName, HeaderValue)];
+    /// The path and body of the next send (the body is moved out).
+    fn take_request(&mut self) -> (&'static str, Vec<u8>);
+    /// Re-plans the request for `route`'s channel, whose call is `call`.
+    fn retarget(&mut self, route: Route, call: Self::Call);
+}
+
+impl<C> Failover<C> {
+    /// Plans the request for its routed channel — or, when it cannot be
+    /// planned there (its input has no equivalent in that channel's
+    /// protocol), for the next one, as on failover. Returns the failover
+    /// state, the channel planned for and its call.
+    pub(crate) fn start(
+        app: &App,
+        route: Route,
+        planner: Planner<C>,
+    ) -> Result<(Self, Route, C), ApiError> {
+        let mut failover = Failover {
+            model: route.model.name.clone(),
+            tried: vec![route.channel],
+            planner,
+        };
+        let (route, call) = match (failover.planner)(&route.target()) {
+            Ok(call) => (route, call),
+            Err(refusal) => failover.next(app).ok_or(refusal)?,
+        };
+        Ok((failover, route, call))
+    }
+
     /// The next channel to try and its call, or `None` when none is left.
     /// A channel the request cannot be planned for is passed over.
-    pub(crate) fn next(&mut self, app: &App) -> Option<(Route, UpstreamCall)> {
+    pub(crate) fn next(&mut self, app: &App) -> Option<(Route, C)> {
         let channels = app.channels.get(&self.model)?;
         let cooldown = app.config.failover.health().cooldown;
         loop {
@@ -43,9 +82,7 @@ impl Failover {
             }
         }
     }
-}
 
-impl Failover {
     /// Tells channel `index` of the model how its attempt went.
     fn record(&self, app: &App, index: usize, failure: Option<&UpstreamFailure>) {
         let Some(channel) = app.channels.get(&self.model).and_then(|c| c.get(index)) else {
@@ -65,29 +102,21 @@ impl Failover {
     }
 }
 
-/// Sends the exchange; on a failure worth it, moves it (and `reply`) to the
-/// model's next channel and sends again, up to `[failover] max_attempts`.
-/// Returns the upstream's answer, or the last failure.
-pub(crate) async fn send_with_failover(
+/// Sends `request`; on a failure worth it, re-plans it for the model's next
+/// channel and sends again, up to `[failover] max_attempts`. Returns the
+/// upstream's answer, or the last failure.
+pub(crate) async fn send_with_failover<R: Sendable>(
     app: &App,
-    exchange: &mut Exchange,
-    reply: &mut Reply,
-    failover: &mut Failover,
+    request: &mut R,
+    failover: &mut Failover<R::Call>,
 ) -> Result<reqwest::Response, UpstreamFailure> {
     let policy = &app.config.failover;
     let mut sent = 0;
     loop {
         sent += 1;
-        let body = std::mem::take(&mut exchange.body);
+        let (path, body) = request.take_request();
         let sent_at = failover.tried.last().copied();
-        let result = send(
-            app,
-            &exchange.provider,
-            exchange.path,
-            body,
-            &exchange.forwarded,
-        )
-        .await;
+        let result = send(app, request.provider(), path, body, request.forwarded()).await;
         if let Some(index) = sent_at {
             failover.record(app, index, result.as_ref().err());
         }
@@ -101,16 +130,12 @@ pub(crate) async fn send_with_failover(
         let Some((route, call)) = failover.next(app) else {
             return Err(failure);
         };
+        let from = &request.provider().name;
         tracing::info!(
-            from = %exchange.provider.name, to = %route.provider.name, status = failure.status(),
+            from = %from, to = %route.provider.name, status = failure.status(),
             "upstream failed before answering; trying the model's next channel"
         );
-        app.metrics.record_failover(&exchange.provider.name);
-        exchange.provider = route.provider;
-        exchange.path = call.path;
-        exchange.body = call.body;
-        exchange.forwarded = call.forwarded;
-        exchange.meter.serve_by(&route.model);
-        *reply = call.reply;
+        app.metrics.record_failover(from);
+        request.retarget(route, call);
     }
 }

@@ -6,6 +6,7 @@
 //! numbers, exactly once. What happens to the response on the way — pass
 //! through or translation — is a [`transform`].
 
+mod reader;
 pub mod transform;
 
 use std::sync::Arc;
@@ -14,8 +15,6 @@ use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
-use protocol::sse::SseDecoder;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -25,6 +24,7 @@ use crate::billing::{Meter, Outcome};
 use crate::error::{ApiError, Shape};
 use crate::providers::{Provider, UpstreamError};
 use crate::state::{App, InFlightGuard};
+pub(crate) use reader::{EventReader, Read};
 use transform::{BodyTransform, StreamTransform};
 
 /// How many chunks may wait for a slow client before the upstream read pauses.
@@ -387,49 +387,36 @@ async fn pump<T: StreamTransform>(
     mut transform: T,
     _guard: InFlightGuard,
 ) {
-    let provider = &ex.provider;
-    let mut upstream = response.bytes_stream();
-    let mut decoder = SseDecoder::new();
+    let mut upstream = EventReader::new(response, &ex.provider);
     let mut client = ClientSink::new(&app, tx);
-    let mut watch = UsageWatch::new(provider.adapter.wire());
+    let mut watch = UsageWatch::new(ex.provider.adapter.wire());
     let mut error = None;
     let last = loop {
-        let chunk = match tokio::time::timeout(provider.read_timeout, upstream.next()).await {
-            Ok(Some(Ok(chunk))) => chunk,
-            Ok(None) => {
-                let mut out = BytesMut::new();
-                if let Some(event) = decoder.finish() {
-                    watch.event(&event.data);
-                    transform.event(&event, &mut out);
-                }
+        let mut out = BytesMut::new();
+        let read = upstream
+            .read(|event| {
+                watch.event(&event.data);
+                transform.event(event, &mut out);
+            })
+            .await;
+        match read {
+            // Everything one read completed goes out in one write: no
+            // coalescing beyond a single upstream read.
+            Read::More => client.deliver(&app, out.freeze()).await,
+            Read::Ended => {
                 transform.end(&mut out);
                 if let Some(finisher) = transform.finisher() {
                     finisher.await;
                 }
                 break out;
             }
-            failed => {
-                let (kind, message) = match failed {
-                    Err(_) => ("stream_timeout", "upstream stream stalled"),
-                    _ => ("stream_broken", "upstream stream broke"),
-                };
-                app.metrics.record_upstream_error(&provider.name, kind);
-                tracing::warn!(provider = %provider.name, kind, "upstream stream failed");
-                error = Some(message.to_string());
-                let mut out = BytesMut::new();
+            Read::Failed(broke) => {
+                broke.record(&app, &ex.provider);
+                error = Some(broke.message().to_string());
                 transform.fail("The upstream stream was interrupted.", &mut out);
                 break out;
             }
-        };
-        decoder.push(&chunk);
-        let mut out = BytesMut::new();
-        while let Some(event) = decoder.next_event() {
-            watch.event(&event.data);
-            transform.event(&event, &mut out);
         }
-        // Everything one read completed goes out in one write: no coalescing
-        // beyond a single upstream read.
-        client.deliver(&app, out.freeze()).await;
     };
     // Dropping the upstream here closes its connection before settling.
     drop(upstream);

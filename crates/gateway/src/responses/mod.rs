@@ -15,6 +15,7 @@ use store::StoredResponse;
 use crate::auth::Principal;
 use crate::billing::{output_allowance, Meter};
 use crate::error::ApiError;
+use crate::pipeline::{Failover, Planner};
 use crate::providers::{ResponsesCall, ResponsesUpstream};
 use crate::routing::route;
 use crate::secrets::new_object_id;
@@ -28,6 +29,8 @@ const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 /// A Responses request, ready to run.
 pub struct Prepared {
     pub turn: Turn,
+    /// The model's other channels, should the turn's fail before answering.
+    pub failover: Failover<ResponsesUpstream>,
     pub stream: bool,
     pub background: bool,
 }
@@ -129,24 +132,31 @@ pub async fn prepare(
     if let Some(instructions) = params.get("instructions") {
         estimated_input += crate::tokens::estimate_value(instructions);
     }
-    let ResponsesUpstream { path, body, events } = route.provider.adapter.responses(
-        &route.target(),
-        ResponsesCall {
-            params: &params,
-            items: &items,
-            cap,
-            allowance,
-            skeleton: &skeleton,
-        },
-    )?;
-
-    if body.len() > MAX_UPSTREAM_BODY {
-        return Err(ApiError::BadRequest(format!(
-            "The conversation is too long: with its history this request would send {} MB upstream (the limit is {} MB). Start a new conversation or send fewer items.",
-            body.len() / 1_000_000,
-            MAX_UPSTREAM_BODY / 1_000_000
-        )));
-    }
+    let planner: Planner<ResponsesUpstream> = {
+        let (params, skeleton) = (params.clone(), skeleton.clone());
+        Box::new(move |target| {
+            let planned = target.provider.adapter.responses(
+                target,
+                ResponsesCall {
+                    params: &params,
+                    items: &items,
+                    cap,
+                    allowance,
+                    skeleton: &skeleton,
+                },
+            )?;
+            if planned.body.len() > MAX_UPSTREAM_BODY {
+                return Err(ApiError::BadRequest(format!(
+                    "The conversation is too long: with its history this request would send {} MB upstream (the limit is {} MB). Start a new conversation or send fewer items.",
+                    planned.body.len() / 1_000_000,
+                    MAX_UPSTREAM_BODY / 1_000_000
+                )));
+            }
+            Ok(planned)
+        })
+    };
+    let (failover, route, ResponsesUpstream { path, body, events }) =
+        Failover::start(app, route, planner)?;
     let mut meter = Meter::new(
         app,
         principal,
@@ -191,6 +201,7 @@ pub async fn prepare(
             settled: false,
             deadline: None,
         },
+        failover,
         stream,
         background,
     })

@@ -6,9 +6,8 @@
 
 use std::sync::Arc;
 
+use axum::http::{HeaderName, HeaderValue};
 use bytes::Bytes;
-use futures_util::StreamExt;
-use protocol::sse::SseDecoder;
 use protocol::TokenUsage;
 use serde_json::Value;
 use store::StoredResponse;
@@ -19,8 +18,10 @@ use super::events::ResponseEvents;
 use super::registry::Run;
 use crate::billing::{Delivered, Meter, Outcome};
 use crate::error::ApiError;
-use crate::providers::Provider;
-use crate::relay::{send, UpstreamFailure};
+use crate::pipeline::{send_with_failover, Failover, Sendable};
+use crate::providers::{Provider, ResponsesUpstream};
+use crate::relay::{EventReader, Read, UpstreamFailure};
+use crate::routing::Route;
 use crate::state::{App, InFlight};
 
 /// A prepared Responses turn, ready to send upstream.
@@ -102,14 +103,39 @@ impl Sink {
     }
 }
 
-/// Sends the turn upstream. On failure the turn is settled (free) and the
+impl Sendable for Turn {
+    type Call = ResponsesUpstream;
+
+    fn provider(&self) -> &Arc<Provider> {
+        &self.provider
+    }
+
+    fn forwarded(&self) -> &[(HeaderName, HeaderValue)] {
+        &[]
+    }
+
+    fn take_request(&mut self) -> (&'static str, Vec<u8>) {
+        (self.path, std::mem::take(&mut self.body))
+    }
+
+    fn retarget(&mut self, route: Route, call: ResponsesUpstream) {
+        self.meter.serve_by(&route.model);
+        self.provider = route.provider;
+        self.path = call.path;
+        self.body = call.body;
+        self.events = call.events;
+    }
+}
+
+/// Sends the turn upstream, moving to the model's next channel when one
+/// fails before answering. On failure the turn is settled (free) and the
 /// failure returned for the caller to report.
 pub(crate) async fn connect(
     app: &App,
     turn: &mut Turn,
+    failover: &mut Failover<ResponsesUpstream>,
 ) -> Result<reqwest::Response, UpstreamFailure> {
-    let body = std::mem::take(&mut turn.body);
-    match send(app, &turn.provider, turn.path, body, &[]).await {
+    match send_with_failover(app, turn, failover).await {
         Ok(response) => Ok(response),
         Err(failure) => {
             turn.settle(Outcome {
@@ -162,9 +188,7 @@ pub async fn drive(
     turn.events.start(&mut frames);
     sink.deliver(frames).await;
 
-    let read_timeout = turn.provider.read_timeout;
-    let mut stream = upstream.bytes_stream();
-    let mut decoder = SseDecoder::new();
+    let mut upstream = EventReader::new(upstream, &turn.provider);
     let mut outcome = Outcome {
         status: 200,
         ..Outcome::default()
@@ -173,57 +197,41 @@ pub async fn drive(
     let mut timed_out = false;
     let deadline = turn.deadline;
     loop {
-        let next = tokio::select! {
-            _ = cancellation(&mut cancel) => {
-                cancelled = true;
-                let mut frames = Vec::new();
-                turn.events.cancel(&mut frames);
-                sink.deliver(frames).await;
-                break;
-            }
-            _ = passed(deadline) => {
-                timed_out = true;
-                let mut frames = Vec::new();
-                turn.events.fail("The upstream did not finish in time.", &mut frames);
-                sink.deliver(frames).await;
-                break;
-            }
-            next = tokio::time::timeout(read_timeout, stream.next()) => next,
-        };
         let mut frames = Vec::new();
-        match next {
-            Ok(Some(Ok(chunk))) => {
-                decoder.push(&chunk);
-                while let Some(event) = decoder.next_event() {
-                    turn.events.push(&event, &mut frames);
-                }
+        let events = &mut turn.events;
+        let step = tokio::select! {
+            _ = cancellation(&mut cancel) => Step::Cancelled,
+            _ = passed(deadline) => Step::PastDeadline,
+            read = upstream.read(|event| events.push(event, &mut frames)) => Step::Read(read),
+        };
+        match step {
+            Step::Cancelled => {
+                cancelled = true;
+                turn.events.cancel(&mut frames);
             }
-            Ok(None) => {
-                if let Some(event) = decoder.finish() {
-                    turn.events.push(&event, &mut frames);
-                }
-                turn.events.finish(&mut frames);
+            Step::PastDeadline => {
+                timed_out = true;
+                turn.events
+                    .fail("The upstream did not finish in time.", &mut frames);
+            }
+            Step::Read(Read::More) => {
                 sink.deliver(frames).await;
-                break;
+                continue;
             }
-            failed => {
-                let (kind, message) = match failed {
-                    Err(_) => ("stream_timeout", "upstream stream stalled"),
-                    _ => ("stream_broken", "upstream stream broke"),
-                };
-                app.metrics.record_upstream_error(&turn.provider.name, kind);
-                outcome.error = Some(message.into());
+            Step::Read(Read::Ended) => turn.events.finish(&mut frames),
+            Step::Read(Read::Failed(broke)) => {
+                broke.record(&app, &turn.provider);
+                outcome.error = Some(broke.message().into());
                 turn.events
                     .fail("The upstream stream was interrupted.", &mut frames);
-                sink.deliver(frames).await;
-                break;
             }
         }
         sink.deliver(frames).await;
+        break;
     }
     // Dropping the upstream stream here closes the connection: a cancelled
     // run stops the upstream's work, not only our reading of it.
-    drop(stream);
+    drop(upstream);
     outcome.usage = turn.events.usage();
     if outcome.usage.is_none() {
         // Cancelled, broken off, or never reported: charge the prompt and
@@ -257,6 +265,13 @@ pub async fn drive(
         response: persist(&app, &mut turn, &sink).await,
         timed_out,
     }
+}
+
+/// What ended one wait of a run.
+enum Step {
+    Cancelled,
+    PastDeadline,
+    Read(Read),
 }
 
 /// Resolves at `deadline`; never without one.

@@ -405,3 +405,57 @@ async fn when_every_channel_cools_down_the_longest_resting_one_is_tried() {
     assert_eq!(a.requests().len(), 4);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn responses_turns_fail_over_like_chat() {
+    let Tiers {
+        a,
+        b,
+        gw,
+        user_id,
+        key,
+        ..
+    } = three_tiers("responses-failover", "").await;
+    a.state.fail_status.store(500, Ordering::SeqCst);
+    let before = gw.balance(user_id).await;
+    let turn = |extra: Value| {
+        let mut body = serde_json::json!({"model": "multi", "input": "Say hello"});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let (status, whole) = gw
+        .post_json("/v1/responses", &key, &turn(serde_json::json!({})))
+        .await;
+    assert_eq!(status, 200, "{whole}");
+    assert_eq!(whole["status"], "completed");
+    let streamed = gw
+        .http
+        .post(format!("{}/v1/responses", gw.url))
+        .bearer_auth(&key)
+        .json(&turn(serde_json::json!({"stream": true})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 200);
+    let text = streamed.text().await.unwrap();
+    assert!(text.contains("response.completed"), "{text}");
+    let (status, queued) = gw
+        .post_json(
+            "/v1/responses",
+            &key,
+            &turn(serde_json::json!({"background": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{queued}");
+    let by = served_by(&gw, user_id, 3).await;
+    assert_eq!(by, HashMap::from([("chan-b/multi".to_string(), 3)]));
+    assert_eq!((a.requests().len(), b.requests().len()), (3, 3));
+    let records = gw.wait_for_usage(user_id, 3).await;
+    let charged: i64 = records.iter().map(|r| r.cost).sum();
+    assert!(records.iter().all(|r| r.cost > 0), "{records:?}");
+    let after = gw.balance(user_id).await;
+    assert_eq!((after.0, after.1), (before.0 - charged, 0));
+    gw.stop().await;
+}
