@@ -95,6 +95,10 @@ pub struct Config {
     pub stored_retention_days: u64,
     #[serde(default)]
     pub groups: BTreeMap<String, GroupConfig>,
+    /// Where this configuration came from: what a catalog reload reads
+    /// again (`None`: not from a file).
+    #[serde(skip)]
+    pub source: Option<Source>,
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
@@ -309,7 +313,7 @@ pub enum ProviderKind {
     Anthropic,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub kind: ProviderKind,
@@ -406,6 +410,27 @@ pub struct ChannelSpec {
     pub weight: u32,
 }
 
+/// A configuration file and the environment overrides read with it at
+/// start (a reload applies the same ones: a process's environment does
+/// not change).
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: std::path::PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl Source {
+    /// Reads, overrides and validates the file again.
+    pub fn read(&self) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", self.path.display())))?;
+        let mut config =
+            Config::parse_with_env(&text, &self.path.display().to_string(), &self.env)?;
+        config.source = Some(self.clone());
+        Ok(config)
+    }
+}
+
 /// A configuration problem, naming the key and, when known, the file line.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -459,7 +484,12 @@ impl Config {
         let env: Vec<(String, String)> = std::env::vars()
             .filter(|(k, _)| k.starts_with("TOLLGATE_") && k != "TOLLGATE_CONFIG")
             .collect();
-        Config::parse_with_env(&text, &origin, &env)
+        let mut config = Config::parse_with_env(&text, &origin, &env)?;
+        config.source = path.map(|path| Source {
+            path: path.to_path_buf(),
+            env,
+        });
+        Ok(config)
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
@@ -706,12 +736,17 @@ impl Config {
 
     /// The multiplier of `group` (1 when the group is not configured).
     pub fn group_multiplier(&self, group: &str) -> Decimal {
-        self.groups
-            .get(group)
-            .and_then(|g| g.multiplier.as_ref())
-            .and_then(|m| m.to_decimal().ok())
-            .unwrap_or(Decimal::ONE)
+        group_multiplier(&self.groups, group)
     }
+}
+
+/// The multiplier of `group` among `groups` (1 when it is not there).
+pub fn group_multiplier(groups: &BTreeMap<String, GroupConfig>, group: &str) -> Decimal {
+    groups
+        .get(group)
+        .and_then(|g| g.multiplier.as_ref())
+        .and_then(|m| m.to_decimal().ok())
+        .unwrap_or(Decimal::ONE)
 }
 
 /// Sets the value of one `TOLLGATE_A__B__C` variable in the TOML tree.

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod billing;
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod ledger;
@@ -24,15 +25,14 @@ pub mod stored_chat;
 pub mod time;
 pub mod tokens;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::catalog::{Catalog, Catalogs};
 use crate::config::Config;
-use crate::providers::Provider;
 use crate::state::{App, AppState, InFlight};
 
 /// The settings row holding the admin token's hash.
@@ -47,8 +47,8 @@ pub enum StartError {
     Config(#[from] config::ConfigError),
     #[error("database: {0}")]
     Store(#[from] store::StoreError),
-    #[error("{0}")]
-    Provider(String),
+    #[error(transparent)]
+    Catalog(#[from] catalog::CatalogError),
     #[error(transparent)]
     Journal(#[from] billing::journal::JournalError),
 }
@@ -69,20 +69,7 @@ pub async fn build(config: Config) -> Result<Gateway, StartError> {
 }
 
 pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gateway, StartError> {
-    let mut providers = HashMap::new();
-    for (name, p) in &config.providers {
-        providers.insert(
-            name.clone(),
-            Arc::new(Provider::new(name, p).map_err(StartError::Provider)?),
-        );
-    }
-    let mut models = HashMap::new();
-    let mut channels = HashMap::new();
-    for name in config.models.keys() {
-        let spec = config.model_spec(name)?;
-        channels.insert(name.clone(), routing::channels(&spec, &providers)?);
-        models.insert(name.clone(), Arc::new(spec));
-    }
+    let catalog = Catalogs::new(Catalog::build(&config, None)?, config.source.clone());
     if !config.billing {
         tracing::warn!("billing = false: requests are neither held, charged nor recorded (for benchmarks only)");
     }
@@ -122,9 +109,7 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
         journal,
         config,
         settlements,
-        models,
-        channels,
-        providers,
+        catalog,
         store,
         metrics: Default::default(),
         in_flight: InFlight::default(),
@@ -174,6 +159,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(app.config.shutdown_grace_secs);
     let sweeper = tokio::spawn(sweep(app.clone()));
+    let reloader = tokio::spawn(reload_on_hangup(app.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -181,6 +167,7 @@ pub async fn serve(
     });
     server::run(app.clone(), listener, stop_rx, grace).await;
     sweeper.abort();
+    reloader.abort();
     // Streams whose clients left are still being read for their usage.
     if !app.in_flight.wait_idle(grace).await {
         tracing::warn!(
@@ -192,6 +179,22 @@ pub async fn serve(
     app.settlements.wait_drained().await;
     app.store.close().await;
     Ok(())
+}
+
+/// Reloads the model catalog on each `SIGHUP`, as daemons do.
+async fn reload_on_hangup(app: App) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            return tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with POST /admin/reload")
+        }
+    };
+    while hangups.recv().await.is_some() {
+        if let Err(e) = app.catalog.reload() {
+            tracing::error!(error = %e, "SIGHUP: the catalog was not reloaded; the one in force stays");
+        }
+    }
 }
 
 async fn sweep(app: App) {

@@ -1,24 +1,20 @@
 //! The application state every handler shares, built once at start-up.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::config::{Config, ModelSpec};
+use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::providers::Provider;
 
 pub type App = Arc<AppState>;
 
 pub struct AppState {
     pub config: Config,
-    pub models: HashMap<String, Arc<ModelSpec>>,
-    /// Each model's channels, highest priority first.
-    pub channels: HashMap<String, Vec<crate::routing::Channel>>,
-    pub providers: HashMap<String, Arc<Provider>>,
+    /// Providers, models, channels and group multipliers: reloadable.
+    pub catalog: crate::catalog::Catalogs,
     pub store: store::Store,
     pub metrics: Metrics,
     /// Upstream work still running (streams, settlements), awaited at shutdown.
@@ -33,12 +29,6 @@ pub struct AppState {
     pub settlements: crate::settlement::SettlementQueue,
     /// Responses runs in progress on this instance.
     pub runs: crate::responses::registry::Registry,
-}
-
-impl AppState {
-    pub fn model(&self, name: &str) -> Option<&Arc<ModelSpec>> {
-        self.models.get(name)
-    }
 }
 
 /// Counts work that must finish before the process exits.

@@ -1,5 +1,7 @@
-//! `GET /admin/channels`: every channel of every model, as it stands; and
-//! an operator's switch to take one out of service or bring it back.
+//! The operator's hold on the model catalog: `GET /admin/channels`, every
+//! channel of every model as it stands; a switch to take one out of
+//! service or bring it back; and `POST /admin/reload`, the catalog read
+//! again from the configuration file (as `SIGHUP` does).
 
 use std::time::Instant;
 
@@ -12,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::respond;
 use crate::auth::authenticate_admin;
+use crate::catalog::Catalog;
 use crate::error::ApiError;
 use crate::routing::health::State as Health;
 use crate::routing::Channel;
@@ -22,6 +25,7 @@ pub fn routes() -> Router<App> {
         .route("/admin/channels", get(list))
         .route("/admin/channels/{model}/{index}/disable", post(disable))
         .route("/admin/channels/{model}/{index}/enable", post(enable))
+        .route("/admin/reload", post(reload))
 }
 
 fn channel_json(app: &App, model: &str, index: usize, channel: &Channel, now: Instant) -> Value {
@@ -57,12 +61,13 @@ async fn list(State(app): State<App>, headers: HeaderMap) -> Response {
         async {
             authenticate_admin(&app, &headers)?;
             let now = Instant::now();
-            let mut models: Vec<&String> = app.channels.keys().collect();
+            let catalog = app.catalog.load();
+            let mut models: Vec<&String> = catalog.channels.keys().collect();
             models.sort();
             let data: Vec<Value> = models
                 .into_iter()
                 .flat_map(|model| {
-                    app.channels[model]
+                    catalog.channels[model]
                         .iter()
                         .enumerate()
                         .map(|(i, c)| channel_json(&app, model, i, c, now))
@@ -75,8 +80,9 @@ async fn list(State(app): State<App>, headers: HeaderMap) -> Response {
     )
 }
 
-fn channel<'a>(app: &'a App, model: &str, index: usize) -> Result<&'a Channel, ApiError> {
-    app.channels
+fn channel<'a>(catalog: &'a Catalog, model: &str, index: usize) -> Result<&'a Channel, ApiError> {
+    catalog
+        .channels
         .get(model)
         .and_then(|channels| channels.get(index))
         .ok_or_else(|| ApiError::NotFound(format!("Channel {index} of model `{model}`")))
@@ -109,12 +115,34 @@ async fn switch(app: App, headers: HeaderMap, model: String, index: usize, to: S
     respond(
         async {
             authenticate_admin(&app, &headers)?;
-            let c = channel(&app, &model, index)?;
+            let catalog = app.catalog.load();
+            let c = channel(&catalog, &model, index)?;
             match to {
                 Switch::Disable => c.health.disable("disabled by an operator"),
                 Switch::Enable => c.health.enable(),
             }
             Ok(Json(channel_json(&app, &model, index, c, Instant::now())))
+        }
+        .await,
+    )
+}
+
+/// Reloads the catalog; a configuration that does not load is a 400 that
+/// changes nothing.
+async fn reload(State(app): State<App>, headers: HeaderMap) -> Response {
+    respond(
+        async {
+            authenticate_admin(&app, &headers)?;
+            let reloaded = app
+                .catalog
+                .reload()
+                .map_err(|e| ApiError::BadRequest(format!("The catalog was not reloaded: {e}")))?;
+            Ok(Json(json!({
+                "reloaded": true,
+                "providers": reloaded.providers,
+                "models": reloaded.models,
+                "channels": reloaded.channels,
+            })))
         }
         .await,
     )

@@ -224,9 +224,10 @@ pub async fn membership(State(app): State<App>, headers: HeaderMap) -> Response 
 pub async fn model_rates(State(app): State<App>, headers: HeaderMap) -> Response {
     let result = async {
         let principal = authenticate(&app, &headers).await?;
-        let group = app.config.group_multiplier(&principal.user.group_name);
+        let catalog = app.catalog.load();
+        let group = catalog.group_multiplier(&principal.user.group_name);
         let cpu = Decimal::parse(&app.config.credits_per_usd.to_string()).unwrap_or(Decimal::ONE);
-        let mut rows: Vec<Value> = app
+        let mut rows: Vec<Value> = catalog
             .models
             .values()
             .filter(|m| principal.check_model(&m.name).is_ok())

@@ -180,6 +180,8 @@ pub async fn list_models(State(app): State<App>, headers: HeaderMap) -> Response
         async {
             let principal = authenticate(&app, &headers).await?;
             let mut data: Vec<Model> = app
+                .catalog
+                .load()
                 .models
                 .values()
                 .filter(|m| principal.check_model(&m.name).is_ok())

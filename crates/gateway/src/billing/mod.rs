@@ -31,6 +31,7 @@ use crate::auth::Principal;
 use crate::config::{HoldsMode, ModelSpec};
 use crate::error::ApiError;
 use crate::money::{cost_nano, Decimal};
+use crate::routing::Route;
 use crate::state::App;
 
 /// Rough bytes per token, for a prompt estimate without a tokenizer.
@@ -156,14 +157,14 @@ pub fn charged_usage(outcome: &Outcome, prompt: &Prompt) -> (TokenUsage, Option<
 
 impl Meter {
     pub fn new(
-        app: &App,
         principal: &Principal,
         request_id: &str,
         endpoint: &'static str,
-        model: &Arc<ModelSpec>,
+        route: &Route,
         stream: bool,
         body: &Bytes,
     ) -> Meter {
+        let model = &route.model;
         let record = Settlement {
             request_id: request_id.to_string(),
             user_id: principal.user.id,
@@ -181,7 +182,7 @@ impl Meter {
             model: model.clone(),
             multiplier: model
                 .multiplier
-                .times(&app.config.group_multiplier(&principal.user.group_name)),
+                .times(&route.catalog.group_multiplier(&principal.user.group_name)),
             request_bytes: body.len() as u64,
             prompt: Prompt::Body(body.clone()),
             started: Instant::now(),

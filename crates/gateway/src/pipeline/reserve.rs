@@ -60,15 +60,7 @@ pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<Prepared, ApiErr
         shape,
     } = metered;
     let (failover, route, upstream) = Failover::start(app, route, planner)?;
-    let mut meter = Meter::new(
-        app,
-        principal,
-        request_id,
-        endpoint,
-        &route.model,
-        stream,
-        body,
-    );
+    let mut meter = Meter::new(principal, request_id, endpoint, &route, stream, body);
     let worst_case = meter.worst_case(max_output, choices, images);
     meter.reserve(app, principal, worst_case).await?;
     let exchange = Exchange {

@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use axum::http::{HeaderName, HeaderValue};
 
+use crate::catalog::Catalog;
 use crate::error::ApiError;
 use crate::providers::{Provider, Target, UpstreamCall};
 use crate::relay::{send, UpstreamFailure};
 use crate::routing::health::Attempt;
-use crate::routing::{pick, Route};
+use crate::routing::{pick, route_to, Route};
 use crate::state::App;
 
 /// Builds the upstream call for a channel from the client's request: an
@@ -22,7 +23,9 @@ pub type Planner<C = UpstreamCall> = Box<dyn Fn(&Target<'_>) -> Result<C, ApiErr
 
 /// What a request needs to move to another channel.
 pub struct Failover<C = UpstreamCall> {
-    /// The model's public name: its channels are `app.channels[model]`.
+    /// The catalog the request was routed in.
+    catalog: Arc<Catalog>,
+    /// The model's public name: its channels are `catalog.channels[model]`.
     pub model: String,
     /// The channels tried so far, the first included.
     pub tried: Vec<usize>,
@@ -54,6 +57,7 @@ impl<C> Failover<C> {
         planner: Planner<C>,
     ) -> Result<(Self, Route, C), ApiError> {
         let mut failover = Failover {
+            catalog: route.catalog.clone(),
             model: route.model.name.clone(),
             tried: vec![route.channel],
             planner,
@@ -68,12 +72,12 @@ impl<C> Failover<C> {
     /// The next channel to try and its call, or `None` when none is left.
     /// A channel the request cannot be planned for is passed over.
     pub(crate) fn next(&mut self, app: &App) -> Option<(Route, C)> {
-        let channels = app.channels.get(&self.model)?;
+        let channels = self.catalog.channels.get(&self.model)?;
         let cooldown = app.config.failover.health().cooldown;
         loop {
             let index = pick(channels, &self.tried, cooldown, Instant::now())?;
             self.tried.push(index);
-            let route = channels[index].route_at(index);
+            let route = route_to(&self.catalog, &self.model, index)?;
             match (self.planner)(&route.target()) {
                 Ok(call) => return Some((route, call)),
                 Err(e) => {
@@ -85,7 +89,12 @@ impl<C> Failover<C> {
 
     /// Tells channel `index` of the model how its attempt went.
     fn record(&self, app: &App, index: usize, failure: Option<&UpstreamFailure>) {
-        let Some(channel) = app.channels.get(&self.model).and_then(|c| c.get(index)) else {
+        let Some(channel) = self
+            .catalog
+            .channels
+            .get(&self.model)
+            .and_then(|c| c.get(index))
+        else {
             return;
         };
         let policy = &app.config.failover;

@@ -158,11 +158,10 @@ pub async fn prepare(
     let (failover, route, ResponsesUpstream { path, body, events }) =
         Failover::start(app, route, planner)?;
     let mut meter = Meter::new(
-        app,
         principal,
         request_id,
         "responses",
-        &route.model,
+        &route,
         stream || background,
         &bytes::Bytes::new(),
     );

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub use select::{select, Weight};
 
 use crate::auth::Principal;
+use crate::catalog::Catalog;
 use crate::config::{ConfigError, ModelSpec};
 use crate::error::ApiError;
 use crate::providers::{Provider, Target};
@@ -18,10 +19,12 @@ use crate::state::App;
 
 /// Where a request for one model goes.
 pub struct Route {
+    /// The catalog the request was routed in: it keeps it to its end.
+    pub catalog: Arc<Catalog>,
     /// The model as the chosen channel serves it.
     pub model: Arc<ModelSpec>,
     pub provider: Arc<Provider>,
-    /// The chosen channel, among the model's (`AppState::channels`).
+    /// The chosen channel, among the model's (`Catalog::channels`).
     pub channel: usize,
 }
 
@@ -42,18 +45,28 @@ pub struct Channel {
     pub model: Arc<ModelSpec>,
     pub provider: Arc<Provider>,
     pub weight: Weight,
-    pub health: health::Health,
+    /// Shared with the same channel in the catalog before a reload.
+    pub health: Arc<health::Health>,
 }
 
 impl Channel {
-    /// A route to this channel, `index` among its model's.
-    pub fn route_at(&self, index: usize) -> Route {
-        Route {
-            model: self.model.clone(),
-            provider: self.provider.clone(),
-            channel: index,
-        }
+    /// Whether `other` reaches the same upstream the same way (the same
+    /// provider, unchanged, and upstream model): its health carries over.
+    pub fn serves_like(&self, other: &Channel) -> bool {
+        Arc::ptr_eq(&self.provider, &other.provider)
+            && self.model.upstream_model == other.model.upstream_model
     }
+}
+
+/// A route to channel `index` of `model` in `catalog`.
+pub fn route_to(catalog: &Arc<Catalog>, model: &str, index: usize) -> Option<Route> {
+    let channel = catalog.channels.get(model)?.get(index)?;
+    Some(Route {
+        catalog: catalog.clone(),
+        model: channel.model.clone(),
+        provider: channel.provider.clone(),
+        channel: index,
+    })
 }
 
 /// The channels of `spec`, highest priority first.
@@ -82,23 +95,24 @@ pub fn channels(
                     priority: c.priority,
                     weight: c.weight,
                 },
-                health: health::Health::default(),
+                health: Default::default(),
             })
         })
         .collect()
 }
 
+/// Routes a request for `model`, in the catalog in force now.
 pub fn route(app: &App, principal: &Principal, model: &str) -> Result<Route, ApiError> {
-    if app.model(model).is_none() {
+    let catalog = app.catalog.load();
+    let Some(channels) = catalog.channels.get(model) else {
         return Err(ApiError::ModelNotFound(model.to_string()));
-    }
+    };
     principal.check_model(model)?;
-    let channels = app.channels.get(model).ok_or(ApiError::Internal)?;
     let cooldown = app.config.failover.health().cooldown;
     // Every channel disabled: none can be reached.
     let chosen =
         pick(channels, &[], cooldown, Instant::now()).ok_or(ApiError::UpstreamUnreachable)?;
-    Ok(channels[chosen].route_at(chosen))
+    route_to(&catalog, model, chosen).ok_or(ApiError::Internal)
 }
 
 /// The channel a request tries next: by [`select`] among the channels not

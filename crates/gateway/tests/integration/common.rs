@@ -554,6 +554,14 @@ pub async fn start_gateway_with(
         config_text(upstream_url, &database_url)
     );
     let config = gateway::config::Config::parse(&text, "test.toml").unwrap();
+    start_gateway_config(config, database_url).await
+}
+
+/// A gateway on `config` (whose database is `database_url`).
+pub async fn start_gateway_config(
+    config: gateway::config::Config,
+    database_url: String,
+) -> Gateway {
     let gw = gateway::build(config).await.unwrap();
     let app = gw.app.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

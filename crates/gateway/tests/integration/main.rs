@@ -14,6 +14,7 @@ mod faults;
 mod metrics_auth;
 mod mounts;
 mod relay;
+mod reload;
 mod responses;
 mod responses_checks;
 mod upstream_requests;
