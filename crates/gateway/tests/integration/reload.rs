@@ -189,7 +189,7 @@ async fn a_reload_serves_new_requests_from_the_new_catalog_and_lets_old_ones_fin
     assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGHUP) }, 0);
     let mut moved = false;
     for _ in 0..100 {
-        if gw.app.catalog.load().models.get("fresh").is_none() {
+        if !gw.app.catalog.load().models.contains_key("fresh") {
             moved = true;
             break;
         }
