@@ -216,6 +216,9 @@ pub struct Failover {
     pub health_min_requests: u32,
     pub health_failure_ratio: f64,
     pub cooldown_secs: u64,
+    /// How long an upstream key the upstream rate-limited (429) rests when
+    /// the upstream does not say (`retry-after`); see `providers::keys`.
+    pub key_rest_secs: u64,
 }
 
 impl Default for Failover {
@@ -229,6 +232,7 @@ impl Default for Failover {
             health_min_requests: 5,
             health_failure_ratio: 0.5,
             cooldown_secs: 30,
+            key_rest_secs: 10,
         }
     }
 }
@@ -325,6 +329,11 @@ pub struct ProviderConfig {
     /// The key, or `env:VAR` to read it from the environment.
     #[serde(default)]
     pub api_key: Option<String>,
+    /// More keys (each a key or `env:VAR`), used in rotation with
+    /// `api_key`: a key the upstream rate-limits rests while the others
+    /// serve.
+    #[serde(default)]
+    pub api_keys: Vec<String>,
     /// The upstream serves OpenAI's Responses API (`POST /responses`); when
     /// false, Responses requests are emulated over chat completions.
     #[serde(default)]

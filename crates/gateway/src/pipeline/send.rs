@@ -5,13 +5,13 @@
 //! the client.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderName, HeaderValue};
 
 use crate::catalog::Catalog;
 use crate::error::ApiError;
-use crate::providers::{Provider, Target, UpstreamCall};
+use crate::providers::{KeyIndex, Provider, Target, UpstreamCall};
 use crate::relay::{send, UpstreamFailure};
 use crate::routing::health::Attempt;
 use crate::routing::{pick, route_to, Route};
@@ -87,8 +87,20 @@ impl<C> Failover<C> {
         }
     }
 
-    /// Tells channel `index` of the model how its attempt went.
-    fn record(&self, app: &App, index: usize, failure: Option<&UpstreamFailure>) {
+    /// The call planned again for the channel tried last (to send it with
+    /// another of its keys).
+    fn again(&self) -> Option<(Route, C)> {
+        let index = *self.tried.last()?;
+        let route = route_to(&self.catalog, &self.model, index)?;
+        let call = (self.planner)(&route.target()).ok()?;
+        Some((route, call))
+    }
+
+    /// Tells the channel tried last how its attempt went.
+    fn record(&self, app: &App, failure: Option<&UpstreamFailure>) {
+        let Some(&index) = self.tried.last() else {
+            return;
+        };
         let Some(channel) = self
             .catalog
             .channels
@@ -111,9 +123,11 @@ impl<C> Failover<C> {
     }
 }
 
-/// Sends `request`; on a failure worth it, re-plans it for the model's next
-/// channel and sends again, up to `[failover] max_attempts`. Returns the
-/// upstream's answer, or the last failure.
+/// Sends `request`. When the upstream rate-limits or refuses the key it
+/// was sent with, the channel's next key is tried first (not counted as an
+/// attempt); on a failure worth it, the request is re-planned for the
+/// model's next channel and sent again, up to `[failover] max_attempts`.
+/// Returns the upstream's answer, or the last failure.
 pub(crate) async fn send_with_failover<R: Sendable>(
     app: &App,
     request: &mut R,
@@ -121,18 +135,38 @@ pub(crate) async fn send_with_failover<R: Sendable>(
 ) -> Result<reqwest::Response, UpstreamFailure> {
     let policy = &app.config.failover;
     let mut sent = 0;
+    // The keys of the current channel tried so far.
+    let mut keys_tried: Vec<KeyIndex> = Vec::new();
     loop {
-        sent += 1;
         let (path, body) = request.take_request();
-        let sent_at = failover.tried.last().copied();
-        let result = send(app, request.provider(), path, body, request.forwarded()).await;
-        if let Some(index) = sent_at {
-            failover.record(app, index, result.as_ref().err());
-        }
-        let failure = match result {
-            Ok(response) => return Ok(response),
+        let provider = request.provider();
+        let key = provider.pick_key(&keys_tried);
+        keys_tried.extend(key);
+        let failure = match send(app, provider, key, path, body, request.forwarded()).await {
+            Ok(response) => {
+                failover.record(app, None);
+                return Ok(response);
+            }
             Err(failure) => failure,
         };
+        if let Some(key) = key.filter(|_| failure.rate_limited() || failure.refused_our_key()) {
+            let rest = match failure.rate_limited() {
+                true => failure
+                    .retry_after()
+                    .unwrap_or(Duration::from_secs(policy.key_rest_secs)),
+                false => policy.health().cooldown,
+            };
+            provider.rest_key(key, rest);
+            if keys_tried.len() < provider.key_count() {
+                if let Some((route, call)) = failover.again() {
+                    tracing::info!(provider = %provider.name, status = failure.status(), "upstream key rate-limited or refused; trying the channel's next key");
+                    request.retarget(route, call);
+                    continue;
+                }
+            }
+        }
+        failover.record(app, Some(&failure));
+        sent += 1;
         if sent >= policy.max_attempts || !failure.worth_another_channel(policy) {
             return Err(failure);
         }
@@ -146,5 +180,6 @@ pub(crate) async fn send_with_failover<R: Sendable>(
         );
         app.metrics.record_failover(from);
         request.retarget(route, call);
+        keys_tried.clear();
     }
 }

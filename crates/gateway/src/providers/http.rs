@@ -1,10 +1,11 @@
 //! An HTTP upstream: `POST {base_url}{path}` with the provider's credentials
 //! and the headers its kind's [`Adapter`] asks for.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
+use super::keys::{KeyIndex, Keys};
 use super::{adapter, Adapter, UpstreamError};
 use crate::config::{resolve_secret, LateSystemMessages, ProviderConfig};
 
@@ -28,12 +29,10 @@ pub struct Provider {
     /// `base_url` + each path the gateway calls, parsed once: URL parsing
     /// is a measurable share of a request's cost.
     endpoints: Vec<(&'static str, reqwest::Url)>,
-    /// The upstream key, kept only to scrub it from errors.
-    api_key: Option<String>,
     /// The configured headers and the kind's own, sent with every call.
     headers: HeaderMap,
-    /// The header carrying the upstream key.
-    credential: Option<(HeaderName, HeaderValue)>,
+    /// The upstream keys, in rotation.
+    keys: Keys,
     client: reqwest::Client,
     pub request_timeout: Duration,
     pub read_timeout: Duration,
@@ -67,14 +66,25 @@ impl Provider {
         {
             headers.insert(header, value);
         }
-        let api_key = config.api_key.as_deref().map(resolve_secret);
-        let credential =
-            match &api_key {
-                Some(key) => Some(adapter.credential(key).ok_or_else(|| {
-                    format!("providers.{name}.api_key: not valid in an HTTP header")
-                })?),
-                None => None,
-            };
+        let mut keys = Vec::new();
+        for (field, key) in config
+            .api_key
+            .iter()
+            .map(|k| ("api_key".to_string(), k))
+            .chain(
+                config
+                    .api_keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| (format!("api_keys[{i}]"), k)),
+            )
+        {
+            let key = resolve_secret(key);
+            let header = adapter
+                .credential(&key)
+                .ok_or_else(|| format!("providers.{name}.{field}: not valid in an HTTP header"))?;
+            keys.push((key, header));
+        }
         Ok(Provider {
             name: name.to_string(),
             adapter,
@@ -89,9 +99,8 @@ impl Provider {
                 })
                 .collect::<Result<_, _>>()?,
             base_url: config.base_url.trim_end_matches('/').to_string(),
-            api_key,
             headers,
-            credential,
+            keys: Keys::new(keys),
             client,
             request_timeout: Duration::from_secs(config.request_timeout_secs),
             read_timeout: Duration::from_secs(config.read_timeout_secs),
@@ -99,21 +108,39 @@ impl Provider {
         })
     }
 
-    /// Sends a JSON body and returns the response head (the body streams).
-    /// `forwarded` are client headers meant for the upstream (e.g.
-    /// `anthropic-beta`); they never override the provider's credentials.
+    /// The key a call uses next, leaving out those in `tried` (`None`: the
+    /// provider has no key, or every one was tried).
+    pub fn pick_key(&self, tried: &[KeyIndex]) -> Option<KeyIndex> {
+        self.keys.pick(tried, Instant::now())
+    }
+
+    /// How many upstream keys it rotates through.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Lets a key the upstream rate-limited or refused rest for `rest`.
+    pub fn rest_key(&self, key: KeyIndex, rest: Duration) {
+        self.keys.rest(key, rest, Instant::now());
+    }
+
+    /// Sends a JSON body with upstream key `key` and returns the response
+    /// head (the body streams). `forwarded` are client headers meant for
+    /// the upstream (e.g. `anthropic-beta`); they never override the
+    /// provider's credentials.
     pub async fn post_json(
         &self,
         path: &str,
         body: Vec<u8>,
         forwarded: &[(HeaderName, HeaderValue)],
+        key: Option<KeyIndex>,
     ) -> Result<reqwest::Response, UpstreamError> {
         let mut headers = self.headers.clone();
         for (name, value) in forwarded {
             headers.insert(name.clone(), value.clone());
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some((name, value)) = &self.credential {
+        if let Some((name, value)) = key.and_then(|k| self.keys.get(k)).map(|k| &k.header) {
             headers.insert(name.clone(), value.clone());
         }
         let url = match self.endpoints.iter().find(|(p, _)| *p == path) {
@@ -137,12 +164,15 @@ impl Provider {
         }
     }
 
-    /// Removes the upstream key from text that may be shown to a client.
+    /// Removes the upstream keys from text that may be shown to a client.
     pub fn scrub(&self, text: &str) -> String {
-        match &self.api_key {
-            Some(key) if !key.is_empty() => text.replace(key.as_str(), "[redacted]"),
-            _ => text.to_string(),
+        let mut text = text.to_string();
+        for key in self.keys.secrets().filter(|k| !k.is_empty()) {
+            if text.contains(key) {
+                text = text.replace(key, "[redacted]");
+            }
         }
+        text
     }
 }
 

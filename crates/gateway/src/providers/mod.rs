@@ -10,6 +10,7 @@
 
 mod anthropic;
 mod http;
+mod keys;
 mod openai;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -18,6 +19,7 @@ use protocol::translate::responses_via_chat;
 use serde_json::{Map, Value};
 
 pub use http::Provider;
+pub use keys::KeyIndex;
 
 use crate::billing::estimate::Wire;
 pub use crate::config::ProviderKind;

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use crate::billing::estimate::{UsageWatch, Wire};
 use crate::billing::{Meter, Outcome};
 use crate::error::{ApiError, Shape};
-use crate::providers::{Provider, UpstreamError};
+use crate::providers::{KeyIndex, Provider, UpstreamError};
 use crate::state::{App, InFlightGuard};
 pub(crate) use reader::{EventReader, Read};
 use transform::{BodyTransform, StreamTransform};
@@ -108,6 +108,28 @@ impl UpstreamFailure {
     /// The upstream refused the gateway's own key (401 or 403).
     pub(crate) fn refused_our_key(&self) -> bool {
         matches!(self.cause, Cause::Status(401 | 403))
+    }
+
+    /// The upstream rate-limited the call (429).
+    pub(crate) fn rate_limited(&self) -> bool {
+        matches!(self.cause, Cause::Status(429))
+    }
+
+    /// How long the upstream asked to wait (`retry-after` in seconds, or
+    /// `retry-after-ms`), if it said.
+    pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
+        let header = |name: &str| {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .and_then(|(_, v)| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v >= 0.0)
+        };
+        header("retry-after-ms")
+            .map(|ms| ms / 1000.0)
+            .or_else(|| header("retry-after"))
+            .map(|secs| std::time::Duration::from_secs_f64(secs.min(86_400.0)))
     }
 
     pub(crate) fn status(&self) -> u16 {
@@ -196,11 +218,12 @@ fn reshape_error(body: &[u8], status: StatusCode, client: Shape) -> Value {
 pub(crate) async fn send(
     app: &App,
     provider: &Provider,
+    key: Option<KeyIndex>,
     path: &str,
     body: Vec<u8>,
     forwarded: &[(HeaderName, HeaderValue)],
 ) -> Result<reqwest::Response, UpstreamFailure> {
-    let response = match provider.post_json(path, body, forwarded).await {
+    let response = match provider.post_json(path, body, forwarded, key).await {
         Ok(r) => r,
         Err(e) => {
             app.metrics
@@ -443,7 +466,8 @@ pub async fn forward_unmetered(
     forwarded: &[(HeaderName, HeaderValue)],
     shape: Shape,
 ) -> Response {
-    let response = match send(app, provider, path, body, forwarded).await {
+    let key = provider.pick_key(&[]);
+    let response = match send(app, provider, key, path, body, forwarded).await {
         Ok(r) => r,
         Err(failure) => return failure.render(provider.adapter.wire(), shape),
     };

@@ -459,3 +459,103 @@ async fn responses_turns_fail_over_like_chat() {
     assert_eq!((after.0, after.1), (before.0 - charged, 0));
     gw.stop().await;
 }
+
+/// `multi` on `chan-keys` alone, whose keys are the mock's and `others`,
+/// with one attempt per request: only key rotation can save a request.
+async fn keyed(user: &str, others: &[&str]) -> (Mock, Gateway, i64, String) {
+    let (main, a) = (start_mock().await, start_mock().await);
+    let keys: Vec<String> = others.iter().map(|k| format!("{k:?}")).collect();
+    let config = format!(
+        r#"
+[providers.chan-keys]
+kind = "openai"
+base_url = "{}"
+api_keys = ["{UPSTREAM_KEY}", {}]
+
+[models.multi]
+provider = "chan-keys"
+input_price = 1
+output_price = 2
+
+[failover]
+max_attempts = 1
+"#,
+        a.url,
+        keys.join(", ")
+    );
+    let gw = start_gateway_with(&main.url, None, "", &config).await;
+    let (user_id, key) = gw.user(user, "default", "10").await;
+    (a, gw, user_id, key)
+}
+
+/// How many requests the mock received with each key.
+fn by_key(mock: &Mock) -> HashMap<String, usize> {
+    let mut by = HashMap::new();
+    for (_, auth, _) in mock.requests() {
+        *by.entry(auth.trim_start_matches("Bearer ").to_string())
+            .or_insert(0) += 1;
+    }
+    by
+}
+
+#[tokio::test]
+async fn a_channel_rotates_its_upstream_keys() {
+    let (a, gw, user_id, key) = keyed("keys", &["sk-second"]).await;
+    a.state.other_keys.lock().unwrap().push("sk-second".into());
+    // Both keys serve, in turn (`sk-second` is rate-limited from the 5th
+    // request on).
+    for i in 0..8 {
+        if i == 4 {
+            a.state
+                .limited_keys
+                .lock()
+                .unwrap()
+                .push("sk-second".into());
+        }
+        let resp = gw.chat(&key, chat_body("multi", i % 2 == 0)).await;
+        assert_eq!(resp.status(), 200, "request {i}");
+    }
+    // Requests 0–3 alternate; the 5th or 6th meets the 429 on `sk-second`
+    // and is sent again with the first key; `sk-second` then rests
+    // (`retry-after: 60`) and the others go to the first key.
+    let used = by_key(&a);
+    assert_eq!(used.get("sk-second"), Some(&3), "{used:?}");
+    assert_eq!(used.get(UPSTREAM_KEY), Some(&6), "{used:?}");
+    // One record per request, each charged once; the channel stays healthy.
+    let records = gw.wait_for_usage(user_id, 8).await;
+    assert!(records.iter().all(|r| r.status == 200 && r.cost > 0));
+    let (_, list) = gw.admin(Method::GET, "/admin/channels", None).await;
+    let multi = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["model"] == "multi")
+        .unwrap();
+    assert_eq!(multi["state"], "healthy", "{multi}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_upstream_key_is_set_aside_for_the_channels_next() {
+    // `sk-revoked` gets 401 from the mock.
+    let (a, gw, _, key) = keyed("revoked", &["sk-revoked"]).await;
+    for _ in 0..6 {
+        let resp = gw.chat(&key, chat_body("multi", false)).await;
+        assert_eq!(resp.status(), 200);
+    }
+    let used = by_key(&a);
+    assert_eq!(
+        used.get("sk-revoked"),
+        Some(&1),
+        "tried once, then resting: {used:?}"
+    );
+    assert_eq!(used.get(UPSTREAM_KEY), Some(&6));
+    let body = gw
+        .chat(&key, chat_body("multi", false))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!body.contains("sk-revoked"));
+    gw.stop().await;
+}

@@ -48,6 +48,11 @@ pub struct MockState {
     pub usage_factor: AtomicU64,
     /// When set, the OpenAI answer's text pieces (one token each).
     pub pieces: Mutex<Option<Vec<String>>>,
+    /// Upstream keys rate-limited: a request with one is answered 429 with
+    /// `retry-after: 60`.
+    pub limited_keys: Mutex<Vec<String>>,
+    /// Upstream keys accepted besides `UPSTREAM_KEY`.
+    pub other_keys: Mutex<Vec<String>>,
 }
 
 impl MockState {
@@ -218,7 +223,21 @@ async fn mock_handler(
                                      "type": "invalid_request_error", "code": "mock_failure"}});
         return (StatusCode::from_u16(fail).unwrap(), axum::Json(error)).into_response();
     }
-    if auth != format!("Bearer {UPSTREAM_KEY}") {
+    let limited = state.limited_keys.lock().unwrap().clone();
+    if limited.iter().any(|k| auth == format!("Bearer {k}")) {
+        let error = json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}});
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "60")],
+            axum::Json(error),
+        )
+            .into_response();
+    }
+    let other_keys = state.other_keys.lock().unwrap().clone();
+    let accepted = std::iter::once(UPSTREAM_KEY)
+        .chain(other_keys.iter().map(String::as_str))
+        .any(|k| auth == format!("Bearer {k}"));
+    if !accepted {
         return (StatusCode::UNAUTHORIZED, "bad upstream key").into_response();
     }
     let model = body["model"].as_str().unwrap_or("").to_string();
