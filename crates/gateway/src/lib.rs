@@ -110,6 +110,7 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
         config,
         settlements,
         catalog,
+        affinity: Default::default(),
         store,
         metrics: Default::default(),
         in_flight: InFlight::default(),

@@ -15,6 +15,8 @@ pub struct AppState {
     pub config: Config,
     /// Providers, models, channels and group multipliers: reloadable.
     pub catalog: crate::catalog::Catalogs,
+    /// Which channel served each conversation last.
+    pub affinity: crate::routing::affinity::Affinity,
     pub store: store::Store,
     pub metrics: Metrics,
     /// Upstream work still running (streams, settlements), awaited at shutdown.

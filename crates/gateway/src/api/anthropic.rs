@@ -22,7 +22,7 @@ use crate::error::{ApiError, Shape};
 use crate::pipeline::{self, Metered, Planner, Prepared};
 use crate::providers::MessagesCall;
 use crate::relay::forward_unmetered;
-use crate::routing::route;
+use crate::routing::{route, AffinityKey};
 use crate::state::App;
 
 /// The Anthropic client protocols served here, each a Messages body upstream.
@@ -67,7 +67,8 @@ async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<Prepared, A
         body,
     } = call;
     let request: MessagesRequest = parse_json(body)?;
-    let route = route(app, principal, &request.model)?;
+    let affinity = AffinityKey::of_messages(principal.user.id, &request.extra);
+    let route = route(app, principal, &request.model, affinity)?;
     let mut raw: Map<String, Value> = parse_json(body)?;
     raw.insert("model".into(), json!(request.model));
     let mut messages_body = ingress.to_messages(raw)?;
@@ -159,7 +160,7 @@ pub async fn count_tokens(
 ) -> Response {
     let result = async {
         let request: MessagesRequest = parse_json(&body)?;
-        let route = route(&app, &principal, &request.model)?;
+        let route = route(&app, &principal, &request.model, None)?;
         let mut raw: Map<String, Value> = parse_json(&body)?;
         match route.provider.adapter.count_tokens() {
             Some(path) => {

@@ -16,7 +16,7 @@ use crate::billing::{image_parts, output_allowance};
 use crate::error::{ApiError, Shape};
 use crate::pipeline::{self, Metered, Planner};
 use crate::providers::{ChatCall, Reply};
-use crate::routing::route;
+use crate::routing::{route, AffinityKey};
 use crate::state::App;
 use crate::stored_chat;
 
@@ -54,7 +54,8 @@ async fn relay_completion(
 ) -> Response {
     let prepared = async {
         let mut request: CompletionRequest = parse_json(&body)?;
-        let route = route(&app, &principal, &request.model)?;
+        let affinity = AffinityKey::of_chat(principal.user.id, &request.extra);
+        let route = route(&app, &principal, &request.model, affinity)?;
         request.clamp_output_tokens(route.model.max_output_tokens);
         let stream = request.is_stream();
         let name = match endpoint {
@@ -146,7 +147,7 @@ async fn relay_embeddings(
 ) -> Response {
     let prepared = async {
         let request: EmbeddingRequest = parse_json(&body)?;
-        let route = route(&app, &principal, &request.model)?;
+        let route = route(&app, &principal, &request.model, None)?;
         let planner: Planner = Box::new(move |target| {
             target
                 .provider

@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::providers::{KeyIndex, Provider, Target, UpstreamCall};
 use crate::relay::{send, UpstreamFailure};
 use crate::routing::health::Attempt;
-use crate::routing::{pick, route_to, Route};
+use crate::routing::{pick, route_to, AffinityKey, Route};
 use crate::state::App;
 
 /// Builds the upstream call for a channel from the client's request: an
@@ -30,6 +30,8 @@ pub struct Failover<C = UpstreamCall> {
     /// The channels tried so far, the first included.
     pub tried: Vec<usize>,
     pub planner: Planner<C>,
+    /// The conversations whose next turn should go where this one is served.
+    affinity: Vec<AffinityKey>,
 }
 
 /// A request planned for one channel, which failover can send and plan
@@ -61,6 +63,7 @@ impl<C> Failover<C> {
             model: route.model.name.clone(),
             tried: vec![route.channel],
             planner,
+            affinity: route.affinity.clone().into_iter().collect(),
         };
         let (route, call) = match (failover.planner)(&route.target()) {
             Ok(call) => (route, call),
@@ -87,6 +90,11 @@ impl<C> Failover<C> {
         }
     }
 
+    /// Also sends the turns that will carry `key` where this one is served.
+    pub(crate) fn remember_as(&mut self, key: Option<AffinityKey>) {
+        self.affinity.extend(key);
+    }
+
     /// The call planned again for the channel tried last (to send it with
     /// another of its keys).
     fn again(&self) -> Option<(Route, C)> {
@@ -110,6 +118,12 @@ impl<C> Failover<C> {
             return;
         };
         let policy = &app.config.failover;
+        let now = Instant::now();
+        if failure.is_none() {
+            for key in &self.affinity {
+                app.affinity.remember(key.clone(), channel, now);
+            }
+        }
         let attempt = match failure {
             None => Attempt::Served,
             Some(f) if f.refused_our_key() => Attempt::Refused,
@@ -117,9 +131,7 @@ impl<C> Failover<C> {
             // The client's own error: the channel answered.
             Some(_) => Attempt::Served,
         };
-        channel
-            .health
-            .record(attempt, &policy.health(), Instant::now());
+        channel.health.record(attempt, &policy.health(), now);
     }
 }
 

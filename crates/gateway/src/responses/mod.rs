@@ -17,7 +17,7 @@ use crate::billing::{output_allowance, Meter};
 use crate::error::ApiError;
 use crate::pipeline::{Failover, Planner};
 use crate::providers::{ResponsesCall, ResponsesUpstream};
-use crate::routing::route;
+use crate::routing::{route, AffinityKey};
 use crate::secrets::new_object_id;
 use crate::state::App;
 use run::Turn;
@@ -86,7 +86,8 @@ pub async fn prepare(
     let background = flag(&params, "background", false)?;
     let store = flag(&params, "store", true)?;
     let requested = max_output_tokens(&params)?;
-    let route = route(app, principal, model_name)?;
+    let affinity = AffinityKey::of_responses(principal.user.id, &params);
+    let route = route(app, principal, model_name, affinity)?;
     if background && !store {
         return Err(ApiError::BadRequest(
             "Background responses must be stored: `background: true` needs `store: true`.".into(),
@@ -155,8 +156,10 @@ pub async fn prepare(
             Ok(planned)
         })
     };
-    let (failover, route, ResponsesUpstream { path, body, events }) =
+    let (mut failover, route, ResponsesUpstream { path, body, events }) =
         Failover::start(app, route, planner)?;
+    // The turn that continues this one comes back to where it is served.
+    failover.remember_as(AffinityKey::of_response(principal.user.id, &id));
     let mut meter = Meter::new(
         principal,
         request_id,

@@ -1,6 +1,7 @@
 //! Routing: a model name becomes the model's specification and the channel
 //! that serves it — if the caller's key may use it.
 
+pub mod affinity;
 pub mod health;
 mod select;
 
@@ -9,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use select::{select, Weight};
+
+pub use affinity::AffinityKey;
 
 use crate::auth::Principal;
 use crate::catalog::Catalog;
@@ -26,6 +29,9 @@ pub struct Route {
     pub provider: Arc<Provider>,
     /// The chosen channel, among the model's (`Catalog::channels`).
     pub channel: usize,
+    /// The conversation the request belongs to, if its client says: the
+    /// channel that serves it is remembered for its next turn.
+    pub affinity: Option<AffinityKey>,
 }
 
 impl Route {
@@ -66,6 +72,7 @@ pub fn route_to(catalog: &Arc<Catalog>, model: &str, index: usize) -> Option<Rou
         model: channel.model.clone(),
         provider: channel.provider.clone(),
         channel: index,
+        affinity: None,
     })
 }
 
@@ -101,18 +108,35 @@ pub fn channels(
         .collect()
 }
 
-/// Routes a request for `model`, in the catalog in force now.
-pub fn route(app: &App, principal: &Principal, model: &str) -> Result<Route, ApiError> {
+/// Routes a request for `model`, in the catalog in force now: to the
+/// channel that served the conversation's last turn (`affinity`) while it
+/// is healthy, else by [`pick`].
+pub fn route(
+    app: &App,
+    principal: &Principal,
+    model: &str,
+    affinity: Option<AffinityKey>,
+) -> Result<Route, ApiError> {
     let catalog = app.catalog.load();
     let Some(channels) = catalog.channels.get(model) else {
         return Err(ApiError::ModelNotFound(model.to_string()));
     };
     principal.check_model(model)?;
-    let cooldown = app.config.failover.health().cooldown;
-    // Every channel disabled: none can be reached.
-    let chosen =
-        pick(channels, &[], cooldown, Instant::now()).ok_or(ApiError::UpstreamUnreachable)?;
-    route_to(&catalog, model, chosen).ok_or(ApiError::Internal)
+    let now = Instant::now();
+    let sticky = affinity
+        .as_ref()
+        .and_then(|key| app.affinity.channel(key, channels, now));
+    let chosen = match sticky {
+        Some(index) => index,
+        None => {
+            let cooldown = app.config.failover.health().cooldown;
+            // Every channel disabled: none can be reached.
+            pick(channels, &[], cooldown, now).ok_or(ApiError::UpstreamUnreachable)?
+        }
+    };
+    let mut route = route_to(&catalog, model, chosen).ok_or(ApiError::Internal)?;
+    route.affinity = affinity;
+    Ok(route)
 }
 
 /// The channel a request tries next: by [`select`] among the channels not

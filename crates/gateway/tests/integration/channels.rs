@@ -559,3 +559,83 @@ async fn a_refused_upstream_key_is_set_aside_for_the_channels_next() {
     assert!(!body.contains("sk-revoked"));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_conversation_sticks_to_the_channel_that_served_its_last_turn() {
+    let (main, a, b) = (start_mock().await, start_mock().await, start_mock().await);
+    let channels = "[[models.multi.channels]]\nprovider = \"chan-a\"\n\n[[models.multi.channels]]\nprovider = \"chan-b\"\n";
+    let config = format!(
+        "{}\n[failover]\nhealth_min_requests = 1\ncooldown_secs = 3600\n",
+        channels_config(&a.url, &b.url, channels)
+    );
+    let gw = start_gateway_with(&main.url, None, "", &config).await;
+    let (_, key) = gw.user("sticky", "default", "10").await;
+    let served = || (a.requests().len(), b.requests().len());
+
+    // Chat with a prompt_cache_key: every turn on one channel (two equal
+    // channels would split 20 requests ten and ten).
+    let mut chat = chat_body("multi", false);
+    chat["prompt_cache_key"] = "conversation-1".into();
+    for _ in 0..20 {
+        assert_eq!(gw.chat(&key, chat.clone()).await.status(), 200);
+    }
+    let (on_a, on_b) = served();
+    assert!(on_a == 20 || on_b == 20, "{on_a} / {on_b}");
+    let (sticky, other) = if on_a == 20 { (&a, &b) } else { (&b, &a) };
+
+    // It fails: the conversation moves, and sticks to the channel it moved to.
+    sticky.state.fail_status.store(500, Ordering::SeqCst);
+    for _ in 0..5 {
+        assert_eq!(gw.chat(&key, chat.clone()).await.status(), 200);
+    }
+    assert_eq!(other.requests().len(), 5);
+    sticky.state.fail_status.store(0, Ordering::SeqCst);
+    gw.admin(Method::POST, "/admin/channels/multi/0/enable", None)
+        .await;
+    gw.admin(Method::POST, "/admin/channels/multi/1/enable", None)
+        .await;
+    for _ in 0..5 {
+        assert_eq!(gw.chat(&key, chat.clone()).await.status(), 200);
+    }
+    assert_eq!(other.requests().len(), 10, "still where it moved");
+
+    // Claude Code's session, through Messages.
+    let before = served();
+    let messages = serde_json::json!({
+        "model": "multi", "max_tokens": 50,
+        "metadata": {"user_id": "user_x_account_y_session_z"},
+        "messages": [{"role": "user", "content": "Say hello"}],
+    });
+    for _ in 0..10 {
+        let resp = gw
+            .http
+            .post(format!("{}/v1/messages", gw.url))
+            .header("x-api-key", &key)
+            .header("anthropic-version", "2023-06-01")
+            .json(&messages)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let after = served();
+    let moved = (after.0 - before.0, after.1 - before.1);
+    assert!(moved == (10, 0) || moved == (0, 10), "{moved:?}");
+
+    // A Responses chain: each turn continues the one before.
+    let before = served();
+    let mut previous: Option<String> = None;
+    for _ in 0..8 {
+        let mut turn = serde_json::json!({"model": "multi", "input": "Say hello"});
+        if let Some(id) = &previous {
+            turn["previous_response_id"] = id.clone().into();
+        }
+        let (status, body) = gw.post_json("/v1/responses", &key, &turn).await;
+        assert_eq!(status, 200, "{body}");
+        previous = body["id"].as_str().map(str::to_string);
+    }
+    let after = served();
+    let moved = (after.0 - before.0, after.1 - before.1);
+    assert!(moved == (8, 0) || moved == (0, 8), "{moved:?}");
+    gw.stop().await;
+}
