@@ -62,6 +62,7 @@ impl Catalog {
                 for channel in &mut served {
                     if let Some(same) = before.iter().find(|b| b.serves_like(channel)) {
                         channel.health = same.health.clone();
+                        channel.stats = same.stats.clone();
                     }
                 }
             }

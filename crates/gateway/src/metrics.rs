@@ -13,11 +13,72 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
 ];
 
+/// A latency histogram over [`LATENCY_BUCKETS`].
 #[derive(Default)]
-struct Histogram {
+pub struct Histogram {
     buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, seconds: f64) {
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The mean, in seconds (0 with no observation).
+    pub fn mean(&self) -> f64 {
+        match self.count() {
+            0 => 0.0,
+            n => self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6 / n as f64,
+        }
+    }
+
+    /// An upper bound of quantile `q` (0–1): the bound of the first bucket
+    /// holding it (`None` with no observation, or beyond the last bucket).
+    pub fn quantile_bound(&self, q: f64) -> Option<f64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * n as f64).ceil().max(1.0) as u64;
+        LATENCY_BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .find(|(_, count)| count.load(Ordering::Relaxed) >= rank)
+            .map(|(bound, _)| *bound)
+    }
+
+    /// Its series, `name_bucket`, `name_sum` and `name_count`, each with
+    /// `labels` (already rendered, e.g. `route="/v1/x"`).
+    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels},le=\"{bound}\"}} {}",
+                self.buckets[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count();
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels},le=\"+Inf\"}} {count}\n\
+             {name}_sum{{{labels}}} {}\n\
+             {name}_count{{{labels}}} {count}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+    }
 }
 
 /// A family of counters keyed by their label values.
@@ -63,7 +124,7 @@ fn labels_key(labels: &[&str]) -> Vec<String> {
     labels.iter().map(|s| s.to_string()).collect()
 }
 
-fn render_labels(names: &[&str], values: &[String]) -> String {
+pub fn render_labels(names: &[&str], values: &[String]) -> String {
     names
         .iter()
         .zip(values)
@@ -98,14 +159,7 @@ impl Metrics {
                 Err(_) => return,
             },
         };
-        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                hist.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        hist.count.fetch_add(1, Ordering::Relaxed);
-        hist.sum_micros
-            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        hist.observe(seconds);
     }
 
     pub fn record_upstream_error(&self, provider: &str, kind: &str) {
@@ -161,20 +215,10 @@ impl Metrics {
             let mut routes: Vec<_> = map.iter().collect();
             routes.sort_by(|a, b| a.0.cmp(b.0));
             for (route, h) in routes {
-                for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "tollgate_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {}",
-                        h.buckets[i].load(Ordering::Relaxed)
-                    );
-                }
-                let count = h.count.load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "tollgate_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}\n\
-                     tollgate_request_duration_seconds_sum{{route=\"{route}\"}} {}\n\
-                     tollgate_request_duration_seconds_count{{route=\"{route}\"}} {count}",
-                    h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+                h.render(
+                    &mut out,
+                    "tollgate_request_duration_seconds",
+                    &render_labels(&["route"], std::slice::from_ref(route)),
                 );
             }
         }
@@ -254,5 +298,23 @@ mod tests {
             .contains("tollgate_request_duration_seconds_count{route=\"/v1/chat/completions\"} 2"));
         assert!(text.contains("tollgate_tokens_total{model=\"gpt\",direction=\"input\"} 10"));
         assert!(text.contains("tollgate_cost_nano_usd_total{model=\"gpt\"} 1234"));
+    }
+
+    #[test]
+    fn a_histogram_bounds_its_quantiles() {
+        let h = Histogram::default();
+        assert_eq!((h.mean(), h.quantile_bound(0.5)), (0.0, None));
+        for _ in 0..90 {
+            h.observe(0.004);
+        }
+        for _ in 0..10 {
+            h.observe(0.2);
+        }
+        assert_eq!(h.quantile_bound(0.5), Some(0.005));
+        assert_eq!(h.quantile_bound(0.9), Some(0.005));
+        assert_eq!(h.quantile_bound(0.95), Some(0.25));
+        assert!((h.mean() - 0.0236).abs() < 1e-9);
+        h.observe(100.0);
+        assert_eq!(h.quantile_bound(1.0), None, "beyond the last bucket");
     }
 }

@@ -40,6 +40,14 @@ fn channel_json(app: &App, model: &str, index: usize, channel: &Channel, now: In
         "recent_requests": requests,
         "recent_failure_ratio": ratio,
     });
+    let (served, failed, refused) = channel.stats.attempts();
+    let latency = channel.stats.latency();
+    let ms = |seconds: f64| (seconds * 1e6).round() / 1e3;
+    entry["attempts"] = json!({"served": served, "failed": failed, "refused_key": refused});
+    entry["upstream_latency_ms"] = json!({
+        "mean": ms(latency.mean()),
+        "p95_at_most": latency.quantile_bound(0.95).map(ms),
+    });
     let (state, detail) = match channel.health.state() {
         Health::Healthy => ("healthy", json!(null)),
         Health::CoolingDown { until, .. } => (

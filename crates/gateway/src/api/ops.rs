@@ -29,6 +29,7 @@ pub async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
         return refusal;
     }
     let mut text = app.metrics.render();
+    crate::routing::stats::render(&app.catalog.load(), &mut text);
     // Work not yet done: a request that has answered may still be charging.
     for (name, help, value) in [
         (

@@ -104,8 +104,9 @@ impl<C> Failover<C> {
         Some((route, call))
     }
 
-    /// Tells the channel tried last how its attempt went.
-    fn record(&self, app: &App, failure: Option<&UpstreamFailure>) {
+    /// Tells the channel tried last how its attempt went, and how long its
+    /// upstream took to answer.
+    fn record(&self, app: &App, failure: Option<&UpstreamFailure>, took: Duration) {
         let Some(&index) = self.tried.last() else {
             return;
         };
@@ -132,6 +133,7 @@ impl<C> Failover<C> {
             Some(_) => Attempt::Served,
         };
         channel.health.record(attempt, &policy.health(), now);
+        channel.stats.record(attempt, took);
     }
 }
 
@@ -154,9 +156,12 @@ pub(crate) async fn send_with_failover<R: Sendable>(
         let provider = request.provider();
         let key = provider.pick_key(&keys_tried);
         keys_tried.extend(key);
-        let failure = match send(app, provider, key, path, body, request.forwarded()).await {
+        let sent_at = Instant::now();
+        let result = send(app, provider, key, path, body, request.forwarded()).await;
+        let took = sent_at.elapsed();
+        let failure = match result {
             Ok(response) => {
-                failover.record(app, None);
+                failover.record(app, None, took);
                 return Ok(response);
             }
             Err(failure) => failure,
@@ -177,7 +182,7 @@ pub(crate) async fn send_with_failover<R: Sendable>(
                 }
             }
         }
-        failover.record(app, Some(&failure));
+        failover.record(app, Some(&failure), took);
         sent += 1;
         if sent >= policy.max_attempts || !failure.worth_another_channel(policy) {
             return Err(failure);

@@ -4,6 +4,7 @@
 pub mod affinity;
 pub mod health;
 mod select;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct Channel {
     pub weight: Weight,
     /// Shared with the same channel in the catalog before a reload.
     pub health: Arc<health::Health>,
+    /// Likewise.
+    pub stats: Arc<stats::ChannelStats>,
 }
 
 impl Channel {
@@ -103,6 +106,7 @@ pub fn channels(
                     weight: c.weight,
                 },
                 health: Default::default(),
+                stats: Default::default(),
             })
         })
         .collect()

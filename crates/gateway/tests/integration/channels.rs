@@ -357,6 +357,30 @@ async fn a_failing_channel_cools_down_and_is_left_out_until_a_probe() {
         ]
     );
     assert_eq!(multi[0]["recent_failure_ratio"], 1.0);
+    assert_eq!(
+        multi[0]["attempts"],
+        serde_json::json!({"served": 0, "failed": 3, "refused_key": 0})
+    );
+    assert_eq!(multi[1]["attempts"]["served"], 10);
+    assert!(multi[1]["upstream_latency_ms"]["mean"].as_f64().unwrap() > 0.0);
+    // And Prometheus, per channel.
+    let metrics = gw
+        .http
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let labels = r#"model="multi",provider="chan-a",upstream_model="multi""#;
+    for line in [
+        format!("tollgate_channel_attempts_total{{{labels},outcome=\"failed\"}} 3"),
+        format!("tollgate_channel_state{{{labels},state=\"cooling_down\"}} 1"),
+        format!("tollgate_channel_upstream_seconds_count{{{labels}}} 3"),
+    ] {
+        assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+    }
     let (status, b_entry) = gw
         .admin(Method::POST, "/admin/channels/multi/1/disable", None)
         .await;
