@@ -65,7 +65,7 @@ pub(crate) struct UpstreamFailure {
 enum Cause {
     /// Not answered: no connection, no answer in time, or a connection
     /// broken before the answer.
-    Transport(UpstreamError),
+    Transport,
     /// Answered with this status.
     Status(u16),
 }
@@ -86,21 +86,22 @@ impl UpstreamFailure {
         };
         UpstreamFailure {
             kind: FailureKind::Gateway(api_error),
-            cause: Cause::Transport(error),
+            cause: Cause::Transport,
             headers: Vec::new(),
         }
     }
 
     /// Whether another channel may serve the request instead: this one
-    /// could not be reached or gave no answer in time (a timed-out upstream
-    /// may still bill for what it generates, but the request is not
-    /// answered otherwise), or answered a status `[failover]
-    /// retry_statuses` lists. A connection broken after the request left
-    /// is not retried: the upstream may be serving it.
+    /// could not be reached, broke the connection or gave no answer in
+    /// time — all before the answer began, so nothing reached the client —
+    /// or answered a status `[failover] retry_statuses` lists. (A reset or a
+    /// timed-out upstream may have received the request and bill the
+    /// operator for it; the client is charged only for the attempt that
+    /// serves, and gets its answer, as the official SDKs' own retries on
+    /// connection errors would give it.)
     pub(crate) fn worth_another_channel(&self, failover: &crate::config::Failover) -> bool {
         match &self.cause {
-            Cause::Transport(UpstreamError::Unreachable | UpstreamError::Timeout) => true,
-            Cause::Transport(UpstreamError::Broken) => false,
+            Cause::Transport => true,
             Cause::Status(status) => failover.retries(*status),
         }
     }

@@ -8,6 +8,7 @@ mod accounts;
 mod amounts;
 mod anthropic;
 mod channels;
+mod chaos;
 mod common;
 mod errors;
 mod faults;
