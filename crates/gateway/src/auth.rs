@@ -1,18 +1,33 @@
-//! Authentication: a bearer key becomes a [`Principal`], or an error.
+//! Authentication: a bearer key becomes a [`Principal`], or an
+//! [`AuthError`]. It works on the key cache and the store it is given, not
+//! on the gateway's state; the HTTP side (the `Caller` extractor, the
+//! errors in the client's shape) is `api::caller`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use store::{ApiKey, User};
+use store::{ApiKey, Store, StoreError, User};
 
-use crate::error::{ApiError, Shape};
 use crate::secrets::{hash_secret, hashes_equal};
-use crate::state::App;
+
+/// Why a caller is not let in.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no such API key")]
+    InvalidApiKey,
+    #[error("the key is disabled")]
+    KeyDisabled,
+    #[error("the key has expired")]
+    KeyExpired,
+    #[error("the operation needs an admin-capable key")]
+    AdminKeyRequired,
+    #[error("invalid admin token")]
+    InvalidAdminToken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// Who is calling: the key used and the user it belongs to.
 #[derive(Debug, Clone)]
@@ -23,19 +38,15 @@ pub struct Principal {
 
 impl Principal {
     /// Whether this key may use `model` (an empty permission list allows all).
-    pub fn check_model(&self, model: &str) -> Result<(), ApiError> {
-        if self.key.permissions.is_empty() || self.key.permissions.iter().any(|m| m == model) {
-            Ok(())
-        } else {
-            Err(ApiError::ModelNotAllowed(model.to_string()))
-        }
+    pub fn may_use(&self, model: &str) -> bool {
+        self.key.permissions.is_empty() || self.key.permissions.iter().any(|m| m == model)
     }
 
-    pub fn require_admin_key(&self) -> Result<(), ApiError> {
+    pub fn require_admin_key(&self) -> Result<(), AuthError> {
         if self.key.is_admin {
             Ok(())
         } else {
-            Err(ApiError::AdminKeyRequired)
+            Err(AuthError::AdminKeyRequired)
         }
     }
 }
@@ -106,64 +117,45 @@ impl AuthCache {
     }
 }
 
-/// The authenticated caller, as a handler argument. Put it before the
-/// arguments that read the request, so that an anonymous caller learns
-/// nothing — not even whether its input is well formed. As an extractor it
-/// runs before the body is read (axum extracts the body last), so a request
-/// without a valid key is refused before its body is buffered; the refusal
-/// is in the route's error shape.
-pub struct Caller(pub Arc<Principal>);
-
-impl FromRequestParts<App> for Caller {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Response> {
-        authenticate(app, &parts.headers)
-            .await
-            .map(Caller)
-            .map_err(|e| match Shape::of_path(parts.uri.path()) {
-                Some(shape) => e.render(shape),
-                None => e.into_response(),
-            })
-    }
-}
-
 /// Resolves the caller's key, refusing unknown, disabled and expired keys.
-pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Arc<Principal>, ApiError> {
-    let secret = presented_secret(headers).ok_or(ApiError::InvalidApiKey)?;
+pub async fn authenticate(
+    cache: &AuthCache,
+    store: &Store,
+    headers: &HeaderMap,
+) -> Result<Arc<Principal>, AuthError> {
+    let secret = presented_secret(headers).ok_or(AuthError::InvalidApiKey)?;
     let hash = hash_secret(secret);
-    let principal = match app.auth_cache.get(&hash) {
+    let principal = match cache.get(&hash) {
         Some(p) => p,
         None => {
-            let (key, user) = app
-                .store
+            let (key, user) = store
                 .find_key_by_hash(&hash)
                 .await?
-                .ok_or(ApiError::InvalidApiKey)?;
+                .ok_or(AuthError::InvalidApiKey)?;
             let principal = Arc::new(Principal { key, user });
-            app.auth_cache.put(hash, principal.clone());
+            cache.put(hash, principal.clone());
             principal
         }
     };
     if principal.key.is_disabled {
-        return Err(ApiError::KeyDisabled);
+        return Err(AuthError::KeyDisabled);
     }
     if principal
         .key
         .expired_at
         .is_some_and(|at| at <= store::now_ms())
     {
-        return Err(ApiError::KeyExpired);
+        return Err(AuthError::KeyExpired);
     }
     Ok(principal)
 }
 
-/// Checks the operator's admin token.
-pub fn authenticate_admin(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
-    let secret = presented_secret(headers).ok_or(ApiError::InvalidAdminToken)?;
-    if hashes_equal(&hash_secret(secret), &app.admin_token_hash) {
+/// Checks the operator's admin token against its hash.
+pub fn authenticate_admin(token_hash: &str, headers: &HeaderMap) -> Result<(), AuthError> {
+    let secret = presented_secret(headers).ok_or(AuthError::InvalidAdminToken)?;
+    if hashes_equal(&hash_secret(secret), token_hash) {
         Ok(())
     } else {
-        Err(ApiError::InvalidAdminToken)
+        Err(AuthError::InvalidAdminToken)
     }
 }

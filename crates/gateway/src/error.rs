@@ -178,6 +178,47 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Each layer's errors become the client's here, and nowhere else.
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError;
+        match e {
+            AuthError::InvalidApiKey => ApiError::InvalidApiKey,
+            AuthError::KeyDisabled => ApiError::KeyDisabled,
+            AuthError::KeyExpired => ApiError::KeyExpired,
+            AuthError::AdminKeyRequired => ApiError::AdminKeyRequired,
+            AuthError::InvalidAdminToken => ApiError::InvalidAdminToken,
+            AuthError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::routing::RouteError> for ApiError {
+    fn from(e: crate::routing::RouteError) -> Self {
+        use crate::routing::RouteError;
+        match e {
+            RouteError::ModelNotFound(model) => ApiError::ModelNotFound(model),
+            RouteError::ModelNotAllowed(model) => ApiError::ModelNotAllowed(model),
+            RouteError::NoChannel => ApiError::UpstreamUnreachable,
+        }
+    }
+}
+
+impl From<crate::billing::BillingError> for ApiError {
+    fn from(e: crate::billing::BillingError) -> Self {
+        use crate::billing::BillingError;
+        match e {
+            BillingError::InsufficientBalance => ApiError::InsufficientBalance,
+            BillingError::KeyLimitReached => ApiError::KeyLimitReached,
+            BillingError::Overloaded => ApiError::Overloaded,
+            BillingError::Store(message) => {
+                tracing::error!(error = %message, "store error while holding");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
 impl From<store::StoreError> for ApiError {
     fn from(e: store::StoreError) -> Self {
         match e {

@@ -8,7 +8,6 @@ pub mod billing;
 pub mod catalog;
 pub mod config;
 pub mod error;
-pub mod ledger;
 pub mod metadata;
 pub mod metrics;
 pub mod money;
@@ -19,7 +18,6 @@ pub mod responses;
 pub mod routing;
 pub mod secrets;
 pub mod server;
-pub mod settlement;
 pub mod state;
 pub mod stored_chat;
 pub mod time;
@@ -95,24 +93,31 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
     if released > 0 {
         tracing::info!(released, "released holds left by an earlier process");
     }
-    let ledger = Arc::new(ledger::Ledger::default());
-    let settlements = settlement::SettlementQueue::start(
+    let ledger = Arc::new(billing::ledger::Ledger::default());
+    let settlements = billing::settlement::SettlementQueue::start(
         store.clone(),
         ledger.clone(),
         journal.clone(),
         Duration::from_millis(config.ledger_refresh_ms),
     );
     let auth_cache = auth::AuthCache::new(Duration::from_millis(config.auth_cache_ttl_ms));
-    let app = Arc::new(AppState {
-        auth_cache,
+    let metrics = Arc::new(metrics::Metrics::default());
+    let billing = billing::Billing::new(
+        &config,
+        store.clone(),
         ledger,
         journal,
-        config,
         settlements,
+        metrics.clone(),
+    );
+    let app = Arc::new(AppState {
+        auth_cache,
+        billing,
+        config,
         catalog,
         affinity: Default::default(),
         store,
-        metrics: Default::default(),
+        metrics,
         in_flight: InFlight::default(),
         admin_token_hash,
         runs: Default::default(),
@@ -177,7 +182,7 @@ pub async fn serve(
         );
     }
     // Every settlement queued so far is written before the database closes.
-    app.settlements.wait_drained().await;
+    app.billing.settlements.wait_drained().await;
     app.store.close().await;
     Ok(())
 }

@@ -18,19 +18,35 @@ pub struct AppState {
     /// Which channel served each conversation last.
     pub affinity: crate::routing::affinity::Affinity,
     pub store: store::Store,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// Upstream work still running (streams, settlements), awaited at shutdown.
     pub in_flight: InFlight,
     pub admin_token_hash: String,
     pub auth_cache: crate::auth::AuthCache,
-    /// In-memory holds (`holds = "memory"`).
-    pub ledger: Arc<crate::ledger::Ledger>,
-    /// Crash safety for settlements (`None` with billing off).
-    pub journal: Option<Arc<crate::billing::journal::Journal>>,
-    /// Where finished requests go to be charged.
-    pub settlements: crate::settlement::SettlementQueue,
+    /// Holds, charges, the journal and the settlement writer.
+    pub billing: crate::billing::Billing,
     /// Responses runs in progress on this instance.
     pub runs: crate::responses::registry::Registry,
+}
+
+impl AppState {
+    /// Step 3 of the pipeline: routes `model` in the catalog in force (see
+    /// [`crate::routing::route`]).
+    pub fn route(
+        &self,
+        principal: &crate::auth::Principal,
+        model: &str,
+        key: Option<crate::routing::AffinityKey>,
+    ) -> Result<crate::routing::Route, crate::routing::RouteError> {
+        crate::routing::route(
+            self.catalog.load(),
+            &self.affinity,
+            self.config.failover.health().cooldown,
+            principal,
+            model,
+            key,
+        )
+    }
 }
 
 /// Counts work that must finish before the process exits.

@@ -18,7 +18,7 @@ use crate::accounts::{
     change_balance as change_user_balance, create_key, create_user, key_json, update_user,
     user_json, KeyOptions,
 };
-use crate::auth::authenticate_admin;
+use crate::api::caller::authenticate_admin;
 use crate::error::ApiError;
 use crate::money::{parse_amount, Unit};
 use crate::state::App;
@@ -195,7 +195,7 @@ async fn change_balance(
             let user = change_user_balance(&app.store, id, amount, req.free, &req.reason).await?;
             // New requests must see the new balance at once.
             app.auth_cache.clear();
-            app.ledger.forget_user(id);
+            app.billing.ledger.forget_user(id);
             Ok(Json(user_json(&user, &app.config)))
         }
         .await,

@@ -16,13 +16,14 @@ use super::body::parse_json;
 use super::{detached, RequestId};
 use std::sync::Arc;
 
-use crate::auth::{Caller, Principal};
+use crate::api::caller::Caller;
+use crate::auth::Principal;
 use crate::billing::{image_parts, output_allowance};
 use crate::error::{ApiError, Shape};
 use crate::pipeline::{self, Metered, Planner, Prepared};
 use crate::providers::MessagesCall;
 use crate::relay::forward_unmetered;
-use crate::routing::{route, AffinityKey};
+use crate::routing::AffinityKey;
 use crate::state::App;
 
 /// The Anthropic client protocols served here, each a Messages body upstream.
@@ -68,7 +69,7 @@ async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<Prepared, A
     } = call;
     let request: MessagesRequest = parse_json(body)?;
     let affinity = AffinityKey::of_messages(principal.user.id, &request.extra);
-    let route = route(app, principal, &request.model, affinity)?;
+    let route = app.route(principal, &request.model, affinity)?;
     let mut raw: Map<String, Value> = parse_json(body)?;
     raw.insert("model".into(), json!(request.model));
     let mut messages_body = ingress.to_messages(raw)?;
@@ -160,7 +161,7 @@ pub async fn count_tokens(
 ) -> Response {
     let result = async {
         let request: MessagesRequest = parse_json(&body)?;
-        let route = route(&app, &principal, &request.model, None)?;
+        let route = app.route(&principal, &request.model, None)?;
         let mut raw: Map<String, Value> = parse_json(&body)?;
         match route.provider.adapter.count_tokens() {
             Some(path) => {

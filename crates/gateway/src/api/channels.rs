@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::respond;
-use crate::auth::authenticate_admin;
+use crate::api::caller::authenticate_admin;
 use crate::catalog::Catalog;
 use crate::error::ApiError;
 use crate::routing::health::State as Health;

@@ -10,7 +10,7 @@ use store::Conversation;
 
 use super::body::parse_json;
 use super::list::{list_object, ListQuery};
-use crate::auth::Caller;
+use crate::api::caller::Caller;
 use crate::error::ApiError;
 use crate::metadata::metadata_of;
 use crate::responses::expires_at;

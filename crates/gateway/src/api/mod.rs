@@ -3,6 +3,7 @@
 mod admin;
 mod anthropic;
 mod body;
+pub mod caller;
 mod channels;
 mod conversations;
 mod list;

@@ -14,7 +14,8 @@ use store::KeyUpdate;
 
 use super::body::{field_bool, field_list, field_str, parse_fields};
 use crate::accounts::{create_key, key_json, update_key as update_key_fields, KeyOptions};
-use crate::auth::{authenticate, Principal};
+use crate::api::caller::authenticate;
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::money::{format_credits, parse_amount, Decimal, Unit};
 use crate::secrets::hash_secret;
@@ -140,7 +141,7 @@ pub async fn update_key(State(app): State<App>, headers: HeaderMap, body: Bytes)
             };
             let key = update_key_fields(&app.store, &key.id, &update).await?;
             app.auth_cache.clear();
-            app.ledger.forget_key(&key.id);
+            app.billing.ledger.forget_key(&key.id);
             Ok((
                 "Update API key success".to_string(),
                 key_json(&key, &app.config),
@@ -230,7 +231,7 @@ pub async fn model_rates(State(app): State<App>, headers: HeaderMap) -> Response
         let mut rows: Vec<Value> = catalog
             .models
             .values()
-            .filter(|m| principal.check_model(&m.name).is_ok())
+            .filter(|m| principal.may_use(&m.name))
             .map(|m| {
                 let effective = m.multiplier.times(&group);
                 let per_m = |price: &Decimal| {

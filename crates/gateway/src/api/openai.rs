@@ -11,12 +11,13 @@ use super::body::parse_json;
 use super::{detached, respond, RequestId};
 use std::sync::Arc;
 
-use crate::auth::{authenticate, Caller, Principal};
+use crate::api::caller::{authenticate, Caller};
+use crate::auth::Principal;
 use crate::billing::{image_parts, output_allowance};
 use crate::error::{ApiError, Shape};
 use crate::pipeline::{self, Metered, Planner};
 use crate::providers::{ChatCall, Reply};
-use crate::routing::{route, AffinityKey};
+use crate::routing::AffinityKey;
 use crate::state::App;
 use crate::stored_chat;
 
@@ -55,7 +56,7 @@ async fn relay_completion(
     let prepared = async {
         let mut request: CompletionRequest = parse_json(&body)?;
         let affinity = AffinityKey::of_chat(principal.user.id, &request.extra);
-        let route = route(&app, &principal, &request.model, affinity)?;
+        let route = app.route(&principal, &request.model, affinity)?;
         request.clamp_output_tokens(route.model.max_output_tokens);
         let stream = request.is_stream();
         let name = match endpoint {
@@ -147,7 +148,7 @@ async fn relay_embeddings(
 ) -> Response {
     let prepared = async {
         let request: EmbeddingRequest = parse_json(&body)?;
-        let route = route(&app, &principal, &request.model, None)?;
+        let route = app.route(&principal, &request.model, None)?;
         let planner: Planner = Box::new(move |target| {
             target
                 .provider
@@ -185,7 +186,7 @@ pub async fn list_models(State(app): State<App>, headers: HeaderMap) -> Response
                 .load()
                 .models
                 .values()
-                .filter(|m| principal.check_model(&m.name).is_ok())
+                .filter(|m| principal.may_use(&m.name))
                 .map(|m| Model {
                     id: m.name.clone(),
                     object: "model".into(),

@@ -40,7 +40,7 @@ pub async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
         (
             "tollgate_settlements_pending",
             "Finished requests whose charge is not yet committed.",
-            app.settlements.pending(),
+            app.billing.settlements.pending(),
         ),
     ] {
         text.push_str(&format!(

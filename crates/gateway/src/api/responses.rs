@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::body::parse_json;
 use super::list::{page, ListQuery};
 use super::{detached, RequestId};
-use crate::auth::Caller;
+use crate::api::caller::Caller;
 use crate::error::{ApiError, Shape};
 use crate::pipeline::Failover;
 use crate::providers::ResponsesUpstream;

@@ -10,7 +10,8 @@ use store::{CompletionFilter, StoredCompletion};
 
 use super::body::parse_json;
 use super::list::{list_object, page, ListQuery};
-use crate::auth::{Caller, Principal};
+use crate::api::caller::Caller;
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::metadata::metadata_of;
 use crate::state::App;

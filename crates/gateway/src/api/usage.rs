@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use store::{UsageFilter, UsageRecord};
 
 use super::respond;
-use crate::auth::authenticate;
+use crate::api::caller::authenticate;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::money::{format_credits, format_usd};

@@ -1,7 +1,7 @@
 //! The settlement journal: what a `kill -9` must not lose.
 //!
 //! Settlements reach the database through the batching writer
-//! ([`crate::settlement`]), which commits a few milliseconds after a request
+//! ([`super::settlement`]), which commits a few milliseconds after a request
 //! ends. A process killed in between would lose those charges, and holds
 //! placed in the database would stay until `hold_ttl_secs`. So every metered
 //! request writes two lines to an append-only file on local disk:

@@ -17,22 +17,92 @@
 
 pub mod estimate;
 pub mod journal;
+pub mod ledger;
+pub mod settlement;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use protocol::TokenUsage;
-use store::{Reservation, ReserveOutcome, Settlement};
+use store::{Reservation, ReserveOutcome, Settlement, Store, StoreError};
 
 pub use estimate::Delivered;
 
 use crate::auth::Principal;
-use crate::config::{HoldsMode, ModelSpec};
-use crate::error::ApiError;
+use crate::config::{Config, HoldsMode, ModelSpec};
+use crate::metrics::Metrics;
 use crate::money::{cost_nano, Decimal};
 use crate::routing::Route;
-use crate::state::App;
+use journal::Journal;
+use ledger::Ledger;
+use settlement::SettlementQueue;
+
+/// What billing works with: its settings and where holds and charges go.
+/// A narrow handle, so that billing depends on none of the rest of the
+/// gateway's state.
+pub struct Billing {
+    /// `false`: nothing is held, charged or recorded (benchmarks only).
+    pub enabled: bool,
+    pub holds: HoldsMode,
+    /// A hold in the database whose request never settled is released
+    /// after this.
+    pub hold_ttl: Duration,
+    /// Pending settlements past which new requests are shed.
+    pub queue_limit: usize,
+    pub store: Store,
+    /// In-memory holds (`holds = "memory"`).
+    pub ledger: Arc<Ledger>,
+    /// Crash safety for settlements (`None` with billing off).
+    pub journal: Option<Arc<Journal>>,
+    /// Where finished requests go to be charged.
+    pub settlements: SettlementQueue,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Billing {
+    /// Billing as `config` sets it up, on the parts given.
+    pub fn new(
+        config: &Config,
+        store: Store,
+        ledger: Arc<Ledger>,
+        journal: Option<Arc<Journal>>,
+        settlements: SettlementQueue,
+        metrics: Arc<Metrics>,
+    ) -> Billing {
+        Billing {
+            enabled: config.billing,
+            holds: config.holds,
+            hold_ttl: Duration::from_secs(config.hold_ttl_secs),
+            queue_limit: config.limits.settlement_queue,
+            store,
+            ledger,
+            journal,
+            settlements,
+            metrics,
+        }
+    }
+}
+
+/// Why a request could not be held for.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum BillingError {
+    #[error("the balance cannot cover the request")]
+    InsufficientBalance,
+    #[error("the key reached its spending limit")]
+    KeyLimitReached,
+    /// Too many settlements pending: the request is shed.
+    #[error("the settlement queue is full")]
+    Overloaded,
+    #[error("database: {0}")]
+    Store(String),
+}
+
+impl From<StoreError> for BillingError {
+    fn from(e: StoreError) -> Self {
+        BillingError::Store(e.to_string())
+    }
+}
 
 /// Rough bytes per token, for a prompt estimate without a tokenizer.
 const BYTES_PER_TOKEN: u64 = 4;
@@ -221,28 +291,28 @@ impl Meter {
     /// Places the hold, or refuses the request.
     pub async fn reserve(
         &mut self,
-        app: &App,
+        billing: &Billing,
         principal: &Principal,
         amount: i64,
-    ) -> Result<(), ApiError> {
-        if !app.config.billing {
+    ) -> Result<(), BillingError> {
+        if !billing.enabled {
             return Ok(());
         }
         // The settlement queue is bounded: past its limit new requests are
         // shed (503) rather than letting it grow without end.
-        if app.settlements.pending() >= app.config.limits.settlement_queue {
-            app.metrics.record_shed("settlement_queue");
-            return Err(ApiError::Overloaded);
+        if billing.settlements.pending() >= billing.queue_limit {
+            billing.metrics.record_shed("settlement_queue");
+            return Err(BillingError::Overloaded);
         }
         // Journaled before the hold exists, so that a crash at any moment
         // after it leaves no hold the next start does not know of.
-        if let Some(journal) = &app.journal {
+        if let Some(journal) = &billing.journal {
             // Its empty record: what replay writes if it never finishes.
             self.journal_entry = journal.start(&self.record);
         }
-        let held = self.place_hold(app, principal, amount).await;
+        let held = self.place_hold(billing, principal, amount).await;
         if held.is_err() {
-            if let (Some(journal), Some(entry)) = (&app.journal, self.journal_entry.take()) {
+            if let (Some(journal), Some(entry)) = (&billing.journal, self.journal_entry.take()) {
                 journal.cancel(entry, &self.record.request_id);
             }
         }
@@ -251,13 +321,13 @@ impl Meter {
 
     async fn place_hold(
         &mut self,
-        app: &App,
+        billing: &Billing,
         principal: &Principal,
         amount: i64,
-    ) -> Result<(), ApiError> {
-        match app.config.holds {
+    ) -> Result<(), BillingError> {
+        match billing.holds {
             HoldsMode::Memory => {
-                app.ledger.reserve(principal, amount)?;
+                billing.ledger.reserve(principal, amount)?;
                 self.held_in_memory = true;
             }
             HoldsMode::Database => {
@@ -266,14 +336,14 @@ impl Meter {
                     user_id: self.record.user_id,
                     key_id: self.record.key_id.clone(),
                     amount,
-                    expires_at: store::now_ms() + (app.config.hold_ttl_secs as i64) * 1000,
+                    expires_at: store::now_ms() + billing.hold_ttl.as_millis() as i64,
                 };
-                match app.store.reserve(&reservation).await? {
+                match billing.store.reserve(&reservation).await? {
                     ReserveOutcome::Held => {}
                     ReserveOutcome::InsufficientBalance => {
-                        return Err(ApiError::InsufficientBalance)
+                        return Err(BillingError::InsufficientBalance)
                     }
-                    ReserveOutcome::KeyLimitReached => return Err(ApiError::KeyLimitReached),
+                    ReserveOutcome::KeyLimitReached => return Err(BillingError::KeyLimitReached),
                 }
             }
         }
@@ -326,15 +396,15 @@ impl Meter {
     /// Charges the exact cost of `outcome` (nothing for a failed request),
     /// releases the hold and records usage — through the settlement writer,
     /// which commits it shortly after, in a batch (see `settlement`).
-    pub fn settle(&self, app: &App, outcome: Outcome) {
+    pub fn settle(&self, billing: &Billing, outcome: Outcome) {
         let Charge {
             settlement,
             usage,
             estimated,
             over_hold,
-        } = self.charge(&outcome, app.config.billing);
+        } = self.charge(&outcome, billing.enabled);
         if estimated {
-            app.metrics.record_estimate(&self.model.name);
+            billing.metrics.record_estimate(&self.model.name);
         }
         if let Some(excess) = over_hold {
             tracing::warn!(
@@ -342,25 +412,31 @@ impl Meter {
                 cost = settlement.cost + excess, held = self.held,
                 "upstream usage costs more than the request's worst case; charging the hold"
             );
-            app.metrics.record_over_hold(&self.model.name, excess);
+            billing.metrics.record_over_hold(&self.model.name, excess);
         }
         if (200..300).contains(&outcome.status) {
-            app.metrics
-                .record_usage(&self.model.name, usage.input, usage.output, settlement.cost);
+            billing.metrics.record_usage(
+                &self.model.name,
+                usage.input,
+                usage.output,
+                settlement.cost,
+            );
         }
-        if !app.config.billing {
+        if !billing.enabled {
             return;
         }
         let memory_hold = self.held_in_memory.then_some(self.held);
         // If the settle line could not be written, the start line stays
         // open (replay would record the request as interrupted) and is
         // released with the settlement's commit all the same.
-        let journal_entry = app
+        let journal_entry = billing
             .journal
             .as_ref()
             .and_then(|journal| journal.settle(self.journal_entry, &settlement))
             .or(self.journal_entry);
-        app.settlements.push(settlement, memory_hold, journal_entry);
+        billing
+            .settlements
+            .push(settlement, memory_hold, journal_entry);
     }
 }
 

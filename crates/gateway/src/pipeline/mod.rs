@@ -6,8 +6,10 @@
 //!    before the body is read.
 //! 2. **rules, limits**: not yet (override rules and rate limits hook in
 //!    here, before any money is held).
-//! 3. **route**: [`crate::routing::route`], from the model name to its
-//!    specification and provider, if the key may use it.
+//! 3. **route**: [`crate::routing::route`] (`AppState::route`), from the
+//!    model name to a channel of the catalog in force, if the key may use
+//!    it: the conversation's last channel while healthy, else the highest
+//!    priority tier, weighted.
 //! 4. **plan**: the provider's [`crate::providers::Adapter`] builds the
 //!    upstream call for the client's protocol, and says how the answer goes
 //!    back ([`crate::providers::Reply`]).

@@ -62,7 +62,7 @@ pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<Prepared, ApiErr
     let (failover, route, upstream) = Failover::start(app, route, planner)?;
     let mut meter = Meter::new(principal, request_id, endpoint, &route, stream, body);
     let worst_case = meter.worst_case(max_output, choices, images);
-    meter.reserve(app, principal, worst_case).await?;
+    meter.reserve(&app.billing, principal, worst_case).await?;
     let exchange = Exchange {
         meter,
         provider: route.provider,

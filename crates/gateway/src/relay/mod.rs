@@ -281,7 +281,8 @@ fn failure_outcome(status: u16) -> Outcome {
 /// Answers a request whose upstream call failed: it is settled as failed
 /// (free) and the error given in the client's shape.
 pub(crate) fn refuse(app: &App, ex: Exchange, failure: UpstreamFailure) -> Response {
-    ex.meter.settle(app, failure_outcome(failure.status()));
+    ex.meter
+        .settle(&app.billing, failure_outcome(failure.status()));
     failure.render(ex.provider.adapter.wire(), ex.shape)
 }
 
@@ -311,7 +312,7 @@ pub async fn answer_json(
                 _ => ApiError::UpstreamReset,
             };
             ex.meter
-                .settle(&app, failure_outcome(error.status().as_u16()));
+                .settle(&app.billing, failure_outcome(error.status().as_u16()));
             return error.render(ex.shape);
         }
     };
@@ -319,12 +320,12 @@ pub async fn answer_json(
     watch.body(&bytes);
     let Some((body, _)) = transform.apply(bytes) else {
         let error = ApiError::UpstreamFailed(status.as_u16());
-        ex.meter.settle(&app, failure_outcome(502));
+        ex.meter.settle(&app.billing, failure_outcome(502));
         return error.render(ex.shape);
     };
     let (usage, delivered) = watch.outcome();
     ex.meter.settle(
-        &app,
+        &app.billing,
         Outcome {
             usage,
             delivered,
@@ -446,7 +447,7 @@ async fn pump<T: StreamTransform>(
     drop(upstream);
     let (usage, delivered) = watch.outcome();
     ex.meter.settle(
-        &app,
+        &app.billing,
         Outcome {
             usage,
             delivered,

@@ -17,7 +17,7 @@ use crate::billing::{output_allowance, Meter};
 use crate::error::ApiError;
 use crate::pipeline::{Failover, Planner};
 use crate::providers::{ResponsesCall, ResponsesUpstream};
-use crate::routing::{route, AffinityKey};
+use crate::routing::AffinityKey;
 use crate::secrets::new_object_id;
 use crate::state::App;
 use run::Turn;
@@ -87,7 +87,7 @@ pub async fn prepare(
     let store = flag(&params, "store", true)?;
     let requested = max_output_tokens(&params)?;
     let affinity = AffinityKey::of_responses(principal.user.id, &params);
-    let route = route(app, principal, model_name, affinity)?;
+    let route = app.route(principal, model_name, affinity)?;
     if background && !store {
         return Err(ApiError::BadRequest(
             "Background responses must be stored: `background: true` needs `store: true`.".into(),
@@ -172,7 +172,7 @@ pub async fn prepare(
     meter.request_bytes = (client_bytes as u64).max(body.len() as u64);
     meter.prompt = crate::billing::Prompt::Tokens(estimated_input);
     let worst_case = meter.worst_case(allowance, 1, crate::billing::image_parts(&body));
-    meter.reserve(app, principal, worst_case).await?;
+    meter.reserve(&app.billing, principal, worst_case).await?;
 
     let record = StoredResponse {
         id,

@@ -52,7 +52,7 @@ impl Turn {
     /// often it is called.
     pub fn settle(&mut self, outcome: Outcome) {
         if !std::mem::replace(&mut self.settled, true) {
-            self.meter.settle(&self.app, outcome);
+            self.meter.settle(&self.app.billing, outcome);
         }
     }
 }

@@ -12,14 +12,12 @@ use std::time::{Duration, Instant};
 
 pub use select::{select, Weight};
 
-pub use affinity::AffinityKey;
+pub use affinity::{Affinity, AffinityKey};
 
 use crate::auth::Principal;
 use crate::catalog::Catalog;
 use crate::config::{ConfigError, ModelSpec};
-use crate::error::ApiError;
 use crate::providers::{Provider, Target};
-use crate::state::App;
 
 /// Where a request for one model goes.
 pub struct Route {
@@ -112,34 +110,46 @@ pub fn channels(
         .collect()
 }
 
-/// Routes a request for `model`, in the catalog in force now: to the
-/// channel that served the conversation's last turn (`affinity`) while it
-/// is healthy, else by [`pick`].
+/// Why a request could not be routed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RouteError {
+    #[error("no model {0:?}")]
+    ModelNotFound(String),
+    #[error("the key may not use {0:?}")]
+    ModelNotAllowed(String),
+    /// Every channel of the model is disabled.
+    #[error("no channel can serve the model")]
+    NoChannel,
+}
+
+/// Routes a request for `model` in `catalog` (the one in force): to the
+/// channel that served the conversation's last turn (`key`, looked up in
+/// `affinity`) while it is healthy, else by [`pick`].
 pub fn route(
-    app: &App,
+    catalog: Arc<Catalog>,
+    affinity: &Affinity,
+    cooldown: Duration,
     principal: &Principal,
     model: &str,
-    affinity: Option<AffinityKey>,
-) -> Result<Route, ApiError> {
-    let catalog = app.catalog.load();
+    key: Option<AffinityKey>,
+) -> Result<Route, RouteError> {
     let Some(channels) = catalog.channels.get(model) else {
-        return Err(ApiError::ModelNotFound(model.to_string()));
+        return Err(RouteError::ModelNotFound(model.to_string()));
     };
-    principal.check_model(model)?;
+    if !principal.may_use(model) {
+        return Err(RouteError::ModelNotAllowed(model.to_string()));
+    }
     let now = Instant::now();
-    let sticky = affinity
+    let sticky = key
         .as_ref()
-        .and_then(|key| app.affinity.channel(key, channels, now));
+        .and_then(|key| affinity.channel(key, channels, now));
     let chosen = match sticky {
         Some(index) => index,
-        None => {
-            let cooldown = app.config.failover.health().cooldown;
-            // Every channel disabled: none can be reached.
-            pick(channels, &[], cooldown, now).ok_or(ApiError::UpstreamUnreachable)?
-        }
+        // Every channel disabled: none can be reached.
+        None => pick(channels, &[], cooldown, now).ok_or(RouteError::NoChannel)?,
     };
-    let mut route = route_to(&catalog, model, chosen).ok_or(ApiError::Internal)?;
-    route.affinity = affinity;
+    let mut route = route_to(&catalog, model, chosen).ok_or(RouteError::NoChannel)?;
+    route.affinity = key;
     Ok(route)
 }
 

@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::BillingError;
 use crate::auth::Principal;
-use crate::error::ApiError;
 
 /// Independent locks, so requests of different users never contend.
 const SHARDS: usize = 32;
@@ -85,7 +85,7 @@ impl Default for Ledger {
 
 impl Ledger {
     /// Holds `amount` for the principal's user and key, or refuses.
-    pub fn reserve(&self, principal: &Principal, amount: i64) -> Result<(), ApiError> {
+    pub fn reserve(&self, principal: &Principal, amount: i64) -> Result<(), BillingError> {
         let user = &principal.user;
         let key = &principal.key;
         let now = Instant::now();
@@ -98,7 +98,7 @@ impl Ledger {
                 used: now,
             });
             if account.balance - account.held < amount {
-                return Err(ApiError::InsufficientBalance);
+                return Err(BillingError::InsufficientBalance);
             }
             account.held += amount;
             account.used = now;
@@ -116,7 +116,7 @@ impl Ledger {
         if account.max_fee != 0 && account.used_fee + account.held + amount > account.max_fee {
             drop(shard);
             self.release_user(user.id, amount, 0);
-            return Err(ApiError::KeyLimitReached);
+            return Err(BillingError::KeyLimitReached);
         }
         account.held += amount;
         account.used = now;
@@ -254,7 +254,10 @@ mod tests {
         for _ in 0..10 {
             ledger.reserve(&p, 100).unwrap();
         }
-        assert_eq!(ledger.reserve(&p, 1), Err(ApiError::InsufficientBalance));
+        assert_eq!(
+            ledger.reserve(&p, 1),
+            Err(BillingError::InsufficientBalance)
+        );
         ledger.settled(7, "key_1", 100, 40);
         // 960 balance, 900 held: 60 available.
         assert!(ledger.reserve(&p, 61).is_err());
@@ -266,7 +269,7 @@ mod tests {
         let ledger = Ledger::default();
         let p = principal(1_000_000, 500);
         ledger.reserve(&p, 300).unwrap();
-        assert_eq!(ledger.reserve(&p, 300), Err(ApiError::KeyLimitReached));
+        assert_eq!(ledger.reserve(&p, 300), Err(BillingError::KeyLimitReached));
         ledger.settled(7, "key_1", 300, 450);
         assert!(ledger.reserve(&p, 100).is_err());
         ledger.reserve(&p, 50).unwrap();

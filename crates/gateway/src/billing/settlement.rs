@@ -19,8 +19,8 @@ use std::time::Duration;
 use store::{Settlement, Store};
 use tokio::sync::{mpsc, Notify};
 
-use crate::billing::journal::{Entry, Journal};
-use crate::ledger::{KeyFigures, Ledger, UserFigures};
+use super::journal::{Entry, Journal};
+use super::ledger::{KeyFigures, Ledger, UserFigures};
 
 /// Most settlements written in one transaction.
 const MAX_BATCH: usize = 256;
