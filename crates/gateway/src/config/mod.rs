@@ -7,14 +7,30 @@
 //! `TOLLGATE_PROVIDERS__OPENAI__API_KEY=sk-…`. Values are read as TOML when
 //! they parse as TOML (numbers, booleans, arrays) and as strings otherwise.
 
+//!
+//! One file per concern: [`limits`] (`[limits]`, `holds`), [`failover`]
+//! (`[failover]`), [`models`] (the catalog: providers, models, channels,
+//! groups), [`defaults`]; this one reads, overrides and validates.
+
+mod defaults;
+mod failover;
+mod limits;
+mod models;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::money::{Decimal, Prices};
+use crate::money::Decimal;
 
-pub use protocol::translate::messages_via_chat::LateSystemMessages;
+use failover::status_range;
+pub use failover::Failover;
+pub use limits::{HoldsMode, Limits};
+pub use models::{
+    group_multiplier, ChannelConfig, ChannelSpec, DecimalValue, GroupConfig, LateSystemMessages,
+    ModelConfig, ModelSpec, ProviderConfig, ProviderKind,
+};
 
 /// Largest `credits_per_usd`: balances in credits stay exact decimals.
 const MAX_CREDITS_PER_USD: u64 = 1_000_000_000_000;
@@ -110,315 +126,6 @@ pub struct Config {
     pub metrics_token: Option<String>,
 }
 
-mod defaults {
-    pub fn listen() -> String {
-        "127.0.0.1:8080".into()
-    }
-    pub fn database_url() -> String {
-        "sqlite://data/tollgate.db".into()
-    }
-    pub fn log_format() -> String {
-        "text".into()
-    }
-    pub fn log_level() -> String {
-        "info".into()
-    }
-    pub fn credits_per_usd() -> u64 {
-        34_000
-    }
-    pub fn max_keys_per_user() -> i64 {
-        5_000
-    }
-    pub fn default_max_tokens() -> u64 {
-        4_096
-    }
-    pub fn shutdown_grace_secs() -> u64 {
-        30
-    }
-    pub fn billing() -> bool {
-        true
-    }
-    pub fn stored_retention_days() -> u64 {
-        30
-    }
-    pub fn ledger_refresh_ms() -> u64 {
-        1_000
-    }
-    pub fn auth_cache_ttl_ms() -> u64 {
-        5_000
-    }
-    pub fn hold_ttl_secs() -> u64 {
-        3_600
-    }
-    pub fn connect_timeout_secs() -> u64 {
-        10
-    }
-    pub fn request_timeout_secs() -> u64 {
-        600
-    }
-    pub fn read_timeout_secs() -> u64 {
-        120
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HoldsMode {
-    #[default]
-    Memory,
-    Database,
-}
-
-/// A decimal written as a TOML number or string (`0.15` or `"0.15"`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum DecimalValue {
-    Int(i64),
-    Float(f64),
-    Text(String),
-}
-
-impl DecimalValue {
-    fn to_decimal(&self) -> Result<Decimal, crate::money::DecimalError> {
-        match self {
-            DecimalValue::Int(i) if *i >= 0 => Decimal::parse(&i.to_string()),
-            DecimalValue::Int(i) => Err(crate::money::DecimalError(i.to_string())),
-            DecimalValue::Float(f) => Decimal::from_f64(*f),
-            DecimalValue::Text(s) => Decimal::parse(s),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GroupConfig {
-    #[serde(default)]
-    pub multiplier: Option<DecimalValue>,
-}
-
-/// The `[failover]` section: a request whose channel fails before its
-/// answer began moves to the model's next channel (see `pipeline`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Failover {
-    /// Attempts per request, the first included (1: no failover).
-    pub max_attempts: u32,
-    /// Upstream statuses worth another channel: codes (`"429"`) and ranges
-    /// (`"500-503"`). Connection failures and timeouts before the answer
-    /// always are. The default follows new-api: 429 and 5xx but 504 and 524
-    /// (the request took too long: another channel would too); 4xx are the
-    /// client's own fault and answered as they are.
-    pub retry_statuses: Vec<String>,
-    /// A channel cools down when, over the last `health_window_secs`, at
-    /// least `health_min_requests` were sent to it and `health_failure_ratio`
-    /// of them failed; it rests `cooldown_secs`, then one probe decides.
-    pub health_window_secs: u64,
-    pub health_min_requests: u32,
-    pub health_failure_ratio: f64,
-    pub cooldown_secs: u64,
-    /// How long an upstream key the upstream rate-limited (429) rests when
-    /// the upstream does not say (`retry-after`); see `providers::keys`.
-    pub key_rest_secs: u64,
-}
-
-impl Default for Failover {
-    fn default() -> Self {
-        Failover {
-            max_attempts: 3,
-            retry_statuses: ["429", "500-503", "505-523", "525-599"]
-                .map(String::from)
-                .to_vec(),
-            health_window_secs: 60,
-            health_min_requests: 5,
-            health_failure_ratio: 0.5,
-            cooldown_secs: 30,
-            key_rest_secs: 10,
-        }
-    }
-}
-
-impl Failover {
-    /// When a channel cools down, and for how long.
-    pub fn health(&self) -> crate::routing::health::Policy {
-        crate::routing::health::Policy {
-            window: std::time::Duration::from_secs(self.health_window_secs.max(1)),
-            min_requests: self.health_min_requests.max(1),
-            failure_ratio: self.health_failure_ratio.clamp(0.0, 1.0),
-            cooldown: std::time::Duration::from_secs(self.cooldown_secs),
-        }
-    }
-
-    /// Whether an upstream answering `status` is worth another channel.
-    pub fn retries(&self, status: u16) -> bool {
-        self.retry_statuses
-            .iter()
-            .filter_map(|r| status_range(r))
-            .any(|(low, high)| (low..=high).contains(&status))
-    }
-}
-
-/// `"429"` or `"500-503"` as an inclusive range of statuses.
-fn status_range(text: &str) -> Option<(u16, u16)> {
-    let (low, high) = match text.split_once('-') {
-        Some((low, high)) => (low.trim().parse().ok()?, high.trim().parse().ok()?),
-        None => {
-            let code = text.trim().parse().ok()?;
-            (code, code)
-        }
-    };
-    ((100..=599).contains(&low) && low <= high && high <= 599).then_some((low, high))
-}
-
-/// What one instance accepts before it refuses: the `[limits]` section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Open client connections; past it a new one gets a 503 and is closed.
-    /// Kept below the process's file-descriptor limit (raised at start).
-    pub max_connections: usize,
-    /// Time a client has to send a request's headers, counted from when
-    /// the connection is ready for one: slow senders and idle keep-alive
-    /// connections are closed after it.
-    pub header_read_timeout_secs: u64,
-    /// A streaming client that reads nothing for this long is dropped; its
-    /// request is settled on what the upstream produced.
-    pub client_stall_secs: u64,
-    /// Settlements waiting to be written; past it new requests get a 503.
-    pub settlement_queue: usize,
-    /// Body limit of the inference routes (chat, completions, messages,
-    /// responses, conversations), where images and documents travel inline.
-    pub inference_body_bytes: usize,
-    /// Body limit of `/v1/embeddings`.
-    pub embeddings_body_bytes: usize,
-    /// Body limit of every other route (admin and key management).
-    pub management_body_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 10_000,
-            header_read_timeout_secs: 15,
-            client_stall_secs: 30,
-            settlement_queue: 100_000,
-            inference_body_bytes: 32 * 1024 * 1024,
-            embeddings_body_bytes: 8 * 1024 * 1024,
-            management_body_bytes: 1024 * 1024,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    /// Any OpenAI-compatible endpoint (`/chat/completions`, …).
-    Openai,
-    /// Anthropic's Messages API (`/messages`, `x-api-key`).
-    Anthropic,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderConfig {
-    pub kind: ProviderKind,
-    /// e.g. `https://api.openai.com/v1` or `https://api.anthropic.com/v1`.
-    pub base_url: String,
-    /// `anthropic-version` sent when the client sends none (Anthropic only).
-    #[serde(default)]
-    pub anthropic_version: Option<String>,
-    /// The key, or `env:VAR` to read it from the environment.
-    #[serde(default)]
-    pub api_key: Option<String>,
-    /// More keys (each a key or `env:VAR`), used in rotation with
-    /// `api_key`: a key the upstream rate-limits rests while the others
-    /// serve.
-    #[serde(default)]
-    pub api_keys: Vec<String>,
-    /// The upstream serves OpenAI's Responses API (`POST /responses`); when
-    /// false, Responses requests are emulated over chat completions.
-    #[serde(default)]
-    pub responses_api: bool,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default = "defaults::connect_timeout_secs")]
-    pub connect_timeout_secs: u64,
-    /// Whole-request limit for non-streaming calls.
-    #[serde(default = "defaults::request_timeout_secs")]
-    pub request_timeout_secs: u64,
-    /// Longest silence tolerated between two chunks of a stream.
-    #[serde(default = "defaults::read_timeout_secs")]
-    pub read_timeout_secs: u64,
-    /// How a system message after the first turn (Claude Code sends them)
-    /// reaches this provider when Messages are translated to chat
-    /// completions: `keep` (a `system` message where it was, which OpenAI
-    /// accepts) or `as_user` (user text ahead of the user's words, for
-    /// servers that refuse late system messages, e.g. Qwen chat templates
-    /// in vLLM, llama.cpp or Ollama).
-    #[serde(default)]
-    pub late_system_messages: LateSystemMessages,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    /// The provider that serves the model: shorthand for one channel.
-    #[serde(default)]
-    pub provider: Option<String>,
-    /// The name the upstream knows the model by; defaults to the public name.
-    #[serde(default)]
-    pub upstream_model: Option<String>,
-    /// The channels that serve the model, instead of `provider`.
-    #[serde(default)]
-    pub channels: Vec<ChannelConfig>,
-    /// USD per 1M input tokens.
-    pub input_price: DecimalValue,
-    /// USD per 1M output tokens.
-    #[serde(default)]
-    pub output_price: Option<DecimalValue>,
-    /// USD per 1M cached input tokens; defaults to the input price.
-    #[serde(default)]
-    pub cached_input_price: Option<DecimalValue>,
-    /// USD per 1M tokens written to a prompt cache (Anthropic's cache
-    /// creation); defaults to 1.25 × the input price, Anthropic's rate.
-    #[serde(default)]
-    pub cache_write_price: Option<DecimalValue>,
-    /// The model's magnification, applied on top of the prices.
-    #[serde(default)]
-    pub multiplier: Option<DecimalValue>,
-    /// Output tokens assumed for the hold when a request sets no cap.
-    #[serde(default)]
-    pub max_output_tokens: Option<u64>,
-}
-
-/// One way to serve a model: a provider and the name it knows the model by.
-/// Requests go to the highest `priority` that has a channel to try, shared
-/// by `weight` within it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelConfig {
-    pub provider: String,
-    /// Defaults to the model's `upstream_model`, then its public name.
-    #[serde(default)]
-    pub upstream_model: Option<String>,
-    #[serde(default)]
-    pub priority: i64,
-    #[serde(default = "default_weight")]
-    pub weight: u32,
-}
-
-fn default_weight() -> u32 {
-    1
-}
-
-/// A channel of a [`ModelSpec`], resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelSpec {
-    pub provider: String,
-    pub upstream_model: String,
-    pub priority: i64,
-    pub weight: u32,
-}
-
 /// A configuration file and the environment overrides read with it at
 /// start (a reload applies the same ones: a process's environment does
 /// not change).
@@ -444,21 +151,6 @@ impl Source {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
-
-/// A model with its prices resolved to exact decimals.
-#[derive(Debug, Clone)]
-pub struct ModelSpec {
-    pub name: String,
-    /// The provider and upstream name of the channel this spec is for (the
-    /// first channel's in the model catalog): what a usage record names.
-    pub provider: String,
-    pub upstream_model: String,
-    /// Every channel that serves the model, highest priority first.
-    pub channels: Vec<ChannelSpec>,
-    pub prices: Prices,
-    pub multiplier: Decimal,
-    pub max_output_tokens: Option<u64>,
-}
 
 impl Config {
     /// The settlement journal's folder (see [`Config::journal_dir`]).
@@ -591,6 +283,9 @@ impl Config {
             if let Some(key) = provider.api_key.as_deref() {
                 check_env_reference(&format!("providers.{name}.api_key"), key, &at(name))?;
             }
+            for (i, key) in provider.api_keys.iter().enumerate() {
+                check_env_reference(&format!("providers.{name}.api_keys[{i}]"), key, &at(name))?;
+            }
         }
         for name in self.models.keys() {
             let spec = self
@@ -650,112 +345,10 @@ impl Config {
         host.eq_ignore_ascii_case("localhost")
     }
 
-    /// The model `name` with its prices resolved.
-    pub fn model_spec(&self, name: &str) -> Result<ModelSpec, ConfigError> {
-        let m = self
-            .models
-            .get(name)
-            .ok_or_else(|| ConfigError(format!("no model {name:?}")))?;
-        let channels = self.channels_of(name, m)?;
-        let dec = |field: &str, v: Option<&DecimalValue>, default: Decimal| match v {
-            Some(v) => v
-                .to_decimal()
-                .map_err(|e| ConfigError(format!("models.{name:?}.{field}: {e}"))),
-            None => Ok(default),
-        };
-        let input = dec("input_price", Some(&m.input_price), Decimal::ZERO)?;
-        Ok(ModelSpec {
-            name: name.to_string(),
-            provider: channels[0].provider.clone(),
-            upstream_model: channels[0].upstream_model.clone(),
-            channels,
-            prices: Prices {
-                input,
-                output: dec("output_price", m.output_price.as_ref(), Decimal::ZERO)?,
-                cached_input: dec("cached_input_price", m.cached_input_price.as_ref(), input)?,
-                cache_write: dec(
-                    "cache_write_price",
-                    m.cache_write_price.as_ref(),
-                    input
-                        .checked_times(&Decimal::parse("1.25").expect("constant"))
-                        .ok_or_else(|| {
-                            ConfigError(format!(
-                                "models.{name:?}.input_price: too large to derive cache_write_price from; set cache_write_price"
-                            ))
-                        })?,
-                )?,
-            },
-            multiplier: dec("multiplier", m.multiplier.as_ref(), Decimal::ONE)?,
-            max_output_tokens: m.max_output_tokens,
-        })
-    }
-
-    /// The channels of model `name`: `provider` alone is one channel.
-    fn channels_of(&self, name: &str, m: &ModelConfig) -> Result<Vec<ChannelSpec>, ConfigError> {
-        let upstream = m.upstream_model.clone().unwrap_or_else(|| name.to_string());
-        let mut channels = match (&m.provider, m.channels.is_empty()) {
-            (Some(provider), true) => vec![ChannelSpec {
-                provider: provider.clone(),
-                upstream_model: upstream,
-                priority: 0,
-                weight: 1,
-            }],
-            (None, false) => m
-                .channels
-                .iter()
-                .map(|c| ChannelSpec {
-                    provider: c.provider.clone(),
-                    upstream_model: c.upstream_model.clone().unwrap_or_else(|| upstream.clone()),
-                    priority: c.priority,
-                    weight: c.weight,
-                })
-                .collect(),
-            (Some(_), false) => {
-                return Err(ConfigError(format!(
-                    "models.{name:?}: set either provider or channels, not both"
-                )))
-            }
-            (None, true) => {
-                return Err(ConfigError(format!(
-                    "models.{name:?}: set provider (or channels) to say what serves it"
-                )))
-            }
-        };
-        for (i, c) in channels.iter().enumerate() {
-            if !self.providers.contains_key(&c.provider) {
-                let key = match m.channels.is_empty() {
-                    true => "provider".to_string(),
-                    false => format!("channels[{i}].provider"),
-                };
-                return Err(ConfigError(format!(
-                    "models.{name:?}.{key} names {:?}, which is not a configured provider",
-                    c.provider
-                )));
-            }
-            if c.weight == 0 {
-                return Err(ConfigError(format!(
-                    "models.{name:?}.channels[{i}].weight must be at least 1"
-                )));
-            }
-        }
-        // Highest priority first; the order written within a tier.
-        channels.sort_by_key(|c| std::cmp::Reverse(c.priority));
-        Ok(channels)
-    }
-
     /// The multiplier of `group` (1 when the group is not configured).
     pub fn group_multiplier(&self, group: &str) -> Decimal {
         group_multiplier(&self.groups, group)
     }
-}
-
-/// The multiplier of `group` among `groups` (1 when it is not there).
-pub fn group_multiplier(groups: &BTreeMap<String, GroupConfig>, group: &str) -> Decimal {
-    groups
-        .get(group)
-        .and_then(|g| g.multiplier.as_ref())
-        .and_then(|m| m.to_decimal().ok())
-        .unwrap_or(Decimal::ONE)
 }
 
 /// Sets the value of one `TOLLGATE_A__B__C` variable in the TOML tree.
