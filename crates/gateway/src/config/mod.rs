@@ -237,6 +237,22 @@ impl Config {
                 at("max_attempts")
             )));
         }
+        // A request's attempts, each up to its provider's request timeout,
+        // must end before its hold may be released as abandoned.
+        let longest = self
+            .providers
+            .values()
+            .map(|p| p.request_timeout_secs)
+            .max()
+            .unwrap_or(0);
+        let worst = longest.saturating_mul(u64::from(self.failover.max_attempts));
+        if worst >= self.hold_ttl_secs {
+            return Err(ConfigError(format!(
+                "hold_ttl_secs ({}) must exceed failover.max_attempts × the longest request_timeout_secs ({worst}): a request failing over could outlive its hold ({})",
+                self.hold_ttl_secs,
+                at("hold_ttl_secs")
+            )));
+        }
         if let Some(bad) = self
             .failover
             .retry_statuses
@@ -572,6 +588,17 @@ multiplier = 1.5
         let price = "[providers.p]\nkind=\"openai\"\nbase_url=\"http://x\"\n[models.m]\nprovider = \"p\"\ninput_price = -1\n";
         let e = Config::parse(price, "t.toml").unwrap_err().to_string();
         assert!(e.contains("input_price"), "{e}");
+
+        // Three attempts of up to 600 s each could outlive a 1,200 s hold.
+        let short_hold =
+            "hold_ttl_secs = 1200\n[providers.p]\nkind=\"openai\"\nbase_url=\"http://x\"\n";
+        let e = Config::parse(short_hold, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("hold_ttl_secs") && e.contains("1800") && e.contains("line 1"),
+            "{e}"
+        );
+        let enough = short_hold.replace("1200", "1801");
+        assert!(Config::parse(&enough, "t.toml").is_ok());
     }
 
     #[test]
