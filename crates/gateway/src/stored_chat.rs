@@ -5,9 +5,6 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use axum::body::Body;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use protocol::assemble::ChatAssembler;
 use protocol::openai::CompletionRequest;
@@ -19,6 +16,7 @@ use store::StoredCompletion;
 use crate::error::ApiError;
 use crate::metadata::metadata_of;
 use crate::relay::transform::StreamTransform;
+use crate::relay::Answer;
 use crate::responses::expires_at;
 use crate::secrets::new_object_id;
 use crate::state::App;
@@ -98,23 +96,34 @@ async fn save(app: &App, record: &ChatRecord, completion: Value) {
 
 /// Stores a whole (non-streamed) completion and answers the client with it,
 /// under the gateway's id. Errors pass through unstored.
-pub async fn record_json(app: &App, record: ChatRecord, response: Response) -> Response {
-    if !response.status().is_success() {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_STORED_BODY).await else {
-        return ApiError::Internal.into_response();
+pub async fn record_json(app: &App, record: ChatRecord, answer: Answer) -> Answer {
+    let Answer::Whole {
+        status,
+        content_type,
+        body,
+    } = answer
+    else {
+        return answer;
     };
+    let unchanged = |body| Answer::Whole {
+        status,
+        content_type: content_type.clone(),
+        body,
+    };
+    if !status.is_success() {
+        return unchanged(body);
+    }
+    if body.len() > MAX_STORED_BODY {
+        tracing::warn!(id = %record.id, bytes = body.len(), "a chat completion too large to store was answered unstored");
+        return unchanged(body);
+    }
     // Only a completion object is stored; anything else passes through as is.
-    let Ok(completion @ Value::Object(_)) = serde_json::from_slice::<Value>(&bytes) else {
-        return Response::from_parts(parts, Body::from(bytes));
+    let Ok(completion @ Value::Object(_)) = serde_json::from_slice::<Value>(&body) else {
+        return unchanged(body);
     };
     let object = stored_object(&record, completion);
     save(app, &record, object.clone()).await;
-    let mut response = Response::from_parts(parts, Body::from(object.to_string()));
-    response.headers_mut().remove(header::CONTENT_LENGTH);
-    response
+    unchanged(Bytes::from(object.to_string()))
 }
 
 /// A chat stream on its way to the client, reassembled to be stored when it

@@ -112,7 +112,7 @@ async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<Prepared, A
 /// Sends a prepared Messages-family call and answers the client.
 async fn relay(app: App, call: Call, ingress: Ingress) -> Response {
     match prepare(&app, &call, ingress).await {
-        Ok(prepared) => pipeline::respond(app, prepared).await,
+        Ok(prepared) => pipeline::respond(app, prepared).await.into_response(),
         Err(e) => e.render(Shape::Anthropic),
     }
 }
@@ -176,7 +176,8 @@ pub async fn count_tokens(
                     &forwarded,
                     Shape::Anthropic,
                 )
-                .await)
+                .await
+                .into_response())
             }
             None => {
                 let tokens =

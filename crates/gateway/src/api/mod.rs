@@ -1,6 +1,7 @@
 //! HTTP routes: one module per API area. Only this layer knows HTTP.
 
 mod admin;
+mod answer;
 mod anthropic;
 mod body;
 pub mod caller;

@@ -124,11 +124,12 @@ async fn relay_completion(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let response = pipeline::respond(app.clone(), prepared).await;
+    let answer = pipeline::respond(app.clone(), prepared).await;
     match whole_record {
-        Some(record) => stored_chat::record_json(&app, record, response).await,
-        None => response,
+        Some(record) => stored_chat::record_json(&app, record, answer).await,
+        None => answer,
     }
+    .into_response()
 }
 
 pub async fn embeddings(
@@ -172,7 +173,7 @@ async fn relay_embeddings(
     }
     .await;
     match prepared {
-        Ok(prepared) => pipeline::respond(app, prepared).await,
+        Ok(prepared) => pipeline::respond(app, prepared).await.into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -23,6 +23,7 @@ use crate::api::caller::Caller;
 use crate::error::{ApiError, Shape};
 use crate::pipeline::Failover;
 use crate::providers::ResponsesUpstream;
+use crate::relay::Answer;
 use crate::responses::registry::Run;
 use crate::responses::run::{connect, drive, record_refusal, Sink, Turn};
 use crate::responses::{expires_at, prepare};
@@ -62,7 +63,15 @@ pub async fn create(
         }
         let upstream = match connect(&app, &mut turn, &mut failover).await {
             Ok(u) => u,
-            Err(failure) => return failure.render(turn.provider.adapter.wire(), Shape::OpenAi),
+            Err(failure) => {
+                let upstream = turn.provider.adapter.wire();
+                return Answer::Refused {
+                    failure,
+                    upstream,
+                    client: Shape::OpenAi,
+                }
+                .into_response();
+            }
         };
         if prepared.stream {
             let (tx, rx) = mpsc::channel(STREAM_BUFFER);

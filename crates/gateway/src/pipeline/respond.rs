@@ -1,7 +1,5 @@
 //! Step 7: the answer turned into the client's, event by event or whole.
 
-use axum::response::Response;
-
 use std::sync::Arc;
 
 use axum::http::{HeaderName, HeaderValue};
@@ -9,7 +7,7 @@ use axum::http::{HeaderName, HeaderValue};
 use super::reserve::Prepared;
 use super::send::{send_with_failover, Sendable};
 use crate::providers::{Provider, Reply, UpstreamCall};
-use crate::relay::{answer_json, answer_stream, refuse, Exchange};
+use crate::relay::{answer_json, answer_stream, refuse, Answer, Exchange};
 use crate::routing::Route;
 use crate::state::{App, InFlight};
 
@@ -48,7 +46,7 @@ impl Sendable for Planned {
 /// Sends the prepared request (step 6) and answers the client as its reply
 /// says; the request is settled when the upstream is done, whatever the
 /// client does.
-pub async fn respond(app: App, prepared: Prepared) -> Response {
+pub async fn respond(app: App, prepared: Prepared) -> Answer {
     let Prepared {
         exchange,
         reply,

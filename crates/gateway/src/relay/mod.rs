@@ -4,16 +4,15 @@
 //! connection: if the client goes away, the task still reads the upstream's
 //! answer to its end, so the request is settled from the upstream's own usage
 //! numbers, exactly once. What happens to the response on the way — pass
-//! through or translation — is a [`transform`].
+//! through or translation — is a [`transform`]. The relay answers with
+//! typed values ([`UpstreamFailure`], [`Answer`]); `api` makes them HTTP.
 
 mod reader;
 pub mod transform;
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -29,6 +28,27 @@ use transform::{BodyTransform, StreamTransform};
 
 /// How many chunks may wait for a slow client before the upstream read pauses.
 const STREAM_BUFFER: usize = 64;
+
+/// What the client is answered, before it is HTTP: `api` renders it.
+pub enum Answer {
+    /// A whole body.
+    Whole {
+        status: StatusCode,
+        content_type: HeaderValue,
+        body: Bytes,
+    },
+    /// Server-Sent Events, each piece sent as it is produced.
+    Stream(mpsc::Receiver<Result<Bytes, std::io::Error>>),
+    /// A gateway error, in the client's protocol.
+    Error(ApiError, Shape),
+    /// The upstream's failure, from an upstream speaking `upstream`, for a
+    /// client of `client`.
+    Refused {
+        failure: UpstreamFailure,
+        upstream: Wire,
+        client: Shape,
+    },
+}
 
 /// One upstream call, ready to send.
 pub struct Exchange {
@@ -51,12 +71,12 @@ const FORWARDED_ERROR_HEADERS: [&str; 4] = [
 ];
 
 /// What to do with an upstream response that is not a success.
-pub(crate) struct UpstreamFailure {
-    kind: FailureKind,
+pub struct UpstreamFailure {
+    pub(crate) kind: FailureKind,
     /// What failed: the connection, or the upstream's answer.
     cause: Cause,
     /// Upstream headers forwarded with the error (see FORWARDED_ERROR_HEADERS).
-    headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// Why an upstream call failed, for deciding whether another channel may
@@ -70,7 +90,7 @@ enum Cause {
     Status(u16),
 }
 
-enum FailureKind {
+pub(crate) enum FailureKind {
     /// The client gets this gateway error.
     Gateway(ApiError),
     /// The client gets the upstream's own client error (scrubbed), in the
@@ -156,63 +176,6 @@ impl UpstreamFailure {
             }
         }
     }
-
-    /// The client's error, from an upstream speaking `upstream`.
-    pub(crate) fn render(self, upstream: Wire, client: Shape) -> Response {
-        let mut response = match self.kind {
-            FailureKind::Gateway(e) => e.render(client),
-            FailureKind::PassThrough(status, body) => {
-                let same_protocol = matches!(
-                    (upstream, client),
-                    (Wire::OpenAi, Shape::OpenAi) | (Wire::Anthropic, Shape::Anthropic)
-                );
-                let body = if same_protocol {
-                    body
-                } else {
-                    Bytes::from(reshape_error(&body, status, client).to_string())
-                };
-                let mut response = (status, body).into_response();
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                response
-            }
-        };
-        for (name, value) in self.headers {
-            response.headers_mut().insert(name, value);
-        }
-        response
-    }
-}
-
-/// An upstream error body in the other protocol's shape.
-fn reshape_error(body: &[u8], status: StatusCode, client: Shape) -> Value {
-    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let message = parsed
-        .pointer("/error/message")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(500).collect());
-    match client {
-        Shape::OpenAi => {
-            let kind = parsed
-                .pointer("/error/type")
-                .and_then(Value::as_str)
-                .unwrap_or("invalid_request_error");
-            serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
-        }
-        Shape::Anthropic => {
-            let kind = match status.as_u16() {
-                400 | 422 => "invalid_request_error",
-                404 => "not_found_error",
-                413 => "request_too_large",
-                429 => "rate_limit_error",
-                _ => "api_error",
-            };
-            protocol::anthropic::error_body(kind, &message)
-        }
-    }
 }
 
 /// Sends the request; returns a successful response or the failure to report.
@@ -280,10 +243,14 @@ fn failure_outcome(status: u16) -> Outcome {
 
 /// Answers a request whose upstream call failed: it is settled as failed
 /// (free) and the error given in the client's shape.
-pub(crate) fn refuse(app: &App, ex: Exchange, failure: UpstreamFailure) -> Response {
+pub(crate) fn refuse(app: &App, ex: Exchange, failure: UpstreamFailure) -> Answer {
     ex.meter
         .settle(&app.billing, failure_outcome(failure.status()));
-    failure.render(ex.provider.adapter.wire(), ex.shape)
+    Answer::Refused {
+        failure,
+        upstream: ex.provider.adapter.wire(),
+        client: ex.shape,
+    }
 }
 
 /// Answers with a whole upstream body, through `transform`, once the
@@ -298,7 +265,7 @@ pub async fn answer_json(
     transform: BodyTransform,
     response: reqwest::Response,
     _guard: InFlightGuard,
-) -> Response {
+) -> Answer {
     let wire = ex.provider.adapter.wire();
     let status = response.status();
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
@@ -313,7 +280,7 @@ pub async fn answer_json(
             };
             ex.meter
                 .settle(&app.billing, failure_outcome(error.status().as_u16()));
-            return error.render(ex.shape);
+            return Answer::Error(error, ex.shape);
         }
     };
     let mut watch = UsageWatch::new(wire);
@@ -321,7 +288,7 @@ pub async fn answer_json(
     let Some((body, _)) = transform.apply(bytes) else {
         let error = ApiError::UpstreamFailed(status.as_u16());
         ex.meter.settle(&app.billing, failure_outcome(502));
-        return error.render(ex.shape);
+        return Answer::Error(error, ex.shape);
     };
     let (usage, delivered) = watch.outcome();
     ex.meter.settle(
@@ -333,14 +300,11 @@ pub async fn answer_json(
             error: None,
         },
     );
-    let mut out = (
-        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::OK),
+    Answer::Whole {
+        status: StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::OK),
+        content_type: content_type.unwrap_or(HeaderValue::from_static("application/json")),
         body,
-    )
-        .into_response();
-    let content_type = content_type.unwrap_or(HeaderValue::from_static("application/json"));
-    out.headers_mut().insert(header::CONTENT_TYPE, content_type);
-    out
+    }
 }
 
 /// Answers with a stream once the upstream call succeeded ([`send`]);
@@ -353,18 +317,10 @@ pub async fn answer_stream<T: StreamTransform>(
     transform: T,
     response: reqwest::Response,
     guard: InFlightGuard,
-) -> Response {
+) -> Answer {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
     tokio::spawn(pump(app, ex, response, tx, transform, guard).in_current_span());
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| ApiError::Internal.into_response())
+    Answer::Stream(rx)
 }
 
 /// The client's end of a stream: it gets each piece while it listens. A
@@ -467,22 +423,25 @@ pub async fn forward_unmetered(
     body: Vec<u8>,
     forwarded: &[(HeaderName, HeaderValue)],
     shape: Shape,
-) -> Response {
+) -> Answer {
     let key = provider.pick_key(&[]);
     let response = match send(app, provider, key, path, body, forwarded).await {
         Ok(r) => r,
-        Err(failure) => return failure.render(provider.adapter.wire(), shape),
+        Err(failure) => {
+            return Answer::Refused {
+                failure,
+                upstream: provider.adapter.wire(),
+                client: shape,
+            }
+        }
     };
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::OK);
     match tokio::time::timeout(provider.request_timeout, response.bytes()).await {
-        Ok(Ok(bytes)) => {
-            let mut out = (status, bytes).into_response();
-            out.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            out
-        }
-        _ => ApiError::UpstreamTimeout.render(shape),
+        Ok(Ok(body)) => Answer::Whole {
+            status,
+            content_type: HeaderValue::from_static("application/json"),
+            body,
+        },
+        _ => Answer::Error(ApiError::UpstreamTimeout, shape),
     }
 }
