@@ -115,3 +115,62 @@ def test_the_openai_sdk_survives_a_channel_dying_between_two_calls(tmp_path):
         stop(gateway)
         stop(first)
         stop(second)
+
+
+def test_sighup_reloads_the_catalog_of_the_running_binary(tmp_path):
+    """The real binary, reloaded with SIGHUP while the openai SDK uses it: a
+    model added to the file appears and serves; a broken file changes
+    nothing."""
+    import signal
+
+    first, first_port = start_mock(tmp_path)
+    config = write_config(tmp_path, first_port)
+    original = config.read_text()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "tollgate.log"
+    binary = os.environ.get("TOLLGATE_BIN", DEFAULT_BIN)
+    with open(log, "wb") as out:
+        gateway = subprocess.Popen(
+            [binary, "--config", str(config), "serve"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=tmp_path, env=hermetic_env(TOLLGATE_LISTEN=f"127.0.0.1:{port}"),
+        )
+    http = httpx.Client(trust_env=False, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    try:
+        wait_healthy(gateway, url, log)
+        created = http.post(url + "/admin/users", json={"name": "reload"}).json()
+        user_id, key = created["user"]["id"], created["key"]
+        http.post(f"{url}/admin/users/{user_id}/balance", json={"amount_usd": "10", "reason": "reload test"})
+        client = openai.OpenAI(api_key=key, base_url=url + "/v1", max_retries=0, http_client=httpx.Client(trust_env=False))
+        assert "added-later" not in [m.id for m in client.models.list()]
+
+        def replace(text):
+            staged = config.with_suffix(".next")
+            staged.write_text(text)
+            os.replace(staged, config)
+
+        replace(original + f"""
+[models."added-later"]
+provider = "mock"
+upstream_model = "{UPSTREAM_MODEL}"
+input_price = 1
+output_price = 2
+""")
+        gateway.send_signal(signal.SIGHUP)
+        wait_for(lambda: "added-later" in [m.id for m in client.models.list()], 10, "the reloaded model")
+        answer = client.chat.completions.create(
+            model="added-later", messages=[{"role": "user", "content": "hello"}])
+        assert answer.choices[0].message.content
+
+        replace("this is = not [valid toml")
+        gateway.send_signal(signal.SIGHUP)
+        reloaded = http.post(url + "/admin/reload")
+        assert reloaded.status_code == 400, reloaded.text
+        assert "added-later" in [m.id for m in client.models.list()], "a broken file changes nothing"
+        assert gateway.poll() is None, "SIGHUP never stops the gateway"
+        client.close()
+    finally:
+        http.close()
+        stop(gateway)
+        stop(first)
