@@ -16,17 +16,18 @@ const LATENCY_BUCKETS: [f64; 14] = [
 /// A latency histogram over [`LATENCY_BUCKETS`].
 #[derive(Default)]
 pub struct Histogram {
+    /// Observations per bucket, each counted once (not cumulative).
     buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
 }
 
 impl Histogram {
+    /// One observation: three atomic additions (its bucket alone; the
+    /// cumulative counts Prometheus wants are summed when rendered).
     pub fn observe(&self, seconds: f64) {
-        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_micros
@@ -53,22 +54,24 @@ impl Histogram {
             return None;
         }
         let rank = (q.clamp(0.0, 1.0) * n as f64).ceil().max(1.0) as u64;
+        let mut below = 0;
         LATENCY_BUCKETS
             .iter()
             .zip(&self.buckets)
-            .find(|(_, count)| count.load(Ordering::Relaxed) >= rank)
+            .find(|(_, count)| {
+                below += count.load(Ordering::Relaxed);
+                below >= rank
+            })
             .map(|(bound, _)| *bound)
     }
 
     /// Its series, `name_bucket`, `name_sum` and `name_count`, each with
     /// `labels` (already rendered, e.g. `route="/v1/x"`).
     pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
         for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels},le=\"{bound}\"}} {}",
-                self.buckets[i].load(Ordering::Relaxed)
-            );
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
         }
         let count = self.count();
         let _ = writeln!(
@@ -294,6 +297,7 @@ mod tests {
         assert!(text
             .contains("tollgate_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2"));
         assert!(text.contains("le=\"0.0025\"} 1"));
+        assert!(text.contains("le=\"0.25\"} 2"), "cumulative");
         assert!(text
             .contains("tollgate_request_duration_seconds_count{route=\"/v1/chat/completions\"} 2"));
         assert!(text.contains("tollgate_tokens_total{model=\"gpt\",direction=\"input\"} 10"));
