@@ -56,11 +56,6 @@ pub async fn create(
             return start_background(app, prepared.turn, failover, prepared.stream).await;
         }
         let mut turn = prepared.turn;
-        if !prepared.stream {
-            // A client waiting for the whole object waits no longer than a
-            // whole non-streaming call may take.
-            turn.deadline = Some(Instant::now() + turn.provider.request_timeout);
-        }
         let upstream = match connect(&app, &mut turn, &mut failover).await {
             Ok(u) => u,
             Err(failure) => {
@@ -73,6 +68,12 @@ pub async fn create(
                 .into_response();
             }
         };
+        if !prepared.stream {
+            // A client waiting for the whole object waits, once a channel
+            // answered, no longer than a whole non-streaming call to it may
+            // take (each attempt before was bounded likewise).
+            turn.deadline = Some(Instant::now() + turn.provider.request_timeout);
+        }
         if prepared.stream {
             let (tx, rx) = mpsc::channel(STREAM_BUFFER);
             tokio::spawn(drive(app, turn, upstream, Sink::Client(Some(tx))).in_current_span());

@@ -107,8 +107,17 @@ async fn every_way_a_channel_fails_before_answering_moves_the_request() {
             let text = resp.text().await.unwrap();
             assert!(text.contains("Hel"), "{way}: {text}");
         }
-        let records = gw.wait_for_usage(user_id, 2).await;
-        assert_eq!(records.len(), 2, "{way}: one record per request");
+        // A whole Responses turn too: its wait for the answer starts when a
+        // channel answers, not before the failed attempt.
+        let turn = serde_json::json!({"model": "multi", "input": "Say hello"});
+        let (status, body) = gw.post_json("/v1/responses", &key, &turn).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("completed")),
+            "{way}: {body}"
+        );
+        let records = gw.wait_for_usage(user_id, 3).await;
+        assert_eq!(records.len(), 3, "{way}: one record per request");
         for r in &records {
             assert_eq!((r.provider.as_str(), r.status), ("chan-b", 200), "{way}");
             assert!(r.cost > 0);
@@ -120,7 +129,7 @@ async fn every_way_a_channel_fails_before_answering_moves_the_request() {
             (before.0 - charged, 0),
             "{way}: charged once"
         );
-        assert_eq!(b.requests().len(), 2, "{way}");
+        assert_eq!(b.requests().len(), 3, "{way}");
         gw.stop().await;
     }
 }
