@@ -158,8 +158,11 @@ pub async fn prepare(
     };
     let (mut failover, route, ResponsesUpstream { path, body, events }) =
         Failover::start(app, route, planner)?;
-    // The turn that continues this one comes back to where it is served.
-    failover.remember_as(AffinityKey::of_response(principal.user.id, &id));
+    // The turn that continues this one comes back to where it is served
+    // (only a stored response can be continued).
+    if store {
+        failover.remember_as(AffinityKey::of_response(principal.user.id, &id));
+    }
     let mut meter = Meter::new(
         principal,
         request_id,

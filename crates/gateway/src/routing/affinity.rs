@@ -5,11 +5,13 @@
 //!
 //! A conversation is known by what its client sends: OpenAI's
 //! `prompt_cache_key`, Claude Code's session (`metadata.user_id`), or a
-//! Responses chain (`previous_response_id`, `conversation`). Keys are the
-//! caller's own (scoped by user), remembered for `TTL`, at most `CAPACITY`
-//! of them; forgetting one costs a cache miss, nothing else.
+//! Responses chain (`previous_response_id`, `conversation`). Each user's
+//! conversations are remembered apart, at most `PER_USER` of them (the
+//! oldest forgotten first) for `TTL`: a user sending a new key with every
+//! request only evicts their own, and no lookup or insertion scans more than
+//! it removes. Forgetting one costs a cache miss, nothing else.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,19 +23,25 @@ use crate::config::ModelSpec;
 /// How long a conversation sticks to its channel after its last turn
 /// (upstream prompt caches live minutes to an hour).
 const TTL: Duration = Duration::from_secs(3600);
-/// Conversations remembered at most; beyond, expired ones are dropped,
-/// then arbitrary ones.
-const CAPACITY: usize = 100_000;
+/// Conversations remembered per user.
+const PER_USER: usize = 256;
+/// Users are spread over this many locks.
+const SHARDS: usize = 16;
 
-/// What identifies one conversation for a user: `kind:value`.
+/// One conversation of one user: `kind:value`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AffinityKey(String);
+pub struct AffinityKey {
+    user_id: i64,
+    conversation: String,
+}
 
 impl AffinityKey {
     fn new(user_id: i64, kind: &str, value: &str) -> Option<Self> {
         // Long values are someone's whole prompt, not an identifier.
-        (!value.is_empty() && value.len() <= 512)
-            .then(|| AffinityKey(format!("{user_id}:{kind}:{value}")))
+        (!value.is_empty() && value.len() <= 512).then(|| AffinityKey {
+            user_id,
+            conversation: format!("{kind}:{value}"),
+        })
     }
 
     /// A chat or legacy completion request's: its `prompt_cache_key`.
@@ -77,16 +85,58 @@ struct Sticky {
     at: Instant,
 }
 
-/// Which channel served each conversation last.
+/// One user's conversations, and the order they were last served in
+/// (oldest first; an entry there whose time differs from the map's is
+/// stale and skipped).
 #[derive(Default)]
+struct Remembered {
+    by_key: HashMap<String, Sticky>,
+    order: VecDeque<(String, Instant)>,
+}
+
+impl Remembered {
+    /// Forgets what expired, then the oldest while over `PER_USER`.
+    fn trim(&mut self, now: Instant) {
+        while let Some((key, at)) = self.order.front() {
+            let current = self.by_key.get(key).map(|s| s.at);
+            let expired = now.saturating_duration_since(*at) > TTL;
+            if current != Some(*at) {
+                // Served again since: a newer entry is further back.
+                self.order.pop_front();
+            } else if expired || self.by_key.len() > PER_USER {
+                self.by_key.remove(key);
+                self.order.pop_front();
+            } else {
+                break;
+            }
+        }
+        // Re-served keys leave stale entries behind; never more than the map.
+        if self.order.len() > 2 * PER_USER {
+            let by_key = &self.by_key;
+            self.order
+                .retain(|(key, at)| by_key.get(key).map(|s| s.at) == Some(*at));
+        }
+    }
+}
+
+/// Which channel served each conversation last.
 pub struct Affinity {
-    entries: Mutex<HashMap<AffinityKey, Sticky>>,
+    shards: Vec<Mutex<HashMap<i64, Remembered>>>,
+}
+
+impl Default for Affinity {
+    fn default() -> Self {
+        Affinity {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
 }
 
 impl Affinity {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AffinityKey, Sticky>> {
-        match self.entries.lock() {
-            Ok(entries) => entries,
+    fn shard(&self, user_id: i64) -> std::sync::MutexGuard<'_, HashMap<i64, Remembered>> {
+        let shard = &self.shards[user_id.rem_euclid(SHARDS as i64) as usize];
+        match shard.lock() {
+            Ok(users) => users,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
@@ -95,8 +145,8 @@ impl Affinity {
     /// is still there and healthy.
     pub fn channel(&self, key: &AffinityKey, channels: &[Channel], now: Instant) -> Option<usize> {
         let served_by = {
-            let entries = self.lock();
-            let sticky = entries.get(key)?;
+            let users = self.shard(key.user_id);
+            let sticky = users.get(&key.user_id)?.by_key.get(&key.conversation)?;
             if now.saturating_duration_since(sticky.at) > TTL {
                 return None;
             }
@@ -111,22 +161,25 @@ impl Affinity {
 
     /// Remembers that `channel` served `key`.
     pub fn remember(&self, key: AffinityKey, channel: &Channel, now: Instant) {
-        let mut entries = self.lock();
-        if entries.len() >= CAPACITY && !entries.contains_key(&key) {
-            entries.retain(|_, s| now.saturating_duration_since(s.at) <= TTL);
-            if entries.len() >= CAPACITY {
-                if let Some(any) = entries.keys().next().cloned() {
-                    entries.remove(&any);
-                }
-            }
-        }
-        entries.insert(
-            key,
+        let mut users = self.shard(key.user_id);
+        let remembered = users.entry(key.user_id).or_default();
+        remembered.order.push_back((key.conversation.clone(), now));
+        remembered.by_key.insert(
+            key.conversation,
             Sticky {
                 served_by: channel.model.clone(),
                 at: now,
             },
         );
+        remembered.trim(now);
+    }
+
+    /// How many conversations `user_id` has remembered (for tests).
+    #[cfg(test)]
+    fn remembered(&self, user_id: i64) -> usize {
+        self.shard(user_id)
+            .get(&user_id)
+            .map_or(0, |r| r.by_key.len())
     }
 }
 
@@ -141,16 +194,19 @@ mod tests {
 
     #[test]
     fn each_protocol_names_its_conversation() {
+        let key = |user_id, conversation: &str| {
+            Some(AffinityKey {
+                user_id,
+                conversation: conversation.into(),
+            })
+        };
         let chat = params(json!({"prompt_cache_key": "k1"}));
-        assert_eq!(
-            AffinityKey::of_chat(7, &chat),
-            Some(AffinityKey("7:cache:k1".into()))
-        );
+        assert_eq!(AffinityKey::of_chat(7, &chat), key(7, "cache:k1"));
         assert_eq!(AffinityKey::of_chat(7, &params(json!({}))), None);
         let messages = params(json!({"metadata": {"user_id": "user_abc_session_1"}}));
         assert_eq!(
             AffinityKey::of_messages(7, &messages),
-            Some(AffinityKey("7:session:user_abc_session_1".into()))
+            key(7, "session:user_abc_session_1")
         );
         let turn = params(json!({"previous_response_id": "resp_1"}));
         assert_eq!(
@@ -160,7 +216,7 @@ mod tests {
         let turn = params(json!({"conversation": {"id": "conv_1"}}));
         assert_eq!(
             AffinityKey::of_responses(7, &turn),
-            Some(AffinityKey("7:conversation:conv_1".into()))
+            key(7, "conversation:conv_1")
         );
         // Another user's identical key is another conversation.
         assert_ne!(
@@ -169,5 +225,69 @@ mod tests {
         );
         let long = params(json!({"prompt_cache_key": "x".repeat(513)}));
         assert_eq!(AffinityKey::of_chat(7, &long), None);
+    }
+
+    fn channel() -> Channel {
+        let spec = crate::config::Config::parse(
+            "[providers.p]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\n[models.m]\nprovider = \"p\"\ninput_price = 1\n",
+            "t.toml",
+        )
+        .unwrap()
+        .model_spec("m")
+        .unwrap();
+        let provider = crate::providers::Provider::new(
+            "p",
+            &crate::config::Config::parse(
+                "[providers.p]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\n",
+                "t.toml",
+            )
+            .unwrap()
+            .providers["p"],
+        )
+        .unwrap();
+        Channel {
+            model: Arc::new(spec),
+            provider: Arc::new(provider),
+            weight: super::super::Weight {
+                priority: 0,
+                weight: 1,
+            },
+            health: Default::default(),
+            stats: Default::default(),
+        }
+    }
+
+    #[test]
+    fn each_user_keeps_at_most_its_own_share_and_a_flood_evicts_only_its_own() {
+        let affinity = Affinity::default();
+        let channels = [channel()];
+        let now = Instant::now();
+        let calm = AffinityKey::new(1, "cache", "mine").unwrap();
+        affinity.remember(calm.clone(), &channels[0], now);
+        for i in 0..10 * PER_USER {
+            let key = AffinityKey::new(2, "cache", &format!("flood-{i}")).unwrap();
+            affinity.remember(key, &channels[0], now);
+        }
+        assert_eq!(affinity.remembered(2), PER_USER);
+        assert_eq!(affinity.channel(&calm, &channels, now), Some(0));
+        // The newest of the flood are kept, the oldest forgotten.
+        let newest = AffinityKey::new(2, "cache", &format!("flood-{}", 10 * PER_USER - 1)).unwrap();
+        let oldest = AffinityKey::new(2, "cache", "flood-0").unwrap();
+        assert_eq!(affinity.channel(&newest, &channels, now), Some(0));
+        assert_eq!(affinity.channel(&oldest, &channels, now), None);
+        // Re-serving one key many times keeps one entry.
+        for _ in 0..10 * PER_USER {
+            affinity.remember(calm.clone(), &channels[0], now);
+        }
+        assert_eq!(affinity.remembered(1), 1);
+        // And everything expires.
+        let later = now + TTL + Duration::from_secs(1);
+        assert_eq!(affinity.channel(&calm, &channels, later), None);
+        affinity.remember(
+            AffinityKey::new(1, "cache", "new").unwrap(),
+            &channels[0],
+            later,
+        );
+        assert_eq!(affinity.remembered(1), 1);
     }
 }
