@@ -57,10 +57,12 @@ pub struct Channel {
 }
 
 impl Channel {
-    /// Whether `other` reaches the same upstream the same way (the same
-    /// provider, unchanged, and upstream model): its health carries over.
+    /// Whether `other` is the same channel (the same provider, by name, and
+    /// upstream model): across a reload its health — an operator's disable
+    /// included — and its statistics carry over, even when the provider's
+    /// settings (keys, timeouts) were edited.
     pub fn serves_like(&self, other: &Channel) -> bool {
-        Arc::ptr_eq(&self.provider, &other.provider)
+        self.provider.name == other.provider.name
             && self.model.upstream_model == other.model.upstream_model
     }
 }

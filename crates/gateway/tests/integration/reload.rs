@@ -204,14 +204,14 @@ async fn a_reload_serves_new_requests_from_the_new_catalog_and_lets_old_ones_fin
 }
 
 #[tokio::test]
-async fn a_channel_keeps_its_health_across_a_reload_unless_its_provider_changed() {
+async fn a_channel_keeps_its_health_across_reloads_even_when_its_provider_is_edited() {
     let (main, a, b) = (start_mock().await, start_mock().await, start_mock().await);
     let (gw, file) = gateway_on_file(&main, &catalog(&a.url, &b.url, "chan-a", 1, "")).await;
     let (status, _) = gw
         .admin(Method::POST, "/admin/channels/multi/0/disable", None)
         .await;
     assert_eq!(status, 200);
-    let state = |gw: &Gateway| {
+    let disabled = |gw: &Gateway| {
         let catalog = gw.app.catalog.load();
         matches!(
             catalog.channels["multi"][0].health.state(),
@@ -227,16 +227,30 @@ async fn a_channel_keeps_its_health_across_a_reload_unless_its_provider_changed(
         "[models.other]\nprovider = \"chan-b\"\ninput_price = 1\n",
     ));
     assert_eq!(reload(&gw).await.0, 200);
-    assert!(state(&gw), "an operator's disable survives a reload");
+    assert!(disabled(&gw), "an operator's disable survives a reload");
 
-    // `chan-a`'s settings change (a new timeout): a new provider, a fresh start.
-    let changed = catalog(&a.url, &b.url, "chan-a", 1, "").replace(
+    // `chan-a`'s settings edited (a timeout, another key): a new provider
+    // (its new settings in force), the same channel, still disabled.
+    let edited = catalog(&a.url, &b.url, "chan-a", 1, "").replace(
         "[providers.chan-a]\n",
-        "[providers.chan-a]\nread_timeout_secs = 7\n",
+        "[providers.chan-a]\nread_timeout_secs = 7\napi_keys = [\"sk-more\"]\n",
     );
-    file.write(&changed);
+    file.write(&edited);
     assert_eq!(reload(&gw).await.0, 200);
-    assert!(!state(&gw));
+    assert!(disabled(&gw));
+    assert_eq!(
+        gw.app.catalog.load().providers["chan-a"].key_count(),
+        2,
+        "the edited provider is in force"
+    );
+
+    // A channel the catalog no longer has is gone; serving it again later
+    // starts afresh.
+    file.write(&catalog(&a.url, &b.url, "chan-b", 1, ""));
+    assert_eq!(reload(&gw).await.0, 200);
+    file.write(&catalog(&a.url, &b.url, "chan-a", 1, ""));
+    assert_eq!(reload(&gw).await.0, 200);
+    assert!(!disabled(&gw));
     gw.stop().await;
     remove(&file.path);
 }
