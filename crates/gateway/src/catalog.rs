@@ -102,6 +102,11 @@ pub struct Catalogs {
     /// The configuration file (`None`: built from defaults or from text,
     /// which cannot be read again).
     source: Option<Source>,
+    /// The hold lifetime in force (a reload does not change it).
+    hold_ttl_secs: u64,
+    /// One reload at a time: two at once (a `SIGHUP` and a `POST`) could
+    /// end with the older file in force.
+    reloading: std::sync::Mutex<()>,
 }
 
 /// What a reload changed.
@@ -113,10 +118,12 @@ pub struct Reloaded {
 }
 
 impl Catalogs {
-    pub fn new(catalog: Catalog, source: Option<Source>) -> Self {
+    pub fn new(catalog: Catalog, config: &Config) -> Self {
         Catalogs {
             current: ArcSwap::from_pointee(catalog),
-            source,
+            source: config.source.clone(),
+            hold_ttl_secs: config.hold_ttl_secs,
+            reloading: std::sync::Mutex::new(()),
         }
     }
 
@@ -128,14 +135,21 @@ impl Catalogs {
     /// Reads the configuration file again and puts its catalog in force.
     /// A file that does not parse or validate changes nothing. Settings
     /// outside the catalog (listen address, database, limits, …) take
-    /// effect only at the next start.
+    /// effect only at the next start. Blocking (file reads, HTTP clients
+    /// built): call it off the async workers.
     pub fn reload(&self) -> Result<Reloaded, CatalogError> {
+        let _one_at_a_time = match self.reloading.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
         let source = self.source.as_ref().ok_or_else(|| {
             ConfigError(
                 "the gateway was started without a configuration file: nothing to reload".into(),
             )
         })?;
         let config = source.read()?;
+        // The new timeouts must fit in the holds of this process.
+        crate::config::check_send_budget(&config.providers, self.hold_ttl_secs)?;
         let previous = self.load();
         let next = Catalog::build(&config, Some(&previous))?;
         let reloaded = Reloaded {

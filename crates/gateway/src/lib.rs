@@ -67,7 +67,7 @@ pub async fn build(config: Config) -> Result<Gateway, StartError> {
 }
 
 pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gateway, StartError> {
-    let catalog = Catalogs::new(Catalog::build(&config, None)?, config.source.clone());
+    let catalog = Catalogs::new(Catalog::build(&config, None)?, &config);
     if !config.billing {
         tracing::warn!("billing = false: requests are neither held, charged nor recorded (for benchmarks only)");
     }
@@ -197,8 +197,13 @@ async fn reload_on_hangup(app: App) {
         }
     };
     while hangups.recv().await.is_some() {
-        if let Err(e) = app.catalog.reload() {
-            tracing::error!(error = %e, "SIGHUP: the catalog was not reloaded; the one in force stays");
+        let reloading = app.clone();
+        match tokio::task::spawn_blocking(move || reloading.catalog.reload()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "SIGHUP: the catalog was not reloaded; the one in force stays")
+            }
+            Err(e) => tracing::error!(error = %e, "SIGHUP: the reload failed"),
         }
     }
 }

@@ -141,9 +141,10 @@ async fn reload(State(app): State<App>, headers: HeaderMap) -> Response {
     respond(
         async {
             authenticate_admin(&app, &headers)?;
-            let reloaded = app
-                .catalog
-                .reload()
+            let reloading = app.clone();
+            let reloaded = tokio::task::spawn_blocking(move || reloading.catalog.reload())
+                .await
+                .map_err(|_| ApiError::Internal)?
                 .map_err(|e| ApiError::BadRequest(format!("The catalog was not reloaded: {e}")))?;
             Ok(Json(json!({
                 "reloaded": true,

@@ -1,6 +1,19 @@
 //! The `[failover]` section.
 
+use std::time::Duration;
+
 use serde::Deserialize;
+
+/// Longest wait for an upstream's error body: an error is short, and an
+/// upstream trickling one is not waited on for a whole request timeout.
+pub const ERROR_BODY_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a request may spend sending — its tries, failover included —
+/// with holds released after `hold_ttl_secs`: half of it, so that the
+/// answer has the other half. No try starts that could end later.
+pub fn send_budget(hold_ttl_secs: u64) -> Duration {
+    Duration::from_secs(hold_ttl_secs / 2)
+}
 
 /// The `[failover]` section: a request whose channel fails before its
 /// answer began moves to the model's next channel (see `pipeline`).

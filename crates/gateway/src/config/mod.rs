@@ -25,7 +25,7 @@ use serde::Deserialize;
 use crate::money::Decimal;
 
 use failover::status_range;
-pub use failover::Failover;
+pub use failover::{send_budget, Failover, ERROR_BODY_WAIT};
 pub use limits::{HoldsMode, Limits};
 pub use models::{
     group_multiplier, ChannelConfig, ChannelSpec, DecimalValue, GroupConfig, LateSystemMessages,
@@ -204,13 +204,21 @@ impl Config {
         env: &[(String, String)],
     ) -> Result<Config, ConfigError> {
         // The file alone first, so its errors carry line and column.
-        let from_file: Config = toml::from_str(text)
-            .map_err(|e| ConfigError(format!("invalid configuration in {origin}: {e}")))?;
+        let from_file: Config = toml::from_str(text).map_err(|e| {
+            ConfigError(format!(
+                "invalid configuration in {origin}: {}",
+                toml_error(&e, text)
+            ))
+        })?;
         let config = if env.is_empty() {
             from_file
         } else {
-            let mut tree: toml::Table = toml::from_str(text)
-                .map_err(|e| ConfigError(format!("invalid configuration in {origin}: {e}")))?;
+            let mut tree: toml::Table = toml::from_str(text).map_err(|e| {
+                ConfigError(format!(
+                    "invalid configuration in {origin}: {}",
+                    toml_error(&e, text)
+                ))
+            })?;
             for (name, value) in env {
                 apply_override(&mut tree, name, value)?;
             }
@@ -231,28 +239,29 @@ impl Config {
             Some(line) => format!("{origin}, line {line}"),
             None => origin.to_string(),
         };
+        // Durations added to instants: a year is plenty, and cannot overflow.
+        const YEAR: u64 = 365 * 86_400;
+        let failover = &self.failover;
+        for (name, value) in [
+            ("cooldown_secs", failover.cooldown_secs),
+            ("key_rest_secs", failover.key_rest_secs),
+            ("health_window_secs", failover.health_window_secs),
+        ] {
+            if value > YEAR {
+                return Err(ConfigError(format!(
+                    "failover.{name} must be at most {YEAR} ({})",
+                    at(name)
+                )));
+            }
+        }
         if self.failover.max_attempts == 0 {
             return Err(ConfigError(format!(
                 "failover.max_attempts must be at least 1 ({})",
                 at("max_attempts")
             )));
         }
-        // A request's attempts, each up to its provider's request timeout,
-        // must end before its hold may be released as abandoned.
-        let longest = self
-            .providers
-            .values()
-            .map(|p| p.request_timeout_secs)
-            .max()
-            .unwrap_or(0);
-        let worst = longest.saturating_mul(u64::from(self.failover.max_attempts));
-        if worst >= self.hold_ttl_secs {
-            return Err(ConfigError(format!(
-                "hold_ttl_secs ({}) must exceed failover.max_attempts × the longest request_timeout_secs ({worst}): a request failing over could outlive its hold ({})",
-                self.hold_ttl_secs,
-                at("hold_ttl_secs")
-            )));
-        }
+        check_send_budget(&self.providers, self.hold_ttl_secs)
+            .map_err(|e| ConfigError(format!("{e} ({})", at("hold_ttl_secs"))))?;
         if let Some(bad) = self
             .failover
             .retry_statuses
@@ -398,6 +407,68 @@ fn apply_override(tree: &mut toml::Table, name: &str, value: &str) -> Result<(),
 fn line_of(text: &str, needle: &str) -> Option<usize> {
     let pos = text.find(needle)?;
     Some(text[..pos].matches('\n').count() + 1)
+}
+
+/// A TOML error without the source excerpt it quotes, nor any string value
+/// (the line could hold a literal key, and errors reach logs and `POST
+/// /admin/reload`): where it is, the key there, and what is wrong.
+fn toml_error(e: &toml::de::Error, text: &str) -> String {
+    let rendered = e.to_string();
+    let place = rendered
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let key = e
+        .span()
+        .and_then(|span| text.get(..span.start))
+        .map(|before| {
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            let line = text[start..].lines().next().unwrap_or_default();
+            line.split('=')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+        .filter(|key| !key.is_empty() && key.len() <= 100 && !key.contains('"'));
+    let mut message = e.message().to_string();
+    // `invalid type: string "…"`: the value is not repeated.
+    while let Some(open) = message.find(" \"") {
+        let Some(close) = message[open + 2..].find('"') else {
+            break;
+        };
+        message.replace_range(open..open + 2 + close + 1, " (value)");
+    }
+    match key {
+        Some(key) => format!("{place} (`{key}`): {message}"),
+        None => format!("{place}: {message}"),
+    }
+}
+
+/// Refuses providers one try to which could outlast the sending half of a
+/// hold (`send_budget`): a request would be charged after its hold was
+/// released. Checked at load and again on a catalog reload, against the
+/// hold lifetime in force.
+pub fn check_send_budget(
+    providers: &BTreeMap<String, ProviderConfig>,
+    hold_ttl_secs: u64,
+) -> Result<(), ConfigError> {
+    let budget = send_budget(hold_ttl_secs);
+    for (name, provider) in providers {
+        let one_try =
+            std::time::Duration::from_secs(provider.request_timeout_secs) + ERROR_BODY_WAIT;
+        if one_try > budget {
+            return Err(ConfigError(format!(
+                "providers.{name}.request_timeout_secs ({}) plus {} s for an error body must fit in half of hold_ttl_secs ({}): a request could outlive its hold",
+                provider.request_timeout_secs,
+                ERROR_BODY_WAIT.as_secs(),
+                hold_ttl_secs
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses an `env:VAR` reference to a variable that is not set.
@@ -569,6 +640,13 @@ multiplier = 1.5
     }
 
     #[test]
+    fn errors_never_quote_the_file() {
+        let secret = "[providers.p]\nkind = \"openai\"\napi_key = \"sk-very-secret\" trailing\n";
+        let e = Config::parse(secret, "t.toml").unwrap_err().to_string();
+        assert!(!e.contains("sk-very-secret") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_key_and_line() {
         let bad = "listen = \"x\"\nmax_keys_per_user = \"many\"\n";
         let e = Config::parse(bad, "t.toml").unwrap_err().to_string();
@@ -589,15 +667,16 @@ multiplier = 1.5
         let e = Config::parse(price, "t.toml").unwrap_err().to_string();
         assert!(e.contains("input_price"), "{e}");
 
-        // Three attempts of up to 600 s each could outlive a 1,200 s hold.
+        // One try of up to 600 s (and 10 s for an error body) must fit in
+        // half of the hold's lifetime.
         let short_hold =
             "hold_ttl_secs = 1200\n[providers.p]\nkind=\"openai\"\nbase_url=\"http://x\"\n";
         let e = Config::parse(short_hold, "t.toml").unwrap_err().to_string();
         assert!(
-            e.contains("hold_ttl_secs") && e.contains("1800") && e.contains("line 1"),
+            e.contains("request_timeout_secs (600)") && e.contains("line 1"),
             "{e}"
         );
-        let enough = short_hold.replace("1200", "1801");
+        let enough = short_hold.replace("1200", "1220");
         assert!(Config::parse(&enough, "t.toml").is_ok());
     }
 

@@ -252,6 +252,17 @@ impl Config {
                 )));
             }
         }
+        for (i, c) in channels.iter().enumerate() {
+            let same = channels[..i]
+                .iter()
+                .any(|d| d.provider == c.provider && d.upstream_model == c.upstream_model);
+            if same {
+                return Err(ConfigError(format!(
+                    "models.{name:?}.channels[{i}]: {:?} with {:?} is there twice (one channel per provider and upstream model)",
+                    c.provider, c.upstream_model
+                )));
+            }
+        }
         // Highest priority first; the order written within a tier.
         channels.sort_by_key(|c| std::cmp::Reverse(c.priority));
         Ok(channels)

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderName, HeaderValue};
 
 use crate::catalog::Catalog;
+use crate::config::{send_budget, ERROR_BODY_WAIT};
 use crate::error::ApiError;
 use crate::providers::{KeyIndex, Provider, Target, UpstreamCall};
 use crate::relay::{send, UpstreamFailure};
@@ -106,7 +107,7 @@ impl<C> Failover<C> {
 
     /// Tells the channel tried last how its attempt went, and how long its
     /// upstream took to answer.
-    fn record(&self, app: &App, failure: Option<&UpstreamFailure>, took: Duration) {
+    fn record(&self, app: &App, attempt: Attempt, took: Duration) {
         let Some(&index) = self.tried.last() else {
             return;
         };
@@ -120,37 +121,38 @@ impl<C> Failover<C> {
         };
         let policy = &app.config.failover;
         let now = Instant::now();
-        if failure.is_none() {
+        if attempt == Attempt::Served {
             for key in &self.affinity {
                 app.affinity.remember(key.clone(), channel, now);
             }
         }
-        let attempt = match failure {
-            None => Attempt::Served,
-            Some(f) if f.refused_our_key() => Attempt::Refused,
-            Some(f) if f.worth_another_channel(policy) => Attempt::Failed,
-            // The client's own error: the channel answered.
-            Some(_) => Attempt::Served,
-        };
         channel.health.record(attempt, &policy.health(), now);
         channel.stats.record(attempt, took);
     }
 }
 
 /// Sends `request`. When the upstream rate-limits or refuses the key it
-/// was sent with, the channel's next key is tried first (not counted as an
-/// attempt); on a failure worth it, the request is re-planned for the
-/// model's next channel and sent again, up to `[failover] max_attempts`.
-/// Returns the upstream's answer, or the last failure.
+/// was sent with, the channel's next key that is not resting is tried first
+/// (not counted as an attempt); on a failure worth it, the request is
+/// re-planned for the model's next channel and sent again, up to
+/// `[failover] max_attempts`. No new try starts that could outlast the
+/// request's hold (`config::send_budget`). Returns the upstream's answer, or the
+/// last failure.
 pub(crate) async fn send_with_failover<R: Sendable>(
     app: &App,
     request: &mut R,
     failover: &mut Failover<R::Call>,
 ) -> Result<reqwest::Response, UpstreamFailure> {
     let policy = &app.config.failover;
+    let ends_by = Instant::now() + send_budget(app.config.hold_ttl_secs);
+    let fits = |provider: &Provider| {
+        Instant::now() + provider.request_timeout + ERROR_BODY_WAIT <= ends_by
+    };
     let mut sent = 0;
-    // The keys of the current channel tried so far.
+    // The keys of the current channel tried so far, and whether the
+    // upstream refused every one of them.
     let mut keys_tried: Vec<KeyIndex> = Vec::new();
+    let mut every_key_refused = true;
     loop {
         let (path, body) = request.take_request();
         let provider = request.provider();
@@ -161,12 +163,13 @@ pub(crate) async fn send_with_failover<R: Sendable>(
         let took = sent_at.elapsed();
         let failure = match result {
             Ok(response) => {
-                failover.record(app, None, took);
+                failover.record(app, Attempt::Served, took);
                 return Ok(response);
             }
             Err(failure) => failure,
         };
-        if let Some(key) = key.filter(|_| failure.rate_limited() || failure.refused_our_key()) {
+        let key_failed = failure.rate_limited() || failure.refused_our_key();
+        if let Some(key) = key.filter(|_| key_failed) {
             let rest = match failure.rate_limited() {
                 true => failure
                     .retry_after()
@@ -174,7 +177,8 @@ pub(crate) async fn send_with_failover<R: Sendable>(
                 false => policy.health().cooldown,
             };
             provider.rest_key(key, rest);
-            if keys_tried.len() < provider.key_count() {
+            every_key_refused &= failure.refused_our_key();
+            if provider.has_rested_key(&keys_tried) && fits(provider) {
                 if let Some((route, call)) = failover.again() {
                     tracing::info!(provider = %provider.name, status = failure.status(), "upstream key rate-limited or refused; trying the channel's next key");
                     request.retarget(route, call);
@@ -182,7 +186,16 @@ pub(crate) async fn send_with_failover<R: Sendable>(
                 }
             }
         }
-        failover.record(app, Some(&failure), took);
+        let attempt = if failure.refused_our_key() && every_key_refused {
+            // No key of the channel works: nobody's request can succeed.
+            Attempt::Refused
+        } else if failure.worth_another_channel(policy) || key_failed {
+            Attempt::Failed
+        } else {
+            // The client's own error: the channel answered.
+            Attempt::Served
+        };
+        failover.record(app, attempt, took);
         sent += 1;
         if sent >= policy.max_attempts || !failure.worth_another_channel(policy) {
             return Err(failure);
@@ -190,6 +203,10 @@ pub(crate) async fn send_with_failover<R: Sendable>(
         let Some((route, call)) = failover.next(app) else {
             return Err(failure);
         };
+        if !fits(&route.provider) {
+            tracing::warn!(provider = %route.provider.name, "no time left in the request's hold for another channel");
+            return Err(failure);
+        }
         let from = &request.provider().name;
         tracing::info!(
             from = %from, to = %route.provider.name, status = failure.status(),
@@ -198,5 +215,6 @@ pub(crate) async fn send_with_failover<R: Sendable>(
         app.metrics.record_failover(from);
         request.retarget(route, call);
         keys_tried.clear();
+        every_key_refused = true;
     }
 }

@@ -114,6 +114,11 @@ impl Provider {
         self.keys.pick(tried, Instant::now())
     }
 
+    /// Whether a key not in `tried` is ready (not resting).
+    pub fn has_rested_key(&self, tried: &[KeyIndex]) -> bool {
+        self.keys.has_rested(tried, Instant::now())
+    }
+
     /// How many upstream keys it rotates through.
     pub fn key_count(&self) -> usize {
         self.keys.len()
@@ -167,7 +172,10 @@ impl Provider {
     /// Removes the upstream keys from text that may be shown to a client.
     pub fn scrub(&self, text: &str) -> String {
         let mut text = text.to_string();
-        for key in self.keys.secrets().filter(|k| !k.is_empty()) {
+        // Longest first: a key containing another is never half-redacted.
+        let mut secrets: Vec<&str> = self.keys.secrets().filter(|k| !k.is_empty()).collect();
+        secrets.sort_by_key(|k| std::cmp::Reverse(k.len()));
+        for key in secrets {
             if text.contains(key) {
                 text = text.replace(key, "[redacted]");
             }

@@ -92,10 +92,20 @@ impl Keys {
         soonest.map(|(_, i)| KeyIndex(i))
     }
 
+    /// Whether a key not in `tried` is not resting at `now`.
+    pub fn has_rested(&self, tried: &[KeyIndex], now: Instant) -> bool {
+        let now = self.millis(now);
+        self.keys.iter().enumerate().any(|(i, k)| {
+            !tried.contains(&KeyIndex(i)) && k.resting_until.load(Ordering::Relaxed) <= now
+        })
+    }
+
     /// Lets `index` rest for `rest` from `now`.
     pub fn rest(&self, index: KeyIndex, rest: Duration, now: Instant) {
         if let Some(key) = self.keys.get(index.0) {
-            let until = self.millis(now + rest);
+            let until = self
+                .millis(now)
+                .saturating_add(rest.as_millis().try_into().unwrap_or(u64::MAX));
             key.resting_until.fetch_max(until, Ordering::Relaxed);
         }
     }
@@ -147,6 +157,12 @@ mod tests {
         k.rest(KeyIndex(0), Duration::from_secs(30), now);
         k.rest(KeyIndex(2), Duration::from_secs(5), now);
         assert_eq!(k.pick(&[KeyIndex(1)], now), Some(KeyIndex(2)));
+        assert!(!k.has_rested(&[KeyIndex(1)], now));
+        assert!(k.has_rested(&[KeyIndex(0)], now));
+        // A rest too long to add is the longest there is, not a panic.
+        k.rest(KeyIndex(1), Duration::MAX, now);
+        let year = now + Duration::from_secs(86_400 * 365);
+        assert!(!k.has_rested(&[KeyIndex(0), KeyIndex(2)], year));
         assert_eq!(k.pick(&[KeyIndex(0), KeyIndex(1), KeyIndex(2)], now), None);
     }
 }

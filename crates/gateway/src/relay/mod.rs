@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use crate::billing::estimate::{UsageWatch, Wire};
 use crate::billing::{Meter, Outcome};
+use crate::config::ERROR_BODY_WAIT;
 use crate::error::{ApiError, Shape};
 use crate::providers::{KeyIndex, Provider, UpstreamError};
 use crate::state::{App, InFlightGuard};
@@ -50,9 +51,15 @@ pub enum Answer {
     },
 }
 
-/// One upstream call, ready to send.
+/// One upstream call, ready to send. It is settled once: by the relay when
+/// the upstream is done, or — should its task end first (a panic) — when
+/// dropped, as a failed request that costs nothing, its hold released
+/// rather than kept until the next start.
 pub struct Exchange {
+    pub app: App,
     pub meter: Meter,
+    /// Whether it was settled already.
+    pub settled: bool,
     pub provider: Arc<Provider>,
     pub path: &'static str,
     pub body: Vec<u8>,
@@ -60,6 +67,28 @@ pub struct Exchange {
     pub forwarded: Vec<(HeaderName, HeaderValue)>,
     /// The client's protocol, for errors.
     pub shape: Shape,
+}
+
+impl Exchange {
+    /// Charges the request for `outcome` and releases its hold — once.
+    fn settle(&mut self, outcome: Outcome) {
+        if !std::mem::replace(&mut self.settled, true) {
+            self.meter.settle(&self.app.billing, outcome);
+        }
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if !self.settled {
+            tracing::error!("a request ended before it was settled; released at no charge");
+            self.settle(Outcome {
+                status: 500,
+                error: Some("the request ended before it was settled".into()),
+                ..Outcome::default()
+            });
+        }
+    }
 }
 
 /// Upstream response headers a client needs to retry well or to report.
@@ -209,11 +238,14 @@ pub(crate) async fn send(
             Some((HeaderName::from_static(name), value))
         })
         .collect();
-    let body = tokio::time::timeout(provider.request_timeout, response.bytes())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    let body = tokio::time::timeout(
+        ERROR_BODY_WAIT.min(provider.request_timeout),
+        response.bytes(),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .unwrap_or_default();
     let kind = match status.as_u16() {
         // The upstream refused *our* credentials: the client cannot fix that,
         // and the upstream's message may quote part of our key.
@@ -243,9 +275,8 @@ fn failure_outcome(status: u16) -> Outcome {
 
 /// Answers a request whose upstream call failed: it is settled as failed
 /// (free) and the error given in the client's shape.
-pub(crate) fn refuse(app: &App, ex: Exchange, failure: UpstreamFailure) -> Answer {
-    ex.meter
-        .settle(&app.billing, failure_outcome(failure.status()));
+pub(crate) fn refuse(mut ex: Exchange, failure: UpstreamFailure) -> Answer {
+    ex.settle(failure_outcome(failure.status()));
     Answer::Refused {
         failure,
         upstream: ex.provider.adapter.wire(),
@@ -260,8 +291,7 @@ pub(crate) fn refuse(app: &App, ex: Exchange, failure: UpstreamFailure) -> Answe
 /// Callers run it [`detached`](crate::api) from the client's connection, so
 /// that a client hanging up cannot cancel the settlement.
 pub async fn answer_json(
-    app: App,
-    ex: Exchange,
+    mut ex: Exchange,
     transform: BodyTransform,
     response: reqwest::Response,
     _guard: InFlightGuard,
@@ -278,8 +308,7 @@ pub async fn answer_json(
                 Err(_) => ApiError::UpstreamTimeout,
                 _ => ApiError::UpstreamReset,
             };
-            ex.meter
-                .settle(&app.billing, failure_outcome(error.status().as_u16()));
+            ex.settle(failure_outcome(error.status().as_u16()));
             return Answer::Error(error, ex.shape);
         }
     };
@@ -287,19 +316,16 @@ pub async fn answer_json(
     watch.body(&bytes);
     let Some((body, _)) = transform.apply(bytes) else {
         let error = ApiError::UpstreamFailed(status.as_u16());
-        ex.meter.settle(&app.billing, failure_outcome(502));
+        ex.settle(failure_outcome(502));
         return Answer::Error(error, ex.shape);
     };
     let (usage, delivered) = watch.outcome();
-    ex.meter.settle(
-        &app.billing,
-        Outcome {
-            usage,
-            delivered,
-            status: status.as_u16(),
-            error: None,
-        },
-    );
+    ex.settle(Outcome {
+        usage,
+        delivered,
+        status: status.as_u16(),
+        error: None,
+    });
     Answer::Whole {
         status: StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::OK),
         content_type: content_type.unwrap_or(HeaderValue::from_static("application/json")),
@@ -312,14 +338,13 @@ pub async fn answer_json(
 /// forwarded as soon as it is transformed. `guard` keeps the process up
 /// until the stream is settled.
 pub async fn answer_stream<T: StreamTransform>(
-    app: App,
     ex: Exchange,
     transform: T,
     response: reqwest::Response,
     guard: InFlightGuard,
 ) -> Answer {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
-    tokio::spawn(pump(app, ex, response, tx, transform, guard).in_current_span());
+    tokio::spawn(pump(ex, response, tx, transform, guard).in_current_span());
     Answer::Stream(rx)
 }
 
@@ -361,13 +386,13 @@ impl ClientSink {
 /// listens and metering them regardless, then settles — before the client
 /// gets the last bytes, so that a client that saw its answer end was charged.
 async fn pump<T: StreamTransform>(
-    app: App,
-    ex: Exchange,
+    mut ex: Exchange,
     response: reqwest::Response,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     mut transform: T,
     _guard: InFlightGuard,
 ) {
+    let app = ex.app.clone();
     let mut upstream = EventReader::new(response, &ex.provider);
     let mut client = ClientSink::new(&app, tx);
     let mut watch = UsageWatch::new(ex.provider.adapter.wire());
@@ -402,15 +427,12 @@ async fn pump<T: StreamTransform>(
     // Dropping the upstream here closes its connection before settling.
     drop(upstream);
     let (usage, delivered) = watch.outcome();
-    ex.meter.settle(
-        &app.billing,
-        Outcome {
-            usage,
-            delivered,
-            status: 200,
-            error,
-        },
-    );
+    ex.settle(Outcome {
+        usage,
+        delivered,
+        status: 200,
+        error,
+    });
     client.deliver(&app, last.freeze()).await;
 }
 
