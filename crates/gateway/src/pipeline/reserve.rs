@@ -64,7 +64,9 @@ pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<Prepared, ApiErr
     let worst_case = meter.worst_case(max_output, choices, images);
     meter.reserve(&app.billing, principal, worst_case).await?;
     let exchange = Exchange {
+        app: app.clone(),
         meter,
+        settled: false,
         provider: route.provider,
         path: upstream.path,
         body: upstream.body,

@@ -57,14 +57,10 @@ pub async fn respond(app: App, prepared: Prepared) -> Answer {
     let sent = send_with_failover(&app, &mut planned, &mut failover).await;
     let Planned { exchange, reply } = planned;
     match sent {
-        Err(failure) => refuse(&app, exchange, failure),
+        Err(failure) => refuse(exchange, failure),
         Ok(response) => match reply {
-            Reply::Stream(transform) => {
-                answer_stream(app, exchange, transform, response, guard).await
-            }
-            Reply::Whole(transform) => {
-                answer_json(app, exchange, *transform, response, guard).await
-            }
+            Reply::Stream(transform) => answer_stream(exchange, transform, response, guard).await,
+            Reply::Whole(transform) => answer_json(exchange, *transform, response, guard).await,
         },
     }
 }

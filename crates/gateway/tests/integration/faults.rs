@@ -602,3 +602,73 @@ async fn the_journal_stays_small_while_a_long_request_stays_open() {
     );
     store.close().await;
 }
+
+/// A request whose task ends before it is settled (a panic between the hold
+/// and the answer) is settled when its exchange is dropped: recorded as
+/// failed, charged nothing, its hold released — not kept until a restart.
+#[tokio::test]
+async fn an_exchange_dropped_unsettled_releases_its_hold_at_no_charge() {
+    use gateway::error::Shape;
+    use gateway::pipeline::{self, Metered, Planner};
+
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (user_id, key) = gw.user("dropped", "default", "1").await;
+    let before = gw.balance(user_id).await;
+    let app = gw.app.clone();
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
+    let principal = gateway::auth::authenticate(&app.auth_cache, &app.store, &headers)
+        .await
+        .unwrap();
+    let route = app.route(&principal, "cheap", None).unwrap();
+    let body = bytes::Bytes::from_static(br#"{"model":"cheap","input":"hello"}"#);
+    let planner: Planner = Box::new(|target| {
+        let mut request: protocol::openai::EmbeddingRequest =
+            serde_json::from_str(r#"{"model":"cheap","input":"hello"}"#).unwrap();
+        target.provider.adapter.embeddings(target, &mut request)
+    });
+    let metered = Metered {
+        principal: &principal,
+        request_id: "req_dropped",
+        endpoint: "embeddings",
+        route,
+        stream: false,
+        body: &body,
+        max_output: 0,
+        choices: 1,
+        images: 0,
+        planner,
+        shape: Shape::OpenAi,
+    };
+    let prepared = pipeline::reserve(&app, metered).await.unwrap();
+    assert!(
+        prepared.exchange.meter.held > 0,
+        "held before anything is sent"
+    );
+    drop(prepared);
+
+    let records = gw.wait_for_usage(user_id, 1).await;
+    assert_eq!(
+        (records[0].status, records[0].cost),
+        (500, 0),
+        "{:?}",
+        records[0]
+    );
+    assert_eq!(records[0].request_id, "req_dropped");
+    assert_eq!(
+        gw.balance(user_id).await,
+        before,
+        "nothing charged, nothing held"
+    );
+    // The whole balance can be held again: the in-memory hold is gone too.
+    let (status, answer) = gw
+        .post_json(
+            "/v1/embeddings",
+            &key,
+            &json!({"model": "cheap", "input": "hello"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    gw.stop().await;
+}
