@@ -20,10 +20,10 @@
 //! | `DELETE /__mock/default` | removes it |
 //!
 //! Any other path is a 404 (in OpenAI's error shape). The `/__mock/` routes
-//! need no key; with a key configured (`--key`, [`Options::key`]), the
-//! other routes need `Authorization: Bearer KEY` (OpenAI) or `x-api-key:
-//! KEY` with an `anthropic-version` (Anthropic): a 401 in the API's error
-//! shape otherwise. A body that is not a JSON object is a 400. Messages
+//! need no key; with keys configured (`--key`, repeatable; [`Options::keys`],
+//! [`Control::accept_key`]), the other routes need `Authorization: Bearer
+//! KEY` (OpenAI, Responses) or `x-api-key: KEY` with an `anthropic-version`
+//! (Anthropic), KEY one of them: a 401 in the API's error shape otherwise. A body that is not a JSON object is a 400. Messages
 //! and count_tokens requests are checked as Anthropic checks them (`model`,
 //! `max_tokens`, roles, content, every `tool_result` answering a `tool_use`
 //! of the turn before and every `tool_use` answered in the turn after,
@@ -71,7 +71,8 @@
 //!   "head_delay_ms": 400,            // wait before the answer's head
 //!   "first_piece_delay_ms": 3000,    // wait before the first piece
 //!   "chunk_delay_ms": 100,           // wait before each piece but the first
-//!   "openai": {…}, "anthropic": {…}, "responses": {…}   // fields for requests of one API only
+//!   "openai": {…}, "anthropic": {…}, "responses": {…},  // fields for requests of one API only
+//!   "keys": {"sk-second": {"status": 429, "headers": {"retry-after": "60"}}}  // … carrying one key only
 //! }
 //! ```
 //!
@@ -101,9 +102,10 @@
 //!   `{"type": "error", "error": {"type": …, "message": "bad request for
 //!   key KEY"}}` (Anthropic), the type following the status (Anthropic:
 //!   `authentication_error` for 401, `rate_limit_error` for 429,
-//!   `overloaded_error` for 529, `api_error` for other 5xx…). The message
-//!   quotes the configured key (`(none)` without one), so that a test can
-//!   check a gateway hides it.
+//!   `overloaded_error` for 529, `api_error` for other 5xx; OpenAI:
+//!   `requests` for 429, `server_error` for 5xx, else
+//!   `invalid_request_error`). KEY is the key the request carried (`(none)`
+//!   without one), so that a test can check a gateway hides it.
 //! * **Faults.** `close` closes the connection, `reset` resets it (a zero
 //!   linger), after the request was read and before any byte of the
 //!   answer. `break_after: N` breaks a stream once N pieces are out (before
@@ -123,9 +125,10 @@
 //! default set by `PUT /__mock/default`; the next script of the queue
 //! (`POST /__mock/script`); a script in the prompt, `[mock-script:{…}]`
 //! (the JSON object right after the colon, then `]`); a script in the
-//! request header `x-mock-script`. Each layer sets the fields it has (its
-//! section for the request's API over its own fields); `usage` counts
-//! merge count by count. A script that does not parse is answered 400
+//! request header `x-mock-script`. Each layer sets the fields it has: its
+//! own, then its section for the request's API, then its section for the
+//! request's key (a key section holds fields only, no sections); `usage`
+//! counts merge count by count. A script that does not parse is answered 400
 //! (`"type": "mock_error"`).
 //!
 //! # The request log
@@ -160,13 +163,21 @@ pub use server::Options;
 use server::Shared;
 
 /// A mock running in this process, on 127.0.0.1. Dropping it stops the
-/// server (connections already open finish what they were doing).
+/// server (connections already open finish what they were doing). It
+/// dereferences to its [`Control`].
 pub struct Mock {
     /// `http://127.0.0.1:PORT/v1`: a provider's `base_url`.
     pub url: String,
     pub addr: SocketAddr,
-    shared: Arc<Shared>,
+    control: Control,
     task: JoinHandle<()>,
+}
+
+/// Reads a mock's log and scripts its answers; clones share the mock (to
+/// script it from another task).
+#[derive(Clone)]
+pub struct Control {
+    shared: Arc<Shared>,
 }
 
 /// Starts a mock on a free port of 127.0.0.1, on the current Tokio runtime.
@@ -181,7 +192,7 @@ pub async fn start(options: Options) -> std::io::Result<Mock> {
     Ok(Mock {
         url: format!("http://{addr}/v1"),
         addr,
-        shared,
+        control: Control { shared },
         task,
     })
 }
@@ -199,6 +210,27 @@ pub async fn serve(listener: TcpListener, options: Options) -> std::io::Result<(
 }
 
 impl Mock {
+    /// A handle on the mock, for another task.
+    pub fn control(&self) -> Control {
+        self.control.clone()
+    }
+}
+
+impl std::ops::Deref for Mock {
+    type Target = Control;
+
+    fn deref(&self) -> &Control {
+        &self.control
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Control {
     /// The requests received so far (with [`Options::record`]; else none).
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared
@@ -226,14 +258,13 @@ impl Mock {
         self.shared.set_default(Some(script));
     }
 
-    /// Removes the script [`Mock::set_default`] set.
+    /// Removes the script [`Control::set_default`] set.
     pub fn clear_default(&self) {
         self.shared.set_default(None);
     }
-}
 
-impl Drop for Mock {
-    fn drop(&mut self) {
-        self.task.abort();
+    /// Accepts requests carrying `key` too (and checks keys from now on).
+    pub fn accept_key(&self, key: &str) {
+        self.shared.accept_key(key);
     }
 }

@@ -17,7 +17,7 @@ USAGE: mock-upstream [--listen ADDR] [--key KEY] [--record] [--script JSON]
   --listen ADDR        address to listen on (default 127.0.0.1:9100; port 0: a free one);
                        the port is printed as the first line of stdout
   --key KEY            requests must carry this key (Authorization: Bearer, or x-api-key
-                       with anthropic-version); default: no check
+                       with anthropic-version); repeat it to accept several; default: no check
   --record             keep a log of the requests (GET /__mock/requests); default: off
   --script JSON        a script for every request, over the built-in answers
   --chunks N           the benchmark's fixed answer: N pieces \"tok\", \" tok\"…, no tool
@@ -66,11 +66,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                     .parse()
                     .map_err(|e| format!("--listen {value}: {e}"))?
             }
-            "--key" => options.key = Some(value),
+            "--key" => options.keys.push(value),
             "--script" => {
-                let script =
+                if options.script != Script::new() {
+                    return Err("--script is given once".into());
+                }
+                options.script =
                     Script::from_json_text(&value).map_err(|e| format!("--script: {e}"))?;
-                options.script.stack(&script);
             }
             "--chunks" => {
                 let chunks: usize = value
@@ -95,7 +97,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             other => return Err(format!("unknown option {other}")),
         }
     }
-    options.script.stack(&top);
+    // The benchmark's options hold whatever the script says.
+    options.script.overlay(&top);
     Ok(Some(Args { listen, options }))
 }
 
@@ -130,7 +133,7 @@ async fn main() -> ExitCode {
     println!("{}", addr.port());
     eprintln!(
         "mock-upstream listening on http://{addr} (key {}, recording {})",
-        if args.options.key.is_some() {
+        if !args.options.keys.is_empty() {
             "checked"
         } else {
             "not checked"
@@ -159,7 +162,7 @@ mod tests {
         let a = args(&[]).unwrap().unwrap();
         assert_eq!(a.listen.to_string(), "127.0.0.1:9100");
         assert_eq!(a.options.script, Script::new());
-        assert!(!a.options.record && a.options.key.is_none());
+        assert!(!a.options.record && a.options.keys.is_empty());
         let a = args(&[
             "--listen",
             "127.0.0.1:1",
@@ -193,7 +196,7 @@ mod tests {
             );
         }
         assert!(a.options.record);
-        assert_eq!(a.options.key.as_deref(), Some("k"));
+        assert_eq!(a.options.keys, ["k"]);
         let a = args(&[
             "--script",
             r#"{"status": 500, "anthropic": {"status": 529}}"#,

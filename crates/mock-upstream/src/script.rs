@@ -125,6 +125,9 @@ pub struct Script {
     pub openai: Option<Box<Script>>,
     pub anthropic: Option<Box<Script>>,
     pub responses: Option<Box<Script>>,
+    /// Layers that apply only to requests carrying one key (OpenAI's
+    /// bearer token, Anthropic's `x-api-key`), over the API's.
+    pub keys: Vec<(String, Script)>,
 }
 
 impl Script {
@@ -227,8 +230,16 @@ impl Script {
         self
     }
 
-    /// Lays `over` (and its section for `api`) over this script.
-    pub fn merge(&mut self, over: &Script, api: Api) {
+    /// `script` applies to requests carrying `key` only, over this layer
+    /// and its API sections.
+    pub fn for_key(mut self, key: &str, script: Script) -> Script {
+        self.keys.retain(|(k, _)| k != key);
+        self.keys.push((key.to_string(), script));
+        self
+    }
+
+    /// Lays `over` (and its sections for `api` and `key`) over this script.
+    pub fn merge(&mut self, over: &Script, api: Api, key: Option<&str>) {
         self.merge_fields(over);
         let section = match api {
             Api::OpenAi => &over.openai,
@@ -238,24 +249,23 @@ impl Script {
         if let Some(section) = section {
             self.merge_fields(section);
         }
+        if let Some((_, section)) = key.and_then(|k| over.keys.iter().find(|(name, _)| name == k)) {
+            self.merge_fields(section);
+        }
     }
 
-    /// Lays `over` over this script, keeping the sections apart: the result
-    /// answers every API as this script, then `over`, would.
-    pub fn stack(&mut self, over: &Script) {
+    /// Sets `over`'s own fields (not its sections) in this script and in
+    /// every one of its sections, so that they hold for every request.
+    pub fn overlay(&mut self, over: &Script) {
         self.merge_fields(over);
-        for (mine, theirs) in [
-            (&mut self.openai, &over.openai),
-            (&mut self.anthropic, &over.anthropic),
-            (&mut self.responses, &over.responses),
-        ] {
-            // `over`'s own fields beat this script's sections too.
-            if let Some(mine) = mine {
-                mine.merge_fields(over);
-            }
-            if let Some(theirs) = theirs {
-                mine.get_or_insert_with(Box::default).merge_fields(theirs);
-            }
+        for section in [&mut self.openai, &mut self.anthropic, &mut self.responses]
+            .into_iter()
+            .flatten()
+        {
+            section.merge_fields(over);
+        }
+        for (_, section) in &mut self.keys {
+            section.merge_fields(over);
         }
     }
 
@@ -335,6 +345,13 @@ fn parse(value: &Value, top: bool) -> Result<Script, String> {
             "head_delay_ms" => s.head_delay_ms = Some(millis(key, v)?),
             "first_piece_delay_ms" => s.first_piece_delay_ms = Some(millis(key, v)?),
             "chunk_delay_ms" => s.chunk_delay_ms = Some(millis(key, v)?),
+            "keys" if top => {
+                let map = v.as_object().ok_or("keys: an object of scripts by key")?;
+                for (k, section) in map {
+                    let section = parse(section, false).map_err(|e| format!("keys.{k}: {e}"))?;
+                    s.keys.push((k.clone(), section));
+                }
+            }
             "openai" | "anthropic" | "responses" if top => {
                 let section = Some(Box::new(
                     parse(v, false).map_err(|e| format!("{key}: {e}"))?,
@@ -434,7 +451,7 @@ mod tests {
             "status": 429, "headers": {"Retry-After": "1"}, "text": ["a", "b"],
             "tool_call": {"name": "f", "arguments": "{}"}, "usage": {"input": 3, "output": 4},
             "fault": "reset", "break_after": 2, "head_delay_ms": 5, "chunk_delay_ms": 6,
-            "anthropic": {"text": ["c"]}
+            "anthropic": {"text": ["c"]}, "keys": {"sk-a": {"status": 401}}
         }))
         .unwrap();
         assert_eq!(s.status, Some(429));
@@ -447,6 +464,8 @@ mod tests {
         assert_eq!(s.fault, Some(Some(Fault::Reset)));
         assert_eq!(s.break_after, Some(Some(2)));
         assert_eq!(s.anthropic.as_ref().unwrap().text, Some(vec!["c".into()]));
+        assert_eq!(s.keys[0].0, "sk-a");
+        assert_eq!(s.keys[0].1.status, Some(401));
         let none = Script::from_json(
             &json!({"tool_call": null, "usage": null, "fault": null, "break_after": null, "body": null}),
         )
@@ -462,6 +481,7 @@ mod tests {
             json!({"fault": "explode"}),
             json!({"usage": {"inputs": 1}}),
             json!({"openai": {"openai": {}}}),
+            json!({"keys": {"k": {"keys": {}}}}),
             json!({"headers": {"bad header": "x"}}),
             json!({"head_delay_ms": -1}),
         ] {
@@ -485,6 +505,7 @@ mod tests {
                 ..Usage::default()
             }),
             Api::OpenAi,
+            None,
         );
         assert_eq!(s.status, Some(500));
         assert_eq!(
@@ -497,12 +518,22 @@ mod tests {
             }))
         );
         let mut base = Script::new();
-        base.merge(&s, Api::Anthropic);
+        base.merge(&s, Api::Anthropic, None);
         assert_eq!(base.text, Some(vec!["y".into()]));
         let mut base = Script::new();
-        base.merge(&s, Api::OpenAi);
+        base.merge(&s, Api::OpenAi, None);
         assert_eq!(base.text, Some(vec!["x".into()]));
-        base.merge(&Script::new().no_usage(), Api::OpenAi);
+        base.merge(&Script::new().no_usage(), Api::OpenAi, None);
         assert_eq!(base.usage, Some(UsageSpec::Omit));
+        // A key's section over its API's.
+        let keyed = Script::new()
+            .for_api(Api::OpenAi, Script::new().status(201))
+            .for_key("k", Script::new().status(429));
+        let mut base = Script::new();
+        base.merge(&keyed, Api::OpenAi, Some("k"));
+        assert_eq!(base.status, Some(429));
+        let mut base = Script::new();
+        base.merge(&keyed, Api::OpenAi, Some("other"));
+        assert_eq!(base.status, Some(201));
     }
 }

@@ -30,9 +30,9 @@ use crate::script::{Api, Fault, Script};
 /// How a mock server behaves.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// The key requests must carry (`Authorization: Bearer`, or Anthropic's
+    /// The keys a request may carry (`Authorization: Bearer`, or Anthropic's
     /// `x-api-key` with an `anthropic-version`); none: no check.
-    pub key: Option<String>,
+    pub keys: Vec<String>,
     /// Keep a log of the requests (`GET /__mock/requests`, [`Mock::requests`]).
     pub record: bool,
     /// The bottom layer of every request's script, over the built-in answers.
@@ -41,9 +41,13 @@ pub struct Options {
 
 /// What the handlers share.
 pub(crate) struct Shared {
-    key: Option<String>,
+    keys: Mutex<Vec<String>>,
+    check_keys: AtomicBool,
     recorder: Option<Arc<Recorder>>,
-    /// `Options::script` with its section for each API merged in.
+    /// `Options::script`.
+    script: Script,
+    /// `Options::script` with its section for each API merged in (for the
+    /// requests no other layer applies to).
     base: [Script; 3],
     /// Set by `PUT /__mock/default` (or [`Mock::set_default`]).
     default: Mutex<Option<Script>>,
@@ -68,11 +72,13 @@ impl Shared {
     pub(crate) fn new(options: Options) -> Shared {
         let base = [Api::OpenAi, Api::Anthropic, Api::Responses].map(|api| {
             let mut s = Script::new();
-            s.merge(&options.script, api);
+            s.merge(&options.script, api, None);
             s
         });
         Shared {
-            key: options.key,
+            check_keys: AtomicBool::new(!options.keys.is_empty()),
+            keys: Mutex::new(options.keys),
+            script: options.script,
             recorder: options.record.then(|| Arc::new(Recorder::default())),
             base,
             default: Mutex::new(None),
@@ -84,6 +90,19 @@ impl Shared {
 
     pub(crate) fn recorder(&self) -> Option<&Arc<Recorder>> {
         self.recorder.as_ref()
+    }
+
+    /// Accepts `key` too (and turns key checks on).
+    pub(crate) fn accept_key(&self, key: &str) {
+        let mut keys = lock(&self.keys);
+        if !keys.iter().any(|k| k == key) {
+            keys.push(key.to_string());
+        }
+        self.check_keys.store(true, Ordering::SeqCst);
+    }
+
+    fn accepts(&self, key: &str) -> bool {
+        lock(&self.keys).iter().any(|k| k == key)
     }
 
     pub(crate) fn set_default(&self, script: Option<Script>) {
@@ -485,12 +504,22 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
-/// The refusal of a request without the key, in its API's shape.
-fn unauthorized(api: Api, key: &str, headers: &HeaderMap) -> Option<Response> {
+/// The key a request carries: Anthropic's `x-api-key`, else a bearer token.
+fn request_key(api: Api, headers: &HeaderMap) -> Option<&str> {
+    match api {
+        Api::Anthropic => headers.get("x-api-key").and_then(|v| v.to_str().ok()),
+        Api::OpenAi | Api::Responses => {
+            header_str(headers, "authorization").strip_prefix("Bearer ")
+        }
+    }
+}
+
+/// The refusal of a request without an accepted key, in its API's shape.
+fn unauthorized(api: Api, accepted: bool, headers: &HeaderMap) -> Option<Response> {
     match api {
         Api::Anthropic => {
             let version = header_str(headers, "anthropic-version");
-            if header_str(headers, "x-api-key") == key && !version.is_empty() {
+            if accepted && !version.is_empty() {
                 return None;
             }
             let message = if version.is_empty() {
@@ -504,8 +533,7 @@ fn unauthorized(api: Api, key: &str, headers: &HeaderMap) -> Option<Response> {
             ))
         }
         Api::OpenAi | Api::Responses => {
-            let auth = header_str(headers, "authorization");
-            if auth.strip_prefix("Bearer ") == Some(key) {
+            if accepted {
                 return None;
             }
             Some(value_response(
@@ -583,8 +611,10 @@ async fn handle(
         tracker.finish(RecState::Rejected);
         response
     };
-    if let Some(key) = &shared.key {
-        if let Some(refusal) = unauthorized(api, key, &headers) {
+    let key = request_key(api, &headers);
+    if shared.check_keys.load(Ordering::SeqCst) {
+        let accepted = key.is_some_and(|k| shared.accepts(k));
+        if let Some(refusal) = unauthorized(api, accepted, &headers) {
             return reject(tracker, refusal);
         }
     }
@@ -630,28 +660,20 @@ async fn handle(
             }
         }
     }
-    let base = &shared.base[api_index(api)];
+    let keyed = |s: &Script| key.is_some_and(|k| s.keys.iter().any(|(name, _)| name == k));
     let merged;
-    let script = if layers.is_empty() {
-        base
+    let script = if layers.is_empty() && !keyed(&shared.script) {
+        &shared.base[api_index(api)]
     } else {
-        let mut s = base.clone();
+        let mut s = Script::new();
+        s.merge(&shared.script, api, key);
         for layer in &layers {
-            s.merge(layer, api);
+            s.merge(layer, api, key);
         }
         merged = s;
         &merged
     };
-    answer(
-        api,
-        route,
-        &body,
-        script,
-        shared.key.as_deref(),
-        &conn,
-        tracker,
-    )
-    .await
+    answer(api, route, &body, script, key, &conn, tracker).await
 }
 
 /// The answer to a request that passed every check, as `script` says.

@@ -11,7 +11,7 @@ const KEY: &str = "sk-test-key";
 
 async fn mock() -> Mock {
     mock_upstream::start(Options {
-        key: Some(KEY.into()),
+        keys: vec![KEY.into()],
         record: true,
         script: Script::new(),
     })
@@ -199,7 +199,7 @@ async fn keys_routes_bodies_and_anthropic_checks_are_refused_without_a_script() 
 #[tokio::test]
 async fn scripts_stack_in_their_layers() {
     let mock = mock_upstream::start(Options {
-        key: None,
+        keys: Vec::new(),
         record: true,
         script: Script::new()
             .text(["a"])
@@ -272,6 +272,41 @@ async fn scripts_stack_in_their_layers() {
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["type"], "mock_error");
+}
+
+#[tokio::test]
+async fn several_keys_and_a_script_per_key() {
+    let mock = mock().await;
+    let with_key = |key: &'static str| {
+        client()
+            .post(format!("{}/chat/completions", mock.url))
+            .bearer_auth(key)
+            .json(&chat(false))
+            .send()
+    };
+    assert_eq!(with_key("sk-second").await.unwrap().status(), 401);
+    mock.accept_key("sk-second");
+    assert_eq!(with_key("sk-second").await.unwrap().status(), 200);
+    mock.control().set_default(Script::new().for_key(
+        "sk-second",
+        Script::new().status(429).header("retry-after", "60"),
+    ));
+    let resp = with_key("sk-second").await.unwrap();
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "60");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "Incorrect API key provided: sk-second"
+    );
+    assert_eq!(with_key(KEY).await.unwrap().status(), 200);
+    let keys: Vec<Option<String>> = mock
+        .requests()
+        .iter()
+        .map(|r| r.header("authorization").map(str::to_string))
+        .collect();
+    assert_eq!(keys.len(), 4);
+    assert_eq!(keys[3].as_deref(), Some("Bearer sk-test-key"));
 }
 
 #[tokio::test]
