@@ -12,7 +12,6 @@ Everything listens on 127.0.0.1 and every wait is bounded.
 
 import json
 import os
-import select
 import socket
 import subprocess
 import sys
@@ -30,6 +29,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import mock_answers as mock  # noqa: E402  (the mock's built-in answers)
+import mockbin  # noqa: E402
 
 DEFAULT_BIN = "/root/.cache/tollgate-target/debug/tollgate"
 ADMIN_TOKEN = "e2e-admin-token-0123456789"
@@ -185,37 +185,12 @@ cache_write_price = 3.75
     return config
 
 
-def mock_binary():
-    """The mock-upstream binary: env MOCK_UPSTREAM_BIN, else the one next to
-    the tollgate binary (cargo builds both into the same directory)."""
-    if os.environ.get("MOCK_UPSTREAM_BIN"):
-        return os.environ["MOCK_UPSTREAM_BIN"]
-    return str(Path(os.environ.get("TOLLGATE_BIN", DEFAULT_BIN)).parent / "mock-upstream")
-
-
 def start_mock(tmp, *args):
     """Starts the mock upstream (requests need UPSTREAM_KEY, and are
     recorded), with `args` added to its command line; checks its answers
     are what mock_answers.py says; returns (process, port)."""
-    binary = mock_binary()
-    if not os.access(binary, os.X_OK):
-        raise RuntimeError(f"no mock-upstream binary at {binary} (cargo build -p mock-upstream, or set MOCK_UPSTREAM_BIN)")
     tmp.mkdir(parents=True, exist_ok=True)
-    log = open(tmp / "mock.stderr.log", "wb")
-    proc = subprocess.Popen(
-        [binary, "--listen", "127.0.0.1:0", "--key", UPSTREAM_KEY, "--record", *args],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-        env=hermetic_env(),
-    )
-    log.close()
-    ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT)
-    line = proc.stdout.readline().decode().strip() if ready else ""
-    if not line.isdigit():
-        stop(proc)
-        raise RuntimeError(f"mock upstream did not report its port: {line!r}\n{tail(tmp / 'mock.stderr.log')}")
-    port = int(line)
+    proc, port = mockbin.start(tmp / "mock.stderr.log", ["--key", UPSTREAM_KEY, "--record", *args], hermetic_env())
     try:
         check_mock_answers(f"http://127.0.0.1:{port}")
     except BaseException:

@@ -141,12 +141,24 @@
 //! produced, then `done`, `aborted` (the client went away first), `broken`
 //! (`break_after`), `rejected` (a 4xx before any script: key, route, body,
 //! checks) or `failed` (a scripted error status or fault).
+//!
+//! # Scenarios
+//!
+//! The binary's `--scenario NAME` replaces the scripted answers by a named
+//! scenario that scripts whole turns of a real CLI from what each request
+//! holds, and records every request to `--record-file` (JSON lines) and
+//! `GET /__requests`: `codex-chat` and `codex-responses` ([`scenario::codex`],
+//! for the Codex CLI through Tollgate and alone), `claude-code`
+//! ([`scenario::claude_code`], for the Claude Code CLI) and
+//! `claude-code-front` ([`scenario::front`], a recording proxy before
+//! Tollgate, `--target URL`).
 
 pub mod answers;
 mod control;
 mod plan;
 mod record;
 pub mod render;
+pub mod scenario;
 mod script;
 mod server;
 
@@ -157,6 +169,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use record::{Recorded, State};
+pub use scenario::Scenario;
 pub use script::{Api, Fault, Script, ToolCall, Usage};
 pub use server::Options;
 

@@ -6,13 +6,15 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use mock_upstream::{Options, Script, Usage};
+use mock_upstream::{Options, Scenario, Script, Usage};
 
 const HELP: &str = "\
 mock-upstream: a scriptable OpenAI and Anthropic upstream for tests and benchmarks.
 
 USAGE: mock-upstream [--listen ADDR] [--key KEY] [--record] [--script JSON]
                      [--chunks N] [--delay-ms MS] [--chunk-delay-ms MS]
+       mock-upstream --scenario NAME [--listen ADDR] [--key KEY] [--record-file PATH]
+                     [--target URL] [--max-responses N]
 
   --listen ADDR        address to listen on (default 127.0.0.1:9100; port 0: a free one);
                        the port is printed as the first line of stdout
@@ -24,6 +26,15 @@ USAGE: mock-upstream [--listen ADDR] [--key KEY] [--record] [--script JSON]
                        call, usage always 10 input (none cached) + 5 output tokens
   --delay-ms MS        wait this long before every answer's head
   --chunk-delay-ms MS  wait this long before each streamed piece but the first
+
+  --scenario NAME      script whole turns of a real CLI instead (records at GET /__requests):
+                       codex-chat (chat completions for Codex through a gateway),
+                       codex-responses (the Responses API for Codex alone), claude-code
+                       (Messages and chat completions for Claude Code), claude-code-front
+                       (a recording proxy to --target)
+  --record-file PATH   append the scenario's records to this JSON-lines file
+  --target URL         claude-code-front: where to proxy (http:// on the loopback)
+  --max-responses N    codex-responses: answer 400 after N requests
 
 Routes: POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/messages,
 /v1/messages/count_tokens, /v1/responses; control under /__mock/ (requests, script,
@@ -40,6 +51,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
     let mut listen = SocketAddr::from(([127, 0, 0, 1], 9100));
     let mut options = Options::default();
     let mut top = Script::new();
+    let mut target: Option<String> = None;
+    let mut max_responses: Option<usize> = None;
     let millis = |name: &str, value: &str| -> Result<u64, String> {
         value.parse().map_err(|e| format!("{name} {value}: {e}"))
     };
@@ -67,6 +80,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                     .map_err(|e| format!("--listen {value}: {e}"))?
             }
             "--key" => options.keys.push(value),
+            "--scenario" => options.scenario = Some(value.parse()?),
+            "--record-file" => options.record_file = Some(value.into()),
+            "--target" => target = Some(value),
+            "--max-responses" => {
+                max_responses = Some(
+                    value
+                        .parse()
+                        .map_err(|e| format!("--max-responses {value}: {e}"))?,
+                )
+            }
             "--script" => {
                 if options.script != Script::new() {
                     return Err("--script is given once".into());
@@ -99,6 +122,27 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
     }
     // The benchmark's options hold whatever the script says.
     options.script.overlay(&top);
+    match &mut options.scenario {
+        Some(Scenario::Front { target: slot }) => match target.take() {
+            Some(t) if mock_upstream::scenario::front::loopback(&t) => *slot = t,
+            Some(t) => {
+                return Err(format!(
+                    "--target {t}: an http:// URL on the loopback interface"
+                ))
+            }
+            None => return Err("--scenario claude-code-front needs --target".into()),
+        },
+        Some(Scenario::CodexResponses {
+            max_responses: slot,
+        }) => *slot = max_responses.take(),
+        _ => {}
+    }
+    if target.is_some() {
+        return Err("--target goes with --scenario claude-code-front".into());
+    }
+    if max_responses.is_some() {
+        return Err("--max-responses goes with --scenario codex-responses".into());
+    }
     Ok(Some(Args { listen, options }))
 }
 
@@ -216,5 +260,38 @@ mod tests {
         assert!(args(&["--chunks", "0"]).is_err());
         assert!(args(&["--bogus", "1"]).is_err());
         assert!(args(&["--script", "{\"nope\": 1}"]).is_err());
+        let a = args(&[
+            "--scenario",
+            "claude-code-front",
+            "--target",
+            "http://127.0.0.1:9",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            a.options.scenario,
+            Some(Scenario::Front {
+                target: "http://127.0.0.1:9".into()
+            })
+        );
+        let a = args(&["--scenario=codex-responses", "--max-responses", "3"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            a.options.scenario,
+            Some(Scenario::CodexResponses {
+                max_responses: Some(3)
+            })
+        );
+        assert!(args(&["--scenario", "claude-code-front"]).is_err());
+        assert!(args(&[
+            "--scenario",
+            "claude-code-front",
+            "--target",
+            "http://10.1.1.1"
+        ])
+        .is_err());
+        assert!(args(&["--target", "http://127.0.0.1:9"]).is_err());
+        assert!(args(&["--scenario", "nope"]).is_err());
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::plan::{self, Plan};
 use crate::record::{Recorded, Recorder, State as RecState, Tracker};
 use crate::render::{self, Event};
+use crate::scenario::{Journal, Scenario};
 use crate::script::{Api, Fault, Script};
 
 /// How a mock server behaves.
@@ -33,10 +35,15 @@ pub struct Options {
     /// The keys a request may carry (`Authorization: Bearer`, or Anthropic's
     /// `x-api-key` with an `anthropic-version`); none: no check.
     pub keys: Vec<String>,
-    /// Keep a log of the requests (`GET /__mock/requests`, [`Mock::requests`]).
+    /// Keep a log of the requests (`GET /__mock/requests`, [`crate::Control::requests`]).
     pub record: bool,
     /// The bottom layer of every request's script, over the built-in answers.
     pub script: Script,
+    /// A named scenario instead of the scripted answers (the binary's
+    /// `--scenario`; see its module).
+    pub scenario: Option<Scenario>,
+    /// Where a scenario appends its records (JSON lines).
+    pub record_file: Option<PathBuf>,
 }
 
 /// What the handlers share.
@@ -54,6 +61,7 @@ pub(crate) struct Shared {
     has_default: AtomicBool,
     queue: Mutex<VecDeque<Script>>,
     queued: AtomicUsize,
+    scenario: Option<(Scenario, Arc<Journal>)>,
 }
 
 fn api_index(api: Api) -> usize {
@@ -85,6 +93,15 @@ impl Shared {
             has_default: AtomicBool::new(false),
             queue: Mutex::new(VecDeque::new()),
             queued: AtomicUsize::new(0),
+            scenario: options.scenario.map(|scenario| {
+                let side = match scenario {
+                    Scenario::ClaudeCode => Some("upstream"),
+                    Scenario::Front { .. } => Some("client"),
+                    _ => None,
+                };
+                let journal = Arc::new(Journal::new(options.record_file, side));
+                (scenario, journal)
+            }),
         }
     }
 
@@ -565,6 +582,10 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some((scenario, journal)) = &shared.scenario {
+        let keys = lock(&shared.keys).clone();
+        return crate::scenario::handle(scenario, journal, &keys, method, uri, headers, body).await;
+    }
     let path = uri.path();
     if let Some(control) = path.strip_prefix("/__mock/") {
         return crate::control::handle(&shared, &method, control, uri.query(), &body);

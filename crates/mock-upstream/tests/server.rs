@@ -13,7 +13,7 @@ async fn mock() -> Mock {
     mock_upstream::start(Options {
         keys: vec![KEY.into()],
         record: true,
-        script: Script::new(),
+        ..Options::default()
     })
     .await
     .unwrap()
@@ -199,11 +199,11 @@ async fn keys_routes_bodies_and_anthropic_checks_are_refused_without_a_script() 
 #[tokio::test]
 async fn scripts_stack_in_their_layers() {
     let mock = mock_upstream::start(Options {
-        keys: Vec::new(),
         record: true,
         script: Script::new()
             .text(["a"])
             .for_api(Api::Anthropic, Script::new().text(["c"])),
+        ..Options::default()
     })
     .await
     .unwrap();

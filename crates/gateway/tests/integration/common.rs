@@ -81,6 +81,7 @@ pub async fn start_mock() -> Mock {
         keys: vec![UPSTREAM_KEY.into()],
         record: true,
         script: answers(),
+        ..Options::default()
     })
     .await
     .expect("the mock upstream starts")
