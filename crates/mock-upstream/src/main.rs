@@ -222,7 +222,7 @@ mod tests {
         .unwrap();
         assert_eq!(a.listen.port(), 1);
         let s = &a.options.script;
-        assert_eq!(s.text.as_ref().unwrap(), &["tok", " tok", " tok"]);
+        assert_eq!(s.text.as_deref().unwrap(), ["tok", " tok", " tok"]);
         assert_eq!(s.tool_call, Some(None));
         assert_eq!((s.head_delay_ms, s.chunk_delay_ms), (Some(7), Some(5)));
         // The benchmark's usage, whatever the API: 10 in (none cached), 5 out.

@@ -3,6 +3,8 @@
 //! tool results, `[slow]`, `[break]`), Anthropic's request checks and
 //! count_tokens' word count.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::render::{Answer, Counts, Reported};
@@ -86,7 +88,7 @@ pub fn plan(api: Api, body: &Value, script: &Script) -> Plan {
                 if is_slow(body) {
                     first_piece_delay_ms = SLOW_DELAY_MS;
                     chunk_delay_ms = SLOW_DELAY_MS;
-                    (slow_text(), None)
+                    (slow_text().into(), None)
                 } else {
                     (text, call)
                 }
@@ -95,7 +97,7 @@ pub fn plan(api: Api, body: &Value, script: &Script) -> Plan {
             }
         }
         (text, call) => (
-            text.clone().unwrap_or_default(),
+            text.clone().unwrap_or_else(|| Arc::from(Vec::new())),
             call.clone().unwrap_or_default(),
         ),
     };
@@ -156,26 +158,26 @@ fn default_counts(api: Api, pieces: u64) -> Counts {
     }
 }
 
-fn strings(pieces: &[&str]) -> Vec<String> {
+fn strings(pieces: &[&str]) -> Arc<[String]> {
     pieces.iter().map(|p| p.to_string()).collect()
 }
 
 /// The built-in conversational answer: (text, tool call).
-fn auto_answer(api: Api, body: &Value) -> (Vec<String>, Option<ToolCall>) {
+fn auto_answer(api: Api, body: &Value) -> (Arc<[String]>, Option<ToolCall>) {
     match api {
         Api::OpenAi => {
             if truthy(body.get("tools")) {
                 let call = ToolCall::new(OPENAI_TOOL_CALL_ID, TOOL_NAME, &OPENAI_ARGUMENTS);
-                (Vec::new(), Some(call))
+                (Arc::from(Vec::new()), Some(call))
             } else {
                 (strings(&OPENAI_TEXT), None)
             }
         }
         Api::Anthropic => match last_tool_result(body) {
-            Some(result) => (tool_result_text(&result), None),
+            Some(result) => (tool_result_text(&result).into(), None),
             None if truthy(body.get("tools")) => {
                 let call = ToolCall::new(CLAUDE_TOOL_USE_ID, TOOL_NAME, &CLAUDE_ARGUMENTS);
-                (Vec::new(), Some(call))
+                (Arc::from(Vec::new()), Some(call))
             }
             None => (strings(&CLAUDE_TEXT), None),
         },
@@ -444,7 +446,7 @@ mod tests {
     fn built_in_answers_follow_the_conversation() {
         let chat = |b: Value| plan(Api::OpenAi, &b, &Script::new());
         let p = chat(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}));
-        assert_eq!(p.answer.text, OPENAI_TEXT);
+        assert_eq!(p.answer.text[..], OPENAI_TEXT);
         assert_eq!(
             p.answer.usage,
             Reported::Counts(Counts {
@@ -477,7 +479,7 @@ mod tests {
             &Script::new().text(["x"]),
         );
         assert_eq!(
-            (p.answer.text, p.answer.tool_call, p.break_after),
+            (p.answer.text.to_vec(), p.answer.tool_call, p.break_after),
             (vec!["x".to_string()], None, None)
         );
 
@@ -491,7 +493,7 @@ mod tests {
             {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "t", "input": {}}]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "sunny"}]}]}
         ]}));
-        assert_eq!(p.answer.text, tool_result_text("sunny"));
+        assert_eq!(p.answer.text.to_vec(), tool_result_text("sunny"));
         assert_eq!(
             p.answer.usage,
             Reported::Counts(Counts {

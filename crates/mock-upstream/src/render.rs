@@ -7,6 +7,8 @@
 
 use std::fmt::Write;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::script::ToolCall;
@@ -46,7 +48,7 @@ pub struct Counts {
 pub struct Answer {
     /// The request's model, echoed.
     pub model: String,
-    pub text: Vec<String>,
+    pub text: Arc<[String]>,
     pub tool_call: Option<ToolCall>,
     pub usage: Reported,
 }
@@ -97,8 +99,13 @@ pub fn texts(events: &[Event]) -> Vec<String> {
 
 /// Appends `s` as a JSON string.
 pub fn push_str(out: &mut String, s: &str) {
+    push_joined(out, std::slice::from_ref(&s));
+}
+
+/// Appends the concatenation of `pieces` as one JSON string.
+fn push_joined<S: AsRef<str>>(out: &mut String, pieces: &[S]) {
     out.push('"');
-    for c in s.chars() {
+    for c in pieces.iter().flat_map(|p| p.as_ref().chars()) {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -176,7 +183,7 @@ pub fn chat_whole(a: &Answer) -> String {
     if a.text.is_empty() && a.tool_call.is_some() {
         message.push_str("null");
     } else {
-        push_str(&mut message, &a.text_concat());
+        push_joined(&mut message, &a.text);
     }
     if let Some(call) = &a.tool_call {
         let _ = write!(
@@ -239,7 +246,7 @@ pub fn chat_stream(a: &Answer, include_usage: bool) -> Vec<Event> {
             "null",
         ))),
     }
-    for piece in &a.text {
+    for piece in a.text.iter() {
         events.push(Event::piece(chunk(
             &format!(r#"{{"content":{}}}"#, quoted(piece)),
             "null",
@@ -439,7 +446,7 @@ pub fn message_stream(a: &Answer) -> Vec<Event> {
     };
     if has_text_block(a) {
         let i = start_block(&mut events, r#"{"type":"text","text":""}"#.into());
-        for piece in &a.text {
+        for piece in a.text.iter() {
             events.push(Event::piece(ev(
                 "content_block_delta",
                 format!(
@@ -568,7 +575,7 @@ pub fn response_stream(a: &Answer) -> Vec<Event> {
             ),
             false,
         ));
-        for piece in &a.text {
+        for piece in a.text.iter() {
             bodies.push((
                 format!(
                     r#"{{"type":"response.output_text.delta","item_id":"{RESPONSE_ITEM_ID}","output_index":{index},"content_index":0,"delta":{}"#,
@@ -646,7 +653,11 @@ mod tests {
     fn answer(text: &[&str], call: Option<ToolCall>) -> Answer {
         Answer {
             model: "m\"1".into(),
-            text: text.iter().map(|t| t.to_string()).collect(),
+            text: text
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .into(),
             tool_call: call,
             usage: Reported::Counts(Counts {
                 input: 10,

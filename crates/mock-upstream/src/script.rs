@@ -1,6 +1,8 @@
 //! Scripts: what the mock answers one request (or every request), as layers
 //! of optional fields. The format is described in the crate's documentation.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 /// The API family a request belongs to, by its path.
@@ -110,7 +112,8 @@ pub struct Script {
     /// error body of `status`).
     pub body: Option<Option<Value>>,
     pub headers: Option<Vec<(String, String)>>,
-    pub text: Option<Vec<String>>,
+    /// Shared, so that a request's answer costs no copy of it.
+    pub text: Option<Arc<[String]>>,
     /// `Some(None)`: no tool call, whatever the request offers.
     pub tool_call: Option<Option<ToolCall>>,
     pub usage: Option<UsageSpec>,
@@ -158,7 +161,8 @@ impl Script {
     /// The answer's text, piece by piece (one output token and one streamed
     /// chunk each). Without a tool call unless one is scripted too.
     pub fn text<S: AsRef<str>>(mut self, pieces: impl IntoIterator<Item = S>) -> Script {
-        self.text = Some(pieces.into_iter().map(|p| p.as_ref().to_string()).collect());
+        let pieces: Vec<String> = pieces.into_iter().map(|p| p.as_ref().to_string()).collect();
+        self.text = Some(pieces.into());
         self
     }
 
@@ -321,7 +325,7 @@ fn parse(value: &Value, top: bool) -> Result<Script, String> {
             }
             "body" => s.body = Some((!null).then(|| v.clone())),
             "headers" => s.headers = Some(headers(v)?),
-            "text" => s.text = Some(strings(v).ok_or("text: a list of strings")?),
+            "text" => s.text = Some(strings(v).ok_or("text: a list of strings")?.into()),
             "tool_call" => s.tool_call = Some(if null { None } else { Some(tool_call(v)?) }),
             "usage" => s.usage = Some(usage(v)?),
             "fault" => {
@@ -456,14 +460,17 @@ mod tests {
         .unwrap();
         assert_eq!(s.status, Some(429));
         assert_eq!(s.headers, Some(vec![("retry-after".into(), "1".into())]));
-        assert_eq!(s.text, Some(vec!["a".into(), "b".into()]));
+        assert_eq!(s.text.as_deref(), Some(&["a".to_string(), "b".into()][..]));
         assert_eq!(
             s.tool_call,
             Some(Some(ToolCall::new("call_mock_1", "f", &["{}"])))
         );
         assert_eq!(s.fault, Some(Some(Fault::Reset)));
         assert_eq!(s.break_after, Some(Some(2)));
-        assert_eq!(s.anthropic.as_ref().unwrap().text, Some(vec!["c".into()]));
+        assert_eq!(
+            s.anthropic.as_ref().unwrap().text.as_deref(),
+            Some(&["c".to_string()][..])
+        );
         assert_eq!(s.keys[0].0, "sk-a");
         assert_eq!(s.keys[0].1.status, Some(401));
         let none = Script::from_json(
@@ -519,10 +526,10 @@ mod tests {
         );
         let mut base = Script::new();
         base.merge(&s, Api::Anthropic, None);
-        assert_eq!(base.text, Some(vec!["y".into()]));
+        assert_eq!(base.text.as_deref(), Some(&["y".to_string()][..]));
         let mut base = Script::new();
         base.merge(&s, Api::OpenAi, None);
-        assert_eq!(base.text, Some(vec!["x".into()]));
+        assert_eq!(base.text.as_deref(), Some(&["x".to_string()][..]));
         base.merge(&Script::new().no_usage(), Api::OpenAi, None);
         assert_eq!(base.usage, Some(UsageSpec::Omit));
         // A key's section over its API's.

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::connect_info::Connected;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::serve::{IncomingStream, Listener};
 use axum::Router;
@@ -292,10 +292,7 @@ impl Connected<IncomingStream<'_, MockListener>> for Conn {
 
 /// Serves the mock on `listener` until the future is dropped.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) -> io::Result<()> {
-    let app = Router::new()
-        .fallback(handle)
-        .layer(DefaultBodyLimit::disable())
-        .with_state(shared);
+    let app = Router::new().fallback(handle).with_state(shared);
     axum::serve(
         MockListener(listener),
         app.into_make_service_with_connect_info::<Conn>(),
@@ -574,14 +571,26 @@ fn bad_request(api: Api, message: &str) -> Response {
 }
 
 /// Every request: the control routes under `/__mock/`, else an API route.
-async fn handle(
-    State(shared): State<Arc<Shared>>,
-    ConnectInfo(conn): ConnectInfo<Conn>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    // The parts taken apart rather than extracted: no copy of the headers.
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(e) => {
+            let message = format!("the body could not be read: {e}");
+            return mock_error(StatusCode::BAD_REQUEST, &message);
+        }
+    };
+    let conn = parts
+        .extensions
+        .get::<ConnectInfo<Conn>>()
+        .map(|c| c.0.clone());
+    let axum::http::request::Parts {
+        method,
+        uri,
+        headers,
+        ..
+    } = parts;
     if let Some((scenario, journal)) = &shared.scenario {
         let keys = lock(&shared.keys).clone();
         return crate::scenario::handle(scenario, journal, &keys, method, uri, headers, body).await;
@@ -694,7 +703,7 @@ async fn handle(
         merged = s;
         &merged
     };
-    answer(api, route, &body, script, key, &conn, tracker).await
+    answer(api, route, &body, script, key, conn.as_ref(), tracker).await
 }
 
 /// The answer to a request that passed every check, as `script` says.
@@ -704,13 +713,19 @@ async fn answer(
     body: &Value,
     script: &Script,
     key: Option<&str>,
-    conn: &Conn,
+    conn: Option<&Conn>,
     mut tracker: Tracker,
 ) -> Response {
     if let Some(ms) = script.head_delay_ms.filter(|ms| *ms > 0) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     if let Some(Some(fault)) = script.fault {
+        let Some(conn) = conn else {
+            return mock_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no connection to fail (served without mock_upstream::serve)",
+            );
+        };
         conn.fail(fault);
         tracker.finish(RecState::Failed);
         // Never sent: the connection fails as the head is written.
