@@ -29,7 +29,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 run_once() {
   local bin=$1 run=$WORK/run.$RANDOM
   mkdir -p "$run"
-  "$bin/mock-upstream" --listen 127.0.0.1:$MOCK_PORT > "$run/mock.log" 2>&1 &
+  "$bin/mock-upstream" --listen 127.0.0.1:$MOCK_PORT --chunks 16 > "$run/mock.log" 2>&1 &
   local mock=$!
   cat > "$run/tollgate.toml" <<EOF
 listen = "127.0.0.1:$GATE_PORT"

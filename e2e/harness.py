@@ -1,16 +1,17 @@
 """The end-to-end harness shared by the SDK test modules (fixtures: conftest.py).
 
-One mock upstream (mock_upstream.py, OpenAI and Anthropic routes) and one
-tollgate binary (env TOLLGATE_BIN, default
+One mock upstream (the `mock-upstream` binary of crates/mock-upstream, OpenAI
+and Anthropic routes; env MOCK_UPSTREAM_BIN, default next to the tollgate
+binary) and one tollgate binary (env TOLLGATE_BIN, default
 /root/.cache/tollgate-target/debug/tollgate) serve the whole session. Each test
 module gets its own user, credited START_USD, so that its balance check counts
-only its own charges.
+only its own charges. What the mock answers is in mock_answers.py (`mock`).
 
 Everything listens on 127.0.0.1 and every wait is bounded.
 """
 
+import json
 import os
-import select
 import socket
 import subprocess
 import sys
@@ -27,7 +28,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import mock_upstream as mock  # noqa: E402  (its constants: the expected answers)
+import mock_answers as mock  # noqa: E402  (the mock's built-in answers)
+import mockbin  # noqa: E402
 
 DEFAULT_BIN = "/root/.cache/tollgate-target/debug/tollgate"
 ADMIN_TOKEN = "e2e-admin-token-0123456789"
@@ -183,22 +185,72 @@ cache_write_price = 3.75
     return config
 
 
-def start_mock(tmp):
-    log = open(tmp / "mock.stderr.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "mock_upstream.py"), "0"],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-        env=hermetic_env(),
-    )
-    log.close()
-    ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT)
-    line = proc.stdout.readline().decode().strip() if ready else ""
-    if not line.isdigit():
+def start_mock(tmp, *args):
+    """Starts the mock upstream (requests need UPSTREAM_KEY, and are
+    recorded), with `args` added to its command line; checks its answers
+    are what mock_answers.py says; returns (process, port)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    proc, port = mockbin.start(tmp / "mock.stderr.log", ["--key", UPSTREAM_KEY, "--record", *args], hermetic_env())
+    try:
+        check_mock_answers(f"http://127.0.0.1:{port}")
+    except BaseException:
         stop(proc)
-        raise RuntimeError(f"mock upstream did not report its port: {line!r}\n{tail(tmp / 'mock.stderr.log')}")
-    return proc, int(line)
+        raise
+    return proc, port
+
+
+def check_mock_answers(mock_url):
+    """Asks the mock what it answers and compares with mock_answers.py; then
+    empties its request log."""
+    headers = {"Authorization": f"Bearer {UPSTREAM_KEY}", "x-api-key": UPSTREAM_KEY, "anthropic-version": "2023-06-01"}
+    hello = [{"role": "user", "content": "Say hello"}]
+    with httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT, headers=headers) as http:
+        chat = http.post(mock_url + "/v1/chat/completions", json={"model": "m", "messages": hello}).json()
+        assert chat["choices"][0]["message"]["content"] == mock.MOCK_TEXT, chat
+        usage = chat["usage"]
+        assert (usage["prompt_tokens"], usage["prompt_tokens_details"]["cached_tokens"], usage["completion_tokens"]) == (
+            mock.PROMPT_TOKENS,
+            mock.CACHED_TOKENS,
+            len(mock.MOCK_TEXT_PIECES),
+        ), chat
+        tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+        stream = http.post(
+            mock_url + "/v1/chat/completions", json={"model": "m", "messages": hello, "tools": tools, "stream": True}
+        ).text
+        chunks = [json.loads(line[6:]) for line in stream.splitlines() if line.startswith("data: {")]
+        calls = [c["choices"][0]["delta"].get("tool_calls") for c in chunks if c["choices"]]
+        calls = [c[0] for c in calls if c]
+        assert (calls[0]["id"], calls[0]["function"]["name"]) == (mock.MOCK_TOOL_CALL_ID, mock.MOCK_TOOL_NAME), stream
+        assert [c["function"]["arguments"] for c in calls[1:]] == mock.MOCK_ARGUMENT_PIECES, stream
+        message = http.post(mock_url + "/v1/messages", json={"model": "c", "max_tokens": 5, "messages": hello}).json()
+        assert message["id"] == mock.CLAUDE_MESSAGE_ID and message["content"][0]["text"] == mock.CLAUDE_TEXT, message
+        assert message["usage"] == {
+            "input_tokens": mock.CLAUDE_INPUT_TOKENS,
+            "cache_read_input_tokens": mock.CLAUDE_CACHE_READ_TOKENS,
+            "cache_creation_input_tokens": mock.CLAUDE_CACHE_WRITE_TOKENS,
+            "output_tokens": len(mock.CLAUDE_TEXT_PIECES),
+        }, message
+        tool_use = http.post(
+            mock_url + "/v1/messages",
+            json={"model": "c", "max_tokens": 5, "messages": hello, "tools": [{"name": "f", "input_schema": {}}]},
+        ).json()
+        block = tool_use["content"][0]
+        assert (block["id"], block["input"]) == (mock.CLAUDE_TOOL_USE_ID, mock.CLAUDE_TOOL_INPUT), tool_use
+        assert tool_use["usage"]["output_tokens"] == len(mock.CLAUDE_ARGUMENT_PIECES), tool_use
+        http.delete(mock_url + "/__mock/requests").raise_for_status()
+
+
+def mock_requests(mock_url, marker=None):
+    """Every request the mock at `mock_url` received, in arrival order; with
+    `marker`, only those whose JSON body contains it. Each is {"seq", "api"
+    ("openai" | "anthropic" | "responses"), "method", "path", "query",
+    "headers", "body", "stream", "pieces" (of the answer), "sent" (pieces
+    produced so far), "state" ("running", "done", "aborted", "broken",
+    "rejected" or "failed"), "status"} (see crates/mock-upstream)."""
+    params = {"marker": marker} if marker else None
+    r = httpx.get(mock_url + "/__mock/requests", params=params, timeout=REQUEST_TIMEOUT, trust_env=False)
+    r.raise_for_status()
+    return r.json()["requests"]
 
 
 def wait_healthy(proc, url, log):
@@ -330,26 +382,38 @@ class Gateway:
         return self.server.admin(method, path, **kw)
 
     def upstream_requests(self):
-        """The chat-completions bodies the mock received (every module's)."""
-        r = self.http.get(self.server.mock_url + "/__requests")
-        r.raise_for_status()
-        return r.json()["requests"]
+        """The chat-completions bodies the mock answered (every module's)."""
+        return [
+            e["body"]
+            for e in self.mock_log()
+            if e["path"] == "/v1/chat/completions" and e["state"] != "rejected"
+        ]
 
     def anthropic_requests(self):
-        """The Messages requests the mock received (every module's)."""
-        r = self.http.get(self.server.mock_url + "/__anthropic_requests")
-        r.raise_for_status()
-        return r.json()["requests"]
+        """The Messages and count_tokens requests the mock received (every
+        module's), each {"path", "anthropic_version", "anthropic_beta",
+        "authorized", "body"}."""
+        out = []
+        for e in self.mock_log():
+            if e["path"] not in ("/v1/messages", "/v1/messages/count_tokens"):
+                continue
+            h = e["headers"]
+            out.append(
+                {
+                    "path": e["path"],
+                    "anthropic_version": h.get("anthropic-version"),
+                    "anthropic_beta": h.get("anthropic-beta"),
+                    "authorized": h.get("x-api-key") == UPSTREAM_KEY and bool(h.get("anthropic-version")),
+                    "body": e["body"] if isinstance(e["body"], dict) else None,
+                }
+            )
+        return out
 
     def mock_log(self, marker=None):
         """Every request the mock received (both APIs, every module's), in
-        arrival order; with `marker`, only those whose body contains it. Each
-        is {"seq", "api", "path", "body", "stream", "slow", "pieces", "sent",
-        "state"} (see mock_upstream.py)."""
-        params = {"marker": marker} if marker else None
-        r = self.http.get(self.server.mock_url + "/__log", params=params)
-        r.raise_for_status()
-        return r.json()["requests"]
+        arrival order; with `marker`, only those whose body contains it (see
+        mock_requests)."""
+        return mock_requests(self.server.mock_url, marker)
 
     def wait_mock_log(self, marker, predicate=None, timeout=SETTLE_TIMEOUT, what=None):
         """Waits (bounded) until there are entries for `marker` and they

@@ -2,8 +2,8 @@
 the official `openai` SDK calling a model that an Anthropic upstream serves.
 
 The fixtures (conftest.py, harness.py) start the mock upstream
-(mock_upstream.py, which speaks both OpenAI's and Anthropic's APIs) and the
-tollgate binary once for the session, and give this module its own user,
+(crates/mock-upstream, which speaks both OpenAI's and Anthropic's APIs; its
+answers in mock_answers.py) and the tollgate binary once for the session, and give this module its own user,
 credited 10 USD. Three paths are driven:
 
 * the anthropic SDK -> /v1/messages -> `claude-test` (Anthropic upstream, as is);

@@ -25,6 +25,7 @@ from harness import (
     expected_cost,
     free_port,
     hermetic_env,
+    mock_requests,
     new_marker,
     start_mock,
     stop,
@@ -158,7 +159,7 @@ def test_kill_9_under_load_loses_no_charge_and_leaves_no_hold(tmp_path, holds):
             ), r
         assert all(r["cost_nano_usd"] == 0 for r in interrupted)
         # 2. Every upstream completion is accounted for.
-        log = http.get(f"http://127.0.0.1:{mock_port}/__log", params={"marker": marker}).json()["requests"]
+        log = mock_requests(f"http://127.0.0.1:{mock_port}", marker)
         done_upstream = sum(1 for e in log if e["state"] == "done")
         assert done_upstream <= len(charged) + len(interrupted), (done_upstream, len(charged), len(interrupted))
         # 3. No hold left; the balance is exact.

@@ -1,7 +1,7 @@
 """End-to-end tests: the official `openai` Python SDK against Tollgate.
 
 The fixtures (conftest.py, harness.py) start the mock upstream
-(mock_upstream.py) and the tollgate binary (env TOLLGATE_BIN, default
+(crates/mock-upstream; its answers in mock_answers.py) and the tollgate binary (env TOLLGATE_BIN, default
 /root/.cache/tollgate-target/debug/tollgate) once for the session, and give
 this module its own user, credited 10 USD, through the admin API. The tests
 then drive /v1/chat/completions through the SDK and finally check that the

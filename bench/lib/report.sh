@@ -94,7 +94,7 @@ write_report() {
         echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
         echo "- commit: \`$HEAD\`$DIRTY"
         echo "- machine: nproc $(nproc), $CPU_MODEL, $(uname -r); load average before the load runs: $LOAD_BEFORE"
-        echo "- load tools: $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2) and \`stream-probe\` (bench/mock-upstream), ${PIN[*]:-not pinned}; targets and the mock share the machine's cores"
+        echo "- load tools: $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2) and \`stream-probe\` (crates/mock-upstream), ${PIN[*]:-not pinned}; targets and the mock share the machine's cores"
         echo "- settings: DURATION=$DURATION per load run, RUNS=$RUNS, concurrency $CONCURRENCY, SOAK=$SOAK, streaming $STREAM_CONNECTIONS streams × $CHUNKS chunks every $CHUNK_DELAY_MS ms for $STREAM_DURATION, stall = gap > $STALL_MS ms"
         echo "- request: non-stream \`POST /v1/chat/completions\` \`$CHAT_BODY\`; mock: \`mock-upstream --chunks $CHUNKS --chunk-delay-ms $CHUNK_DELAY_MS --delay-ms $MOCK_DELAY_MS\` (usage always 10 + 5 tokens)"
         echo -n "- targets: direct (the mock)"

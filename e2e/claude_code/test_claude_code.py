@@ -4,11 +4,13 @@
 
 A module fixture installs the CLI from npm (install.sh, into a cache folder
 outside the repository; the test is skipped only when that install fails),
-starts the recording mock upstream (recording_mock.py, Anthropic Messages and
-OpenAI chat completions), Tollgate (env TOLLGATE_BIN, default
+starts the recording mock upstream (`mock-upstream --scenario claude-code`,
+Anthropic Messages and OpenAI chat completions; see claude_code_turns.py),
+Tollgate (env TOLLGATE_BIN, default
 /root/.cache/tollgate-target/debug/tollgate) with two providers on that mock
 (`anth`, kind anthropic; `oai`, kind openai) and a recording front proxy
-before Tollgate, then creates a user through the admin API and credits it.
+before Tollgate (`mock-upstream --scenario claude-code-front`), then creates
+a user through the admin API and credits it.
 
 Claude Code then runs one scripted Bash round trip twice: with the model
 `claude-native` (Anthropic upstream, key sent as x-api-key) and with
@@ -21,7 +23,6 @@ Everything listens on 127.0.0.1 and every wait is bounded.
 
 import json
 import os
-import select
 import shutil
 import subprocess
 import sys
@@ -37,8 +38,9 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import recording_mock as mock  # noqa: E402  (its constants: the scripted answers)
-from harness import free_port, stop, tail  # noqa: E402  (e2e/, on the path via its conftest)
+import mockbin  # noqa: E402  (e2e/, on the path via its conftest)
+import claude_code_turns as mock  # noqa: E402  (the scenario's scripted answers)
+from harness import free_port, stop, tail  # noqa: E402
 
 DEFAULT_BIN = "/root/.cache/tollgate-target/debug/tollgate"
 ADMIN_TOKEN = "e2e-admin-token-claude-code-0123456789"
@@ -125,22 +127,14 @@ def http(method, url, body=None, headers=None):
         return status, {k.lower(): v for k, v in rh.items()}, raw.decode("utf-8", "replace")
 
 
-def start_recorder(tmp, name, args):
-    log = open(tmp / f"{name}.stderr.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "recording_mock.py"), *args],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-        env=hermetic_env(),
+def start_recorder(tmp, name, scenario, record, *args):
+    """Starts the mock upstream on a Claude Code scenario, recording to
+    `record`; returns (process, the port it printed)."""
+    return mockbin.start(
+        tmp / f"{name}.stderr.log",
+        ["--scenario", scenario, "--record-file", str(record), *args],
+        hermetic_env(),
     )
-    log.close()
-    ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT)
-    line = proc.stdout.readline().decode().strip() if ready else ""
-    if not line.isdigit():
-        stop(proc)
-        raise RuntimeError(f"{name} did not report its port: {line!r}\n{tail(tmp / f'{name}.stderr.log')}")
-    return proc, int(line)
 
 
 def wait_healthy(proc, url, log):
@@ -379,7 +373,9 @@ def stack(tmp_path_factory):
     try:
         upstream_log = tmp / "upstream.jsonl"
         client_log = tmp / "client.jsonl"
-        mock_proc, mock_port = start_recorder(tmp, "upstream", ["upstream", str(upstream_log), "0"])
+        mock_proc, mock_port = start_recorder(
+            tmp, "upstream", "claude-code", upstream_log, "--key", mock.UPSTREAM_KEY
+        )
         procs.append(mock_proc)
         config = write_config(tmp, mock_port)
         port = free_port()
@@ -396,7 +392,7 @@ def stack(tmp_path_factory):
             )
         procs.append(gateway)
         wait_healthy(gateway, base_url, gateway_log)
-        front_proc, front_port = start_recorder(tmp, "front", ["front", str(client_log), base_url, "0"])
+        front_proc, front_port = start_recorder(tmp, "front", "claude-code-front", client_log, "--target", base_url)
         procs.append(front_proc)
 
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

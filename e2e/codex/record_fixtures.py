@@ -5,8 +5,10 @@ it as fixtures (no Tollgate involved):
     python3 e2e/codex/record_fixtures.py [--out e2e/codex/fixtures]
 
 Runs `codex exec` (CODEX_BIN, or what install.sh installed) twice against
-recording_responses_mock.py, which answers the first request with a
-function_call to Codex's shell tool and the second with text:
+the mock upstream's codex-responses scenario (`mock-upstream --scenario
+codex-responses`: MOCK_UPSTREAM_BIN, or the one next to TOLLGATE_BIN's
+tollgate), which answers the first request with a function_call to Codex's
+shell tool and the second with text:
 
 * model `gpt-test` (unknown to Codex: fallback model metadata), the model
   name the e2e suite uses: request_turn1.json, request_turn2.json;
@@ -25,38 +27,29 @@ sk-tollgate-user-key. Prints a one-line summary per request.
 
 import argparse
 import json
-import os
-import select
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 
 import codex_cli  # noqa: E402
+import mockbin  # noqa: E402
 
 KEY = "sk-tollgate-user-key"
 MODELS = {"gpt-test": "", "gpt-5.5": "_gpt-5.5"}
 
 
-def start_mock(tmp, record, env=None):
-    log = open(tmp / "mock.stderr.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "recording_responses_mock.py"), str(record), "0"],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-    )
-    log.close()
-    ready, _, _ = select.select([proc.stdout], [], [], 30)
-    line = proc.stdout.readline().decode().strip() if ready else ""
-    if not line.isdigit():
-        proc.kill()
-        sys.exit(f"the recording mock did not start: {line!r}")
-    return proc, int(line)
+def start_mock(tmp, record, *args):
+    try:
+        return mockbin.start(
+            tmp / "mock.stderr.log",
+            ["--scenario", "codex-responses", "--record-file", str(record), *args],
+        )
+    except RuntimeError as e:
+        sys.exit(f"the recording mock did not start: {e}")
 
 
 def main():
@@ -104,7 +97,7 @@ def main():
                 text = text.replace(str(tmp / f"run-{model}"), "/tmp/codex-e2e").replace(str(tmp), "/tmp/codex-e2e")
                 (out / f"request_turn{n}{suffix}.json").write_text(text + "\n")
         record = tmp / "compaction.jsonl"
-        proc, port = start_mock(tmp, record, {"MOCK_MAX_RESPONSES": "3"})
+        proc, port = start_mock(tmp, record, "--max-responses", "3")
         try:
             codex_cli.run_codex(
                 codex,

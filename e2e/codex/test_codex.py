@@ -2,16 +2,18 @@
 Responses API, emulated over an OpenAI chat-completions upstream.
 
     codex exec --json --> Tollgate POST /v1/responses (stream)
-                      --> chat_mock.py POST /v1/chat/completions (records)
+                      --> mock-upstream --scenario codex-chat
+                          POST /v1/chat/completions (records)
 
-The module starts its own chat-completions mock (chat_mock.py: it answers
-the first turn with a call to Codex's shell tool `exec_command` and the
-turn that carries the tool's result with a final text) and its own Tollgate
-(env TOLLGATE_BIN, default /root/.cache/tollgate-target/debug/tollgate) with
-one `openai`-kind provider on it, using the shared harness's helpers
-(start-up, users, settling, expected_cost). The shared session gateway's mock
-(mock_upstream.py) cannot be used: it answers every request that has tools
-with a `get_weather` call, which Codex does not have.
+The module starts its own chat-completions mock (the mock upstream's
+`codex-chat` scenario, see codex_turns.py: it answers the first turn with
+a call to Codex's shell tool `exec_command` and the turn that carries the
+tool's result with a final text) and its own Tollgate (env TOLLGATE_BIN,
+default /root/.cache/tollgate-target/debug/tollgate) with one `openai`-kind
+provider on it, using the shared harness's helpers (start-up, users,
+settling, expected_cost). The shared session gateway's mock (its built-in
+answers) cannot be used: it answers every request that has tools with a
+`get_weather` call, which Codex does not have.
 
 Each model runs once (a fresh user each): `gpt-test` (harness.MODEL, unknown
 to Codex, which then uses fallback metadata: function tools, a `namespace`
@@ -25,7 +27,7 @@ The Codex CLI: $CODEX_BIN, or what e2e/codex/install.sh installed
 TOLLGATE_REQUIRE_CODEX is set: then install.sh runs, and a failed install
 fails the module.
 
-Besides: a control run against recording_responses_mock.py (no Tollgate;
+Besides: a control run against the mock's `codex-responses` scenario (no Tollgate;
 checks the CLI and the fixtures), a model Tollgate does not serve, a call to
 a `namespace` tool, a call to the `custom` tool `apply_patch` (offered
 upstream as a function with one string parameter, its call returned to
@@ -41,7 +43,6 @@ upstream and what was charged), chat.jsonl and tollgate.log.
 import json
 import os
 import re
-import select
 import subprocess
 import sys
 import time
@@ -55,9 +56,10 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import chat_mock as mock  # noqa: E402  (its constants: the scripted answers)
 import codex_cli  # noqa: E402
 import harness  # noqa: E402  (e2e/, on the path via its conftest)
+import mockbin  # noqa: E402  (e2e/)
+import codex_turns as mock  # noqa: E402  (the scenarios' scripted answers)
 from harness import MODEL, UPSTREAM_MODEL, expected_cost, stop, tail  # noqa: E402
 
 KNOWN_MODEL = "gpt-5.5"  # a name in Codex's bundled model catalog
@@ -101,23 +103,14 @@ def codex(tmp_path_factory):
 # -- the stack: chat mock + Tollgate ----------------------------------------------
 
 
-def start_process(tmp, name, args):
-    """Starts one of this folder's mocks; returns (process, the port it printed)."""
-    log = open(tmp / f"{name}.stderr.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, *args],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-        env=harness.hermetic_env(),
+def start_scenario(tmp, name, scenario, record, *args):
+    """Starts the mock upstream on one of its Codex scenarios, recording to
+    `record`; returns (process, the port it printed)."""
+    return mockbin.start(
+        tmp / f"{name}.stderr.log",
+        ["--scenario", scenario, "--record-file", str(record), *args],
+        harness.hermetic_env(),
     )
-    log.close()
-    ready, _, _ = select.select([proc.stdout], [], [], harness.STARTUP_TIMEOUT)
-    line = proc.stdout.readline().decode().strip() if ready else ""
-    if not line.isdigit():
-        stop(proc)
-        raise RuntimeError(f"{name} did not report its port: {line!r}\n{tail(tmp / f'{name}.stderr.log')}")
-    return proc, int(line)
 
 
 def write_config(tmp, mock_port):
@@ -182,7 +175,7 @@ def stack(tmp_path_factory):
     procs = []
     http = httpx.Client(trust_env=False, timeout=harness.REQUEST_TIMEOUT)
     try:
-        mock_proc, mock_port = start_process(tmp, "chat-mock", [str(HERE / "chat_mock.py"), str(chat_log), "0"])
+        mock_proc, mock_port = start_scenario(tmp, "chat-mock", "codex-chat", chat_log, "--key", mock.UPSTREAM_KEY)
         procs.append(mock_proc)
         config = write_config(tmp, mock_port)
         port = harness.free_port()
@@ -246,7 +239,7 @@ def text_of(content):
 def run_through_tollgate(stack, codex, model, tag, call=None):
     """One `codex exec` run through Tollgate for a fresh user; returns a
     CodexRun. With `call`, the prompt directs the chat mock to call that
-    tool instead of the shell (see chat_mock.py)."""
+    tool instead of the shell (see codex_turns.py)."""
     gw = harness.new_user(stack.server, f"codex-{tag}")
     marker = "cx" + uuid.uuid4().hex[:12]
     prompt = codex_cli.PROMPT.format(marker=marker)
@@ -307,13 +300,11 @@ def codex_run(request, stack, codex, runs):
 
 def test_control_codex_speaks_responses_to_a_plain_mock(codex, tmp_path):
     """Codex itself works here and still sends what FINDINGS.md describes:
-    against recording_responses_mock.py (no Tollgate) the same round trip
+    against the mock's codex-responses scenario (no Tollgate) the same round trip
     succeeds, and the request's shape matches fixtures/request_turn*.json.
     If this fails, the problem is the CLI or the machine, not Tollgate."""
     record = tmp_path / "responses.jsonl"
-    proc, port = start_process(
-        tmp_path, "responses-mock", [str(HERE / "recording_responses_mock.py"), str(record), "0"]
-    )
+    proc, port = start_scenario(tmp_path, "responses-mock", "codex-responses", record)
     try:
         run = codex_cli.run_codex(
             codex, tmp_path / "run", f"http://127.0.0.1:{port}/v1", MODEL, "sk-control",
@@ -322,9 +313,7 @@ def test_control_codex_speaks_responses_to_a_plain_mock(codex, tmp_path):
     finally:
         stop(proc)
     assert run.returncode == 0, run.describe()
-    import recording_responses_mock as rmock
-
-    assert run.last_message.strip() == rmock.FINAL_PREFIX + rmock.TOOL_OUTPUT, run.describe()
+    assert run.last_message.strip() == mock.FINAL_PREFIX + mock.TOOL_OUTPUT, run.describe()
     records = [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
     assert [(r["method"], r["path"], r["reply"]) for r in records] == [
         ("POST", "/v1/responses", "tool"),

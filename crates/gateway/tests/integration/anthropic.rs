@@ -58,18 +58,20 @@ async fn native_messages_pass_through_with_headers_and_exact_billing() {
     .await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body, anthropic_message("claude-test", false));
+    assert_eq!(body, anthropic_message("claude-test"));
 
-    let (path, seen, sent) = mock.requests().pop().unwrap();
-    assert_eq!(path, "/v1/messages");
+    let sent = mock.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.header("x-api-key"), Some(UPSTREAM_KEY));
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
     assert_eq!(
-        seen,
-        format!("x-api-key={UPSTREAM_KEY};version=2023-06-01;beta=prompt-caching-2024-07-31,fine-grained-tool-streaming-2025-05-14")
+        sent.header("anthropic-beta"),
+        Some("prompt-caching-2024-07-31,fine-grained-tool-streaming-2025-05-14")
     );
     // Everything but the model reaches the upstream untouched (cache_control included).
     let mut expected = messages_body("claude-up", false);
     expected["stream"] = json!(false);
-    assert_eq!(sent, expected);
+    assert_eq!(sent.body, expected);
 
     let records = gw.wait_for_usage(id, 1).await;
     assert_eq!(records[0].cost, CLAUDE_TEST_COST);
@@ -133,8 +135,9 @@ async fn messages_client_served_by_an_openai_upstream() {
 
     // The upstream got a chat-completions request: system first, the
     // function tool mapped, the server tool dropped.
-    let (path, _, sent) = mock.requests().pop().unwrap();
-    assert_eq!(path, "/v1/chat/completions");
+    let sent = mock.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v1/chat/completions");
+    let sent = sent.body;
     assert_eq!(sent["model"], "mock-model");
     assert_eq!(
         sent["messages"][0],
@@ -171,6 +174,12 @@ async fn chat_client_served_by_an_anthropic_upstream() {
     let gw = start_gateway(&mock.url, None).await;
     let (id, key) = gw.user("cat", "default", "1").await;
 
+    // The upstream answers its text and a tool call.
+    mock.push(Script::new().tool_call(ToolCall::new(
+        "toolu_1",
+        "get_weather",
+        &["{\"city\": \"Paris\"}"],
+    )));
     let body = json!({
         "model": "claude-test",
         "messages": [
@@ -199,9 +208,10 @@ async fn chat_client_served_by_an_anthropic_upstream() {
         4
     );
 
-    let (path, seen, sent) = mock.requests().pop().unwrap();
-    assert_eq!(path, "/v1/messages");
-    assert!(seen.contains("version=2023-06-01"));
+    let sent = mock.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+    let sent = sent.body;
     assert_eq!(sent["system"], "Be brief.");
     assert_eq!(sent["max_tokens"], 100);
     assert_eq!(sent["tools"][0]["input_schema"], json!({"type": "object"}));
@@ -274,9 +284,7 @@ async fn anthropic_routes_answer_errors_in_anthropics_shape() {
         Some(json!({"amount_usd": "1", "reason": "t"})),
     )
     .await;
-    mock.state
-        .fail_status
-        .store(400, std::sync::atomic::Ordering::SeqCst);
+    mock.set_default(Script::new().status(400));
     let (s, body) = call(&gw, &key, messages_body("gpt-test", false)).await;
     check(400, "invalid_request_error")((s, body.clone()));
     assert!(
@@ -304,6 +312,8 @@ async fn count_tokens_is_asked_or_estimated_and_free() {
     let gw = start_gateway(&mock.url, None).await;
     let (id, key) = gw.user("eve", "default", "1").await;
     let body = json!({"model": "claude-test", "messages": [{"role": "user", "content": "Hello there, how are you?"}]});
+    // Not the mock's word count (5): what the upstream says is passed on.
+    mock.push(Script::new().body(json!({"input_tokens": 42})));
     let resp = post_messages(
         &gw,
         "/v1/messages/count_tokens?beta=true",
@@ -317,7 +327,7 @@ async fn count_tokens_is_asked_or_estimated_and_free() {
         json!({"input_tokens": 42})
     );
     assert_eq!(
-        mock.requests().pop().unwrap().0,
+        mock.requests().pop().unwrap().path,
         "/v1/messages/count_tokens"
     );
 

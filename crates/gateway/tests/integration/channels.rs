@@ -3,7 +3,6 @@
 //! served it.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 
 use reqwest::Method;
 use serde_json::Value;
@@ -74,8 +73,7 @@ priority = 10
     assert_eq!(a.requests().len(), 10);
     assert!(b.requests().is_empty() && main.requests().is_empty());
     // Under the channel's own name for the model.
-    let (_, _, body) = &a.requests()[0];
-    assert_eq!(body["model"], "a-model");
+    assert_eq!(a.requests()[0].body["model"], "a-model");
     gw.stop().await;
 }
 
@@ -171,7 +169,7 @@ async fn a_channel_failing_before_its_answer_passes_the_request_to_the_next() {
         key,
         ..
     } = three_tiers("failover", "").await;
-    a.state.fail_status.store(500, Ordering::SeqCst);
+    a.set_default(Script::new().status(500));
     let before = gw.balance(user_id).await;
     for stream in [false, true] {
         let resp = gw.chat(&key, chat_body("multi", stream)).await;
@@ -194,7 +192,7 @@ async fn a_channel_failing_before_its_answer_passes_the_request_to_the_next() {
 #[tokio::test]
 async fn an_unreachable_channel_fails_over_even_to_another_protocol() {
     let (main, b) = (start_mock().await, start_mock().await);
-    b.state.fail_status.store(503, Ordering::SeqCst);
+    b.set_default(Script::new().status(503));
     // Nothing listens on port 9 of the loopback.
     let gw = start_gateway_with(
         &main.url,
@@ -218,7 +216,7 @@ async fn an_unreachable_channel_fails_over_even_to_another_protocol() {
     assert!(main
         .requests()
         .iter()
-        .any(|(path, _, _)| path.ends_with("/messages")));
+        .any(|r| r.path.ends_with("/messages")));
     gw.stop().await;
 }
 
@@ -226,7 +224,7 @@ async fn an_unreachable_channel_fails_over_even_to_another_protocol() {
 async fn client_errors_and_exhausted_attempts_are_answered_as_they_are() {
     // A 400 is the client's own fault: no other channel is tried.
     let Tiers { a, b, gw, key, .. } = three_tiers("no-retry", "").await;
-    a.state.fail_status.store(400, Ordering::SeqCst);
+    a.set_default(Script::new().status(400));
     let resp = gw.chat(&key, chat_body("multi", false)).await;
     assert_eq!(resp.status(), 400);
     assert!(b.requests().is_empty());
@@ -242,8 +240,8 @@ async fn client_errors_and_exhausted_attempts_are_answered_as_they_are() {
         user_id,
         key,
     } = three_tiers("exhausted", limited).await;
-    a.state.fail_status.store(502, Ordering::SeqCst);
-    b.state.fail_status.store(429, Ordering::SeqCst);
+    a.set_default(Script::new().status(502));
+    b.set_default(Script::new().status(429));
     let before = gw.balance(user_id).await;
     let resp = gw.chat(&key, chat_body("multi", false)).await;
     assert_eq!(resp.status(), 429, "the last failure is the answer");
@@ -267,7 +265,8 @@ async fn a_stream_broken_after_its_first_bytes_is_not_retried() {
         user_id,
         key,
     } = three_tiers("broken", "").await;
-    a.state.break_after.store(2, Ordering::SeqCst);
+    // The role chunk and one piece, then the connection fails.
+    a.set_default(Script::new().break_after(1));
     let resp = gw.chat(&key, chat_body("multi", true)).await;
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
@@ -319,7 +318,7 @@ async fn a_failing_channel_cools_down_and_is_left_out_until_a_probe() {
         user_id,
         key,
     } = three_tiers("cooling", health).await;
-    a.state.fail_status.store(500, Ordering::SeqCst);
+    a.set_default(Script::new().status(500));
     for _ in 0..10 {
         let resp = gw.chat(&key, chat_body("multi", false)).await;
         assert_eq!(resp.status(), 200);
@@ -391,7 +390,7 @@ async fn a_failing_channel_cools_down_and_is_left_out_until_a_probe() {
     assert!(main
         .requests()
         .iter()
-        .any(|(path, _, _)| path.ends_with("/messages")));
+        .any(|r| r.path.ends_with("/messages")));
     let (status, _) = gw
         .admin(Method::POST, "/admin/channels/multi/1/enable", None)
         .await;
@@ -407,7 +406,7 @@ async fn a_failing_channel_cools_down_and_is_left_out_until_a_probe() {
 async fn when_every_channel_cools_down_the_longest_resting_one_is_tried() {
     // One channel: cooling down never means failing without trying.
     let (main, a) = (start_mock().await, start_mock().await);
-    a.state.fail_status.store(500, Ordering::SeqCst);
+    a.set_default(Script::new().status(500));
     let channels = "[[models.multi.channels]]\nprovider = \"chan-a\"\n";
     let config = format!(
         "{}\n[failover]\nhealth_min_requests = 2\ncooldown_secs = 3600\n",
@@ -419,7 +418,7 @@ async fn when_every_channel_cools_down_the_longest_resting_one_is_tried() {
         let resp = gw.chat(&key, chat_body("multi", false)).await;
         assert_eq!(resp.status(), 502);
     }
-    a.state.fail_status.store(0, Ordering::SeqCst);
+    a.clear_default();
     let resp = gw.chat(&key, chat_body("multi", false)).await;
     assert_eq!(
         resp.status(),
@@ -440,7 +439,7 @@ async fn responses_turns_fail_over_like_chat() {
         key,
         ..
     } = three_tiers("responses-failover", "").await;
-    a.state.fail_status.store(500, Ordering::SeqCst);
+    a.set_default(Script::new().status(500));
     let before = gw.balance(user_id).await;
     let turn = |extra: Value| {
         let mut body = serde_json::json!({"model": "multi", "input": "Say hello"});
@@ -515,7 +514,8 @@ max_attempts = 1
 /// How many requests the mock received with each key.
 fn by_key(mock: &Mock) -> HashMap<String, usize> {
     let mut by = HashMap::new();
-    for (_, auth, _) in mock.requests() {
+    for r in mock.requests() {
+        let auth = r.header("authorization").unwrap_or_default();
         *by.entry(auth.trim_start_matches("Bearer ").to_string())
             .or_insert(0) += 1;
     }
@@ -525,16 +525,16 @@ fn by_key(mock: &Mock) -> HashMap<String, usize> {
 #[tokio::test]
 async fn a_channel_rotates_its_upstream_keys() {
     let (a, gw, user_id, key) = keyed("keys", &["sk-second"]).await;
-    a.state.other_keys.lock().unwrap().push("sk-second".into());
+    a.accept_key("sk-second");
     // Both keys serve, in turn (`sk-second` is rate-limited from the 5th
     // request on).
     for i in 0..8 {
         if i == 4 {
-            a.state
-                .limited_keys
-                .lock()
-                .unwrap()
-                .push("sk-second".into());
+            let limited = Script::new()
+                .status(429)
+                .header("retry-after", "60")
+                .body(serde_json::json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}));
+            a.set_default(Script::new().for_key("sk-second", limited));
         }
         let resp = gw.chat(&key, chat_body("multi", i % 2 == 0)).await;
         assert_eq!(resp.status(), 200, "request {i}");
@@ -608,12 +608,12 @@ async fn a_conversation_sticks_to_the_channel_that_served_its_last_turn() {
     let (sticky, other) = if on_a == 20 { (&a, &b) } else { (&b, &a) };
 
     // It fails: the conversation moves, and sticks to the channel it moved to.
-    sticky.state.fail_status.store(500, Ordering::SeqCst);
+    sticky.set_default(Script::new().status(500));
     for _ in 0..5 {
         assert_eq!(gw.chat(&key, chat.clone()).await.status(), 200);
     }
     assert_eq!(other.requests().len(), 5);
-    sticky.state.fail_status.store(0, Ordering::SeqCst);
+    sticky.clear_default();
     gw.admin(Method::POST, "/admin/channels/multi/0/enable", None)
         .await;
     gw.admin(Method::POST, "/admin/channels/multi/1/enable", None)

@@ -4,33 +4,13 @@
 //! random: no client sees a failure, and the charges add up exactly.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
 use crate::common::*;
-
-/// An upstream that reads the request, then resets the connection (RST)
-/// without answering.
-async fn resetting_upstream() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = socket.read(&mut buf).await;
-                let _ = socket.set_zero_linger();
-                drop(socket);
-            });
-        }
-    });
-    url
-}
 
 /// `multi` on `first` (priority 10, `first_settings` in its table), then
 /// `chan-b` (priority 5), then `chan-c` (priority 0).
@@ -76,24 +56,28 @@ priority = 0
 
 #[tokio::test]
 async fn every_way_a_channel_fails_before_answering_moves_the_request() {
-    let reset = resetting_upstream().await;
     let ways = ["refused", "reset", "500", "429", "timeout"];
     for way in ways {
         let (main, a, b) = (start_mock().await, start_mock().await, start_mock().await);
         let (first, settings) = match way {
             // Nothing listens on port 9 of the loopback.
             "refused" => ("http://127.0.0.1:9/v1".to_string(), ""),
-            "reset" => (reset.clone(), ""),
+            // The mock reads the request, then resets the connection (RST)
+            // without answering.
+            "reset" => {
+                a.set_default(Script::new().fault(Fault::Reset));
+                (a.url.clone(), "")
+            }
             "500" => {
-                a.state.fail_status.store(500, Ordering::SeqCst);
+                a.set_default(Script::new().status(500));
                 (a.url.clone(), "")
             }
             "429" => {
-                a.state.fail_status.store(429, Ordering::SeqCst);
+                a.set_default(Script::new().status(429));
                 (a.url.clone(), "")
             }
             _ => {
-                a.state.head_delay_ms.store(3_000, Ordering::SeqCst);
+                a.set_default(Script::new().head_delay_ms(3_000));
                 (a.url.clone(), "request_timeout_secs = 1")
             }
         };
@@ -146,10 +130,10 @@ async fn a_thousand_requests_while_channels_fail_at_random_all_succeed_and_charg
     let before = gw.balance(user_id).await;
 
     let chaos = {
-        let states = [a.state.clone(), b.state.clone()];
+        let mocks = [a.control(), b.control()];
         tokio::spawn(async move {
             loop {
-                for state in &states {
+                for mock in &mocks {
                     let roll: u32 = rand::thread_rng().gen_range(0..10);
                     let (status, delay) = match roll {
                         0..=3 => (0, 0),
@@ -160,8 +144,11 @@ async fn a_thousand_requests_while_channels_fail_at_random_all_succeed_and_charg
                         8 => (529, 0),
                         _ => (0, 1_500),
                     };
-                    state.fail_status.store(status, Ordering::SeqCst);
-                    state.head_delay_ms.store(delay, Ordering::SeqCst);
+                    let mut script = Script::new().head_delay_ms(delay);
+                    if status != 0 {
+                        script = script.status(status);
+                    }
+                    mock.set_default(script);
                 }
                 tokio::time::sleep(Duration::from_millis(15)).await;
             }

@@ -1,7 +1,5 @@
 //! Every refusal has the documented status and shape, and changes nothing.
 
-use std::sync::atomic::Ordering;
-
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -153,13 +151,13 @@ async fn upstream_failures_cost_nothing_and_never_leak_the_upstream_key() {
     assert_eq!(body["error"]["code"], "upstream_unreachable");
 
     // Upstream refuses our key → 502, and its message (quoting the key) is not shown.
-    mock.state.fail_status.store(401, Ordering::SeqCst);
+    mock.set_default(Script::new().status(401));
     let (status, body) = error_of(gw.chat(&key, chat_body("gpt-test", false)).await).await;
     assert_eq!(status, 502);
     assert_eq!(body["error"]["code"], "upstream_auth_failed");
 
     // Other upstream 4xx pass through, scrubbed.
-    mock.state.fail_status.store(400, Ordering::SeqCst);
+    mock.set_default(Script::new().status(400));
     let (status, body) = error_of(gw.chat(&key, chat_body("gpt-test", true)).await).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "mock_failure");
@@ -169,10 +167,10 @@ async fn upstream_failures_cost_nothing_and_never_leak_the_upstream_key() {
         .contains("[redacted]"));
 
     // Upstream 5xx → 502; overloaded (503/529) → 503, which clients retry.
-    mock.state.fail_status.store(500, Ordering::SeqCst);
+    mock.set_default(Script::new().status(500));
     let (status, _) = error_of(gw.chat(&key, chat_body("gpt-test", false)).await).await;
     assert_eq!(status, 502);
-    mock.state.fail_status.store(529, Ordering::SeqCst);
+    mock.set_default(Script::new().status(529));
     let (status, body) = error_of(gw.chat(&key, chat_body("gpt-test", false)).await).await;
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "upstream_overloaded");
@@ -187,7 +185,7 @@ async fn upstream_failures_cost_nothing_and_never_leak_the_upstream_key() {
 async fn upstream_timeout_is_504() {
     let mock = start_mock().await;
     // The mock answers after 6 s; the provider's request timeout is 5 s.
-    mock.state.chunk_delay_ms.store(6_000, Ordering::SeqCst);
+    mock.set_default(Script::new().first_piece_delay_ms(6_000));
     let gw = start_gateway(&mock.url, None).await;
     let (id, key) = gw.user("erin", "default", "1").await;
     let (status, body) = error_of(gw.chat(&key, chat_body("gpt-test", false)).await).await;

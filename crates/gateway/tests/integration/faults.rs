@@ -2,7 +2,6 @@
 //! broken streams, over-reported usage, clients that stop reading, and a
 //! process that dies with settlements in flight.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -31,8 +30,7 @@ fn record_cost_matches_its_tokens(r: &store::UsageRecord) {
 #[tokio::test]
 async fn a_stream_without_usage_is_charged_within_ten_percent_of_what_it_delivered() {
     let mock = start_mock().await;
-    mock.state.omit_usage.store(true, Ordering::SeqCst);
-    *mock.state.pieces.lock().unwrap() = Some(five_hundred_words());
+    mock.set_default(Script::new().no_usage().text(five_hundred_words()));
     let gw = start_gateway(&mock.url, None).await;
     let (id, key) = gw.user("no-usage", "default", "1").await;
     let text = gw
@@ -56,8 +54,7 @@ async fn a_stream_without_usage_is_charged_within_ten_percent_of_what_it_deliver
 #[tokio::test]
 async fn empty_usage_objects_are_estimated_not_free() {
     let mock = start_mock().await;
-    mock.state.empty_usage.store(true, Ordering::SeqCst);
-    *mock.state.pieces.lock().unwrap() = Some(five_hundred_words());
+    mock.set_default(Script::new().empty_usage().text(five_hundred_words()));
     let gw = start_gateway(&mock.url, None).await;
     let (id, key) = gw.user("empty-usage", "default", "1").await;
     assert_eq!(gw.chat(&key, chat_body("cheap", true)).await.status(), 200);
@@ -74,9 +71,8 @@ async fn empty_usage_objects_are_estimated_not_free() {
 #[tokio::test]
 async fn a_broken_openai_stream_ends_in_an_error_chunk_and_charges_what_was_delivered() {
     let mock = start_mock().await;
-    *mock.state.pieces.lock().unwrap() = Some(five_hundred_words());
     // The role chunk and 300 words, then the connection fails.
-    mock.state.break_after.store(301, Ordering::SeqCst);
+    mock.set_default(Script::new().text(five_hundred_words()).break_after(300));
     let gw = start_gateway(&mock.url, None).await;
     let (id, key) = gw.user("broken", "default", "1").await;
     let text = gw
@@ -102,7 +98,7 @@ async fn a_broken_openai_stream_ends_in_an_error_chunk_and_charges_what_was_deli
 async fn an_anthropic_stream_broken_after_its_text_is_charged_for_the_text() {
     let mock = start_mock().await;
     // message_start, content_block_start, ping, two text deltas: then a reset.
-    mock.state.break_after.store(5, Ordering::SeqCst);
+    mock.set_default(Script::new().break_after(2));
     let gw = start_gateway(&mock.url, None).await;
     let (id, key) = gw.user("claude-broken", "default", "1").await;
     let body = json!({"model": "claude-test", "max_tokens": 100, "stream": true,
@@ -132,7 +128,13 @@ async fn an_anthropic_stream_broken_after_its_text_is_charged_for_the_text() {
 #[tokio::test]
 async fn over_reported_usage_never_takes_a_balance_below_zero() {
     let mock = start_mock().await;
-    mock.state.usage_factor.store(1_000_000, Ordering::SeqCst);
+    // Every count a million times what the answer holds.
+    mock.set_default(Script::new().usage(Usage {
+        input: Some(PROMPT_TOKENS * 1_000_000),
+        cached: Some(CACHED_TOKENS * 1_000_000),
+        output: Some(COMPLETION_TOKENS * 1_000_000),
+        ..Usage::default()
+    }));
     let gw = start_gateway(&mock.url, None).await;
     let (id, key) = gw.user("over", "default", "0.01").await;
     let mut body = chat_body("cheap", false);
@@ -162,7 +164,7 @@ async fn a_client_that_stops_reading_is_dropped_and_its_request_settled() {
     let mock = start_mock().await;
     // ~8 MB of answer: far more than socket buffers hold.
     let big = "x".repeat(16 * 1024);
-    *mock.state.pieces.lock().unwrap() = Some(vec![big; 500]);
+    mock.set_default(Script::new().text(vec![big; 500]));
     let gw = start_gateway_with(&mock.url, None, "", "[limits]\nclient_stall_secs = 1\n").await;
     let (id, key) = gw.user("stalled", "default", "1").await;
     let addr = gw.url.trim_start_matches("http://").to_string();
@@ -477,7 +479,8 @@ async fn framework_rejections_come_in_the_clients_shape() {
 #[tokio::test]
 async fn a_reset_during_a_whole_answer_is_a_502_not_a_timeout() {
     let mock = start_mock().await;
-    mock.state.break_after.store(1, Ordering::SeqCst);
+    // Half the whole answer, then a reset.
+    mock.set_default(Script::new().break_after(1));
     let gw = start_gateway(&mock.url, None).await;
     let (id, key) = gw.user("reset", "default", "1").await;
     let resp = gw.chat(&key, chat_body("cheap", false)).await;
@@ -519,7 +522,7 @@ async fn over_long_targets_and_headers_are_refused_in_the_clients_shape() {
 async fn a_graceful_stop_settles_streams_whose_clients_read_nothing() {
     let mock = start_mock().await;
     let big = "y".repeat(16 * 1024);
-    *mock.state.pieces.lock().unwrap() = Some(vec![big; 320]);
+    mock.set_default(Script::new().text(vec![big; 320]));
     let gw = start_gateway_with(&mock.url, None, "", "[limits]\nclient_stall_secs = 1\n").await;
     let (id, key) = gw.user("stalled-stop", "default", "100").await;
     const CLIENTS: usize = 20;

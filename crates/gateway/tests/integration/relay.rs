@@ -1,6 +1,5 @@
 //! Relaying chat completions, streams, embeddings; exact billing.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -23,12 +22,13 @@ async fn non_stream_body_is_the_upstreams_and_billing_is_exact() {
     assert_eq!(body, mock_completion_body("gpt-test"));
 
     // The upstream saw its own model name and key, and every client field.
-    let (path, auth, sent) = mock.requests().pop().unwrap();
-    assert_eq!(path, "/v1/chat/completions");
-    assert_eq!(auth, format!("Bearer {UPSTREAM_KEY}"));
-    assert_eq!(sent["model"], "mock-model");
-    assert_eq!(sent["temperature"], 0.5);
-    assert_eq!(sent["tools"][0]["function"]["name"], "noop");
+    let sent = mock.requests().pop().unwrap();
+    assert_eq!(sent.path, "/v1/chat/completions");
+    let auth = format!("Bearer {UPSTREAM_KEY}");
+    assert_eq!(sent.header("authorization"), Some(auth.as_str()));
+    assert_eq!(sent.body["model"], "mock-model");
+    assert_eq!(sent.body["temperature"], 0.5);
+    assert_eq!(sent.body["tools"][0]["function"]["name"], "noop");
 
     let records = gw.wait_for_usage(id, 1).await;
     assert_eq!(records[0].cost, GPT_TEST_COST);
@@ -91,7 +91,7 @@ async fn stream_is_passed_through_and_usage_chunk_follows_the_clients_wish() {
         read_all(resp).await,
         mock_stream_events("gpt-test", false).concat()
     );
-    let (_, _, sent) = mock.requests().pop().unwrap();
+    let sent = mock.requests().pop().unwrap().body;
     assert_eq!(sent["stream_options"]["include_usage"], true);
 
     let records = gw.wait_for_usage(id, 2).await;
@@ -107,7 +107,7 @@ async fn stream_is_passed_through_and_usage_chunk_follows_the_clients_wish() {
 async fn concurrent_streams_charge_exactly_n_times() {
     const N: usize = 200;
     let mock = start_mock().await;
-    mock.state.chunk_delay_ms.store(5, Ordering::SeqCst);
+    mock.set_default(Script::new().chunk_delay_ms(5));
     let gw = start_gateway(&mock.url, None).await;
     let (id, key) = gw.user("crowd", "default", "100").await;
     let before = gw.balance(id).await.0;
@@ -130,7 +130,7 @@ async fn concurrent_streams_charge_exactly_n_times() {
 #[tokio::test]
 async fn client_disconnect_mid_stream_is_charged_for_what_the_upstream_produced() {
     let mock = start_mock().await;
-    mock.state.chunk_delay_ms.store(100, Ordering::SeqCst);
+    mock.set_default(Script::new().chunk_delay_ms(100));
     let gw = start_gateway(&mock.url, None).await;
     let (id, key) = gw.user("quitter", "default", "10").await;
 
@@ -150,7 +150,7 @@ async fn client_disconnect_mid_stream_is_charged_for_what_the_upstream_produced(
 #[tokio::test]
 async fn a_client_leaving_before_the_upstream_answers_leaves_no_hold_behind() {
     let mock = start_mock().await;
-    mock.state.head_delay_ms.store(400, Ordering::SeqCst);
+    mock.set_default(Script::new().head_delay_ms(400));
     let gw = start_gateway(&mock.url, None).await;
     let (id, key) = gw.user("impatient", "default", "10").await;
     let impatient = reqwest::Client::builder()
@@ -197,7 +197,7 @@ async fn shutdown_writes_every_queued_settlement() {
 #[tokio::test]
 async fn graceful_shutdown_finishes_streams_and_flushes_settlements() {
     let mock = start_mock().await;
-    mock.state.chunk_delay_ms.store(150, Ordering::SeqCst);
+    mock.set_default(Script::new().chunk_delay_ms(150));
     let gw = start_gateway(&mock.url, None).await;
     let (id, key) = gw.user("late", "default", "10").await;
     let resp = gw.chat(&key, chat_body("gpt-test", true)).await;
@@ -250,7 +250,7 @@ async fn legacy_completions_and_embeddings_are_billed() {
     assert_eq!(by_endpoint("embeddings"), 10_000);
     // Completions: 8 × 1 + 2 × 1 (cached defaults to input) + 5 × 2 = 20 USD/1M.
     assert_eq!(by_endpoint("completions"), 20_000);
-    let paths: Vec<String> = mock.requests().into_iter().map(|r| r.0).collect();
+    let paths: Vec<String> = mock.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, vec!["/v1/embeddings", "/v1/completions"]);
     gw.stop().await;
 }
@@ -258,7 +258,7 @@ async fn legacy_completions_and_embeddings_are_billed() {
 #[tokio::test]
 async fn stream_without_upstream_usage_is_charged_an_estimate_and_marked() {
     let mock = start_mock().await;
-    mock.state.omit_usage.store(true, Ordering::SeqCst);
+    mock.set_default(Script::new().no_usage());
     let gw = start_gateway(&mock.url, None).await;
     let (id, key) = gw.user("estimated", "default", "1").await;
     let resp = gw.chat(&key, chat_body("cheap", true)).await;

@@ -114,7 +114,7 @@ async fn a_reload_serves_new_requests_from_the_new_catalog_and_lets_old_ones_fin
     let (user_id, key) = gw.user("reload", "default", "10").await;
 
     // A slow stream on `chan-a` at the old prices…
-    a.state.chunk_delay_ms.store(150, Ordering::SeqCst);
+    a.set_default(Script::new().first_piece_delay_ms(150).chunk_delay_ms(150));
     let in_flight = {
         let request = gw
             .http
@@ -184,7 +184,7 @@ async fn a_reload_serves_new_requests_from_the_new_catalog_and_lets_old_ones_fin
 
     // SIGHUP reloads too.
     file.write(&catalog(&a.url, &b.url, "chan-a", 1, ""));
-    a.state.chunk_delay_ms.store(0, Ordering::SeqCst);
+    a.clear_default();
     // SAFETY: kill(2) with this process's own id and a signal the gateway handles.
     assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGHUP) }, 0);
     let mut moved = false;
@@ -261,8 +261,8 @@ async fn reloads_under_load_drop_nothing_and_charge_exactly() {
     let (gw, file) = gateway_on_file(&main, &catalog(&a.url, &b.url, "chan-a", 1, "")).await;
     let (user_id, key) = gw.user("reload-load", "default", "10").await;
     let before = gw.balance(user_id).await;
-    a.state.chunk_delay_ms.store(5, Ordering::SeqCst);
-    b.state.chunk_delay_ms.store(5, Ordering::SeqCst);
+    a.set_default(Script::new().chunk_delay_ms(5));
+    b.set_default(Script::new().chunk_delay_ms(5));
     // 20 waves of 15 requests, half of them streams, a reload after each
     // wave while its requests run.
     let (waves, per_wave) = (20, 15);

@@ -86,7 +86,7 @@ fn output_text(response: &Value) -> String {
 
 /// The chat messages of the last request the mock received.
 fn last_upstream(mock: &Mock) -> Value {
-    mock.requests().last().unwrap().2.clone()
+    mock.requests().last().unwrap().body.clone()
 }
 
 #[tokio::test]
@@ -323,9 +323,7 @@ async fn a_background_response_can_be_polled_followed_and_cancelled() {
     assert_eq!(replay.last().unwrap().0, "response.completed");
 
     // A slow one, cancelled part-way: charged for what was produced only.
-    mock.state
-        .chunk_delay_ms
-        .store(300, std::sync::atomic::Ordering::SeqCst);
+    mock.set_default(Script::new().chunk_delay_ms(300));
     gw.wait_for_usage(id, 1).await;
     let (before, _) = gw.balance(id).await;
     let slow = gw
@@ -626,9 +624,7 @@ async fn a_background_response_deleted_while_it_runs_stays_deleted() {
     let mock = start_mock().await;
     let gw = start_gateway(&mock.url, None).await;
     let (id, key) = gw.user("ann", "default", "1").await;
-    mock.state
-        .chunk_delay_ms
-        .store(100, std::sync::atomic::Ordering::SeqCst);
+    mock.set_default(Script::new().chunk_delay_ms(100));
     let queued = gw
         .respond(
             &key,

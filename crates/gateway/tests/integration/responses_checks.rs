@@ -2,7 +2,6 @@
 //! does, and a whole (non-stream) response keeps to the provider's
 //! `request_timeout_secs`.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -75,7 +74,11 @@ async fn invalid_parameters_are_refused_before_anything_is_sent_or_held() {
     assert_eq!(status, 200, "{body}");
     let sent = mock.requests();
     assert_eq!(sent.len(), 2);
-    assert_eq!(sent[1].2["max_completion_tokens"], 1000, "{}", sent[1].2);
+    assert_eq!(
+        sent[1].body["max_completion_tokens"], 1000,
+        "{}",
+        sent[1].body
+    );
     gw.stop().await;
 }
 
@@ -85,7 +88,11 @@ async fn invalid_parameters_are_refused_before_anything_is_sent_or_held() {
 async fn a_whole_response_that_outlasts_the_request_timeout_is_a_504_charged_for_what_was_produced()
 {
     let mock = start_mock().await;
-    mock.state.chunk_delay_ms.store(2_000, Ordering::SeqCst);
+    mock.set_default(
+        Script::new()
+            .first_piece_delay_ms(2_000)
+            .chunk_delay_ms(2_000),
+    );
     let gw = start_gateway(&mock.url, None).await;
     let (id, key) = gw.user("oscar", "default", "1").await;
     let started = Instant::now();

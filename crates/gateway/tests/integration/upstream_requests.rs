@@ -101,7 +101,7 @@ async fn output_caps_are_held_to_the_models_limit_on_every_route() {
     let sent: Vec<(String, Value)> = mock
         .requests()
         .into_iter()
-        .map(|(path, _, body)| (path, body))
+        .map(|r| (r.path, r.body))
         .collect();
     assert_eq!(sent.len(), 6);
     assert_eq!(sent[0].1["max_tokens"], 1000);
@@ -145,7 +145,7 @@ async fn late_system_messages_stay_system_messages_unless_the_provider_refuses_t
     };
     // OpenAI takes system messages anywhere: the environment section stays
     // a system message, after the user's prompt, as Claude Code sent it.
-    let openai = &sent[0].2;
+    let openai = &sent[0].body;
     assert_eq!(roles(openai), ["system", "user", "system"], "{openai}");
     assert_eq!(
         openai["messages"][2]["content"],
@@ -154,7 +154,7 @@ async fn late_system_messages_stay_system_messages_unless_the_provider_refuses_t
 
     // A provider that refuses late system messages gets it as user text,
     // before the prompt, so that the prompt is still what the model answers.
-    let strict = &sent[1].2;
+    let strict = &sent[1].body;
     assert_eq!(roles(strict), ["system", "user"], "{strict}");
     let parts = strict["messages"][1]["content"].as_array().unwrap();
     let last = parts.last().unwrap();
