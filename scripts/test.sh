@@ -65,6 +65,12 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+# Each test gateway leaves its SQLite database and settlement journal in the
+# temporary folder (some tests read them after the gateway stopped): those of
+# earlier runs are removed, so that repeated runs do not fill the disk.
+TMP_ROOT="${TMPDIR:-/tmp}"
+rm -rf "$TMP_ROOT/tollgate-tests" "$TMP_ROOT"/tollgate-journal-*
+
 step "tests on SQLite"
 cargo test --workspace
 
