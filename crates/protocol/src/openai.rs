@@ -72,6 +72,63 @@ impl CompletionRequest {
         let options = self.stream_options.get_or_insert_with(Default::default);
         options.include_usage = Some(true);
     }
+
+    /// The body an upstream gets: this request under `model`, asking for
+    /// the usage chunk when `stream_usage` (as [`request_stream_usage`]
+    /// would). Serialized from a borrowed view: the request is not copied,
+    /// whatever the size of its prompt, however many channels it is
+    /// planned for.
+    ///
+    /// [`request_stream_usage`]: CompletionRequest::request_stream_usage
+    pub fn to_upstream(&self, model: &str, stream_usage: bool) -> serde_json::Result<Vec<u8>> {
+        let stream_options = match (&self.stream_options, stream_usage) {
+            (None, false) => None,
+            (options, _) => Some(StreamOptionsView {
+                include_usage: if stream_usage {
+                    Some(true)
+                } else {
+                    options.as_ref().and_then(|o| o.include_usage)
+                },
+                extra: options.as_ref().map(|o| &o.extra),
+            }),
+        };
+        serde_json::to_vec(&UpstreamView {
+            model,
+            stream: self.stream,
+            stream_options,
+            max_tokens: self.max_tokens,
+            max_completion_tokens: self.max_completion_tokens,
+            n: self.n,
+            extra: &self.extra,
+        })
+    }
+}
+
+/// [`CompletionRequest`] as it serializes, borrowing its parts.
+#[derive(Serialize)]
+struct UpstreamView<'a> {
+    model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptionsView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    n: Option<u64>,
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
+}
+
+/// [`StreamOptions`] as it serializes, borrowing its parts.
+#[derive(Serialize)]
+struct StreamOptionsView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    include_usage: Option<bool>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extra: Option<&'a Map<String, Value>>,
 }
 
 /// The body of `POST /v1/embeddings`: only the model is read.
@@ -296,5 +353,30 @@ mod tests {
         let u = body_usage(br#"{"data":[],"usage":{"prompt_tokens":7,"total_tokens":7}}"#).unwrap();
         assert_eq!(u.input, 7);
         assert_eq!(u.output, 0);
+    }
+
+    #[test]
+    fn the_upstream_body_is_the_request_renamed_without_a_copy() {
+        let cases = [
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+            r#"{"model":"m","stream":true,"messages":[]}"#,
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"x":1},"n":2,"max_tokens":5}"#,
+            r#"{"model":"m","stream_options":{"x":1},"max_completion_tokens":7,"temperature":0.5}"#,
+        ];
+        for case in cases {
+            let request: CompletionRequest = serde_json::from_str(case).unwrap();
+            for stream_usage in [false, true] {
+                let mut expected = request.clone();
+                expected.model = "up".into();
+                if stream_usage {
+                    expected.request_stream_usage();
+                }
+                assert_eq!(
+                    request.to_upstream("up", stream_usage).unwrap(),
+                    serde_json::to_vec(&expected).unwrap(),
+                    "{case} {stream_usage}"
+                );
+            }
+        }
     }
 }

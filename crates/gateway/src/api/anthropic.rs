@@ -84,7 +84,7 @@ async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<Prepared, A
     let planner: Planner = Box::new(move |target| {
         let adapter = target.provider.adapter;
         let messages = MessagesCall {
-            body: messages_body.clone(),
+            body: &messages_body,
             stream,
             forwarded: adapter.forwarded(&client_headers),
         };

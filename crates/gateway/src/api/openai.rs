@@ -81,9 +81,8 @@ async fn relay_completion(
         let stream_record = record.clone().filter(|_| stream);
         let recorder = app.clone();
         let planner: Planner = Box::new(move |target| {
-            let mut request = request.clone();
             let call = ChatCall {
-                request: &mut request,
+                request: &request,
                 stream,
                 max_output,
                 client_wants_usage,

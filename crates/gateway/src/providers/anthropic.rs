@@ -4,7 +4,7 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use protocol::rewrite::ByteRewriter;
 use protocol::translate::{chat_via_messages, complete};
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 
 use super::{
     log_dropped, responses_as_chat, to_body, Adapter, ChatCall, MessagesCall, Reply, ResponsesCall,
@@ -60,7 +60,7 @@ impl Adapter for Anthropic {
 
     fn chat(&self, target: &Target<'_>, call: ChatCall<'_>) -> Result<UpstreamCall, ApiError> {
         let model = target.model;
-        let Ok(Value::Object(map)) = serde_json::to_value(&*call.request) else {
+        let Ok(Value::Object(map)) = serde_json::to_value(call.request) else {
             return Err(ApiError::Internal);
         };
         let translated = chat_via_messages::request(&map, &model.upstream_model, call.max_output)
@@ -96,7 +96,11 @@ impl Adapter for Anthropic {
         )))
     }
 
-    fn messages(&self, target: &Target<'_>, call: MessagesCall) -> Result<UpstreamCall, ApiError> {
+    fn messages(
+        &self,
+        target: &Target<'_>,
+        call: MessagesCall<'_>,
+    ) -> Result<UpstreamCall, ApiError> {
         let model = target.model;
         let rewriter = ByteRewriter::for_openai(&model.upstream_model, &model.name, false);
         let reply = if call.stream {
@@ -107,7 +111,11 @@ impl Adapter for Anthropic {
         as_is(target, call, reply)
     }
 
-    fn complete(&self, target: &Target<'_>, call: MessagesCall) -> Result<UpstreamCall, ApiError> {
+    fn complete(
+        &self,
+        target: &Target<'_>,
+        call: MessagesCall<'_>,
+    ) -> Result<UpstreamCall, ApiError> {
         let public = target.model.name.as_str();
         let reply = if call.stream {
             Reply::Stream(Box::new(complete::StreamTranslator::new(public)))
@@ -144,13 +152,46 @@ impl Adapter for Anthropic {
 }
 
 /// A Messages body sent as is, under the upstream's model name.
-fn as_is(target: &Target<'_>, call: MessagesCall, reply: Reply) -> Result<UpstreamCall, ApiError> {
-    let mut body = call.body;
-    body.insert("model".into(), json!(target.model.upstream_model));
+fn as_is(
+    target: &Target<'_>,
+    call: MessagesCall<'_>,
+    reply: Reply,
+) -> Result<UpstreamCall, ApiError> {
+    let body = Renamed {
+        body: call.body,
+        model: &target.model.upstream_model,
+    };
     Ok(UpstreamCall {
         path: "/messages",
         body: to_body(&body)?,
         forwarded: call.forwarded,
         reply,
     })
+}
+
+/// A JSON object serialized with its `model` replaced (added last when it
+/// has none), without copying it.
+struct Renamed<'a> {
+    body: &'a Map<String, Value>,
+    model: &'a str,
+}
+
+impl serde::Serialize for Renamed<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let has_model = self.body.contains_key("model");
+        let len = self.body.len() + usize::from(!has_model);
+        let mut map = serializer.serialize_map(Some(len))?;
+        for (key, value) in self.body {
+            if key == "model" {
+                map.serialize_entry(key, self.model)?;
+            } else {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        if !has_model {
+            map.serialize_entry("model", self.model)?;
+        }
+        map.end()
+    }
 }

@@ -72,11 +72,19 @@ pub trait Adapter: Send + Sync {
 
     /// `POST /v1/messages`: `body` is the client's, `forwarded` the headers
     /// of [`Adapter::forwarded`].
-    fn messages(&self, target: &Target<'_>, call: MessagesCall) -> Result<UpstreamCall, ApiError>;
+    fn messages(
+        &self,
+        target: &Target<'_>,
+        call: MessagesCall<'_>,
+    ) -> Result<UpstreamCall, ApiError>;
 
     /// `POST /v1/complete` (Anthropic's legacy text completions), whose
     /// request is already turned into a Messages body.
-    fn complete(&self, target: &Target<'_>, call: MessagesCall) -> Result<UpstreamCall, ApiError>;
+    fn complete(
+        &self,
+        target: &Target<'_>,
+        call: MessagesCall<'_>,
+    ) -> Result<UpstreamCall, ApiError>;
 
     /// `POST /v1/embeddings`, if the upstream has embeddings.
     fn embeddings(
@@ -110,19 +118,20 @@ pub struct Target<'a> {
     pub provider: &'a Provider,
 }
 
-/// A chat or legacy completion request, to be sent as `request` (the
-/// adapter may change it: the upstream model name, usage in streams).
+/// A chat or legacy completion request, as the client sent it (checked and
+/// capped); the adapter builds the upstream's body from it without copying
+/// it, whatever the prompt's size.
 pub struct ChatCall<'a> {
-    pub request: &'a mut CompletionRequest,
+    pub request: &'a CompletionRequest,
     pub stream: bool,
     /// The output tokens allowed (the request's cap or the model's).
     pub max_output: u64,
     pub client_wants_usage: bool,
 }
 
-/// A Messages request.
-pub struct MessagesCall {
-    pub body: Map<String, Value>,
+/// A Messages request (borrowed, like [`ChatCall`]'s).
+pub struct MessagesCall<'a> {
+    pub body: &'a Map<String, Value>,
     pub stream: bool,
     pub forwarded: Vec<(HeaderName, HeaderValue)>,
 }
@@ -266,9 +275,9 @@ mod tests {
             model: m,
             provider: p,
         };
-        let mut request = chat_request(stream);
+        let request = chat_request(stream);
         let call = ChatCall {
-            request: &mut request,
+            request: &request,
             stream,
             max_output: 100,
             client_wants_usage: false,
@@ -374,7 +383,7 @@ mod tests {
             "only Anthropic's own headers go upstream"
         );
         let call = MessagesCall {
-            body: body.clone(),
+            body: &body,
             stream: true,
             forwarded,
         };
@@ -389,7 +398,7 @@ mod tests {
         let openai = provider("openai", "");
         assert!(openai.adapter.forwarded(&client).is_empty());
         let call = MessagesCall {
-            body,
+            body: &body,
             stream: false,
             forwarded: Vec::new(),
         };

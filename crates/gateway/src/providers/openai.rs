@@ -43,7 +43,11 @@ impl Adapter for OpenAi {
         pass_through("/completions", target, call)
     }
 
-    fn messages(&self, target: &Target<'_>, call: MessagesCall) -> Result<UpstreamCall, ApiError> {
+    fn messages(
+        &self,
+        target: &Target<'_>,
+        call: MessagesCall<'_>,
+    ) -> Result<UpstreamCall, ApiError> {
         let public = target.model.name.as_str();
         let reply = if call.stream {
             Reply::Stream(Box::new(messages_via_chat::StreamTranslator::new(public)))
@@ -52,10 +56,14 @@ impl Adapter for OpenAi {
                 public_model: public.to_string(),
             }))
         };
-        messages_as_chat(target, &call.body, reply)
+        messages_as_chat(target, call.body, reply)
     }
 
-    fn complete(&self, target: &Target<'_>, call: MessagesCall) -> Result<UpstreamCall, ApiError> {
+    fn complete(
+        &self,
+        target: &Target<'_>,
+        call: MessagesCall<'_>,
+    ) -> Result<UpstreamCall, ApiError> {
         // OpenAI chat → Messages → legacy completion.
         let public = target.model.name.as_str();
         let reply = if call.stream {
@@ -71,7 +79,7 @@ impl Adapter for OpenAi {
                 public_model: public.to_string(),
             }))
         };
-        messages_as_chat(target, &call.body, reply)
+        messages_as_chat(target, call.body, reply)
     }
 
     fn embeddings(
@@ -123,12 +131,12 @@ fn pass_through(
     call: ChatCall<'_>,
 ) -> Result<UpstreamCall, ApiError> {
     let model = target.model;
-    let request = call.request;
-    request.model = model.upstream_model.clone();
-    if call.stream {
-        // The upstream's own usage, whether or not the client asked for it.
-        request.request_stream_usage();
-    }
+    // Under the upstream's name; a stream asks for the upstream's own usage,
+    // whether or not the client asked for it.
+    let body = call
+        .request
+        .to_upstream(&model.upstream_model, call.stream)
+        .map_err(|_| ApiError::Internal)?;
     let reply = if call.stream {
         let hide_usage = !call.client_wants_usage;
         Reply::Stream(Box::new(OpenAiPassThrough::new(
@@ -144,7 +152,7 @@ fn pass_through(
     };
     Ok(UpstreamCall {
         path,
-        body: to_body(&*request)?,
+        body,
         forwarded: Vec::new(),
         reply,
     })
