@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderName, HeaderValue};
 
 use crate::catalog::Catalog;
+use crate::config::ModelSpec;
 use crate::config::{send_budget, ERROR_BODY_WAIT};
 use crate::error::ApiError;
 use crate::providers::{KeyIndex, Provider, Target, UpstreamCall};
@@ -26,8 +27,9 @@ pub type Planner<C = UpstreamCall> = Box<dyn Fn(&Target<'_>) -> Result<C, ApiErr
 pub struct Failover<C = UpstreamCall> {
     /// The catalog the request was routed in.
     catalog: Arc<Catalog>,
-    /// The model's public name: its channels are `catalog.channels[model]`.
-    pub model: String,
+    /// The model as first routed: its channels are
+    /// `catalog.channels[model.name]` (shared, not copied).
+    model: Arc<ModelSpec>,
     /// The channels tried so far, the first included.
     pub tried: Vec<usize>,
     pub planner: Planner<C>,
@@ -61,7 +63,7 @@ impl<C> Failover<C> {
     ) -> Result<(Self, Route, C), ApiError> {
         let mut failover = Failover {
             catalog: route.catalog.clone(),
-            model: route.model.name.clone(),
+            model: route.model.clone(),
             tried: vec![route.channel],
             planner,
             affinity: route.affinity.clone().into_iter().collect(),
@@ -76,12 +78,12 @@ impl<C> Failover<C> {
     /// The next channel to try and its call, or `None` when none is left.
     /// A channel the request cannot be planned for is passed over.
     pub(crate) fn next(&mut self, app: &App) -> Option<(Route, C)> {
-        let channels = self.catalog.channels.get(&self.model)?;
+        let channels = self.catalog.channels.get(&self.model.name)?;
         let cooldown = app.config.failover.health().cooldown;
         loop {
             let index = pick(channels, &self.tried, cooldown, Instant::now())?;
             self.tried.push(index);
-            let route = route_to(&self.catalog, &self.model, index)?;
+            let route = route_to(&self.catalog, &self.model.name, index)?;
             match (self.planner)(&route.target()) {
                 Ok(call) => return Some((route, call)),
                 Err(e) => {
@@ -100,27 +102,26 @@ impl<C> Failover<C> {
     /// another of its keys).
     fn again(&self) -> Option<(Route, C)> {
         let index = *self.tried.last()?;
-        let route = route_to(&self.catalog, &self.model, index)?;
+        let route = route_to(&self.catalog, &self.model.name, index)?;
         let call = (self.planner)(&route.target()).ok()?;
         Some((route, call))
     }
 
     /// Tells the channel tried last how its attempt went, and how long its
     /// upstream took to answer.
-    fn record(&self, app: &App, attempt: Attempt, took: Duration) {
+    fn record(&self, app: &App, attempt: Attempt, took: Duration, now: Instant) {
         let Some(&index) = self.tried.last() else {
             return;
         };
         let Some(channel) = self
             .catalog
             .channels
-            .get(&self.model)
+            .get(&self.model.name)
             .and_then(|c| c.get(index))
         else {
             return;
         };
         let policy = &app.config.failover;
-        let now = Instant::now();
         if attempt == Attempt::Served {
             for key in &self.affinity {
                 app.affinity.remember(key.clone(), channel, now);
@@ -144,9 +145,12 @@ pub(crate) async fn send_with_failover<R: Sendable>(
     failover: &mut Failover<R::Call>,
 ) -> Result<reqwest::Response, UpstreamFailure> {
     let policy = &app.config.failover;
-    let ends_by = Instant::now() + send_budget(app.config.hold_ttl_secs);
-    let fits = |provider: &Provider| {
-        Instant::now() + provider.request_timeout + ERROR_BODY_WAIT <= ends_by
+    let mut started = None;
+    // Whether a try to `provider` starting now would end within the budget.
+    let fits = |started: Option<Instant>, provider: &Provider| {
+        let now = Instant::now();
+        let ends_by = started.unwrap_or(now) + send_budget(app.config.hold_ttl_secs);
+        now + provider.request_timeout + ERROR_BODY_WAIT <= ends_by
     };
     let mut sent = 0;
     // The keys of the current channel tried so far, and whether the
@@ -159,11 +163,13 @@ pub(crate) async fn send_with_failover<R: Sendable>(
         let key = provider.pick_key(&keys_tried);
         keys_tried.extend(key);
         let sent_at = Instant::now();
+        started.get_or_insert(sent_at);
         let result = send(app, provider, key, path, body, request.forwarded()).await;
-        let took = sent_at.elapsed();
+        let answered_at = Instant::now();
+        let took = answered_at - sent_at;
         let failure = match result {
             Ok(response) => {
-                failover.record(app, Attempt::Served, took);
+                failover.record(app, Attempt::Served, took, answered_at);
                 return Ok(response);
             }
             Err(failure) => failure,
@@ -178,7 +184,7 @@ pub(crate) async fn send_with_failover<R: Sendable>(
             };
             provider.rest_key(key, rest);
             every_key_refused &= failure.refused_our_key();
-            if provider.has_rested_key(&keys_tried) && fits(provider) {
+            if provider.has_rested_key(&keys_tried) && fits(started, provider) {
                 if let Some((route, call)) = failover.again() {
                     tracing::info!(provider = %provider.name, status = failure.status(), "upstream key rate-limited or refused; trying the channel's next key");
                     request.retarget(route, call);
@@ -195,7 +201,7 @@ pub(crate) async fn send_with_failover<R: Sendable>(
             // The client's own error: the channel answered.
             Attempt::Served
         };
-        failover.record(app, attempt, took);
+        failover.record(app, attempt, took, answered_at);
         sent += 1;
         if sent >= policy.max_attempts || !failure.worth_another_channel(policy) {
             return Err(failure);
@@ -203,7 +209,7 @@ pub(crate) async fn send_with_failover<R: Sendable>(
         let Some((route, call)) = failover.next(app) else {
             return Err(failure);
         };
-        if !fits(&route.provider) {
+        if !fits(started, &route.provider) {
             tracing::warn!(provider = %route.provider.name, "no time left in the request's hold for another channel");
             return Err(failure);
         }
