@@ -8,6 +8,7 @@ pub mod billing;
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod metadata;
 pub mod metrics;
 pub mod money;

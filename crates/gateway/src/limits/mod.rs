@@ -1,0 +1,432 @@
+//! Rate limits: requests per minute, tokens per minute and concurrent
+//! requests, for any scope the caller names (a key, a user, a model, the
+//! whole gateway…). All the limits of one request are checked and taken at
+//! once, or none is: a request refused by one scope costs no other scope
+//! anything.
+//!
+//! * Requests per minute by GCRA ([`gcra`]): a burst of the limit, then
+//!   one request every `60 s / limit`.
+//! * Tokens per minute by estimate, then reconcile: the request's estimated
+//!   tokens are taken at admission, and corrected to what the upstream
+//!   reported at settlement ([`Limiter::settle`]).
+//! * Concurrency by leases that expire (`lease_ttl`): a lease its request
+//!   never returned (a task that died) is not held forever.
+//!
+//! This is the in-memory limiter of one instance; scopes live in sharded
+//! maps (no global lock), locked in shard order so that a request taking
+//! several never deadlocks another.
+
+pub mod gcra;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use gcra::{Gcra, Rate};
+
+const SHARDS: usize = 16;
+/// Scopes kept per shard before idle ones are dropped.
+const SWEEP_AT: usize = 4_096;
+
+/// The limits of one scope; an unset one does not limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub concurrency: Option<u32>,
+}
+
+/// One scope a request is counted in, and its limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// What is limited, e.g. `key:…`, `user:7`, `model:gpt-4o`.
+    pub scope: String,
+    pub limits: Limits,
+}
+
+/// Which limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    Requests,
+    Tokens,
+    Concurrency,
+}
+
+/// A refused request: which scope and limit, and when it could pass
+/// (`None`: not by waiting — it asks more tokens than the whole minute's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub scope: String,
+    pub kind: LimitKind,
+    pub retry_after: Option<Duration>,
+}
+
+/// The tightest of a request's limits of one kind after it was admitted:
+/// for the `x-ratelimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Headroom {
+    pub limit: u64,
+    pub remaining: u64,
+    /// When the whole limit is available again.
+    pub reset: Duration,
+}
+
+/// What an admitted request took, to give back or correct at settlement.
+#[derive(Debug, Default)]
+pub struct Admission {
+    taken: Vec<Taken>,
+    /// The tokens taken (the estimate).
+    estimated: u64,
+    pub requests: Option<Headroom>,
+    pub tokens: Option<Headroom>,
+}
+
+#[derive(Debug)]
+struct Taken {
+    scope: String,
+    tpm: Option<Rate>,
+    lease: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct ScopeState {
+    requests: Gcra,
+    tokens: Gcra,
+    /// Leases held: (id, expires at, in nanoseconds since the epoch).
+    leases: Vec<(u64, u128)>,
+}
+
+impl ScopeState {
+    fn idle(&self, now: u128) -> bool {
+        self.leases.is_empty()
+            && self.requests.reset_after(now).is_zero()
+            && self.tokens.reset_after(now).is_zero()
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    scopes: HashMap<String, ScopeState>,
+    sweep_at: usize,
+}
+
+pub struct Limiter {
+    shards: Vec<Mutex<Shard>>,
+    epoch: Instant,
+    lease_ttl: Duration,
+    next_lease: AtomicU64,
+}
+
+impl Limiter {
+    pub fn new(lease_ttl: Duration) -> Limiter {
+        Limiter {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            epoch: Instant::now(),
+            lease_ttl,
+            next_lease: AtomicU64::new(1),
+        }
+    }
+
+    fn nanos(&self, at: Instant) -> u128 {
+        at.saturating_duration_since(self.epoch).as_nanos()
+    }
+
+    fn shard_of(scope: &str) -> usize {
+        // FNV-1a: stable and cheap; the shard only spreads the locks.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in scope.bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        (hash % SHARDS as u64) as usize
+    }
+
+    /// Locks the shards of `checks`, in shard order.
+    fn lock(&self, checks: &[Check]) -> Vec<(usize, MutexGuard<'_, Shard>)> {
+        let mut wanted: Vec<usize> = checks.iter().map(|c| Self::shard_of(&c.scope)).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        wanted
+            .into_iter()
+            .map(|i| {
+                let guard = match self.shards[i].lock() {
+                    Ok(g) => g,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                (i, guard)
+            })
+            .collect()
+    }
+
+    /// Admits a request counted in every scope of `checks`, estimated at
+    /// `tokens`, or refuses it having changed nothing.
+    pub fn admit(&self, checks: &[Check], tokens: u64, at: Instant) -> Result<Admission, Refusal> {
+        if checks.is_empty() {
+            return Ok(Admission::default());
+        }
+        let now = self.nanos(at);
+        let mut shards = self.lock(checks);
+        // Where each scope's shard is among those locked.
+        let shard = |shards: &[(usize, MutexGuard<'_, Shard>)], scope: &str| -> usize {
+            let i = Self::shard_of(scope);
+            shards.iter().position(|(j, _)| *j == i).unwrap_or(0)
+        };
+        // Phase 1: every limit checked against what the state would become.
+        let mut next: Vec<(usize, Gcra, Gcra, bool)> = Vec::with_capacity(checks.len());
+        for check in checks {
+            let at_shard = shard(&shards, &check.scope);
+            let state = shards[at_shard].1.scopes.get(&check.scope);
+            let (requests, tokens_state, leases) = match state {
+                Some(s) => (
+                    s.requests,
+                    s.tokens,
+                    s.leases.iter().filter(|(_, until)| *until > now).count(),
+                ),
+                None => (Gcra::default(), Gcra::default(), 0),
+            };
+            let refuse = |kind, retry_after| Refusal {
+                scope: check.scope.clone(),
+                kind,
+                retry_after,
+            };
+            let requests = match check.limits.rpm {
+                Some(rpm) => requests
+                    .take(Rate::per_minute(rpm), now, 1)
+                    .map_err(|wait| refuse(LimitKind::Requests, wait))?,
+                None => requests,
+            };
+            let tokens_state = match check.limits.tpm {
+                Some(tpm) => tokens_state
+                    .take(Rate::per_minute(tpm), now, tokens)
+                    .map_err(|wait| refuse(LimitKind::Tokens, wait))?,
+                None => tokens_state,
+            };
+            let lease = match check.limits.concurrency {
+                Some(max) if leases >= max as usize => {
+                    return Err(refuse(LimitKind::Concurrency, Some(Duration::from_secs(1))))
+                }
+                Some(_) => true,
+                None => false,
+            };
+            next.push((at_shard, requests, tokens_state, lease));
+        }
+        // Phase 2: all admitted; the states are written.
+        let mut admission = Admission {
+            estimated: tokens,
+            ..Admission::default()
+        };
+        let expires = now.saturating_add(self.lease_ttl.as_nanos());
+        for (check, (at_shard, requests, tokens_state, lease)) in checks.iter().zip(next) {
+            let scopes = &mut shards[at_shard].1;
+            if scopes.scopes.len() >= scopes.sweep_at.max(SWEEP_AT) {
+                scopes.scopes.retain(|_, s| !s.idle(now));
+                scopes.sweep_at = (scopes.scopes.len() * 2).max(SWEEP_AT);
+            }
+            let state = scopes.scopes.entry(check.scope.clone()).or_default();
+            state.requests = requests;
+            state.tokens = tokens_state;
+            state.leases.retain(|(_, until)| *until > now);
+            let lease = lease.then(|| {
+                let id = self.next_lease.fetch_add(1, Ordering::Relaxed);
+                state.leases.push((id, expires));
+                id
+            });
+            if let Some(rpm) = check.limits.rpm {
+                tighten(
+                    &mut admission.requests,
+                    rpm,
+                    requests,
+                    Rate::per_minute(rpm),
+                    now,
+                );
+            }
+            if let Some(tpm) = check.limits.tpm {
+                tighten(
+                    &mut admission.tokens,
+                    tpm,
+                    tokens_state,
+                    Rate::per_minute(tpm),
+                    now,
+                );
+            }
+            admission.taken.push(Taken {
+                scope: check.scope.clone(),
+                tpm: check.limits.tpm.map(Rate::per_minute),
+                lease,
+            });
+        }
+        Ok(admission)
+    }
+
+    /// The request is done: its tokens are corrected from the estimate to
+    /// `actual`, and its leases returned.
+    pub fn settle(&self, admission: Admission, actual: u64, at: Instant) {
+        if admission.taken.is_empty() {
+            return;
+        }
+        let now = self.nanos(at);
+        for taken in admission.taken {
+            let i = Self::shard_of(&taken.scope);
+            let mut shard = match self.shards[i].lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let Some(state) = shard.scopes.get_mut(&taken.scope) else {
+                continue;
+            };
+            if let Some(rate) = taken.tpm {
+                state.tokens = state
+                    .tokens
+                    .reconcile(rate, now, admission.estimated, actual);
+            }
+            if let Some(id) = taken.lease {
+                state.leases.retain(|(lease, _)| *lease != id);
+            }
+        }
+    }
+}
+
+/// Keeps in `tightest` the limit with the least room.
+fn tighten(tightest: &mut Option<Headroom>, limit: u64, state: Gcra, rate: Rate, now: u128) {
+    let here = Headroom {
+        limit,
+        remaining: state.remaining(rate, now),
+        reset: state.reset_after(now),
+    };
+    match tightest {
+        Some(kept) if kept.remaining <= here.remaining => {}
+        _ => *tightest = Some(here),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(scope: &str, rpm: Option<u64>, tpm: Option<u64>, concurrency: Option<u32>) -> Check {
+        Check {
+            scope: scope.into(),
+            limits: Limits {
+                rpm,
+                tpm,
+                concurrency,
+            },
+        }
+    }
+
+    #[test]
+    fn a_key_at_60_rpm_gets_60_of_a_burst_of_200() {
+        let limiter = Limiter::new(Duration::from_secs(600));
+        let now = Instant::now();
+        let checks = [check("key:a", Some(60), None, None)];
+        let results: Vec<_> = (0..200).map(|_| limiter.admit(&checks, 10, now)).collect();
+        let admitted = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(admitted, 60);
+        let refusal = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+        assert_eq!(refusal.kind, LimitKind::Requests);
+        assert_eq!(refusal.retry_after, Some(Duration::from_secs(1)));
+        let first = results[0].as_ref().unwrap().requests.unwrap();
+        assert_eq!((first.limit, first.remaining), (60, 59));
+    }
+
+    #[test]
+    fn all_limits_are_taken_or_none() {
+        let limiter = Limiter::new(Duration::from_secs(600));
+        let now = Instant::now();
+        let user = check("user:1", Some(1_000), Some(1_000), None);
+        let model = check("model:m", Some(2), None, None);
+        let both = [user.clone(), model];
+        assert!(limiter.admit(&both, 100, now).is_ok());
+        assert!(limiter.admit(&both, 100, now).is_ok());
+        // The model refuses the third: the user's scope is left untouched.
+        let refused = limiter.admit(&both, 100, now).unwrap_err();
+        assert_eq!(
+            (refused.scope.as_str(), refused.kind),
+            ("model:m", LimitKind::Requests)
+        );
+        let alone = limiter.admit(&[user], 0, now).unwrap();
+        assert_eq!(alone.requests.unwrap().remaining, 1_000 - 3);
+        assert_eq!(alone.tokens.unwrap().remaining, 1_000 - 200);
+        // The tightest limit is the one reported.
+        let limiter = Limiter::new(Duration::from_secs(600));
+        let both = [
+            check("a", Some(100), None, None),
+            check("b", Some(10), None, None),
+        ];
+        let admitted = limiter.admit(&both, 0, now).unwrap();
+        assert_eq!(admitted.requests.unwrap().limit, 10);
+    }
+
+    #[test]
+    fn tokens_are_corrected_at_settlement() {
+        let limiter = Limiter::new(Duration::from_secs(600));
+        let now = Instant::now();
+        let checks = [check("user:1", None, Some(1_000), None)];
+        let admission = limiter.admit(&checks, 800, now).unwrap();
+        assert_eq!(admission.tokens.unwrap().remaining, 200);
+        assert!(
+            limiter.admit(&checks, 300, now).is_err(),
+            "800 held by the estimate"
+        );
+        limiter.settle(admission, 100, now);
+        let again = limiter.admit(&checks, 300, now).unwrap();
+        assert_eq!(again.tokens.unwrap().remaining, 600);
+        // An estimate beyond the whole minute can never pass.
+        let never = limiter.admit(&checks, 5_000, now).unwrap_err();
+        assert_eq!((never.kind, never.retry_after), (LimitKind::Tokens, None));
+    }
+
+    #[test]
+    fn leases_bound_concurrency_and_expire_when_never_returned() {
+        let limiter = Limiter::new(Duration::from_secs(30));
+        let now = Instant::now();
+        let checks = [check("key:a", None, None, Some(2))];
+        let one = limiter.admit(&checks, 0, now).unwrap();
+        let _two = limiter.admit(&checks, 0, now).unwrap();
+        let refused = limiter.admit(&checks, 0, now).unwrap_err();
+        assert_eq!(refused.kind, LimitKind::Concurrency);
+        limiter.settle(one, 0, now);
+        assert!(
+            limiter.admit(&checks, 0, now).is_ok(),
+            "a returned lease frees its place"
+        );
+        assert!(limiter.admit(&checks, 0, now).is_err());
+        // Never returned: gone after the lease's lifetime.
+        let later = now + Duration::from_secs(31);
+        assert!(limiter.admit(&checks, 0, later).is_ok());
+        assert!(limiter.admit(&checks, 0, later).is_ok());
+    }
+
+    #[test]
+    fn idle_scopes_are_forgotten() {
+        let limiter = Limiter::new(Duration::from_secs(30));
+        let now = Instant::now();
+        let one = |scope: String, at| {
+            limiter
+                .admit(&[check(&scope, Some(60), None, None)], 0, at)
+                .unwrap();
+        };
+        // Fewer than a shard holds before sweeping, then idle.
+        for i in 0..SWEEP_AT * SHARDS / 4 {
+            one(format!("old:{i}"), now);
+        }
+        // A minute later, enough new scopes to make every shard sweep.
+        let later = now + Duration::from_secs(61);
+        for i in 0..2 * SWEEP_AT * SHARDS {
+            one(format!("new:{i}"), later);
+        }
+        let old_kept: usize = limiter
+            .shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap()
+                    .scopes
+                    .keys()
+                    .filter(|k| k.starts_with("old:"))
+                    .count()
+            })
+            .sum();
+        assert_eq!(old_kept, 0);
+    }
+}
