@@ -25,6 +25,14 @@ pub enum ApiError {
     InsufficientBalance,
     #[error("This API key reached its spending limit.")]
     KeyLimitReached,
+    /// A rate limit refused the request: `what` names it (e.g. "requests
+    /// per minute for this model"); retry after `retry_after_secs` (`None`:
+    /// waiting does not help — the request asks more than the limit).
+    #[error("Rate limit reached: {what}.{}", retry_hint(*.retry_after_secs))]
+    RateLimited {
+        what: String,
+        retry_after_secs: Option<u64>,
+    },
     #[error("This operation needs an admin-capable API key.")]
     AdminKeyRequired,
     #[error("Invalid admin token.")]
@@ -60,7 +68,9 @@ impl ApiError {
             ModelNotFound(_) | NotFound(_) => StatusCode::NOT_FOUND,
             BadRequest(_) => StatusCode::BAD_REQUEST,
             Conflict(_) => StatusCode::CONFLICT,
-            InsufficientBalance | KeyLimitReached => StatusCode::TOO_MANY_REQUESTS,
+            InsufficientBalance | KeyLimitReached | RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             UpstreamUnreachable | UpstreamFailed(_) | UpstreamAuth => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             UpstreamOverloaded | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -85,6 +95,7 @@ impl ApiError {
             Conflict(_) => ("invalid_request_error", Some("conflict")),
             InsufficientBalance => ("insufficient_quota", Some("insufficient_quota")),
             KeyLimitReached => ("insufficient_quota", Some("key_limit_reached")),
+            RateLimited { .. } => ("requests", Some("rate_limit_exceeded")),
             UpstreamUnreachable => ("api_error", Some("upstream_unreachable")),
             UpstreamTimeout => ("api_error", Some("upstream_timeout")),
             UpstreamFailed(_) => ("api_error", Some("upstream_error")),
@@ -150,6 +161,7 @@ impl ApiError {
                 (self.status(), "api_error")
             }
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "timeout_error"),
+            RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
             // Anthropic's own "overloaded" status, which its clients retry.
             UpstreamOverloaded | Overloaded => (
                 StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
@@ -160,14 +172,26 @@ impl ApiError {
 
     /// This error as `shape` expects it.
     pub fn render(&self, shape: Shape) -> Response {
-        match shape {
+        let mut response = match shape {
             Shape::OpenAi => (self.status(), Json(self.openai_body())).into_response(),
             Shape::Anthropic => {
                 let (status, kind) = self.anthropic_kind();
                 let body = protocol::anthropic::error_body(kind, &self.to_string());
                 (status, Json(body)).into_response()
             }
+        };
+        if let ApiError::RateLimited {
+            retry_after_secs: Some(secs),
+            ..
+        } = self
+        {
+            // The official SDKs wait this long before their retry.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(*secs),
+            );
         }
+        response
     }
 }
 
@@ -175,6 +199,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.render(Shape::OpenAi)
+    }
+}
+
+fn retry_hint(retry_after_secs: Option<u64>) -> String {
+    match retry_after_secs {
+        Some(secs) => format!(" Retry after {secs} s."),
+        None => " The request asks more than the limit allows at all.".into(),
     }
 }
 

@@ -103,6 +103,7 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
     );
     let auth_cache = auth::AuthCache::new(Duration::from_millis(config.auth_cache_ttl_ms));
     let metrics = Arc::new(metrics::Metrics::default());
+    let limiter = limits::Limiter::new(Duration::from_secs(config.rate_limits.lease_ttl_secs));
     let billing = billing::Billing::new(
         &config,
         store.clone(),
@@ -116,6 +117,7 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
         billing,
         config,
         catalog,
+        limiter,
         affinity: Default::default(),
         store,
         metrics,

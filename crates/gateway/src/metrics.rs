@@ -149,6 +149,7 @@ pub struct Metrics {
     shed: CounterFamily,
     client_stalls: CounterFamily,
     failovers: CounterFamily,
+    rate_limited: CounterFamily,
 }
 
 impl Metrics {
@@ -195,6 +196,11 @@ impl Metrics {
     /// A request that left a failing provider for the model's next channel.
     pub fn record_failover(&self, from_provider: &str) {
         self.failovers.add(&[from_provider], 1);
+    }
+
+    /// A request a rate limit refused (`kind`: requests, tokens, concurrency).
+    pub fn record_rate_limited(&self, kind: &str) {
+        self.rate_limited.add(&[kind], 1);
     }
 
     /// A client that stopped reading its stream and was dropped.
@@ -278,6 +284,12 @@ impl Metrics {
             "tollgate_failovers_total",
             "Requests moved to another channel after a provider failed before answering, by that provider.",
             &["provider"],
+        );
+        self.rate_limited.render(
+            &mut out,
+            "tollgate_rate_limited_total",
+            "Requests refused with 429 by a rate limit, by the limit's kind.",
+            &["kind"],
         );
         out
     }

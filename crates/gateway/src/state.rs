@@ -15,6 +15,8 @@ pub struct AppState {
     pub config: Config,
     /// Providers, models, channels and group multipliers: reloadable.
     pub catalog: crate::catalog::Catalogs,
+    /// Rate limits of this instance.
+    pub limiter: crate::limits::Limiter,
     /// Which channel served each conversation last.
     pub affinity: crate::routing::affinity::Affinity,
     pub store: store::Store,

@@ -13,7 +13,7 @@ use protocol::translate::complete;
 use serde_json::{json, Map, Value};
 
 use super::body::parse_json;
-use super::{detached, RequestId};
+use super::{detached, with_headers, RequestId};
 use std::sync::Arc;
 
 use crate::api::caller::Caller;
@@ -112,7 +112,13 @@ async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<Prepared, A
 /// Sends a prepared Messages-family call and answers the client.
 async fn relay(app: App, call: Call, ingress: Ingress) -> Response {
     match prepare(&app, &call, ingress).await {
-        Ok(prepared) => pipeline::respond(app, prepared).await.into_response(),
+        Ok(prepared) => {
+            let headers = prepared.limit_headers();
+            with_headers(
+                pipeline::respond(app, prepared).await.into_response(),
+                headers,
+            )
+        }
         Err(e) => e.render(Shape::Anthropic),
     }
 }

@@ -313,6 +313,17 @@ where
 }
 
 /// Turns a handler's `Result` into a response.
+/// `response` with `headers` added (e.g. a request's rate-limit headroom).
+pub(crate) fn with_headers(
+    mut response: Response,
+    headers: Vec<(axum::http::HeaderName, axum::http::HeaderValue)>,
+) -> Response {
+    for (name, value) in headers {
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
+
 pub(crate) fn respond<T: IntoResponse>(result: Result<T, ApiError>) -> Response {
     match result {
         Ok(r) => r.into_response(),

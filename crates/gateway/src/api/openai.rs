@@ -8,7 +8,7 @@ use axum::{Extension, Json};
 use protocol::openai::{CompletionRequest, EmbeddingRequest, Model, ModelList};
 
 use super::body::parse_json;
-use super::{detached, respond, RequestId};
+use super::{detached, respond, with_headers, RequestId};
 use std::sync::Arc;
 
 use crate::api::caller::{authenticate, Caller};
@@ -123,12 +123,13 @@ async fn relay_completion(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    let headers = prepared.limit_headers();
     let answer = pipeline::respond(app.clone(), prepared).await;
-    match whole_record {
+    let answer = match whole_record {
         Some(record) => stored_chat::record_json(&app, record, answer).await,
         None => answer,
-    }
-    .into_response()
+    };
+    with_headers(answer.into_response(), headers)
 }
 
 pub async fn embeddings(
@@ -172,7 +173,13 @@ async fn relay_embeddings(
     }
     .await;
     match prepared {
-        Ok(prepared) => pipeline::respond(app, prepared).await.into_response(),
+        Ok(prepared) => {
+            let headers = prepared.limit_headers();
+            with_headers(
+                pipeline::respond(app, prepared).await.into_response(),
+                headers,
+            )
+        }
         Err(e) => e.into_response(),
     }
 }

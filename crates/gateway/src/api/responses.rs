@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::body::parse_json;
 use super::list::{page, ListQuery};
-use super::{detached, RequestId};
+use super::{detached, with_headers, RequestId};
 use crate::api::caller::Caller;
 use crate::error::{ApiError, Shape};
 use crate::pipeline::Failover;
@@ -51,43 +51,49 @@ pub async fn create(
             Ok(p) => p,
             Err(e) => return e.into_response(),
         };
-        let mut failover = prepared.failover;
-        if prepared.background {
-            return start_background(app, prepared.turn, failover, prepared.stream).await;
-        }
-        let mut turn = prepared.turn;
-        let upstream = match connect(&app, &mut turn, &mut failover).await {
-            Ok(u) => u,
-            Err(failure) => {
-                let upstream = turn.provider.adapter.wire();
-                return Answer::Refused {
-                    failure,
-                    upstream,
-                    client: Shape::OpenAi,
-                }
-                .into_response();
+        let headers =
+            crate::pipeline::limits::headers(prepared.turn.limits.as_ref(), Shape::OpenAi);
+        let answered = async move {
+            let mut failover = prepared.failover;
+            if prepared.background {
+                return start_background(app, prepared.turn, failover, prepared.stream).await;
             }
-        };
-        if !prepared.stream {
-            // A client waiting for the whole object waits, once a channel
-            // answered, no longer than a whole non-streaming call to it may
-            // take (each attempt before was bounded likewise).
-            turn.deadline = Some(Instant::now() + turn.provider.request_timeout);
+            let mut turn = prepared.turn;
+            let upstream = match connect(&app, &mut turn, &mut failover).await {
+                Ok(u) => u,
+                Err(failure) => {
+                    let upstream = turn.provider.adapter.wire();
+                    return Answer::Refused {
+                        failure,
+                        upstream,
+                        client: Shape::OpenAi,
+                    }
+                    .into_response();
+                }
+            };
+            if !prepared.stream {
+                // A client waiting for the whole object waits, once a channel
+                // answered, no longer than a whole non-streaming call to it may
+                // take (each attempt before was bounded likewise).
+                turn.deadline = Some(Instant::now() + turn.provider.request_timeout);
+            }
+            if prepared.stream {
+                let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+                tokio::spawn(drive(app, turn, upstream, Sink::Client(Some(tx))).in_current_span());
+                return sse(Body::from_stream(receiver_stream(rx)));
+            }
+            // Spawned so that a client hanging up cannot stop the settlement. A
+            // run the upstream broke off is answered with its `failed` Response,
+            // charged for what was produced, as a stream is; one that outlasts
+            // the provider's `request_timeout_secs` is a 504, charged likewise.
+            match tokio::spawn(drive(app, turn, upstream, Sink::Discard).in_current_span()).await {
+                Ok(run) if run.timed_out => ApiError::UpstreamTimeout.into_response(),
+                Ok(run) => Json(run.response).into_response(),
+                Err(_) => ApiError::Internal.into_response(),
+            }
         }
-        if prepared.stream {
-            let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-            tokio::spawn(drive(app, turn, upstream, Sink::Client(Some(tx))).in_current_span());
-            return sse(Body::from_stream(receiver_stream(rx)));
-        }
-        // Spawned so that a client hanging up cannot stop the settlement. A
-        // run the upstream broke off is answered with its `failed` Response,
-        // charged for what was produced, as a stream is; one that outlasts
-        // the provider's `request_timeout_secs` is a 504, charged likewise.
-        match tokio::spawn(drive(app, turn, upstream, Sink::Discard).in_current_span()).await {
-            Ok(run) if run.timed_out => ApiError::UpstreamTimeout.into_response(),
-            Ok(run) => Json(run.response).into_response(),
-            Err(_) => ApiError::Internal.into_response(),
-        }
+        .await;
+        with_headers(answered, headers)
     })
     .await
 }

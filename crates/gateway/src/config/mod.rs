@@ -16,6 +16,7 @@ mod defaults;
 mod failover;
 mod limits;
 mod models;
+mod rate_limits;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,6 +32,7 @@ pub use models::{
     group_multiplier, ChannelConfig, ChannelSpec, DecimalValue, GroupConfig, LateSystemMessages,
     ModelConfig, ModelSpec, ProviderConfig, ProviderKind,
 };
+pub use rate_limits::{LimitsConfig, RateLimits};
 
 /// Largest `credits_per_usd`: balances in credits stay exact decimals.
 const MAX_CREDITS_PER_USD: u64 = 1_000_000_000_000;
@@ -111,6 +113,9 @@ pub struct Config {
     pub stored_retention_days: u64,
     #[serde(default)]
     pub groups: BTreeMap<String, GroupConfig>,
+    /// Requests, tokens and concurrency per minute (`limits`).
+    #[serde(default)]
+    pub rate_limits: RateLimits,
     /// Where this configuration came from: what a catalog reload reads
     /// again (`None`: not from a file).
     #[serde(skip)]
@@ -251,6 +256,34 @@ impl Config {
                 return Err(ConfigError(format!(
                     "failover.{name} must be at most {YEAR} ({})",
                     at(name)
+                )));
+            }
+        }
+        let limits = &self.rate_limits;
+        let scopes = std::iter::once(("rate_limits".to_string(), limits.global()))
+            .chain(
+                limits
+                    .models
+                    .iter()
+                    .map(|(k, v)| (format!("rate_limits.models.{k:?}"), *v)),
+            )
+            .chain(
+                limits
+                    .groups
+                    .iter()
+                    .map(|(k, v)| (format!("rate_limits.groups.{k:?}"), *v)),
+            )
+            .chain(
+                limits
+                    .tiers
+                    .iter()
+                    .map(|(k, v)| (format!("rate_limits.tiers.{k:?}"), *v)),
+            );
+        for (key, l) in scopes {
+            if l.rpm == Some(0) || l.tpm == Some(0) || l.concurrency == Some(0) {
+                return Err(ConfigError(format!(
+                    "{key}: a limit must be at least 1 (leave it out for none) ({})",
+                    at("rate_limits")
                 )));
             }
         }

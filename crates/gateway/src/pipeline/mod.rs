@@ -4,8 +4,9 @@
 //!
 //! 1. **authenticate**: [`crate::auth::Caller`], an extractor that runs
 //!    before the body is read.
-//! 2. **rules, limits**: not yet (override rules and rate limits hook in
-//!    here, before any money is held).
+//! 2. **rules, limits**: rules not yet (override rules hook in here);
+//!    [`limits`] counts the request in its rate limits, before any money
+//!    is held.
 //! 3. **route**: [`crate::routing::route`] (`AppState::route`), from the
 //!    model name to a channel of the catalog in force, if the key may use
 //!    it: the conversation's last channel while healthy, else the highest
@@ -27,6 +28,7 @@
 //! whole history rather than the client's body, and drive steps 7–8 in
 //! `crate::responses::run`, which keeps the response's state as it goes.
 
+pub mod limits;
 mod reserve;
 mod respond;
 mod send;

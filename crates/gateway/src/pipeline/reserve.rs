@@ -42,6 +42,14 @@ pub struct Prepared {
     pub failover: Failover,
 }
 
+impl Prepared {
+    /// The `x-ratelimit-*` headers for the client (none when no rate limit
+    /// applies).
+    pub fn limit_headers(&self) -> Vec<(axum::http::HeaderName, axum::http::HeaderValue)> {
+        super::limits::headers(self.exchange.limits.as_ref(), self.exchange.shape)
+    }
+}
+
 /// Plans the call for the routed channel, then holds the request's worst
 /// case. A request no channel can be planned for is refused before
 /// anything is held.
@@ -62,11 +70,20 @@ pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<Prepared, ApiErr
     let (failover, route, upstream) = Failover::start(app, route, planner)?;
     let mut meter = Meter::new(principal, request_id, endpoint, &route, stream, body);
     let worst_case = meter.worst_case(max_output, choices, images);
-    meter.reserve(&app.billing, principal, worst_case).await?;
+    // The prompt's bytes as tokens, and the whole output allowance.
+    let tokens = (body.len() as u64)
+        .div_ceil(4)
+        .saturating_add(max_output.saturating_mul(choices));
+    let limits = super::limits::admit(app, principal, &route.model.name, tokens)?;
+    if let Err(refused) = meter.reserve(&app.billing, principal, worst_case).await {
+        super::limits::settle(app, limits, &protocol::TokenUsage::default());
+        return Err(refused.into());
+    }
     let exchange = Exchange {
         app: app.clone(),
         meter,
         settled: false,
+        limits,
         provider: route.provider,
         path: upstream.path,
         body: upstream.body,

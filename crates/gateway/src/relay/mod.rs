@@ -60,6 +60,8 @@ pub struct Exchange {
     pub meter: Meter,
     /// Whether it was settled already.
     pub settled: bool,
+    /// What it took of its rate limits, corrected when it settles.
+    pub limits: Option<crate::limits::Admission>,
     pub provider: Arc<Provider>,
     pub path: &'static str,
     pub body: Vec<u8>,
@@ -73,6 +75,10 @@ impl Exchange {
     /// Charges the request for `outcome` and releases its hold — once.
     fn settle(&mut self, outcome: Outcome) {
         if !std::mem::replace(&mut self.settled, true) {
+            if let Some(limits) = self.limits.take() {
+                let (used, _) = crate::billing::charged_usage(&outcome, &self.meter.prompt);
+                crate::pipeline::limits::settle(&self.app, Some(limits), &used);
+            }
             self.meter.settle(&self.app.billing, outcome);
         }
     }

@@ -175,7 +175,12 @@ pub async fn prepare(
     meter.request_bytes = (client_bytes as u64).max(body.len() as u64);
     meter.prompt = crate::billing::Prompt::Tokens(estimated_input);
     let worst_case = meter.worst_case(allowance, 1, crate::billing::image_parts(&body));
-    meter.reserve(&app.billing, principal, worst_case).await?;
+    let tokens = estimated_input.saturating_add(allowance);
+    let limits = crate::pipeline::limits::admit(app, principal, &route.model.name, tokens)?;
+    if let Err(refused) = meter.reserve(&app.billing, principal, worst_case).await {
+        crate::pipeline::limits::settle(app, limits, &protocol::TokenUsage::default());
+        return Err(refused.into());
+    }
 
     let record = StoredResponse {
         id,
@@ -205,6 +210,7 @@ pub async fn prepare(
             app: app.clone(),
             settled: false,
             deadline: None,
+            limits,
         },
         failover,
         stream,

@@ -45,6 +45,8 @@ pub struct Turn {
     /// When the run must have ended: a client waiting for the whole object
     /// waits no longer than the provider's `request_timeout_secs`.
     pub deadline: Option<Instant>,
+    /// What the turn took of its rate limits, corrected when it settles.
+    pub limits: Option<crate::limits::Admission>,
 }
 
 impl Turn {
@@ -52,6 +54,10 @@ impl Turn {
     /// often it is called.
     pub fn settle(&mut self, outcome: Outcome) {
         if !std::mem::replace(&mut self.settled, true) {
+            if let Some(limits) = self.limits.take() {
+                let (used, _) = crate::billing::charged_usage(&outcome, &self.meter.prompt);
+                crate::pipeline::limits::settle(&self.app, Some(limits), &used);
+            }
             self.meter.settle(&self.app.billing, outcome);
         }
     }

@@ -14,6 +14,7 @@ mod errors;
 mod faults;
 mod metrics_auth;
 mod mounts;
+mod rate_limits;
 mod relay;
 mod reload;
 mod responses;

@@ -1,0 +1,205 @@
+//! Step 2: rate limits. The request is counted, all at once or not at all,
+//! in every scope the configuration limits (`[rate_limits]`: the gateway,
+//! the model, the user's group and membership tier); a refusal is a 429
+//! with `retry-after`, and an admitted request's tightest limits are told
+//! to the client in OpenAI's `x-ratelimit-*` headers (and Anthropic's
+//! `anthropic-ratelimit-*` on its routes). Tokens are taken as estimated
+//! and corrected at settlement ([`settle`]).
+
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderName, HeaderValue};
+use protocol::TokenUsage;
+
+use crate::auth::Principal;
+use crate::config::{LimitsConfig, RateLimits};
+use crate::error::{ApiError, Shape};
+use crate::limits::{Admission, Check, Headroom, LimitKind, Limits};
+use crate::state::App;
+
+/// The scopes `principal`'s request for `model` is counted in.
+pub fn checks(config: &RateLimits, principal: &Principal, model: &str, now_ms: i64) -> Vec<Check> {
+    let user = &principal.user;
+    let mut checks = Vec::new();
+    let mut add = |scope: String, limits: Option<&LimitsConfig>| {
+        if let Some(l) = limits.filter(|l| l.is_set()) {
+            checks.push(Check {
+                scope,
+                limits: Limits {
+                    rpm: l.rpm,
+                    tpm: l.tpm,
+                    concurrency: l.concurrency,
+                },
+            });
+        }
+    };
+    add("global".into(), Some(&config.global()));
+    add(format!("model:{model}"), config.models.get(model));
+    add(
+        format!("group:{}:user:{}", user.group_name, user.id),
+        config.groups.get(&user.group_name),
+    );
+    let member = !matches!(user.membership_expires_at, Some(at) if at <= now_ms);
+    if member && !user.tier.is_empty() {
+        add(
+            format!("tier:{}:user:{}", user.tier, user.id),
+            config.tiers.get(&user.tier),
+        );
+    }
+    checks
+}
+
+/// Counts the request in its scopes, estimated at `tokens`; `None` when no
+/// limit applies to it.
+pub fn admit(
+    app: &App,
+    principal: &Principal,
+    model: &str,
+    tokens: u64,
+) -> Result<Option<Admission>, ApiError> {
+    let checks = checks(&app.config.rate_limits, principal, model, store::now_ms());
+    if checks.is_empty() {
+        return Ok(None);
+    }
+    match app.limiter.admit(&checks, tokens, Instant::now()) {
+        Ok(admission) => Ok(Some(admission)),
+        Err(refusal) => {
+            let kind = match refusal.kind {
+                LimitKind::Requests => "requests",
+                LimitKind::Tokens => "tokens",
+                LimitKind::Concurrency => "concurrency",
+            };
+            app.metrics.record_rate_limited(kind);
+            Err(ApiError::RateLimited {
+                what: describe(&refusal.scope, refusal.kind),
+                retry_after_secs: refusal
+                    .retry_after
+                    .map(|wait| wait.as_millis().div_ceil(1000).max(1) as u64),
+            })
+        }
+    }
+}
+
+/// The limit a client was refused by, in words.
+fn describe(scope: &str, kind: LimitKind) -> String {
+    let what = match kind {
+        LimitKind::Requests => "requests per minute",
+        LimitKind::Tokens => "tokens per minute",
+        LimitKind::Concurrency => "concurrent requests",
+    };
+    let whose = match scope.split(':').next() {
+        Some("model") => format!("of the model `{}`", scope.split(':').nth(1).unwrap_or("")),
+        Some("group") => "of your group".to_string(),
+        Some("tier") => "of your membership tier".to_string(),
+        _ => "of the gateway".to_string(),
+    };
+    format!("{what} {whose}")
+}
+
+/// The request is done: its tokens corrected to what was used, its leases
+/// returned.
+pub fn settle(app: &App, admission: Option<Admission>, used: &TokenUsage) {
+    if let Some(admission) = admission {
+        let total = used
+            .input
+            .saturating_add(used.cached_input)
+            .saturating_add(used.cache_write)
+            .saturating_add(used.output);
+        app.limiter.settle(admission, total, Instant::now());
+    }
+}
+
+/// The headers telling the client its tightest limits after this request.
+pub fn headers(admission: Option<&Admission>, shape: Shape) -> Vec<(HeaderName, HeaderValue)> {
+    let Some(admission) = admission else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut put = |name: String, value: String| {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            out.push((name, value));
+        }
+    };
+    for (kind, room) in [
+        ("requests", admission.requests),
+        ("tokens", admission.tokens),
+    ] {
+        let Some(Headroom {
+            limit,
+            remaining,
+            reset,
+        }) = room
+        else {
+            continue;
+        };
+        put(format!("x-ratelimit-limit-{kind}"), limit.to_string());
+        put(
+            format!("x-ratelimit-remaining-{kind}"),
+            remaining.to_string(),
+        );
+        put(format!("x-ratelimit-reset-{kind}"), openai_duration(reset));
+        if shape == Shape::Anthropic {
+            let at = store::now_ms().saturating_add(reset.as_millis() as i64);
+            put(
+                format!("anthropic-ratelimit-{kind}-limit"),
+                limit.to_string(),
+            );
+            put(
+                format!("anthropic-ratelimit-{kind}-remaining"),
+                remaining.to_string(),
+            );
+            put(
+                format!("anthropic-ratelimit-{kind}-reset"),
+                crate::time::format_ms(at),
+            );
+        }
+    }
+    out
+}
+
+/// A duration as OpenAI writes its resets: `1s`, `6m0s`, `120ms`.
+fn openai_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let secs = ms.div_ceil(1_000);
+    match (secs / 3_600, secs / 60 % 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resets_read_as_openai_writes_them() {
+        assert_eq!(openai_duration(Duration::from_millis(120)), "120ms");
+        assert_eq!(openai_duration(Duration::from_millis(1_000)), "1s");
+        assert_eq!(openai_duration(Duration::from_millis(1_001)), "2s");
+        assert_eq!(openai_duration(Duration::from_secs(360)), "6m0s");
+        assert_eq!(openai_duration(Duration::from_secs(3_661)), "1h1m1s");
+    }
+
+    #[test]
+    fn refusals_say_which_limit() {
+        assert_eq!(
+            describe("model:gpt-4o", LimitKind::Requests),
+            "requests per minute of the model `gpt-4o`"
+        );
+        assert_eq!(
+            describe("tier:vip:user:3", LimitKind::Tokens),
+            "tokens per minute of your membership tier"
+        );
+        assert_eq!(
+            describe("global", LimitKind::Concurrency),
+            "concurrent requests of the gateway"
+        );
+    }
+}
