@@ -21,10 +21,12 @@ use crate::state::App;
 pub fn checks(config: &RateLimits, principal: &Principal, model: &str, now_ms: i64) -> Vec<Check> {
     let user = &principal.user;
     let mut checks = Vec::new();
-    let mut add = |scope: String, limits: Option<&LimitsConfig>| {
+    // Scope names are built only for limits that are set: a gateway
+    // without limits spends nothing here.
+    let mut add = |limits: Option<&LimitsConfig>, scope: &dyn Fn() -> String| {
         if let Some(l) = limits.filter(|l| l.is_set()) {
             checks.push(Check {
-                scope,
+                scope: scope(),
                 limits: Limits {
                     rpm: l.rpm,
                     tpm: l.tpm,
@@ -33,18 +35,16 @@ pub fn checks(config: &RateLimits, principal: &Principal, model: &str, now_ms: i
             });
         }
     };
-    add("global".into(), Some(&config.global()));
-    add(format!("model:{model}"), config.models.get(model));
-    add(
-        format!("group:{}:user:{}", user.group_name, user.id),
-        config.groups.get(&user.group_name),
-    );
+    add(Some(&config.global()), &|| "global".into());
+    add(config.models.get(model), &|| format!("model:{model}"));
+    add(config.groups.get(&user.group_name), &|| {
+        format!("group:{}:user:{}", user.group_name, user.id)
+    });
     let member = !matches!(user.membership_expires_at, Some(at) if at <= now_ms);
     if member && !user.tier.is_empty() {
-        add(
-            format!("tier:{}:user:{}", user.tier, user.id),
-            config.tiers.get(&user.tier),
-        );
+        add(config.tiers.get(&user.tier), &|| {
+            format!("tier:{}:user:{}", user.tier, user.id)
+        });
     }
     checks
 }
