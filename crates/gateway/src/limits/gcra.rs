@@ -24,9 +24,17 @@ impl Rate {
         }
     }
 
-    /// Nanoseconds one unit occupies (the emission interval).
-    fn interval(self) -> u128 {
-        self.period.as_nanos() / u128::from(self.n.max(1))
+    /// Nanoseconds `units` occupy (multiplied before divided: a limit
+    /// above one unit per nanosecond stays exact; rounded down, so that a
+    /// burst of exactly `n` fits in the period).
+    fn span(self, units: u64) -> u128 {
+        u128::from(units) * self.period.as_nanos() / u128::from(self.n.max(1))
+    }
+
+    /// Whole units fitting in `nanos`.
+    fn units_in(self, nanos: u128) -> u64 {
+        let units = nanos.saturating_mul(u128::from(self.n.max(1))) / self.period.as_nanos().max(1);
+        u64::try_from(units).unwrap_or(u64::MAX)
     }
 
     /// How far ahead of now the TAT may run: the whole burst.
@@ -45,8 +53,7 @@ impl Gcra {
     /// The state after taking `cost` units at `now`, or how long until they
     /// would fit. A cost beyond the whole burst never fits (`None`).
     pub fn take(self, rate: Rate, now: u128, cost: u64) -> Result<Gcra, Option<Duration>> {
-        let interval = rate.interval();
-        let needed = interval.saturating_mul(u128::from(cost));
+        let needed = rate.span(cost);
         if needed > rate.tolerance() {
             return Err(None);
         }
@@ -62,12 +69,10 @@ impl Gcra {
     /// known only once the upstream reported them). The TAT never moves
     /// before `now`: capacity unused in the past is not banked.
     pub fn reconcile(self, rate: Rate, now: u128, estimated: u64, actual: u64) -> Gcra {
-        let interval = rate.interval();
         let tat = if actual >= estimated {
-            self.tat
-                .saturating_add(interval.saturating_mul(u128::from(actual - estimated)))
+            self.tat.saturating_add(rate.span(actual - estimated))
         } else {
-            let back = interval.saturating_mul(u128::from(estimated - actual));
+            let back = rate.span(estimated - actual);
             self.tat.saturating_sub(back).max(now.min(self.tat))
         };
         Gcra { tat }
@@ -76,8 +81,7 @@ impl Gcra {
     /// Units that could be taken at once at `now`.
     pub fn remaining(self, rate: Rate, now: u128) -> u64 {
         let used = self.tat.saturating_sub(now);
-        let free = rate.tolerance().saturating_sub(used);
-        u64::try_from(free / rate.interval().max(1)).unwrap_or(u64::MAX)
+        rate.units_in(rate.tolerance().saturating_sub(used))
     }
 
     /// When the whole burst is available again.
@@ -160,5 +164,16 @@ mod tests {
         assert_eq!(idle.remaining(rate, later), 1_000);
         // A cost beyond the whole burst never fits.
         assert_eq!(Gcra::default().take(rate, now, 1_001), Err(None));
+    }
+
+    #[test]
+    fn limits_beyond_a_unit_per_nanosecond_stay_exact() {
+        let rate = Rate::per_minute(100_000_000_000);
+        let now = 5 * SEC;
+        let state = Gcra::default().take(rate, now, 30).unwrap();
+        assert_eq!(state.remaining(rate, now), 100_000_000_000 - 30);
+        let small = Rate::per_minute(7);
+        let state = Gcra::default().take(small, now, 1).unwrap();
+        assert_eq!(state.remaining(small, now), 6);
     }
 }
