@@ -160,12 +160,17 @@ impl Limiter {
 
     /// Admits a request counted in every scope of `checks`, estimated at
     /// `tokens`, or refuses it having changed nothing.
-    pub fn admit(&self, checks: &[Check], tokens: u64, at: Instant) -> Result<Admission, Refusal> {
+    pub fn admit(
+        &self,
+        checks: Vec<Check>,
+        tokens: u64,
+        at: Instant,
+    ) -> Result<Admission, Refusal> {
         if checks.is_empty() {
             return Ok(Admission::default());
         }
         let now = self.nanos(at);
-        let mut shards = self.lock(checks);
+        let mut shards = self.lock(&checks);
         // Where each scope's shard is among those locked.
         let shard = |shards: &[(usize, MutexGuard<'_, Shard>)], scope: &str| -> usize {
             let i = Self::shard_of(scope);
@@ -173,7 +178,7 @@ impl Limiter {
         };
         // Phase 1: every limit checked against what the state would become.
         let mut next: Vec<(usize, Gcra, Gcra, bool)> = Vec::with_capacity(checks.len());
-        for check in checks {
+        for check in &checks {
             let at_shard = shard(&shards, &check.scope);
             let state = shards[at_shard].1.scopes.get(&check.scope);
             let (requests, tokens_state, leases) = match state {
@@ -213,16 +218,25 @@ impl Limiter {
         // Phase 2: all admitted; the states are written.
         let mut admission = Admission {
             estimated: tokens,
+            taken: Vec::with_capacity(checks.len()),
             ..Admission::default()
         };
         let expires = now.saturating_add(self.lease_ttl.as_nanos());
-        for (check, (at_shard, requests, tokens_state, lease)) in checks.iter().zip(next) {
+        for (check, (at_shard, requests, tokens_state, lease)) in checks.into_iter().zip(next) {
             let scopes = &mut shards[at_shard].1;
             if scopes.scopes.len() >= scopes.sweep_at.max(SWEEP_AT) {
                 scopes.scopes.retain(|_, s| !s.idle(now));
                 scopes.sweep_at = (scopes.scopes.len() * 2).max(SWEEP_AT);
             }
-            let state = scopes.scopes.entry(check.scope.clone()).or_default();
+            // A scope seen before is found without copying its name.
+            if !scopes.scopes.contains_key(&check.scope) {
+                scopes
+                    .scopes
+                    .insert(check.scope.clone(), ScopeState::default());
+            }
+            let Some(state) = scopes.scopes.get_mut(&check.scope) else {
+                continue;
+            };
             state.requests = requests;
             state.tokens = tokens_state;
             state.leases.retain(|(_, until)| *until > now);
@@ -250,7 +264,7 @@ impl Limiter {
                 );
             }
             admission.taken.push(Taken {
-                scope: check.scope.clone(),
+                scope: check.scope,
                 tpm: check.limits.tpm.map(Rate::per_minute),
                 lease,
             });
@@ -319,7 +333,9 @@ mod tests {
         let limiter = Limiter::new(Duration::from_secs(600));
         let now = Instant::now();
         let checks = [check("key:a", Some(60), None, None)];
-        let results: Vec<_> = (0..200).map(|_| limiter.admit(&checks, 10, now)).collect();
+        let results: Vec<_> = (0..200)
+            .map(|_| limiter.admit(checks.to_vec(), 10, now))
+            .collect();
         let admitted = results.iter().filter(|r| r.is_ok()).count();
         assert_eq!(admitted, 60);
         let refusal = results.iter().find_map(|r| r.as_ref().err()).unwrap();
@@ -336,15 +352,15 @@ mod tests {
         let user = check("user:1", Some(1_000), Some(1_000), None);
         let model = check("model:m", Some(2), None, None);
         let both = [user.clone(), model];
-        assert!(limiter.admit(&both, 100, now).is_ok());
-        assert!(limiter.admit(&both, 100, now).is_ok());
+        assert!(limiter.admit(both.to_vec(), 100, now).is_ok());
+        assert!(limiter.admit(both.to_vec(), 100, now).is_ok());
         // The model refuses the third: the user's scope is left untouched.
-        let refused = limiter.admit(&both, 100, now).unwrap_err();
+        let refused = limiter.admit(both.to_vec(), 100, now).unwrap_err();
         assert_eq!(
             (refused.scope.as_str(), refused.kind),
             ("model:m", LimitKind::Requests)
         );
-        let alone = limiter.admit(&[user], 0, now).unwrap();
+        let alone = limiter.admit(vec![user], 0, now).unwrap();
         assert_eq!(alone.requests.unwrap().remaining, 1_000 - 3);
         assert_eq!(alone.tokens.unwrap().remaining, 1_000 - 200);
         // The tightest limit is the one reported.
@@ -353,7 +369,7 @@ mod tests {
             check("a", Some(100), None, None),
             check("b", Some(10), None, None),
         ];
-        let admitted = limiter.admit(&both, 0, now).unwrap();
+        let admitted = limiter.admit(both.to_vec(), 0, now).unwrap();
         assert_eq!(admitted.requests.unwrap().limit, 10);
     }
 
@@ -362,17 +378,17 @@ mod tests {
         let limiter = Limiter::new(Duration::from_secs(600));
         let now = Instant::now();
         let checks = [check("user:1", None, Some(1_000), None)];
-        let admission = limiter.admit(&checks, 800, now).unwrap();
+        let admission = limiter.admit(checks.to_vec(), 800, now).unwrap();
         assert_eq!(admission.tokens.unwrap().remaining, 200);
         assert!(
-            limiter.admit(&checks, 300, now).is_err(),
+            limiter.admit(checks.to_vec(), 300, now).is_err(),
             "800 held by the estimate"
         );
         limiter.settle(admission, 100, now);
-        let again = limiter.admit(&checks, 300, now).unwrap();
+        let again = limiter.admit(checks.to_vec(), 300, now).unwrap();
         assert_eq!(again.tokens.unwrap().remaining, 600);
         // An estimate beyond the whole minute can never pass.
-        let never = limiter.admit(&checks, 5_000, now).unwrap_err();
+        let never = limiter.admit(checks.to_vec(), 5_000, now).unwrap_err();
         assert_eq!((never.kind, never.retry_after), (LimitKind::Tokens, None));
     }
 
@@ -381,20 +397,20 @@ mod tests {
         let limiter = Limiter::new(Duration::from_secs(30));
         let now = Instant::now();
         let checks = [check("key:a", None, None, Some(2))];
-        let one = limiter.admit(&checks, 0, now).unwrap();
-        let _two = limiter.admit(&checks, 0, now).unwrap();
-        let refused = limiter.admit(&checks, 0, now).unwrap_err();
+        let one = limiter.admit(checks.to_vec(), 0, now).unwrap();
+        let _two = limiter.admit(checks.to_vec(), 0, now).unwrap();
+        let refused = limiter.admit(checks.to_vec(), 0, now).unwrap_err();
         assert_eq!(refused.kind, LimitKind::Concurrency);
         limiter.settle(one, 0, now);
         assert!(
-            limiter.admit(&checks, 0, now).is_ok(),
+            limiter.admit(checks.to_vec(), 0, now).is_ok(),
             "a returned lease frees its place"
         );
-        assert!(limiter.admit(&checks, 0, now).is_err());
+        assert!(limiter.admit(checks.to_vec(), 0, now).is_err());
         // Never returned: gone after the lease's lifetime.
         let later = now + Duration::from_secs(31);
-        assert!(limiter.admit(&checks, 0, later).is_ok());
-        assert!(limiter.admit(&checks, 0, later).is_ok());
+        assert!(limiter.admit(checks.to_vec(), 0, later).is_ok());
+        assert!(limiter.admit(checks.to_vec(), 0, later).is_ok());
     }
 
     #[test]
@@ -403,7 +419,7 @@ mod tests {
         let now = Instant::now();
         let one = |scope: String, at| {
             limiter
-                .admit(&[check(&scope, Some(60), None, None)], 0, at)
+                .admit(vec![check(&scope, Some(60), None, None)], 0, at)
                 .unwrap();
         };
         // Fewer than a shard holds before sweeping, then idle.

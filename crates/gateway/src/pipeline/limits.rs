@@ -61,7 +61,7 @@ pub fn admit(
     if checks.is_empty() {
         return Ok(None);
     }
-    match app.limiter.admit(&checks, tokens, Instant::now()) {
+    match app.limiter.admit(checks, tokens, Instant::now()) {
         Ok(admission) => Ok(Some(admission)),
         Err(refusal) => {
             let kind = match refusal.kind {
