@@ -12,22 +12,9 @@ use crate::common::*;
 /// Two more providers on two more mocks, and a model `multi` on them.
 fn channels_config(a: &str, b: &str, channels: &str) -> String {
     format!(
-        r#"
-[providers.chan-a]
-kind = "openai"
-base_url = "{a}"
-api_key = "{UPSTREAM_KEY}"
-
-[providers.chan-b]
-kind = "openai"
-base_url = "{b}"
-api_key = "{UPSTREAM_KEY}"
-
-[models.multi]
-input_price = "1"
-output_price = "2"
-{channels}
-"#
+        "{}{}\n[models.multi]\ninput_price = \"1\"\noutput_price = \"2\"\n{channels}\n",
+        openai_provider("chan-a", a, ""),
+        openai_provider("chan-b", b, "")
     )
 }
 
@@ -182,10 +169,7 @@ async fn a_channel_failing_before_its_answer_passes_the_request_to_the_next() {
     assert_eq!(by, HashMap::from([("chan-b/multi".to_string(), 2)]));
     assert_eq!((a.requests().len(), b.requests().len()), (2, 2));
     let records = gw.wait_for_usage(user_id, 2).await;
-    let charged: i64 = records.iter().map(|r| r.cost).sum();
-    assert!(charged > 0);
-    let after = gw.balance(user_id).await;
-    assert_eq!((after.0, after.1), (before.0 - charged, 0));
+    assert!(gw.assert_charged_exactly(user_id, before, &records).await > 0);
     gw.stop().await;
 }
 
@@ -476,10 +460,8 @@ async fn responses_turns_fail_over_like_chat() {
     assert_eq!(by, HashMap::from([("chan-b/multi".to_string(), 3)]));
     assert_eq!((a.requests().len(), b.requests().len()), (3, 3));
     let records = gw.wait_for_usage(user_id, 3).await;
-    let charged: i64 = records.iter().map(|r| r.cost).sum();
     assert!(records.iter().all(|r| r.cost > 0), "{records:?}");
-    let after = gw.balance(user_id).await;
-    assert_eq!((after.0, after.1), (before.0 - charged, 0));
+    gw.assert_charged_exactly(user_id, before, &records).await;
     gw.stop().await;
 }
 

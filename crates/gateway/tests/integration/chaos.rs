@@ -16,24 +16,7 @@ use crate::common::*;
 /// `chan-b` (priority 5), then `chan-c` (priority 0).
 fn tiers(first: &str, first_settings: &str, b: &str, c: &str, tail: &str) -> String {
     format!(
-        r#"
-[providers.chan-a]
-kind = "openai"
-base_url = "{first}"
-api_key = "{UPSTREAM_KEY}"
-{first_settings}
-
-[providers.chan-b]
-kind = "openai"
-base_url = "{b}"
-api_key = "{UPSTREAM_KEY}"
-request_timeout_secs = 1
-
-[providers.chan-c]
-kind = "openai"
-base_url = "{c}"
-api_key = "{UPSTREAM_KEY}"
-
+        r#"{}{}{}
 [models.multi]
 input_price = "1"
 output_price = "2"
@@ -50,7 +33,10 @@ priority = 5
 provider = "chan-c"
 priority = 0
 {tail}
-"#
+"#,
+        openai_provider("chan-a", first, first_settings),
+        openai_provider("chan-b", b, "request_timeout_secs = 1"),
+        openai_provider("chan-c", c, "")
     )
 }
 
@@ -106,13 +92,7 @@ async fn every_way_a_channel_fails_before_answering_moves_the_request() {
             assert_eq!((r.provider.as_str(), r.status), ("chan-b", 200), "{way}");
             assert!(r.cost > 0);
         }
-        let charged: i64 = records.iter().map(|r| r.cost).sum();
-        let after = gw.balance(user_id).await;
-        assert_eq!(
-            (after.0, after.1),
-            (before.0 - charged, 0),
-            "{way}: charged once"
-        );
+        gw.assert_charged_exactly(user_id, before, &records).await;
         assert_eq!(b.requests().len(), 3, "{way}");
         gw.stop().await;
     }
@@ -202,8 +182,6 @@ async fn a_thousand_requests_while_channels_fail_at_random_all_succeed_and_charg
     let ids: std::collections::HashSet<&str> =
         records.iter().map(|r| r.request_id.as_str()).collect();
     assert_eq!(ids.len(), n);
-    let charged: i64 = records.iter().map(|r| r.cost).sum();
-    let after = gw.balance(user_id).await;
-    assert_eq!((after.0, after.1), (before.0 - charged, 0));
+    gw.assert_charged_exactly(user_id, before, &records).await;
     gw.stop().await;
 }

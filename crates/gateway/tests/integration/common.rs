@@ -331,6 +331,24 @@ impl Gateway {
         (u.balance + u.free_balance, u.held)
     }
 
+    /// Asserts that the user's balance moved from `before` by exactly the
+    /// costs of `records`, with nothing left held; returns what they cost.
+    pub async fn assert_charged_exactly(
+        &self,
+        user_id: i64,
+        before: (i64, i64),
+        records: &[store::UsageRecord],
+    ) -> i64 {
+        let charged: i64 = records.iter().map(|r| r.cost).sum();
+        let after = self.balance(user_id).await;
+        assert_eq!(
+            (after.0, after.1),
+            (before.0 - charged, 0),
+            "charged once, nothing held"
+        );
+        charged
+    }
+
     /// POSTs `body` as JSON to `path` with `key`; returns the status and the
     /// JSON answer (`null` when it is not JSON).
     pub async fn post_json(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
@@ -412,6 +430,14 @@ pub async fn persisted(database_url: &str, user_id: i64) -> (Vec<store::UsageRec
     let user = store.get_user(user_id).await.unwrap();
     store.close().await;
     (records, user)
+}
+
+/// An OpenAI-compatible provider table `name` at `url` with the mock's key,
+/// plus `settings` (more lines of the table, or nothing).
+pub fn openai_provider(name: &str, url: &str, settings: &str) -> String {
+    format!(
+        "\n[providers.{name}]\nkind = \"openai\"\nbase_url = \"{url}\"\napi_key = \"{UPSTREAM_KEY}\"\n{settings}\n"
+    )
 }
 
 pub fn chat_body(model: &str, stream: bool) -> Value {

@@ -64,9 +64,7 @@ async fn a_model_at_60_rpm_admits_60_of_a_burst_of_200() {
     assert_eq!(mock.requests().len(), 60);
     let records = gw.wait_for_usage(user_id, 60).await;
     assert_eq!(records.len(), 60);
-    let charged: i64 = records.iter().map(|r| r.cost).sum();
-    let after = gw.balance(user_id).await;
-    assert_eq!((after.0, after.1), (before.0 - charged, 0));
+    gw.assert_charged_exactly(user_id, before, &records).await;
     // Another model is not limited.
     let resp = gw.chat(&key, chat_body("gpt-test", false)).await;
     assert_eq!(resp.status(), 200);

@@ -15,23 +15,9 @@ use crate::common::*;
 /// (twice that for output), plus `extra` (more tables).
 fn catalog(a: &str, b: &str, chan: &str, price: u32, extra: &str) -> String {
     format!(
-        r#"
-[providers.chan-a]
-kind = "openai"
-base_url = "{a}"
-api_key = "{UPSTREAM_KEY}"
-
-[providers.chan-b]
-kind = "openai"
-base_url = "{b}"
-api_key = "{UPSTREAM_KEY}"
-
-[models.multi]
-provider = "{chan}"
-input_price = {price}
-output_price = {}
-{extra}
-"#,
+        "{}{}\n[models.multi]\nprovider = \"{chan}\"\ninput_price = {price}\noutput_price = {}\n{extra}\n",
+        openai_provider("chan-a", a, ""),
+        openai_provider("chan-b", b, ""),
         price * 2
     )
 }
@@ -301,9 +287,7 @@ async fn reloads_under_load_drop_nothing_and_charge_exactly() {
     );
     assert_eq!(on_a, a.requests().len());
     assert_eq!(n - on_a, b.requests().len());
-    let charged: i64 = records.iter().map(|r| r.cost).sum();
-    let after = gw.balance(user_id).await;
-    assert_eq!((after.0, after.1), (before.0 - charged, 0));
+    gw.assert_charged_exactly(user_id, before, &records).await;
     gw.stop().await;
     remove(&file.path);
 }
