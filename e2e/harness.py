@@ -286,6 +286,31 @@ class Server:
         return r.json()
 
 
+def start_gateway(tmp, config, binary=None):
+    """Starts the gateway binary on `config` (a free loopback port, its log
+    in tmp/tollgate.log) and waits until it is healthy; returns (process,
+    base URL). The caller stops it."""
+    binary = binary or os.environ.get("TOLLGATE_BIN", DEFAULT_BIN)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log_path = tmp / "tollgate.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [binary, "--config", str(config), "serve"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp,
+            env=hermetic_env(TOLLGATE_LISTEN=f"127.0.0.1:{port}"),
+        )
+    try:
+        wait_healthy(proc, base_url, log_path)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, base_url
+
+
 def start_server(tmp, binary):
     """Starts the mock and the gateway; returns (Server, [processes to stop])."""
     procs = []
@@ -294,20 +319,9 @@ def start_server(tmp, binary):
         mock_proc, mock_port = start_mock(tmp)
         procs.append(mock_proc)
         config = write_config(tmp, mock_port)
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
         log_path = tmp / "tollgate.log"
-        with open(log_path, "wb") as log:
-            gateway_proc = subprocess.Popen(
-                [binary, "--config", str(config), "serve"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=tmp,
-                env=hermetic_env(TOLLGATE_LISTEN=f"127.0.0.1:{port}"),
-            )
+        gateway_proc, base_url = start_gateway(tmp, config, binary)
         procs.insert(0, gateway_proc)  # stopped first
-        wait_healthy(gateway_proc, base_url, log_path)
     except BaseException:
         for p in procs:
             stop(p)

@@ -8,24 +8,20 @@ streamed — is served by the other channel, each usage record names the
 channel that served, and each request is charged once.
 """
 import os
-import subprocess
 
 import httpx
 import openai
 
 from harness import (
     ADMIN_TOKEN,
-    DEFAULT_BIN,
     UPSTREAM_KEY,
     UPSTREAM_MODEL,
-    free_port,
-    hermetic_env,
     mock_requests,
     new_marker,
+    start_gateway,
     start_mock,
     stop,
     wait_for,
-    wait_healthy,
     write_config,
 )
 
@@ -63,19 +59,10 @@ def test_the_openai_sdk_survives_a_channel_dying_between_two_calls(tmp_path):
     first, first_port = start_mock(tmp_path / "first")
     second, second_port = start_mock(tmp_path / "second")
     config = channels_config(tmp_path, first_port, second_port)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "tollgate.log"
-    binary = os.environ.get("TOLLGATE_BIN", DEFAULT_BIN)
-    with open(log, "wb") as out:
-        gateway = subprocess.Popen(
-            [binary, "--config", str(config), "serve"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=tmp_path, env=hermetic_env(TOLLGATE_LISTEN=f"127.0.0.1:{port}"),
-        )
+    gateway = None
     http = httpx.Client(trust_env=False, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     try:
-        wait_healthy(gateway, url, log)
+        gateway, url = start_gateway(tmp_path, config)
         created = http.post(url + "/admin/users", json={"name": "failover"}).json()
         user_id, key = created["user"]["id"], created["key"]
         start = http.post(f"{url}/admin/users/{user_id}/balance",
@@ -113,7 +100,8 @@ def test_the_openai_sdk_survives_a_channel_dying_between_two_calls(tmp_path):
         assert user["balance_nano_usd"] + user["free_balance_nano_usd"] == start - spent
     finally:
         http.close()
-        stop(gateway)
+        if gateway:
+            stop(gateway)
         stop(first)
         stop(second)
 
@@ -127,19 +115,10 @@ def test_sighup_reloads_the_catalog_of_the_running_binary(tmp_path):
     first, first_port = start_mock(tmp_path)
     config = write_config(tmp_path, first_port)
     original = config.read_text()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "tollgate.log"
-    binary = os.environ.get("TOLLGATE_BIN", DEFAULT_BIN)
-    with open(log, "wb") as out:
-        gateway = subprocess.Popen(
-            [binary, "--config", str(config), "serve"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=tmp_path, env=hermetic_env(TOLLGATE_LISTEN=f"127.0.0.1:{port}"),
-        )
+    gateway = None
     http = httpx.Client(trust_env=False, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     try:
-        wait_healthy(gateway, url, log)
+        gateway, url = start_gateway(tmp_path, config)
         created = http.post(url + "/admin/users", json={"name": "reload"}).json()
         user_id, key = created["user"]["id"], created["key"]
         http.post(f"{url}/admin/users/{user_id}/balance", json={"amount_usd": "10", "reason": "reload test"})
@@ -173,5 +152,6 @@ output_price = 2
         client.close()
     finally:
         http.close()
-        stop(gateway)
+        if gateway:
+            stop(gateway)
         stop(first)

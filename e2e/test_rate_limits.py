@@ -6,8 +6,6 @@ gets its answer; admitted answers carry `x-ratelimit-*`.
 The gateway runs on its own configuration: the harness's, plus a limit on
 model `gpt-test`.
 """
-import os
-import subprocess
 import time
 
 import httpx
@@ -15,13 +13,10 @@ import openai
 
 from harness import (
     ADMIN_TOKEN,
-    DEFAULT_BIN,
     MODEL,
-    free_port,
-    hermetic_env,
+    start_gateway,
     start_mock,
     stop,
-    wait_healthy,
     write_config,
 )
 
@@ -30,19 +25,10 @@ def test_the_openai_sdk_retries_a_rate_limited_call_after_retry_after(tmp_path):
     mock, mock_port = start_mock(tmp_path)
     config = write_config(tmp_path, mock_port)
     config.write_text(config.read_text() + f'\n[rate_limits.models."{MODEL}"]\nrpm = 60\n')
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "tollgate.log"
-    binary = os.environ.get("TOLLGATE_BIN", DEFAULT_BIN)
-    with open(log, "wb") as out:
-        gateway = subprocess.Popen(
-            [binary, "--config", str(config), "serve"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=tmp_path, env=hermetic_env(TOLLGATE_LISTEN=f"127.0.0.1:{port}"),
-        )
+    gateway = None
     admin = httpx.Client(trust_env=False, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     try:
-        wait_healthy(gateway, url, log)
+        gateway, url = start_gateway(tmp_path, config)
         created = admin.post(url + "/admin/users", json={"name": "limited"}).json()
         user_id, key = created["user"]["id"], created["key"]
         admin.post(f"{url}/admin/users/{user_id}/balance", json={"amount_usd": "10", "reason": "limits test"})
@@ -77,5 +63,6 @@ def test_the_openai_sdk_retries_a_rate_limited_call_after_retry_after(tmp_path):
         retrying.close()
     finally:
         admin.close()
-        stop(gateway)
+        if gateway:
+            stop(gateway)
         stop(mock)
