@@ -52,7 +52,7 @@ pub async fn create(
             Err(e) => return e.into_response(),
         };
         let headers =
-            crate::pipeline::limits::headers(prepared.turn.limits.as_ref(), Shape::OpenAi);
+            crate::pipeline::limits::headers(prepared.turn.account.limits.as_ref(), Shape::OpenAi);
         let answered = async move {
             let mut failover = prepared.failover;
             if prepared.background {

@@ -15,7 +15,8 @@
 //!    upstream call for the client's protocol, and says how the answer goes
 //!    back ([`crate::providers::Reply`]).
 //! 5. **reserve**: [`reserve`] holds the request's worst case
-//!    ([`crate::billing::Meter`]) and journals it.
+//!    ([`crate::billing::Meter`]) and journals it; with its rate limits,
+//!    the hold is the request's [`Account`], settled once.
 //! 6. **send**: `send`, through [`crate::relay::send`], moving to the
 //!    model's next channel when one fails before answering.
 //! 7. **stream / transform**: [`respond`], the upstream's answer turned into
@@ -28,11 +29,13 @@
 //! whole history rather than the client's body, and drive steps 7–8 in
 //! `crate::responses::run`, which keeps the response's state as it goes.
 
+mod account;
 pub mod limits;
 mod reserve;
 mod respond;
 mod send;
 
+pub use account::Account;
 pub use reserve::{reserve, Metered, Prepared};
 pub use respond::respond;
 pub(crate) use send::{send_with_failover, Sendable};

@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 
+use super::account::Account;
 use super::send::{Failover, Planner};
 use crate::auth::Principal;
 use crate::billing::Meter;
@@ -46,7 +47,7 @@ impl Prepared {
     /// The `x-ratelimit-*` headers for the client (none when no rate limit
     /// applies).
     pub fn limit_headers(&self) -> Vec<(axum::http::HeaderName, axum::http::HeaderValue)> {
-        super::limits::headers(self.exchange.limits.as_ref(), self.exchange.shape)
+        super::limits::headers(self.exchange.account.limits.as_ref(), self.exchange.shape)
     }
 }
 
@@ -68,22 +69,16 @@ pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<Prepared, ApiErr
         shape,
     } = metered;
     let (failover, route, upstream) = Failover::start(app, route, planner)?;
-    let mut meter = Meter::new(principal, request_id, endpoint, &route, stream, body);
+    let meter = Meter::new(principal, request_id, endpoint, &route, stream, body);
     let worst_case = meter.worst_case(max_output, choices, images);
+    // The prompt's bytes as tokens, and the whole output allowance.
     // The prompt's bytes as tokens, and the whole output allowance.
     let tokens = (body.len() as u64)
         .div_ceil(4)
         .saturating_add(max_output.saturating_mul(choices));
-    let limits = super::limits::admit(app, principal, &route.model.name, tokens)?;
-    if let Err(refused) = meter.reserve(&app.billing, principal, worst_case).await {
-        super::limits::settle(app, limits, &protocol::TokenUsage::default());
-        return Err(refused.into());
-    }
+    let account = Account::open(app, principal, meter, tokens, worst_case, "request").await?;
     let exchange = Exchange {
-        app: app.clone(),
-        meter,
-        settled: false,
-        limits,
+        account,
         provider: route.provider,
         path: upstream.path,
         body: upstream.body,

@@ -34,7 +34,7 @@ impl Sendable for Planned {
 
     fn retarget(&mut self, route: Route, call: UpstreamCall) {
         let exchange = &mut self.exchange;
-        exchange.meter.serve_by(&route.model);
+        exchange.account.meter.serve_by(&route.model);
         exchange.provider = route.provider;
         exchange.path = call.path;
         exchange.body = call.body;

@@ -19,9 +19,10 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::billing::estimate::{UsageWatch, Wire};
-use crate::billing::{Meter, Outcome};
+use crate::billing::Outcome;
 use crate::config::ERROR_BODY_WAIT;
 use crate::error::{ApiError, Shape};
+use crate::pipeline::Account;
 use crate::providers::{KeyIndex, Provider, UpstreamError};
 use crate::state::{App, InFlightGuard};
 pub(crate) use reader::{EventReader, Read};
@@ -51,17 +52,10 @@ pub enum Answer {
     },
 }
 
-/// One upstream call, ready to send. It is settled once: by the relay when
-/// the upstream is done, or — should its task end first (a panic) — when
-/// dropped, as a failed request that costs nothing, its hold released
-/// rather than kept until the next start.
+/// One upstream call, ready to send; its account is settled once, by the
+/// relay when the upstream is done.
 pub struct Exchange {
-    pub app: App,
-    pub meter: Meter,
-    /// Whether it was settled already.
-    pub settled: bool,
-    /// What it took of its rate limits, corrected when it settles.
-    pub limits: Option<crate::limits::Admission>,
+    pub account: Account,
     pub provider: Arc<Provider>,
     pub path: &'static str,
     pub body: Vec<u8>,
@@ -72,28 +66,8 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// Charges the request for `outcome` and releases its hold — once.
     fn settle(&mut self, outcome: Outcome) {
-        if !std::mem::replace(&mut self.settled, true) {
-            if let Some(limits) = self.limits.take() {
-                let (used, _) = crate::billing::charged_usage(&outcome, &self.meter.prompt);
-                crate::pipeline::limits::settle(&self.app, Some(limits), &used);
-            }
-            self.meter.settle(&self.app.billing, outcome);
-        }
-    }
-}
-
-impl Drop for Exchange {
-    fn drop(&mut self) {
-        if !self.settled {
-            tracing::error!("a request ended before it was settled; released at no charge");
-            self.settle(Outcome {
-                status: 500,
-                error: Some("the request ended before it was settled".into()),
-                ..Outcome::default()
-            });
-        }
+        self.account.settle(outcome);
     }
 }
 
@@ -398,7 +372,7 @@ async fn pump<T: StreamTransform>(
     mut transform: T,
     _guard: InFlightGuard,
 ) {
-    let app = ex.app.clone();
+    let app = ex.account.app().clone();
     let mut upstream = EventReader::new(response, &ex.provider);
     let mut client = ClientSink::new(&app, tx);
     let mut watch = UsageWatch::new(ex.provider.adapter.wire());

@@ -15,7 +15,7 @@ use store::StoredResponse;
 use crate::auth::Principal;
 use crate::billing::{output_allowance, Meter};
 use crate::error::ApiError;
-use crate::pipeline::{Failover, Planner};
+use crate::pipeline::{Account, Failover, Planner};
 use crate::providers::{ResponsesCall, ResponsesUpstream};
 use crate::routing::AffinityKey;
 use crate::secrets::new_object_id;
@@ -176,11 +176,7 @@ pub async fn prepare(
     meter.prompt = crate::billing::Prompt::Tokens(estimated_input);
     let worst_case = meter.worst_case(allowance, 1, crate::billing::image_parts(&body));
     let tokens = estimated_input.saturating_add(allowance);
-    let limits = crate::pipeline::limits::admit(app, principal, &route.model.name, tokens)?;
-    if let Err(refused) = meter.reserve(&app.billing, principal, worst_case).await {
-        crate::pipeline::limits::settle(app, limits, &protocol::TokenUsage::default());
-        return Err(refused.into());
-    }
+    let account = Account::open(app, principal, meter, tokens, worst_case, "run").await?;
 
     let record = StoredResponse {
         id,
@@ -198,7 +194,7 @@ pub async fn prepare(
     };
     Ok(Prepared {
         turn: Turn {
-            meter,
+            account,
             provider: route.provider,
             path,
             body,
@@ -207,10 +203,7 @@ pub async fn prepare(
             store,
             conversation,
             estimated_input,
-            app: app.clone(),
-            settled: false,
             deadline: None,
-            limits,
         },
         failover,
         stream,

@@ -16,9 +16,9 @@ use tokio::time::Instant;
 
 use super::events::ResponseEvents;
 use super::registry::Run;
-use crate::billing::{Delivered, Meter, Outcome};
+use crate::billing::{Delivered, Outcome};
 use crate::error::ApiError;
-use crate::pipeline::{send_with_failover, Failover, Sendable};
+use crate::pipeline::{send_with_failover, Account, Failover, Sendable};
 use crate::providers::{Provider, ResponsesUpstream};
 use crate::relay::{EventReader, Read, UpstreamFailure};
 use crate::routing::Route;
@@ -26,7 +26,8 @@ use crate::state::{App, InFlight};
 
 /// A prepared Responses turn, ready to send upstream.
 pub struct Turn {
-    pub meter: Meter,
+    /// Its hold and rate limits, settled once (see [`Account`]).
+    pub account: Account,
     pub provider: Arc<Provider>,
     pub path: &'static str,
     pub body: Vec<u8>,
@@ -39,39 +40,17 @@ pub struct Turn {
     /// The prompt's tokens as estimated locally, charged if the run is
     /// cancelled before the upstream reports its usage.
     pub estimated_input: u64,
-    pub app: App,
-    /// Whether the turn has been charged (or released) already.
-    pub(super) settled: bool,
     /// When the run must have ended: a client waiting for the whole object
     /// waits no longer than the provider's `request_timeout_secs`.
     pub deadline: Option<Instant>,
-    /// What the turn took of its rate limits, corrected when it settles.
-    pub limits: Option<crate::limits::Admission>,
 }
 
 impl Turn {
     /// Charges the turn for `outcome` and releases its hold — once, however
-    /// often it is called.
+    /// often it is called; a turn dropped unsettled (its task panicked, or
+    /// it was never sent) costs nothing (see [`Account`]).
     pub fn settle(&mut self, outcome: Outcome) {
-        if !std::mem::replace(&mut self.settled, true) {
-            if let Some(limits) = self.limits.take() {
-                let (used, _) = crate::billing::charged_usage(&outcome, &self.meter.prompt);
-                crate::pipeline::limits::settle(&self.app, Some(limits), &used);
-            }
-            self.meter.settle(&self.app.billing, outcome);
-        }
-    }
-}
-
-impl Drop for Turn {
-    /// A turn dropped unsettled (its task panicked, or it was never sent)
-    /// costs nothing, and its hold is released rather than kept until restart.
-    fn drop(&mut self) {
-        self.settle(Outcome {
-            status: 500,
-            error: Some("the run ended before it was settled".into()),
-            ..Outcome::default()
-        });
+        self.account.settle(outcome);
     }
 }
 
@@ -125,7 +104,7 @@ impl Sendable for Turn {
     }
 
     fn retarget(&mut self, route: Route, call: ResponsesUpstream) {
-        self.meter.serve_by(&route.model);
+        self.account.meter.serve_by(&route.model);
         self.provider = route.provider;
         self.path = call.path;
         self.body = call.body;

@@ -646,7 +646,7 @@ async fn an_exchange_dropped_unsettled_releases_its_hold_at_no_charge() {
     };
     let prepared = pipeline::reserve(&app, metered).await.unwrap();
     assert!(
-        prepared.exchange.meter.held > 0,
+        prepared.exchange.account.meter.held > 0,
         "held before anything is sent"
     );
     drop(prepared);
