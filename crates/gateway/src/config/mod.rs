@@ -32,7 +32,7 @@ pub use models::{
     group_multiplier, ChannelConfig, ChannelSpec, DecimalValue, GroupConfig, LateSystemMessages,
     ModelConfig, ModelSpec, ProviderConfig, ProviderKind,
 };
-pub use rate_limits::{LimitsConfig, RateLimits};
+pub use rate_limits::RateLimits;
 
 /// Largest `credits_per_usd`: balances in credits stay exact decimals.
 const MAX_CREDITS_PER_USD: u64 = 1_000_000_000_000;

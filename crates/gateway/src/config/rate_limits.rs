@@ -6,20 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-/// Limits of one scope; an unset one does not limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    pub rpm: Option<u64>,
-    pub tpm: Option<u64>,
-    pub concurrency: Option<u32>,
-}
-
-impl LimitsConfig {
-    pub fn is_set(&self) -> bool {
-        self.rpm.is_some() || self.tpm.is_some() || self.concurrency.is_some()
-    }
-}
+use crate::limits::Limits;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -32,11 +19,11 @@ pub struct RateLimits {
     /// is freed after this.
     pub lease_ttl_secs: u64,
     /// Per model, all users together.
-    pub models: BTreeMap<String, LimitsConfig>,
+    pub models: BTreeMap<String, Limits>,
     /// Per user, by group.
-    pub groups: BTreeMap<String, LimitsConfig>,
+    pub groups: BTreeMap<String, Limits>,
     /// Per user, by membership tier (while the membership lasts).
-    pub tiers: BTreeMap<String, LimitsConfig>,
+    pub tiers: BTreeMap<String, Limits>,
 }
 
 impl Default for RateLimits {
@@ -55,8 +42,8 @@ impl Default for RateLimits {
 
 impl RateLimits {
     /// The whole gateway's limits.
-    pub fn global(&self) -> LimitsConfig {
-        LimitsConfig {
+    pub fn global(&self) -> Limits {
+        Limits {
             rpm: self.rpm,
             tpm: self.tpm,
             concurrency: self.concurrency,

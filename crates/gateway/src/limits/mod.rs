@@ -29,12 +29,20 @@ const SHARDS: usize = 16;
 /// Scopes kept per shard before idle ones are dropped.
 const SWEEP_AT: usize = 4_096;
 
-/// The limits of one scope; an unset one does not limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The limits of one scope (as configured, e.g. `[rate_limits.groups.X]`);
+/// an unset one does not limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub concurrency: Option<u32>,
+}
+
+impl Limits {
+    pub fn is_set(&self) -> bool {
+        self.rpm.is_some() || self.tpm.is_some() || self.concurrency.is_some()
+    }
 }
 
 /// One scope a request is counted in, and its limits.

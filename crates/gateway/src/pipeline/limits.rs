@@ -12,7 +12,7 @@ use axum::http::{HeaderName, HeaderValue};
 use protocol::TokenUsage;
 
 use crate::auth::Principal;
-use crate::config::{LimitsConfig, RateLimits};
+use crate::config::RateLimits;
 use crate::error::{ApiError, Shape};
 use crate::limits::{Admission, Check, Headroom, LimitKind, Limits};
 use crate::state::App;
@@ -23,15 +23,11 @@ pub fn checks(config: &RateLimits, principal: &Principal, model: &str, now_ms: i
     let mut checks = Vec::new();
     // Scope names are built only for limits that are set: a gateway
     // without limits spends nothing here.
-    let mut add = |limits: Option<&LimitsConfig>, scope: &dyn Fn() -> String| {
-        if let Some(l) = limits.filter(|l| l.is_set()) {
+    let mut add = |limits: Option<&Limits>, scope: &dyn Fn() -> String| {
+        if let Some(limits) = limits.filter(|l| l.is_set()) {
             checks.push(Check {
                 scope: scope(),
-                limits: Limits {
-                    rpm: l.rpm,
-                    tpm: l.tpm,
-                    concurrency: l.concurrency,
-                },
+                limits: *limits,
             });
         }
     };
