@@ -290,7 +290,7 @@ async fn charge(tx: &mut Tx<'_>, backend: Backend, fresh: &[&Settlement]) -> Res
             "UPDATE users SET \
                free_balance = free_balance - (CASE WHEN free_balance >= $1 THEN $1 WHEN free_balance > 0 THEN free_balance ELSE 0 END), \
                balance = balance - ($1 - (CASE WHEN free_balance >= $1 THEN $1 WHEN free_balance > 0 THEN free_balance ELSE 0 END)), \
-               held = held - $2 \
+               held = held - $2, revision = revision + 1 \
              WHERE id = $3 RETURNING balance + free_balance",
         )
         .bind(cost)
@@ -316,7 +316,7 @@ async fn charge(tx: &mut Tx<'_>, backend: Backend, fresh: &[&Settlement]) -> Res
     for (key_id, cost, hold, times) in keys {
         sqlx::query(
             "UPDATE api_keys SET used_fee = used_fee + $1, held = held - $2, \
-             used_times = used_times + $3, used_at = $4 WHERE id = $5",
+             used_times = used_times + $3, used_at = $4, revision = revision + 1 WHERE id = $5",
         )
         .bind(cost)
         .bind(hold)

@@ -38,6 +38,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../migrations/sqlite/0003_stored_objects.sql"),
     ),
+    (4, include_str!("../migrations/sqlite/0004_rate_limits.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -48,6 +49,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../migrations/postgres/0003_stored_objects.sql"),
+    ),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_rate_limits.sql"),
     ),
 ];
 

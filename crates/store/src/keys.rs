@@ -4,7 +4,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::users::User;
+use crate::users::{RateLimits, User};
 use crate::{now_ms, Result, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,6 +23,10 @@ pub struct ApiKey {
     pub max_fee: i64,
     pub used_fee: i64,
     pub held: i64,
+    /// Rate limits set on this key.
+    pub limits: RateLimits,
+    /// Bumped by every change of its spending or its limit.
+    pub revision: i64,
     pub used_times: i64,
     pub created_at: i64,
     pub used_at: Option<i64>,
@@ -62,8 +66,8 @@ pub struct KeyUpdate {
 }
 
 const KEY_COLUMNS: &str = "k.id, k.user_id, k.key_prefix, k.key_last4, k.remark, k.is_admin, \
-    k.is_disabled, k.permissions, k.max_fee, k.used_fee, k.held, k.used_times, k.created_at, \
-    k.used_at, k.expired_at";
+    k.is_disabled, k.permissions, k.max_fee, k.used_fee, k.held, k.rpm, k.tpm, k.concurrency, k.revision, k.used_times, \
+    k.created_at, k.used_at, k.expired_at";
 
 fn key_from_row(row: &AnyRow) -> Result<ApiKey> {
     let permissions: String = row.try_get("permissions")?;
@@ -79,6 +83,8 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKey> {
         max_fee: row.try_get("max_fee")?,
         used_fee: row.try_get("used_fee")?,
         held: row.try_get("held")?,
+        limits: RateLimits::from_row(row, "")?,
+        revision: row.try_get("revision")?,
         used_times: row.try_get("used_times")?,
         created_at: row.try_get("created_at")?,
         used_at: row.try_get("used_at")?,
@@ -149,7 +155,8 @@ impl Store {
         let sql = format!(
             "SELECT {KEY_COLUMNS}, u.id AS u_id, u.name, u.group_name, u.tier, \
              u.membership_expires_at, u.balance, u.free_balance, u.held AS u_held, \
-             u.created_at AS u_created_at \
+             u.rpm AS u_rpm, u.tpm AS u_tpm, u.concurrency AS u_concurrency, \
+             u.revision AS u_revision, u.created_at AS u_created_at \
              FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1"
         );
         let Some(row) = sqlx::query(&sql)
@@ -169,6 +176,8 @@ impl Store {
             balance: row.try_get("balance")?,
             free_balance: row.try_get("free_balance")?,
             held: row.try_get("u_held")?,
+            limits: RateLimits::from_row(&row, "u_")?,
+            revision: row.try_get("u_revision")?,
             created_at: row.try_get("u_created_at")?,
         };
         Ok(Some((key, user)))
@@ -204,7 +213,7 @@ impl Store {
         let key = self.get_key(id).await?;
         sqlx::query(
             "UPDATE api_keys SET remark = $1, expired_at = $2, max_fee = $3, permissions = $4, \
-             is_disabled = $5 WHERE id = $6",
+             is_disabled = $5, revision = revision + 1 WHERE id = $6",
         )
         .bind(update.remark.clone().unwrap_or(key.remark))
         .bind(update.expired_at.unwrap_or(key.expired_at))

@@ -25,7 +25,9 @@ pub use db::{Backend, Store};
 pub use keys::{ApiKey, KeyUpdate, NewKey};
 pub use responses::StoredResponse;
 pub use usage::{UsageFilter, UsageRecord};
-pub use users::{BalanceChange, LedgerEntry, NewUser, User, UserUpdate};
+pub use users::{
+    BalanceChange, KeyFigures, LedgerEntry, NewUser, RateLimits, User, UserFigures, UserUpdate,
+};
 
 /// Errors of the persistence layer.
 #[derive(Debug, thiserror::Error)]

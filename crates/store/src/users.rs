@@ -19,7 +19,31 @@ pub struct User {
     pub free_balance: i64,
     /// Sum of the holds of requests in flight, nano-USD.
     pub held: i64,
+    /// Rate limits set on this user.
+    pub limits: RateLimits,
+    /// Bumped by every change of the balances.
+    pub revision: i64,
     pub created_at: i64,
+}
+
+/// Rate limits set on a user or a key; `None` does not limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RateLimits {
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+    pub concurrency: Option<i64>,
+}
+
+impl RateLimits {
+    /// The limits in the columns `rpm`, `tpm` and `concurrency` of `row`,
+    /// each named with `prefix`.
+    pub(crate) fn from_row(row: &AnyRow, prefix: &str) -> Result<RateLimits> {
+        Ok(RateLimits {
+            rpm: row.try_get(format!("{prefix}rpm").as_str())?,
+            tpm: row.try_get(format!("{prefix}tpm").as_str())?,
+            concurrency: row.try_get(format!("{prefix}concurrency").as_str())?,
+        })
+    }
 }
 
 impl User {
@@ -68,8 +92,8 @@ pub struct LedgerEntry {
     pub created_at: i64,
 }
 
-const USER_COLUMNS: &str =
-    "id, name, group_name, tier, membership_expires_at, balance, free_balance, held, created_at";
+const USER_COLUMNS: &str = "id, name, group_name, tier, membership_expires_at, balance, \
+    free_balance, held, rpm, tpm, concurrency, revision, created_at";
 
 pub(crate) fn user_from_row(row: &AnyRow) -> Result<User> {
     Ok(User {
@@ -81,6 +105,8 @@ pub(crate) fn user_from_row(row: &AnyRow) -> Result<User> {
         balance: row.try_get("balance")?,
         free_balance: row.try_get("free_balance")?,
         held: row.try_get("held")?,
+        limits: RateLimits::from_row(row, "")?,
+        revision: row.try_get("revision")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -165,7 +191,8 @@ impl Store {
         };
         let mut tx = self.writer.begin().await?;
         let sql = format!(
-            "UPDATE users SET {column} = {column} + $1 WHERE id = $2 AND {column} + $1 >= 0 \
+            "UPDATE users SET {column} = {column} + $1, revision = revision + 1 \
+             WHERE id = $2 AND {column} + $1 >= 0 \
              RETURNING {USER_COLUMNS}"
         );
         let row = sqlx::query(&sql)
@@ -254,37 +281,67 @@ pub(crate) fn placeholders(backend: Backend, first: usize, n: usize) -> String {
 /// Most ids in one `IN (…)` list.
 const ID_CHUNK: usize = 500;
 
+/// A user's balance (paid + promotional, nano-USD) as of one revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserFigures {
+    pub user_id: i64,
+    pub balance: i64,
+    pub revision: i64,
+}
+
+/// A key's spending limit and spending (nano-USD) as of one revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFigures {
+    pub key_id: String,
+    pub max_fee: i64,
+    pub used_fee: i64,
+    pub revision: i64,
+}
+
 impl Store {
-    /// Paid + promotional balance of each of `user_ids` that exists.
-    pub async fn balances(&self, user_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
+    /// The figures of each of `user_ids` that exists.
+    pub async fn balances(&self, user_ids: &[i64]) -> Result<Vec<UserFigures>> {
         let mut out = Vec::with_capacity(user_ids.len());
         for chunk in user_ids.chunks(ID_CHUNK) {
             let sql = format!(
-                "SELECT id, balance + free_balance FROM users WHERE id IN ({})",
+                "SELECT id, balance + free_balance, revision FROM users WHERE id IN ({})",
                 placeholders(self.backend(), 1, chunk.len())
             );
-            let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
+            let mut query = sqlx::query_as::<_, (i64, i64, i64)>(&sql);
             for id in chunk {
                 query = query.bind(*id);
             }
-            out.extend(query.fetch_all(&self.pool).await?);
+            out.extend(query.fetch_all(&self.pool).await?.into_iter().map(
+                |(user_id, balance, revision)| UserFigures {
+                    user_id,
+                    balance,
+                    revision,
+                },
+            ));
         }
         Ok(out)
     }
 
-    /// `(id, max_fee, used_fee)` of each of `key_ids` that exists.
-    pub async fn key_spending(&self, key_ids: &[String]) -> Result<Vec<(String, i64, i64)>> {
+    /// The figures of each of `key_ids` that exists.
+    pub async fn key_spending(&self, key_ids: &[String]) -> Result<Vec<KeyFigures>> {
         let mut out = Vec::with_capacity(key_ids.len());
         for chunk in key_ids.chunks(ID_CHUNK) {
             let sql = format!(
-                "SELECT id, max_fee, used_fee FROM api_keys WHERE id IN ({})",
+                "SELECT id, max_fee, used_fee, revision FROM api_keys WHERE id IN ({})",
                 placeholders(self.backend(), 1, chunk.len())
             );
-            let mut query = sqlx::query_as::<_, (String, i64, i64)>(&sql);
+            let mut query = sqlx::query_as::<_, (String, i64, i64, i64)>(&sql);
             for id in chunk {
                 query = query.bind(id);
             }
-            out.extend(query.fetch_all(&self.pool).await?);
+            out.extend(query.fetch_all(&self.pool).await?.into_iter().map(
+                |(key_id, max_fee, used_fee, revision)| KeyFigures {
+                    key_id,
+                    max_fee,
+                    used_fee,
+                    revision,
+                },
+            ));
         }
         Ok(out)
     }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::BillingError;
 use crate::auth::Principal;
+pub use store::{KeyFigures, UserFigures};
 
 /// Independent locks, so requests of different users never contend.
 const SHARDS: usize = 32;
@@ -51,18 +52,6 @@ struct Shard {
 
 pub struct Ledger {
     shards: Vec<Mutex<Shard>>,
-}
-
-/// Fresh database figures for one account (from a refresh).
-pub struct UserFigures {
-    pub user_id: i64,
-    pub balance: i64,
-}
-
-pub struct KeyFigures {
-    pub key_id: String,
-    pub max_fee: i64,
-    pub used_fee: i64,
 }
 
 fn shard_of_user(id: i64) -> usize {
@@ -225,6 +214,8 @@ mod tests {
                 balance,
                 free_balance: 0,
                 held: 0,
+                limits: Default::default(),
+                revision: 0,
                 created_at: 0,
             },
             key: ApiKey {
@@ -239,6 +230,8 @@ mod tests {
                 max_fee,
                 used_fee: 0,
                 held: 0,
+                limits: Default::default(),
+                revision: 0,
                 used_times: 0,
                 created_at: 0,
                 used_at: None,
@@ -289,6 +282,7 @@ mod tests {
             &[UserFigures {
                 user_id: 7,
                 balance: 5_000,
+                revision: 1,
             }],
             &[],
         );

@@ -20,7 +20,7 @@ use store::{Settlement, Store};
 use tokio::sync::{mpsc, Notify};
 
 use super::journal::{Entry, Journal};
-use super::ledger::{KeyFigures, Ledger, UserFigures};
+use super::ledger::Ledger;
 
 /// Most settlements written in one transaction.
 const MAX_BATCH: usize = 256;
@@ -197,21 +197,7 @@ async fn refresh_ledger(store: &Store, ledger: &Ledger) {
     }
     .await;
     match figures {
-        Ok((users, keys)) => {
-            let users: Vec<UserFigures> = users
-                .into_iter()
-                .map(|(user_id, balance)| UserFigures { user_id, balance })
-                .collect();
-            let keys: Vec<KeyFigures> = keys
-                .into_iter()
-                .map(|(key_id, max_fee, used_fee)| KeyFigures {
-                    key_id,
-                    max_fee,
-                    used_fee,
-                })
-                .collect();
-            ledger.refresh(&users, &keys);
-        }
+        Ok((users, keys)) => ledger.refresh(&users, &keys),
         Err(e) => tracing::warn!(error = %e, "ledger refresh failed"),
     }
 }
