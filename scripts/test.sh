@@ -51,6 +51,16 @@ start_postgres() {
     -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null
 }
 
+# Debian's redis-server: the tests that share limits between instances
+# start their own throw-away servers on loopback ports.
+install_redis() {
+  if ! command -v redis-server >/dev/null 2>&1; then
+    step "installing Redis from Debian packages"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
+  fi
+}
+
 install_python() {
   if [ ! -x "$VENV/bin/python" ]; then
     step "creating the Python venv at $VENV"
@@ -70,6 +80,10 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # earlier runs are removed, so that repeated runs do not fill the disk.
 TMP_ROOT="${TMPDIR:-/tmp}"
 rm -rf "$TMP_ROOT/tollgate-tests" "$TMP_ROOT"/tollgate-journal-*
+
+install_redis
+# A missing redis-server fails the Redis tests instead of skipping them.
+export TOLLGATE_REQUIRE_REDIS=1
 
 step "tests on SQLite"
 cargo test --workspace

@@ -53,6 +53,10 @@ pub enum ApiError {
     UpstreamOverloaded,
     #[error("The gateway is overloaded; retry shortly.")]
     Overloaded,
+    /// Redis, where limits and balances are shared, cannot be reached and
+    /// the policy is to refuse.
+    #[error("Rate limits and balances cannot be checked right now; retry shortly.")]
+    LimitsUnavailable,
     #[error("The upstream stream was reset before it finished.")]
     UpstreamReset,
     #[error("The gateway failed to process the request.")]
@@ -73,7 +77,7 @@ impl ApiError {
             }
             UpstreamUnreachable | UpstreamFailed(_) | UpstreamAuth => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            UpstreamOverloaded | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamOverloaded | Overloaded | LimitsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamReset => StatusCode::BAD_GATEWAY,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -102,6 +106,7 @@ impl ApiError {
             UpstreamAuth => ("api_error", Some("upstream_auth_failed")),
             UpstreamOverloaded => ("api_error", Some("upstream_overloaded")),
             Overloaded => ("api_error", Some("gateway_overloaded")),
+            LimitsUnavailable => ("api_error", Some("limits_unavailable")),
             UpstreamReset => ("api_error", Some("upstream_reset")),
             Internal => ("api_error", Some("internal_error")),
         }
@@ -163,7 +168,7 @@ impl ApiError {
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "timeout_error"),
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
             // Anthropic's own "overloaded" status, which its clients retry.
-            UpstreamOverloaded | Overloaded => (
+            UpstreamOverloaded | Overloaded | LimitsUnavailable => (
                 StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
                 "overloaded_error",
             ),

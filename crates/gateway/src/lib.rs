@@ -19,6 +19,7 @@ pub mod responses;
 pub mod routing;
 pub mod secrets;
 pub mod server;
+pub mod shared;
 pub mod state;
 pub mod stored_chat;
 pub mod time;
@@ -94,15 +95,29 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
     if released > 0 {
         tracing::info!(released, "released holds left by an earlier process");
     }
+    let metrics = Arc::new(metrics::Metrics::default());
+    let shared = match &config.redis_url {
+        Some(url) => Some(
+            shared::Shared::start(
+                &config::resolve_secret(url),
+                &config.redis,
+                Duration::from_secs(config.rate_limits.lease_ttl_secs),
+                Duration::from_secs(config.hold_ttl_secs),
+                metrics.clone(),
+            )
+            .map_err(|e| StartError::Config(config::ConfigError(e)))?,
+        ),
+        None => None,
+    };
     let ledger = Arc::new(billing::ledger::Ledger::default());
     let settlements = billing::settlement::SettlementQueue::start(
         store.clone(),
         ledger.clone(),
         journal.clone(),
+        shared.clone(),
         Duration::from_millis(config.ledger_refresh_ms),
     );
     let auth_cache = auth::AuthCache::new(Duration::from_millis(config.auth_cache_ttl_ms));
-    let metrics = Arc::new(metrics::Metrics::default());
     let limiter = limits::Limiter::new(Duration::from_secs(config.rate_limits.lease_ttl_secs));
     let billing = billing::Billing::new(
         &config,
@@ -118,6 +133,7 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
         config,
         catalog,
         limiter,
+        shared,
         affinity: Default::default(),
         store,
         metrics,

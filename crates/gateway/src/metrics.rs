@@ -112,12 +112,15 @@ impl CounterFamily {
             let mut rows: Vec<_> = map.iter().collect();
             rows.sort_by(|a, b| a.0.cmp(b.0));
             for (labels, value) in rows {
-                let _ = writeln!(
-                    out,
-                    "{name}{{{}}} {}",
-                    render_labels(label_names, labels),
-                    value.load(Ordering::Relaxed)
-                );
+                let value = value.load(Ordering::Relaxed);
+                let _ = match label_names {
+                    [] => writeln!(out, "{name} {value}"),
+                    _ => writeln!(
+                        out,
+                        "{name}{{{}}} {value}",
+                        render_labels(label_names, labels)
+                    ),
+                };
             }
         }
     }
@@ -150,6 +153,8 @@ pub struct Metrics {
     client_stalls: CounterFamily,
     failovers: CounterFamily,
     rate_limited: CounterFamily,
+    redis_failures: CounterFamily,
+    admitted_locally: CounterFamily,
 }
 
 impl Metrics {
@@ -204,6 +209,17 @@ impl Metrics {
     }
 
     /// A client that stopped reading its stream and was dropped.
+    /// A call to Redis that failed (`op`: connect, admit, settle, apply).
+    pub fn record_redis_failure(&self, op: &str) {
+        self.redis_failures.add(&[op], 1);
+    }
+
+    /// A request admitted on this instance's own limits and ledger because
+    /// Redis could not be reached (`on_failure = "local"`).
+    pub fn record_admitted_locally(&self) {
+        self.admitted_locally.add(&[], 1);
+    }
+
     pub fn record_client_stall(&self, route: &str) {
         self.client_stalls.add(&[route], 1);
     }
@@ -290,6 +306,18 @@ impl Metrics {
             "tollgate_rate_limited_total",
             "Requests refused with 429 by a rate limit, by the limit's kind.",
             &["kind"],
+        );
+        self.redis_failures.render(
+            &mut out,
+            "tollgate_redis_failures_total",
+            "Calls to Redis that failed or timed out, by operation.",
+            &["op"],
+        );
+        self.admitted_locally.render(
+            &mut out,
+            "tollgate_admitted_locally_total",
+            "Requests admitted on this instance's own limits and ledger while Redis was unreachable.",
+            &[],
         );
         out
     }

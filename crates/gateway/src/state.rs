@@ -17,6 +17,8 @@ pub struct AppState {
     pub catalog: crate::catalog::Catalogs,
     /// Rate limits of this instance.
     pub limiter: crate::limits::Limiter,
+    /// Limits and holds shared with other instances (`redis_url`).
+    pub shared: Option<Arc<crate::shared::Shared>>,
     /// Which channel served each conversation last.
     pub affinity: crate::routing::affinity::Affinity,
     pub store: store::Store,

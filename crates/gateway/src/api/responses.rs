@@ -51,8 +51,7 @@ pub async fn create(
             Ok(p) => p,
             Err(e) => return e.into_response(),
         };
-        let headers =
-            crate::pipeline::limits::headers(prepared.turn.account.limits.as_ref(), Shape::OpenAi);
+        let headers = prepared.turn.account.limit_headers(Shape::OpenAi);
         let answered = async move {
             let mut failover = prepared.failover;
             if prepared.background {

@@ -34,6 +34,7 @@ use crate::config::{Config, HoldsMode, ModelSpec};
 use crate::metrics::Metrics;
 use crate::money::{cost_nano, Decimal};
 use crate::routing::Route;
+use crate::shared::HeldHere;
 use journal::Journal;
 use ledger::Ledger;
 use settlement::SettlementQueue;
@@ -72,7 +73,7 @@ impl Billing {
     ) -> Billing {
         Billing {
             enabled: config.billing,
-            holds: config.holds,
+            holds: config.holds(),
             hold_ttl: Duration::from_secs(config.hold_ttl_secs),
             queue_limit: config.limits.settlement_queue,
             store,
@@ -152,9 +153,9 @@ pub struct Meter {
     /// What the prompt is estimated from when the upstream reports no usage.
     pub prompt: Prompt,
     pub started: Instant,
-    /// The amount held for this request, and whether the hold is in memory.
+    /// The amount held for this request, and where.
     pub held: i64,
-    pub held_in_memory: bool,
+    pub held_in: HeldIn,
     /// The request's lines in the settlement journal, once started.
     pub journal_entry: Option<journal::Entry>,
 }
@@ -179,6 +180,26 @@ impl Prompt {
             },
         }
     }
+}
+
+/// Where a request's hold is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldIn {
+    /// Nothing held (billing off, or not yet).
+    Nowhere,
+    /// This instance's ledger.
+    Memory,
+    /// A row of `holds`, released in the settlement's own transaction.
+    Database,
+    /// Redis, shared by the instances (see [`crate::shared`]).
+    Redis,
+}
+
+/// What the settlement writer releases once a settlement is committed.
+#[derive(Debug, Clone)]
+pub enum Release {
+    Memory(i64),
+    Redis(HeldHere),
 }
 
 /// How a metered request ended.
@@ -257,7 +278,7 @@ impl Meter {
             prompt: Prompt::Body(body.clone()),
             started: Instant::now(),
             held: 0,
-            held_in_memory: false,
+            held_in: HeldIn::Nowhere,
             journal_entry: None,
         }
     }
@@ -295,6 +316,17 @@ impl Meter {
         principal: &Principal,
         amount: i64,
     ) -> Result<(), BillingError> {
+        self.begin(billing)?;
+        let held = self.place_hold(billing, principal, amount).await;
+        if held.is_err() {
+            self.abandon(billing);
+        }
+        held
+    }
+
+    /// What comes before any hold: the request is shed when too many
+    /// settlements are pending, and journaled.
+    pub fn begin(&mut self, billing: &Billing) -> Result<(), BillingError> {
         if !billing.enabled {
             return Ok(());
         }
@@ -310,13 +342,24 @@ impl Meter {
             // Its empty record: what replay writes if it never finishes.
             self.journal_entry = journal.start(&self.record);
         }
-        let held = self.place_hold(billing, principal, amount).await;
-        if held.is_err() {
-            if let (Some(journal), Some(entry)) = (&billing.journal, self.journal_entry.take()) {
-                journal.cancel(entry, &self.record.request_id);
-            }
+        Ok(())
+    }
+
+    /// The hold was refused after [`Meter::begin`]: its journal lines go.
+    pub fn abandon(&mut self, billing: &Billing) {
+        if let (Some(journal), Some(entry)) = (&billing.journal, self.journal_entry.take()) {
+            journal.cancel(entry, &self.record.request_id);
         }
-        held
+    }
+
+    /// The hold was taken in Redis, with the rate limits.
+    pub fn held_in_redis(&mut self, amount: i64) {
+        self.held = amount;
+        self.held_in = HeldIn::Redis;
+    }
+
+    pub fn request_id(&self) -> &str {
+        &self.record.request_id
     }
 
     async fn place_hold(
@@ -326,9 +369,11 @@ impl Meter {
         amount: i64,
     ) -> Result<(), BillingError> {
         match billing.holds {
-            HoldsMode::Memory => {
+            // In Redis mode a hold reaches here only when Redis is away and
+            // the policy says to admit on this instance's own ledger.
+            HoldsMode::Memory | HoldsMode::Redis => {
                 billing.ledger.reserve(principal, amount)?;
-                self.held_in_memory = true;
+                self.held_in = HeldIn::Memory;
             }
             HoldsMode::Database => {
                 let reservation = Reservation {
@@ -345,6 +390,7 @@ impl Meter {
                     }
                     ReserveOutcome::KeyLimitReached => return Err(BillingError::KeyLimitReached),
                 }
+                self.held_in = HeldIn::Database;
             }
         }
         self.held = amount;
@@ -425,7 +471,17 @@ impl Meter {
         if !billing.enabled {
             return;
         }
-        let memory_hold = self.held_in_memory.then_some(self.held);
+        let release = match self.held_in {
+            HeldIn::Memory => Some(Release::Memory(self.held)),
+            HeldIn::Redis => Some(Release::Redis(HeldHere::new(
+                self.record.user_id,
+                &self.record.key_id,
+                &self.record.request_id,
+                self.held,
+            ))),
+            // A database hold is released in the settlement's transaction.
+            HeldIn::Database | HeldIn::Nowhere => None,
+        };
         // If the settle line could not be written, the start line stays
         // open (replay would record the request as interrupted) and is
         // released with the settlement's commit all the same.
@@ -434,9 +490,7 @@ impl Meter {
             .as_ref()
             .and_then(|journal| journal.settle(self.journal_entry, &settlement))
             .or(self.journal_entry);
-        billing
-            .settlements
-            .push(settlement, memory_hold, journal_entry);
+        billing.settlements.push(settlement, release, journal_entry);
     }
 }
 
@@ -486,7 +540,7 @@ mod tests {
             prompt: Prompt::Tokens(12),
             started: Instant::now(),
             held,
-            held_in_memory: true,
+            held_in: HeldIn::Memory,
             journal_entry: None,
         }
     }

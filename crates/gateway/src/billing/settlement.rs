@@ -21,6 +21,8 @@ use tokio::sync::{mpsc, Notify};
 
 use super::journal::{Entry, Journal};
 use super::ledger::Ledger;
+use super::Release;
+use crate::shared::Shared;
 
 /// Most settlements written in one transaction.
 const MAX_BATCH: usize = 256;
@@ -35,8 +37,9 @@ const BATCH_ATTEMPTS: u32 = 5;
 
 struct Queued {
     settlement: Settlement,
-    /// The in-memory hold to release once committed (memory holds mode).
-    memory_hold: Option<i64>,
+    /// The hold to release once committed, unless the database's own
+    /// transaction released it.
+    release: Option<Release>,
     /// Its lines in the journal, released once committed.
     journal_entry: Option<Entry>,
 }
@@ -56,12 +59,14 @@ pub struct SettlementQueue {
 }
 
 impl SettlementQueue {
-    /// Starts the writer task on `store`; it keeps `ledger` in step with
-    /// what it commits and refreshes it every `refresh`.
+    /// Starts the writer task on `store`; it keeps `ledger` (and the holds
+    /// in Redis, when `shared`) in step with what it commits, and refreshes
+    /// the ledger every `refresh`.
     pub fn start(
         store: Store,
         ledger: Arc<Ledger>,
         journal: Option<Arc<Journal>>,
+        shared: Option<Arc<Shared>>,
         refresh: Duration,
     ) -> SettlementQueue {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -70,6 +75,7 @@ impl SettlementQueue {
             store,
             ledger,
             journal,
+            shared,
         };
         tokio::spawn(write_batches(writer, refresh, rx, pending.clone()));
         SettlementQueue { tx, pending }
@@ -79,7 +85,7 @@ impl SettlementQueue {
     pub fn push(
         &self,
         settlement: Settlement,
-        memory_hold: Option<i64>,
+        release: Option<Release>,
         journal_entry: Option<Entry>,
     ) {
         let request_id = settlement.request_id.clone();
@@ -88,7 +94,7 @@ impl SettlementQueue {
             .tx
             .send(Queued {
                 settlement,
-                memory_hold,
+                release,
                 journal_entry,
             })
             .is_err()
@@ -128,6 +134,7 @@ struct Writer {
     store: Store,
     ledger: Arc<Ledger>,
     journal: Option<Arc<Journal>>,
+    shared: Option<Arc<Shared>>,
 }
 
 async fn write_batches(
@@ -156,12 +163,7 @@ async fn write_batches(
                     }
                 }
                 let committed = write(&writer.store, &batch).await;
-                for q in &batch {
-                    if let Some(held) = q.memory_hold {
-                        let s = &q.settlement;
-                        writer.ledger.settled(s.user_id, &s.key_id, held, s.cost);
-                    }
-                }
+                release_holds(&writer, &batch, &committed).await;
                 if let Some(journal) = &writer.journal {
                     // A settlement that failed for good keeps its journal
                     // lines: the next start replays it.
@@ -179,6 +181,49 @@ async fn write_batches(
                 batch.clear();
             }
             _ = tick.tick() => refresh_ledger(&writer.store, &writer.ledger).await,
+        }
+    }
+}
+
+/// Releases the holds of the committed settlements: in the ledger, and in
+/// Redis with the figures read after the commit (which count the charges).
+/// A settlement not committed keeps its hold until it expires: its charge
+/// is still to come (the journal replays it).
+async fn release_holds(writer: &Writer, batch: &[Queued], committed: &[bool]) {
+    let mut in_redis = Vec::new();
+    for (q, _) in batch.iter().zip(committed).filter(|(_, ok)| **ok) {
+        let s = &q.settlement;
+        match &q.release {
+            Some(Release::Memory(held)) => {
+                writer.ledger.settled(s.user_id, &s.key_id, *held, s.cost)
+            }
+            Some(Release::Redis(held)) => in_redis.push(held.clone()),
+            None => {}
+        }
+    }
+    let Some(shared) = &writer.shared else {
+        return;
+    };
+    if in_redis.is_empty() {
+        return;
+    }
+    let mut users: Vec<i64> = in_redis.iter().map(|h| h.user_id).collect();
+    users.sort_unstable();
+    users.dedup();
+    let mut keys: Vec<String> = in_redis.iter().map(|h| h.key_id.clone()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let figures = async {
+        Ok::<_, store::StoreError>((
+            writer.store.balances(&users).await?,
+            writer.store.key_spending(&keys).await?,
+        ))
+    }
+    .await;
+    match figures {
+        Ok((users, keys)) => shared.apply(&in_redis, &users, &keys).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "figures for Redis could not be read; its holds expire instead")
         }
     }
 }

@@ -1,5 +1,5 @@
-//! What one instance accepts before it refuses (`[limits]`), and where
-//! holds live (`holds`).
+//! What one instance accepts before it refuses (`[limits]`), where holds
+//! live (`holds`), and how admission is shared through Redis (`[redis]`).
 
 use serde::Deserialize;
 
@@ -9,6 +9,43 @@ pub enum HoldsMode {
     #[default]
     Memory,
     Database,
+    /// In Redis, with the rate limits (needs `redis_url`).
+    Redis,
+}
+
+/// What a request meets when Redis cannot be reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRedisFailure {
+    /// Refused with a 503 (Anthropic routes: 529), which clients retry:
+    /// no instance admits what the others cannot see.
+    #[default]
+    Closed,
+    /// Admitted on this instance's own limits and in-memory ledger, said in
+    /// the `x-tollgate-limits: local` response header.
+    Local,
+}
+
+/// The `[redis]` section (used when `redis_url` is set).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// The hash tag every key lives under: instances sharing limits and
+    /// balances use the same; separate deployments on one Redis, not.
+    pub prefix: String,
+    /// How long one call may take before Redis counts as unreachable.
+    pub timeout_ms: u64,
+    pub on_failure: OnRedisFailure,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            prefix: "tollgate".into(),
+            timeout_ms: 250,
+            on_failure: OnRedisFailure::default(),
+        }
+    }
 }
 
 /// What one instance accepts before it refuses: the `[limits]` section.

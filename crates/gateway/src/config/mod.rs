@@ -27,7 +27,7 @@ use crate::money::Decimal;
 
 use failover::status_range;
 pub use failover::{send_budget, Failover, ERROR_BODY_WAIT};
-pub use limits::{HoldsMode, Limits};
+pub use limits::{HoldsMode, Limits, OnRedisFailure, RedisConfig};
 pub use models::{
     group_multiplier, ChannelConfig, ChannelSpec, DecimalValue, GroupConfig, LateSystemMessages,
     ModelConfig, ModelSpec, ProviderConfig, ProviderKind,
@@ -86,12 +86,20 @@ pub struct Config {
     /// When a request moves to its model's next channel.
     #[serde(default)]
     pub failover: Failover,
-    /// Where holds live: `memory` (default: no database write before a
-    /// request is forwarded; exact charges, admission per instance) or
-    /// `database` (exact admission across instances, one more write
-    /// transaction per request).
+    /// Where holds live: `memory` (the default without Redis: no database
+    /// write before a request is forwarded; exact charges, admission per
+    /// instance), `redis` (the default with `redis_url`: admission exact
+    /// across instances, in the same Redis call as the rate limits) or
+    /// `database` (exact across instances, one more write transaction per
+    /// request). See [`Config::holds`].
+    #[serde(default, rename = "holds")]
+    pub holds_setting: Option<HoldsMode>,
+    /// Redis shared by several instances (a literal or `env:VAR`): rate
+    /// limits and holds are then counted there, not per instance.
     #[serde(default)]
-    pub holds: HoldsMode,
+    pub redis_url: Option<String>,
+    #[serde(default)]
+    pub redis: RedisConfig,
     /// How often the in-memory ledger re-reads balances and key spending.
     #[serde(default = "defaults::ledger_refresh_ms")]
     pub ledger_refresh_ms: u64,
@@ -169,6 +177,16 @@ impl Config {
                 format!("{file}.journal").into()
             }
             None => "data/journal".into(),
+        }
+    }
+
+    /// Where holds live: as set, else in Redis when there is one, else in
+    /// memory.
+    pub fn holds(&self) -> HoldsMode {
+        match (self.holds_setting, &self.redis_url) {
+            (Some(mode), _) => mode,
+            (None, Some(_)) => HoldsMode::Redis,
+            (None, None) => HoldsMode::Memory,
         }
     }
 
@@ -286,6 +304,21 @@ impl Config {
                     at("rate_limits")
                 )));
             }
+        }
+        if self.holds() == HoldsMode::Redis && self.redis_url.is_none() {
+            return Err(ConfigError(format!(
+                "holds = \"redis\" needs redis_url ({})",
+                at("holds")
+            )));
+        }
+        if let Some(url) = &self.redis_url {
+            check_env_reference("redis_url", url, &at("redis_url"))?;
+        }
+        if self.redis.prefix.is_empty() || self.redis.prefix.contains(['{', '}']) {
+            return Err(ConfigError(format!(
+                "redis.prefix must be a non-empty name without braces ({})",
+                at("prefix")
+            )));
         }
         if self.failover.max_attempts == 0 {
             return Err(ConfigError(format!(

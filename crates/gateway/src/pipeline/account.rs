@@ -4,21 +4,34 @@
 //! ended first, e.g. a panic) is settled as a failed request that costs
 //! nothing: its hold released and its limits returned, rather than kept
 //! until the next start.
+//!
+//! With Redis (`redis_url`), the limits and the hold are taken in one call
+//! there, atomically; when Redis cannot be reached, `[redis] on_failure`
+//! decides: refuse, or count on this instance alone and say so.
 
+use std::sync::Arc;
+
+use axum::http::{HeaderName, HeaderValue};
 use protocol::TokenUsage;
 
-use super::limits;
+use super::limits::{self, Taken};
 use crate::auth::Principal;
 use crate::billing::{charged_usage, Meter, Outcome};
-use crate::error::ApiError;
-use crate::limits::Admission;
+use crate::config::{HoldsMode, OnRedisFailure};
+use crate::error::{ApiError, Shape};
+use crate::limits::Check;
+use crate::shared::{Hold, NotAdmitted, Shared};
 use crate::state::App;
 
 pub struct Account {
     app: App,
     pub meter: Meter,
     /// What it took of its rate limits, corrected when it settles.
-    pub limits: Option<Admission>,
+    limits: Option<Taken>,
+    /// Counted on this instance alone: Redis could not be reached.
+    limits_local: bool,
+    /// The limits being returned in Redis, after settlement.
+    returning: Option<tokio::task::JoinHandle<()>>,
     settled: bool,
     /// What the usage record of an account dropped unsettled says ended.
     what: &'static str,
@@ -35,22 +48,65 @@ impl Account {
         worst_case: i64,
         what: &'static str,
     ) -> Result<Account, ApiError> {
-        let taken = limits::admit(app, principal, &meter.model.name, tokens)?;
+        let checks = limits::checks(
+            &app.config.rate_limits,
+            principal,
+            &meter.model.name,
+            store::now_ms(),
+        );
+        let mut limits_local = false;
+        if let Some(shared) = &app.shared {
+            match open_shared(
+                app, shared, principal, &mut meter, &checks, tokens, worst_case,
+            )
+            .await
+            {
+                Ok(Some(taken)) => return Ok(Account::new(app, meter, taken, false, what)),
+                Ok(None) => {}
+                Err(NotAdmitted::Limited(refusal)) => return Err(limits::refused(app, refusal)),
+                Err(NotAdmitted::Billing(refused)) => return Err(refused.into()),
+                Err(NotAdmitted::Unavailable(_)) => match shared.on_failure {
+                    OnRedisFailure::Closed => return Err(ApiError::LimitsUnavailable),
+                    OnRedisFailure::Local => limits_local = true,
+                },
+            }
+        }
+        let taken = limits::admit_local(app, checks, tokens)?;
         if let Err(refused) = meter.reserve(&app.billing, principal, worst_case).await {
-            limits::settle(app, taken, &TokenUsage::default());
+            let _ = limits::settle(app, taken, &TokenUsage::default());
             return Err(refused.into());
         }
-        Ok(Account {
+        if limits_local {
+            app.metrics.record_admitted_locally();
+        }
+        Ok(Account::new(app, meter, taken, limits_local, what))
+    }
+
+    fn new(
+        app: &App,
+        meter: Meter,
+        limits: Option<Taken>,
+        limits_local: bool,
+        what: &'static str,
+    ) -> Account {
+        Account {
             app: app.clone(),
             meter,
-            limits: taken,
+            limits,
+            limits_local,
+            returning: None,
             settled: false,
             what,
-        })
+        }
     }
 
     pub fn app(&self) -> &App {
         &self.app
+    }
+
+    /// The `x-ratelimit-*` headers for the client.
+    pub fn limit_headers(&self, shape: Shape) -> Vec<(HeaderName, HeaderValue)> {
+        limits::headers(self.limits.as_ref(), self.limits_local, shape)
     }
 
     /// Charges the request for `outcome`, releases its hold and corrects its
@@ -61,10 +117,63 @@ impl Account {
         }
         if let Some(taken) = self.limits.take() {
             let (used, _) = charged_usage(&outcome, &self.meter.prompt);
-            limits::settle(&self.app, Some(taken), &used);
+            self.returning = limits::settle(&self.app, Some(taken), &used);
         }
         self.meter.settle(&self.app.billing, outcome);
     }
+
+    /// Waits until the limits a settled request took are returned (at once
+    /// but in Redis, where it is one round trip).
+    pub async fn limits_returned(&mut self) {
+        if let Some(returning) = self.returning.take() {
+            let _ = returning.await;
+        }
+    }
+}
+
+/// Takes the limits, and the hold when holds live in Redis, in one call.
+/// `Ok(None)`: nothing to take there (no limit, hold elsewhere) — and the
+/// hold, if any, is still to take.
+async fn open_shared(
+    app: &App,
+    shared: &Arc<Shared>,
+    principal: &Principal,
+    meter: &mut Meter,
+    checks: &[Check],
+    tokens: u64,
+    worst_case: i64,
+) -> Result<Option<Option<Taken>>, NotAdmitted> {
+    let billing = &app.billing;
+    let hold_here = billing.enabled && billing.holds == HoldsMode::Redis;
+    if !hold_here && checks.is_empty() {
+        return Ok(None);
+    }
+    if hold_here {
+        meter.begin(billing).map_err(NotAdmitted::Billing)?;
+    }
+    let hold = hold_here.then(|| Hold {
+        request_id: meter.request_id(),
+        amount: worst_case,
+        user: &principal.user,
+        key: &principal.key,
+    });
+    let ticket = match shared.admit(checks, tokens, hold).await {
+        Ok(ticket) => ticket,
+        Err(not) => {
+            if hold_here {
+                meter.abandon(billing);
+            }
+            return Err(not);
+        }
+    };
+    let taken = Some(Taken::Shared(shared.clone(), ticket));
+    if hold_here {
+        meter.held_in_redis(worst_case);
+    } else if let Err(refused) = meter.reserve(billing, principal, worst_case).await {
+        let _ = limits::settle(app, taken, &TokenUsage::default());
+        return Err(NotAdmitted::Billing(refused));
+    }
+    Ok(Some(taken))
 }
 
 impl Drop for Account {

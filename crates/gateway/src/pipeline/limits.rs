@@ -6,6 +6,7 @@
 //! `anthropic-ratelimit-*` on its routes). Tokens are taken as estimated
 //! and corrected at settlement ([`settle`]).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderName, HeaderValue};
@@ -14,7 +15,8 @@ use protocol::TokenUsage;
 use crate::auth::Principal;
 use crate::config::RateLimits;
 use crate::error::{ApiError, Shape};
-use crate::limits::{Admission, Check, Headroom, LimitKind, Limits};
+use crate::limits::{Admission, Check, Headroom, LimitKind, Limits, Refusal};
+use crate::shared::{Shared, Ticket};
 use crate::state::App;
 
 /// The scopes `principal`'s request for `model` is counted in.
@@ -45,34 +47,47 @@ pub fn checks(config: &RateLimits, principal: &Principal, model: &str, now_ms: i
     checks
 }
 
-/// Counts the request in its scopes, estimated at `tokens`; `None` when no
-/// limit applies to it.
-pub fn admit(
-    app: &App,
-    principal: &Principal,
-    model: &str,
-    tokens: u64,
-) -> Result<Option<Admission>, ApiError> {
-    let checks = checks(&app.config.rate_limits, principal, model, store::now_ms());
+/// What a request took of its rate limits: on this instance, or in Redis.
+pub enum Taken {
+    Local(Admission),
+    Shared(Arc<Shared>, Ticket),
+}
+
+impl Taken {
+    fn headroom(&self) -> [(&'static str, Option<Headroom>); 2] {
+        let (requests, tokens) = match self {
+            Taken::Local(admission) => (admission.requests, admission.tokens),
+            Taken::Shared(_, ticket) => (ticket.requests, ticket.tokens),
+        };
+        [("requests", requests), ("tokens", tokens)]
+    }
+}
+
+/// Counts the request in `checks` on this instance, estimated at `tokens`;
+/// `None` when no limit applies to it.
+pub fn admit_local(app: &App, checks: Vec<Check>, tokens: u64) -> Result<Option<Taken>, ApiError> {
     if checks.is_empty() {
         return Ok(None);
     }
-    match app.limiter.admit(checks, tokens, Instant::now()) {
-        Ok(admission) => Ok(Some(admission)),
-        Err(refusal) => {
-            let kind = match refusal.kind {
-                LimitKind::Requests => "requests",
-                LimitKind::Tokens => "tokens",
-                LimitKind::Concurrency => "concurrency",
-            };
-            app.metrics.record_rate_limited(kind);
-            Err(ApiError::RateLimited {
-                what: describe(&refusal.scope, refusal.kind),
-                retry_after_secs: refusal
-                    .retry_after
-                    .map(|wait| wait.as_millis().div_ceil(1000).max(1) as u64),
-            })
-        }
+    app.limiter
+        .admit(checks, tokens, Instant::now())
+        .map(|admission| Some(Taken::Local(admission)))
+        .map_err(|refusal| refused(app, refusal))
+}
+
+/// The 429 for a refusal, counted.
+pub fn refused(app: &App, refusal: Refusal) -> ApiError {
+    let kind = match refusal.kind {
+        LimitKind::Requests => "requests",
+        LimitKind::Tokens => "tokens",
+        LimitKind::Concurrency => "concurrency",
+    };
+    app.metrics.record_rate_limited(kind);
+    ApiError::RateLimited {
+        what: describe(&refusal.scope, refusal.kind),
+        retry_after_secs: refusal
+            .retry_after
+            .map(|wait| wait.as_millis().div_ceil(1000).max(1) as u64),
     }
 }
 
@@ -93,24 +108,47 @@ fn describe(scope: &str, kind: LimitKind) -> String {
 }
 
 /// The request is done: its tokens corrected to what was used, its leases
-/// returned.
-pub fn settle(app: &App, admission: Option<Admission>, used: &TokenUsage) {
-    if let Some(admission) = admission {
-        let total = used
-            .input
-            .saturating_add(used.cached_input)
-            .saturating_add(used.cache_write)
-            .saturating_add(used.output);
-        app.limiter.settle(admission, total, Instant::now());
+/// returned — in Redis by a task of its own, returned here so that a caller
+/// may wait for it before the client sees its answer end (a client sending
+/// its next request at once must find its lease returned).
+pub fn settle(
+    app: &App,
+    taken: Option<Taken>,
+    used: &TokenUsage,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let total = used
+        .input
+        .saturating_add(used.cached_input)
+        .saturating_add(used.cache_write)
+        .saturating_add(used.output);
+    match taken {
+        None => None,
+        Some(Taken::Local(admission)) => {
+            app.limiter.settle(admission, total, Instant::now());
+            None
+        }
+        // Settling can run in a drop, outside any task: without a runtime
+        // the leases expire by themselves.
+        Some(Taken::Shared(shared, ticket)) => tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|runtime| runtime.spawn(async move { shared.settle(ticket, total).await })),
     }
 }
 
-/// The headers telling the client its tightest limits after this request.
-pub fn headers(admission: Option<&Admission>, shape: Shape) -> Vec<(HeaderName, HeaderValue)> {
-    let Some(admission) = admission else {
-        return Vec::new();
-    };
+/// The headers telling the client its tightest limits after this request,
+/// and `x-tollgate-limits: local` when they were counted on this instance
+/// alone because Redis could not be reached.
+pub fn headers(taken: Option<&Taken>, local: bool, shape: Shape) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::new();
+    if local {
+        out.push((
+            HeaderName::from_static("x-tollgate-limits"),
+            HeaderValue::from_static("local"),
+        ));
+    }
+    let Some(taken) = taken else {
+        return out;
+    };
     let mut put = |name: String, value: String| {
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
@@ -119,10 +157,7 @@ pub fn headers(admission: Option<&Admission>, shape: Shape) -> Vec<(HeaderName, 
             out.push((name, value));
         }
     };
-    for (kind, room) in [
-        ("requests", admission.requests),
-        ("tokens", admission.tokens),
-    ] {
+    for (kind, room) in taken.headroom() {
         let Some(Headroom {
             limit,
             remaining,

@@ -47,7 +47,7 @@ impl Prepared {
     /// The `x-ratelimit-*` headers for the client (none when no rate limit
     /// applies).
     pub fn limit_headers(&self) -> Vec<(axum::http::HeaderName, axum::http::HeaderValue)> {
-        super::limits::headers(self.exchange.account.limits.as_ref(), self.exchange.shape)
+        self.exchange.account.limit_headers(self.exchange.shape)
     }
 }
 
@@ -71,7 +71,6 @@ pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<Prepared, ApiErr
     let (failover, route, upstream) = Failover::start(app, route, planner)?;
     let meter = Meter::new(principal, request_id, endpoint, &route, stream, body);
     let worst_case = meter.worst_case(max_output, choices, images);
-    // The prompt's bytes as tokens, and the whole output allowance.
     // The prompt's bytes as tokens, and the whole output allowance.
     let tokens = (body.len() as u64)
         .div_ceil(4)

@@ -306,6 +306,7 @@ pub async fn answer_json(
         status: status.as_u16(),
         error: None,
     });
+    ex.account.limits_returned().await;
     Answer::Whole {
         status: StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::OK),
         content_type: content_type.unwrap_or(HeaderValue::from_static("application/json")),
@@ -413,6 +414,7 @@ async fn pump<T: StreamTransform>(
         status: 200,
         error,
     });
+    ex.account.limits_returned().await;
     client.deliver(&app, last.freeze()).await;
 }
 

@@ -1,0 +1,442 @@
+//! Admission shared by several instances through Redis (`redis_url`): rate
+//! limits, and holds against balances and key limits, so that N instances
+//! together admit what one would — never N times a balance or a limit.
+//!
+//! * One script call per request admits it ([`Shared::admit`], `admit.lua`):
+//!   every limit and the hold, checked and taken atomically, all or none.
+//! * One more when it is done ([`Shared::settle`], `settle.lua`): its
+//!   tokens reconciled, its leases returned.
+//! * The settlement writer, once the database committed a batch, releases
+//!   the batch's holds together with the figures read after the commit
+//!   ([`Shared::apply`], `apply.lua`, one pipelined round trip).
+//!
+//! The database stays the ledger of record. Redis keeps, per user and key,
+//! the figures of the newest *revision* it was given (the store bumps a
+//! revision with every change of a balance or a key's spending), so figures
+//! arriving late or out of order never overwrite newer ones, and a top-up
+//! reaches Redis with the next figures any instance reads (its auth cache).
+//!
+//! Every key shares one hash tag (`{prefix}`): a request's limits span the
+//! gateway, its model and its user, and one script may only touch keys of
+//! one slot. The scripts therefore run unchanged on Redis Cluster, on the
+//! node owning that slot.
+//!
+//! When Redis cannot be reached the caller applies the configured policy
+//! (`[redis] on_failure`): refuse (503), or admit on this instance's own
+//! limits and ledger. Never silently: see [`Shared::unavailable`].
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+use store::{ApiKey, KeyFigures, User, UserFigures};
+
+use crate::billing::BillingError;
+use crate::config::{OnRedisFailure, RedisConfig};
+use crate::limits::{Check, Headroom, LimitKind, Refusal};
+use crate::metrics::Metrics;
+
+/// Why a request was not admitted through Redis.
+#[derive(Debug)]
+pub enum NotAdmitted {
+    /// A rate limit refused it.
+    Limited(Refusal),
+    /// Its hold did not fit the balance or the key's limit.
+    Billing(BillingError),
+    /// Redis could not be asked.
+    Unavailable(String),
+}
+
+/// A hold to take with the limits: the request, its amount, and the figures
+/// this instance last read for its user and key.
+pub struct Hold<'a> {
+    pub request_id: &'a str,
+    pub amount: i64,
+    pub user: &'a User,
+    pub key: &'a ApiKey,
+}
+
+/// What an admitted request took of its limits, to give back at the end.
+#[derive(Debug)]
+pub struct Ticket {
+    scopes: Vec<(String, Option<u64>)>,
+    lease: String,
+    estimated: u64,
+    pub requests: Option<Headroom>,
+    pub tokens: Option<Headroom>,
+}
+
+/// A hold taken in Redis, released once its settlement is committed.
+#[derive(Debug, Clone)]
+pub struct HeldHere {
+    pub user_id: i64,
+    pub key_id: String,
+    /// Its member in the holds sets: `amount:request id`.
+    member: String,
+    amount: i64,
+}
+
+impl HeldHere {
+    pub fn new(user_id: i64, key_id: &str, request_id: &str, amount: i64) -> HeldHere {
+        HeldHere {
+            user_id,
+            key_id: key_id.to_string(),
+            member: format!("{amount}:{request_id}"),
+            amount,
+        }
+    }
+}
+
+pub struct Shared {
+    client: redis::Client,
+    connection: ArcSwapOption<ConnectionManager>,
+    connecting: AtomicBool,
+    prefix: String,
+    timeout: Duration,
+    pub on_failure: OnRedisFailure,
+    lease_ttl: Duration,
+    hold_ttl: Duration,
+    /// Lease ids are this instance's random tag and a counter: unique
+    /// among instances without coordination.
+    instance: String,
+    next_lease: AtomicU64,
+    admit_script: Script,
+    settle_script: Script,
+    apply_script: Script,
+    /// Whether the last call failed: warnings are logged when Redis goes
+    /// away and comes back, not once per request.
+    down: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    /// Shared admission on `url`; connects in the background, so a gateway
+    /// starts (and applies its failure policy) while Redis is away.
+    pub fn start(
+        url: &str,
+        config: &RedisConfig,
+        lease_ttl: Duration,
+        hold_ttl: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Shared>, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("redis_url: {e}"))?;
+        let shared = Arc::new(Shared {
+            client,
+            connection: ArcSwapOption::empty(),
+            connecting: AtomicBool::new(false),
+            prefix: format!("{{{}}}", config.prefix),
+            timeout: Duration::from_millis(config.timeout_ms.max(1)),
+            on_failure: config.on_failure,
+            lease_ttl,
+            hold_ttl,
+            instance: format!("{:016x}", rand::random::<u64>()),
+            next_lease: AtomicU64::new(1),
+            admit_script: Script::new(include_str!("admit.lua")),
+            settle_script: Script::new(include_str!("settle.lua")),
+            apply_script: Script::new(include_str!("apply.lua")),
+            down: AtomicBool::new(false),
+            metrics,
+        });
+        shared.connect_in_background();
+        Ok(shared)
+    }
+
+    /// Starts connecting unless a connection exists or is being made; a
+    /// connection, once made, reconnects by itself.
+    fn connect_in_background(self: &Arc<Self>) {
+        if self.connection.load().is_some() || self.connecting.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(shared.timeout)
+                .set_response_timeout(shared.timeout)
+                .set_number_of_retries(1);
+            match ConnectionManager::new_with_config(shared.client.clone(), config).await {
+                Ok(connection) => {
+                    shared.connection.store(Some(Arc::new(connection)));
+                    tracing::info!("connected to Redis: limits and holds are shared");
+                }
+                Err(e) => shared.unavailable("connect", &e.to_string()),
+            }
+            shared.connecting.store(false, Ordering::SeqCst);
+        });
+    }
+
+    fn connection(self: &Arc<Self>) -> Result<ConnectionManager, String> {
+        match self.connection.load_full() {
+            Some(connection) => Ok((*connection).clone()),
+            None => {
+                self.connect_in_background();
+                Err("not connected".into())
+            }
+        }
+    }
+
+    /// Runs one script invocation within the timeout.
+    async fn call<T: redis::FromRedisValue>(
+        self: &Arc<Self>,
+        op: &'static str,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Result<T, String> {
+        let mut connection = self.connection().inspect_err(|e| self.unavailable(op, e))?;
+        let result = tokio::time::timeout(self.timeout, invocation.invoke_async(&mut connection))
+            .await
+            .map_err(|_| "timed out".to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match result {
+            Ok(value) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    tracing::warn!("Redis is reachable again: limits and holds are shared again");
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                self.unavailable(op, &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Counts a failed call, and warns when Redis was reachable until now.
+    fn unavailable(&self, op: &'static str, error: &str) {
+        self.metrics.record_redis_failure(op);
+        if !self.down.swap(true, Ordering::Relaxed) {
+            let policy = match self.on_failure {
+                OnRedisFailure::Closed => "refusing requests (on_failure = \"closed\")",
+                OnRedisFailure::Local => {
+                    "admitting on this instance's own limits and ledger (on_failure = \"local\")"
+                }
+            };
+            tracing::warn!(op, error, "Redis is unreachable: {policy}");
+        }
+    }
+
+    fn scope_keys(&self, scope: &str) -> [String; 2] {
+        [
+            format!("{}:rl:{scope}", self.prefix),
+            format!("{}:ls:{scope}", self.prefix),
+        ]
+    }
+
+    fn user_keys(&self, user_id: i64) -> [String; 2] {
+        [
+            format!("{}:u:{user_id}", self.prefix),
+            format!("{}:uh:{user_id}", self.prefix),
+        ]
+    }
+
+    fn key_keys(&self, key_id: &str) -> [String; 2] {
+        [
+            format!("{}:k:{key_id}", self.prefix),
+            format!("{}:kh:{key_id}", self.prefix),
+        ]
+    }
+
+    /// Admits a request counted in `checks`, estimated at `tokens`, with
+    /// its `hold` if any: everything taken, or nothing.
+    pub async fn admit(
+        self: &Arc<Self>,
+        checks: &[Check],
+        tokens: u64,
+        hold: Option<Hold<'_>>,
+    ) -> Result<Ticket, NotAdmitted> {
+        let lease = format!(
+            "{}:{}",
+            self.instance,
+            self.next_lease.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut invocation = self.admit_script.prepare_invoke();
+        invocation
+            .arg(checks.len())
+            .arg(tokens)
+            .arg(&lease)
+            .arg(millis(self.lease_ttl));
+        for check in checks {
+            for key in self.scope_keys(&check.scope) {
+                invocation.key(key);
+            }
+            let limits = &check.limits;
+            invocation
+                .arg(limits.rpm.unwrap_or(0))
+                .arg(limits.tpm.unwrap_or(0))
+                .arg(limits.concurrency.unwrap_or(0));
+        }
+        match &hold {
+            Some(hold) => {
+                for key in self
+                    .user_keys(hold.user.id)
+                    .into_iter()
+                    .chain(self.key_keys(&hold.key.id))
+                {
+                    invocation.key(key);
+                }
+                invocation
+                    .arg(hold.amount)
+                    .arg(hold.request_id)
+                    .arg(millis(self.hold_ttl))
+                    .arg(hold.user.balance.saturating_add(hold.user.free_balance))
+                    .arg(hold.user.revision)
+                    .arg(hold.key.max_fee)
+                    .arg(hold.key.used_fee)
+                    .arg(hold.key.revision);
+            }
+            None => {
+                invocation
+                    .arg(-1)
+                    .arg("")
+                    .arg(0)
+                    .arg(0)
+                    .arg(0)
+                    .arg(0)
+                    .arg(0)
+                    .arg(0);
+            }
+        }
+        let answer: Vec<i64> = self
+            .call("admit", invocation)
+            .await
+            .map_err(NotAdmitted::Unavailable)?;
+        match answer.as_slice() {
+            [0, rpm, rpm_left, rpm_reset, tpm, tpm_left, tpm_reset] => Ok(Ticket {
+                scopes: checks
+                    .iter()
+                    .map(|c| (c.scope.clone(), c.limits.tpm))
+                    .collect(),
+                lease,
+                estimated: tokens,
+                requests: headroom(*rpm, *rpm_left, *rpm_reset),
+                tokens: headroom(*tpm, *tpm_left, *tpm_reset),
+            }),
+            [1, scope, kind, wait] => {
+                let scope = usize::try_from(*scope - 1)
+                    .ok()
+                    .and_then(|i| checks.get(i))
+                    .map(|c| c.scope.clone())
+                    .unwrap_or_default();
+                let kind = match kind {
+                    1 => LimitKind::Requests,
+                    2 => LimitKind::Tokens,
+                    _ => LimitKind::Concurrency,
+                };
+                let retry_after = u64::try_from(*wait).ok().map(Duration::from_millis);
+                Err(NotAdmitted::Limited(Refusal {
+                    scope,
+                    kind,
+                    retry_after,
+                }))
+            }
+            [2] => Err(NotAdmitted::Billing(BillingError::InsufficientBalance)),
+            [3] => Err(NotAdmitted::Billing(BillingError::KeyLimitReached)),
+            other => Err(NotAdmitted::Unavailable(format!(
+                "unexpected answer from the admission script: {other:?}"
+            ))),
+        }
+    }
+
+    /// The request is done: its tokens corrected to `used`, its leases
+    /// returned. A failure is logged: the leases then expire by themselves.
+    pub async fn settle(self: &Arc<Self>, ticket: Ticket, used: u64) {
+        let mut invocation = self.settle_script.prepare_invoke();
+        invocation
+            .arg(ticket.scopes.len())
+            .arg(ticket.estimated)
+            .arg(used)
+            .arg(&ticket.lease);
+        for (scope, tpm) in &ticket.scopes {
+            for key in self.scope_keys(scope) {
+                invocation.key(key);
+            }
+            invocation.arg(tpm.unwrap_or(0));
+        }
+        let _: Result<i64, String> = self.call("settle", invocation).await;
+    }
+
+    /// Releases the holds of committed settlements with the figures read
+    /// after the commit, in one pipelined round trip. A failure is logged:
+    /// the holds then expire, and newer figures arrive with the next
+    /// requests' authentications.
+    pub async fn apply(
+        self: &Arc<Self>,
+        holds: &[HeldHere],
+        users: &[UserFigures],
+        keys: &[KeyFigures],
+    ) {
+        if holds.is_empty() {
+            return;
+        }
+        let Ok(mut connection) = self
+            .connection()
+            .inspect_err(|e| self.unavailable("apply", e))
+        else {
+            return;
+        };
+        let keep = millis(self.hold_ttl.saturating_mul(2));
+        let mut pipe = redis::pipe();
+        for held in holds {
+            let Some(user) = users.iter().find(|u| u.user_id == held.user_id) else {
+                continue;
+            };
+            let Some(key) = keys.iter().find(|k| k.key_id == held.key_id) else {
+                continue;
+            };
+            let mut keys_of = self.user_keys(held.user_id).to_vec();
+            keys_of.extend(self.key_keys(&held.key_id));
+            pipe.cmd("EVALSHA")
+                .arg(self.apply_script.get_hash())
+                .arg(4)
+                .arg(keys_of)
+                .arg(&held.member)
+                .arg(held.amount)
+                .arg(user.balance)
+                .arg(user.revision)
+                .arg(key.max_fee)
+                .arg(key.used_fee)
+                .arg(key.revision)
+                .arg(keep)
+                .ignore();
+        }
+        let mut result = self.run(&pipe, &mut connection).await;
+        if matches!(&result, Err(e) if e.contains("NOSCRIPT")) {
+            // Redis restarted since the script was last loaded.
+            let loaded =
+                tokio::time::timeout(self.timeout, self.apply_script.load_async(&mut connection))
+                    .await;
+            if matches!(loaded, Ok(Ok(_))) {
+                result = self.run(&pipe, &mut connection).await;
+            }
+        }
+        if let Err(e) = result {
+            self.unavailable("apply", &e);
+        }
+    }
+}
+
+impl Shared {
+    async fn run(
+        &self,
+        pipe: &redis::Pipeline,
+        connection: &mut ConnectionManager,
+    ) -> Result<(), String> {
+        tokio::time::timeout(self.timeout, pipe.query_async::<()>(connection))
+            .await
+            .map_err(|_| "timed out".to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn headroom(limit: i64, remaining: i64, reset_ms: i64) -> Option<Headroom> {
+    (limit > 0).then(|| Headroom {
+        limit: limit as u64,
+        remaining: remaining.max(0) as u64,
+        reset: Duration::from_millis(reset_ms.max(0) as u64),
+    })
+}
