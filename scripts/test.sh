@@ -98,5 +98,7 @@ install_python
 step "end-to-end tests with the official SDKs"
 cargo build -p tollgate -p mock-upstream --quiet
 # The Codex CLI test installs the CLI from npm and fails (not skips) if it cannot.
-TOLLGATE_REQUIRE_CODEX=1 TOLLGATE_BIN="$CARGO_TARGET_DIR/debug/tollgate" "$VENV/bin/python" -m pytest -q e2e
+# The multi-instance tests run two gateways on a database of this PostgreSQL.
+TOLLGATE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres" \
+  TOLLGATE_REQUIRE_CODEX=1 TOLLGATE_BIN="$CARGO_TARGET_DIR/debug/tollgate" "$VENV/bin/python" -m pytest -q e2e
 guard_dev_null "end"

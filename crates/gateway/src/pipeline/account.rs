@@ -16,12 +16,13 @@ use protocol::TokenUsage;
 
 use super::limits::{self, Taken};
 use crate::auth::Principal;
-use crate::billing::{charged_usage, Meter, Outcome};
+use crate::billing::{charged_usage, BillingError, Meter, Outcome};
 use crate::config::{HoldsMode, OnRedisFailure};
 use crate::error::{ApiError, Shape};
 use crate::limits::Check;
 use crate::shared::{Hold, NotAdmitted, Shared};
 use crate::state::App;
+use store::{KeyFigures, UserFigures};
 
 pub struct Account {
     app: App,
@@ -65,6 +66,7 @@ impl Account {
                 Ok(None) => {}
                 Err(NotAdmitted::Limited(refusal)) => return Err(limits::refused(app, refusal)),
                 Err(NotAdmitted::Billing(refused)) => return Err(refused.into()),
+                Err(NotAdmitted::NeedsFigures) => return Err(ApiError::Internal),
                 Err(NotAdmitted::Unavailable(_)) => match shared.on_failure {
                     OnRedisFailure::Closed => return Err(ApiError::LimitsUnavailable),
                     OnRedisFailure::Local => limits_local = true,
@@ -151,13 +153,34 @@ async fn open_shared(
     if hold_here {
         meter.begin(billing).map_err(NotAdmitted::Billing)?;
     }
+    let (user, key) = Hold::figures(&principal.user, &principal.key);
     let hold = hold_here.then(|| Hold {
         request_id: meter.request_id(),
         amount: worst_case,
-        user: &principal.user,
-        key: &principal.key,
+        user,
+        key,
+        fresh: false,
     });
-    let ticket = match shared.admit(checks, tokens, hold).await {
+    let mut admitted = shared.admit(checks, tokens, hold).await;
+    if matches!(admitted, Err(NotAdmitted::NeedsFigures)) {
+        // Redis has no figures for this user or key (first use, or Redis
+        // restarted): the database's, not the auth cache's, which may
+        // predate charges Redis no longer knows of.
+        admitted = match fresh_figures(app, principal).await {
+            Ok((user, key)) => {
+                let hold = Hold {
+                    request_id: meter.request_id(),
+                    amount: worst_case,
+                    user,
+                    key,
+                    fresh: true,
+                };
+                shared.admit(checks, tokens, Some(hold)).await
+            }
+            Err(e) => Err(NotAdmitted::Billing(e)),
+        };
+    }
+    let ticket = match admitted {
         Ok(ticket) => ticket,
         Err(not) => {
             if hold_here {
@@ -174,6 +197,22 @@ async fn open_shared(
         return Err(NotAdmitted::Billing(refused));
     }
     Ok(Some(taken))
+}
+
+/// The user's and key's figures as the database has them now.
+async fn fresh_figures(
+    app: &App,
+    principal: &Principal,
+) -> Result<(UserFigures, KeyFigures), BillingError> {
+    let store = &app.store;
+    let users = store.balances(&[principal.user.id]).await?;
+    let keys = store
+        .key_spending(std::slice::from_ref(&principal.key.id))
+        .await?;
+    match (users.into_iter().next(), keys.into_iter().next()) {
+        (Some(user), Some(key)) => Ok((user, key)),
+        _ => Err(BillingError::Store("the user or key is gone".into())),
+    }
 }
 
 impl Drop for Account {

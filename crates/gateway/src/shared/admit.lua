@@ -15,11 +15,14 @@
 --   then at h = 5 + 3n: hold amount (-1: no hold), hold member, hold ttl
 --   (ms), the user's balance and revision, the key's max fee, used fee and
 --   revision (the figures the instance read; kept only when newer than
---   what Redis has).
+--   what Redis has), and whether they were just read from the database.
 -- Returns {0, rpm limit, remaining, reset ms, tpm limit, remaining, reset ms}
 --   (the tightest of each kind; limit 0: none), or {1, scope i, kind
 --   (1 requests, 2 tokens, 3 concurrency), retry after ms (-1: never)}, or
---   {2} (the balance cannot cover the hold), or {3} (the key's limit).
+--   {2} (the balance cannot cover the hold), or {3} (the key's limit), or
+--   {4}: Redis knows nothing of the user or key (first use, expired, or a
+--   restarted Redis) and the figures given may be stale (an auth cache's):
+--   the instance reads the database's and calls again. Nothing is taken.
 --
 -- Lua numbers are doubles: counts and times are exact; balances compare
 -- exactly below 2^53 nano-USD (9 million USD). Every amount written is
@@ -59,6 +62,15 @@ local n = tonumber(ARGV[1])
 local tokens = tonumber(ARGV[2])
 local lease = ARGV[3]
 local lease_ttl = tonumber(ARGV[4])
+local h = 5 + 3 * n
+local amount = tonumber(ARGV[h])
+local hold_keys = 2 * n
+
+if amount >= 0 and ARGV[h + 8] ~= '1' then
+  if redis.call('EXISTS', KEYS[hold_keys + 1]) == 0 or redis.call('EXISTS', KEYS[hold_keys + 3]) == 0 then
+    return {4}
+  end
+end
 
 -- Phase 1: every limit checked; nothing written but expired leases.
 local states = {}
@@ -103,9 +115,6 @@ for i = 1, n do
 end
 
 -- The hold: the figures of the newest revision, less what expired.
-local h = 5 + 3 * n
-local amount = tonumber(ARGV[h])
-local hold_keys = 2 * n
 local function refresh(figures, revision, fields)
   local known = tonumber(redis.call('HGET', figures, 'rev'))
   if not known or known < tonumber(revision) then

@@ -46,6 +46,9 @@ pub enum NotAdmitted {
     Limited(Refusal),
     /// Its hold did not fit the balance or the key's limit.
     Billing(BillingError),
+    /// Redis knows nothing of the user or key, and the figures given were
+    /// not fresh: read them from the database and ask again.
+    NeedsFigures,
     /// Redis could not be asked.
     Unavailable(String),
 }
@@ -55,8 +58,29 @@ pub enum NotAdmitted {
 pub struct Hold<'a> {
     pub request_id: &'a str,
     pub amount: i64,
-    pub user: &'a User,
-    pub key: &'a ApiKey,
+    pub user: UserFigures,
+    pub key: KeyFigures,
+    /// The figures were just read from the database (not an auth cache's).
+    pub fresh: bool,
+}
+
+impl Hold<'_> {
+    /// The figures of an authenticated (maybe cached) user and key.
+    pub fn figures(user: &User, key: &ApiKey) -> (UserFigures, KeyFigures) {
+        (
+            UserFigures {
+                user_id: user.id,
+                balance: user.balance.saturating_add(user.free_balance),
+                revision: user.revision,
+            },
+            KeyFigures {
+                key_id: key.id.clone(),
+                max_fee: key.max_fee,
+                used_fee: key.used_fee,
+                revision: key.revision,
+            },
+        )
+    }
 }
 
 /// What an admitted request took of its limits, to give back at the end.
@@ -269,9 +293,9 @@ impl Shared {
         match &hold {
             Some(hold) => {
                 for key in self
-                    .user_keys(hold.user.id)
+                    .user_keys(hold.user.user_id)
                     .into_iter()
-                    .chain(self.key_keys(&hold.key.id))
+                    .chain(self.key_keys(&hold.key.key_id))
                 {
                     invocation.key(key);
                 }
@@ -279,22 +303,18 @@ impl Shared {
                     .arg(hold.amount)
                     .arg(hold.request_id)
                     .arg(millis(self.hold_ttl))
-                    .arg(hold.user.balance.saturating_add(hold.user.free_balance))
+                    .arg(hold.user.balance)
                     .arg(hold.user.revision)
                     .arg(hold.key.max_fee)
                     .arg(hold.key.used_fee)
-                    .arg(hold.key.revision);
+                    .arg(hold.key.revision)
+                    .arg(u8::from(hold.fresh));
             }
             None => {
-                invocation
-                    .arg(-1)
-                    .arg("")
-                    .arg(0)
-                    .arg(0)
-                    .arg(0)
-                    .arg(0)
-                    .arg(0)
-                    .arg(0);
+                invocation.arg(-1).arg("");
+                for _ in 0..7 {
+                    invocation.arg(0);
+                }
             }
         }
         let answer: Vec<i64> = self
@@ -332,6 +352,7 @@ impl Shared {
             }
             [2] => Err(NotAdmitted::Billing(BillingError::InsufficientBalance)),
             [3] => Err(NotAdmitted::Billing(BillingError::KeyLimitReached)),
+            [4] => Err(NotAdmitted::NeedsFigures),
             other => Err(NotAdmitted::Unavailable(format!(
                 "unexpected answer from the admission script: {other:?}"
             ))),
