@@ -43,6 +43,69 @@ impl Limits {
     pub fn is_set(&self) -> bool {
         self.rpm.is_some() || self.tpm.is_some() || self.concurrency.is_some()
     }
+
+    /// The limits set on a user or a key, as the store keeps them. The
+    /// APIs that write them accept only positive values that fit (see
+    /// `fields`); a value outside them, which only an edit of the
+    /// database could leave, does not limit rather than refuse everything.
+    pub fn from_stored(stored: &store::RateLimits) -> Limits {
+        let positive = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).filter(|n| *n > 0);
+        Limits {
+            rpm: positive(stored.rpm),
+            tpm: positive(stored.tpm),
+            concurrency: stored
+                .concurrency
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n > 0),
+        }
+    }
+}
+
+/// What a scope limits, read from the first part of its name (`key:…`,
+/// `user:…`, `group:…`, `tier:…`, `model:…`, `global`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScopeKind {
+    Key,
+    User,
+    Group,
+    Tier,
+    Model,
+    Global,
+}
+
+impl ScopeKind {
+    pub const ALL: [ScopeKind; 6] = [
+        ScopeKind::Key,
+        ScopeKind::User,
+        ScopeKind::Group,
+        ScopeKind::Tier,
+        ScopeKind::Model,
+        ScopeKind::Global,
+    ];
+
+    /// The kind of the scope named `scope`; a name of no known kind is
+    /// the gateway's own.
+    pub fn of(scope: &str) -> ScopeKind {
+        match scope.split_once(':').map_or(scope, |(kind, _)| kind) {
+            "key" => ScopeKind::Key,
+            "user" => ScopeKind::User,
+            "group" => ScopeKind::Group,
+            "tier" => ScopeKind::Tier,
+            "model" => ScopeKind::Model,
+            _ => ScopeKind::Global,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScopeKind::Key => "key",
+            ScopeKind::User => "user",
+            ScopeKind::Group => "group",
+            ScopeKind::Tier => "tier",
+            ScopeKind::Model => "model",
+            ScopeKind::Global => "global",
+        }
+    }
 }
 
 /// One scope a request is counted in, and its limits.
@@ -254,22 +317,10 @@ impl Limiter {
                 id
             });
             if let Some(rpm) = check.limits.rpm {
-                tighten(
-                    &mut admission.requests,
-                    rpm,
-                    requests,
-                    Rate::per_minute(rpm),
-                    now,
-                );
+                tighten(&mut admission.requests, headroom(rpm, requests, now));
             }
             if let Some(tpm) = check.limits.tpm {
-                tighten(
-                    &mut admission.tokens,
-                    tpm,
-                    tokens_state,
-                    Rate::per_minute(tpm),
-                    now,
-                );
+                tighten(&mut admission.tokens, headroom(tpm, tokens_state, now));
             }
             admission.taken.push(Taken {
                 scope: check.scope,
@@ -308,13 +359,17 @@ impl Limiter {
     }
 }
 
-/// Keeps in `tightest` the limit with the least room.
-fn tighten(tightest: &mut Option<Headroom>, limit: u64, state: Gcra, rate: Rate, now: u128) {
-    let here = Headroom {
+/// What is left of a per-minute `limit` in `state` at `now`.
+fn headroom(limit: u64, state: Gcra, now: u128) -> Headroom {
+    Headroom {
         limit,
-        remaining: state.remaining(rate, now),
+        remaining: state.remaining(Rate::per_minute(limit), now),
         reset: state.reset_after(now),
-    };
+    }
+}
+
+/// Keeps in `tightest` the limit with the least room.
+fn tighten(tightest: &mut Option<Headroom>, here: Headroom) {
     match tightest {
         Some(kept) if kept.remaining <= here.remaining => {}
         _ => *tightest = Some(here),
@@ -419,6 +474,17 @@ mod tests {
         let later = now + Duration::from_secs(31);
         assert!(limiter.admit(checks.to_vec(), 0, later).is_ok());
         assert!(limiter.admit(checks.to_vec(), 0, later).is_ok());
+    }
+
+    #[test]
+    fn scope_kinds_are_read_from_scope_names() {
+        assert_eq!(ScopeKind::of("key:key_abc"), ScopeKind::Key);
+        assert_eq!(ScopeKind::of("user:7"), ScopeKind::User);
+        assert_eq!(ScopeKind::of("group:vip:user:7"), ScopeKind::Group);
+        assert_eq!(ScopeKind::of("tier:pro:user:7"), ScopeKind::Tier);
+        assert_eq!(ScopeKind::of("model:ft:x"), ScopeKind::Model);
+        assert_eq!(ScopeKind::of("global"), ScopeKind::Global);
+        assert_eq!(ScopeKind::Tier.as_str(), "tier");
     }
 
     #[test]
