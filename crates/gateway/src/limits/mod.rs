@@ -16,6 +16,7 @@
 //! maps (no global lock), locked in shard order so that a request taking
 //! several never deadlocks another.
 
+pub mod fields;
 pub mod gcra;
 
 use std::collections::HashMap;
@@ -46,7 +47,7 @@ impl Limits {
 
     /// The limits set on a user or a key, as the store keeps them. The
     /// APIs that write them accept only positive values that fit (see
-    /// `fields`); a value outside them, which only an edit of the
+    /// [`fields`]); a value outside them, which only an edit of the
     /// database could leave, does not limit rather than refuse everything.
     pub fn from_stored(stored: &store::RateLimits) -> Limits {
         let positive = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).filter(|n| *n > 0);
