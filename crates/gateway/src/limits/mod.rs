@@ -144,6 +144,20 @@ pub struct Headroom {
     pub reset: Duration,
 }
 
+/// One scope's limits and what is left of them at a moment ([`Limiter::peek`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeStatus {
+    pub scope: String,
+    pub limits: Limits,
+    /// Requests per minute: the limit, the requests that would pass at
+    /// once, and when the whole burst is back (`None`: no such limit).
+    pub requests: Option<Headroom>,
+    /// Tokens per minute, likewise.
+    pub tokens: Option<Headroom>,
+    /// Concurrency leases held and not expired.
+    pub in_use: u32,
+}
+
 /// What an admitted request took, to give back or correct at settlement.
 #[derive(Debug, Default)]
 pub struct Admission {
@@ -358,6 +372,40 @@ impl Limiter {
             }
         }
     }
+
+    /// Each scope of `checks` as it stands at `at`, in the order of
+    /// `checks`, taking nothing: what a client may still send. A scope
+    /// never used (or forgotten as idle) has all of its limits left.
+    pub fn peek(&self, checks: &[Check], at: Instant) -> Vec<ScopeStatus> {
+        let now = self.nanos(at);
+        // All the shards at once, for one consistent picture.
+        let shards = self.lock(checks);
+        checks
+            .iter()
+            .map(|check| {
+                let i = Self::shard_of(&check.scope);
+                let state = shards
+                    .iter()
+                    .find(|(j, _)| *j == i)
+                    .and_then(|(_, shard)| shard.scopes.get(&check.scope));
+                let (requests, tokens, in_use) = match state {
+                    Some(s) => (
+                        s.requests,
+                        s.tokens,
+                        s.leases.iter().filter(|(_, until)| *until > now).count(),
+                    ),
+                    None => (Gcra::default(), Gcra::default(), 0),
+                };
+                ScopeStatus {
+                    scope: check.scope.clone(),
+                    limits: check.limits,
+                    requests: check.limits.rpm.map(|rpm| headroom(rpm, requests, now)),
+                    tokens: check.limits.tpm.map(|tpm| headroom(tpm, tokens, now)),
+                    in_use: u32::try_from(in_use).unwrap_or(u32::MAX),
+                }
+            })
+            .collect()
+    }
 }
 
 /// What is left of a per-minute `limit` in `state` at `now`.
@@ -475,6 +523,62 @@ mod tests {
         let later = now + Duration::from_secs(31);
         assert!(limiter.admit(checks.to_vec(), 0, later).is_ok());
         assert!(limiter.admit(checks.to_vec(), 0, later).is_ok());
+    }
+
+    #[test]
+    fn peeking_tells_what_is_left_and_takes_nothing() {
+        let limiter = Limiter::new(Duration::from_secs(600));
+        let now = Instant::now();
+        let checks = [
+            check("key:a", Some(60), Some(1_000), Some(2)),
+            check("global", Some(10), None, None),
+        ];
+        // Never used: everything is left.
+        let fresh = limiter.peek(&checks, now);
+        assert_eq!(
+            fresh[0].requests,
+            Some(Headroom {
+                limit: 60,
+                remaining: 60,
+                reset: Duration::ZERO
+            })
+        );
+        assert_eq!(fresh[0].tokens.unwrap().remaining, 1_000);
+        assert_eq!((fresh[0].in_use, fresh[1].tokens), (0, None));
+        assert_eq!(fresh[1].scope, "global");
+
+        let admitted = limiter.admit(checks.to_vec(), 300, now).unwrap();
+        let after = limiter.peek(&checks, now);
+        let requests = after[0].requests.unwrap();
+        assert_eq!(
+            (requests.remaining, requests.reset),
+            (59, Duration::from_secs(1))
+        );
+        let tokens = after[0].tokens.unwrap();
+        assert_eq!(
+            (tokens.remaining, tokens.reset),
+            (700, Duration::from_secs(18))
+        );
+        assert_eq!(after[0].in_use, 1);
+        assert_eq!(after[1].requests.unwrap().remaining, 9);
+        // Peeking again finds the same: it took nothing.
+        assert_eq!(limiter.peek(&checks, now), after);
+
+        limiter.settle(admitted, 100, now);
+        let settled = limiter.peek(&checks, now);
+        assert_eq!(settled[0].in_use, 0);
+        assert_eq!(settled[0].tokens.unwrap().remaining, 900);
+        // A minute later, all of it is back.
+        let later = limiter.peek(&checks, now + Duration::from_secs(60));
+        assert_eq!(later[0].requests.unwrap().remaining, 60);
+
+        // Peeking at a scope never used leaves no state behind.
+        limiter.peek(&[check("key:b", Some(5), None, None)], now);
+        let known = limiter
+            .shards
+            .iter()
+            .any(|s| s.lock().unwrap().scopes.contains_key("key:b"));
+        assert!(!known);
     }
 
     #[test]

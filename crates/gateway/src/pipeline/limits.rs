@@ -15,7 +15,7 @@ use protocol::TokenUsage;
 use crate::auth::Principal;
 use crate::config::RateLimits;
 use crate::error::{ApiError, Shape};
-use crate::limits::{Admission, Check, Headroom, LimitKind, Limits, ScopeKind};
+use crate::limits::{Admission, Check, Headroom, LimitKind, Limits, ScopeKind, ScopeStatus};
 use crate::state::App;
 
 /// The scopes `principal`'s request for `model` is counted in, the most
@@ -59,6 +59,13 @@ pub fn checks(
     }
     add(Some(&config.global()), &|| "global".into());
     checks
+}
+
+/// `principal`'s limits (with `model`'s, when named) and what is left of
+/// them now, taking nothing.
+pub fn peek(app: &App, principal: &Principal, model: Option<&str>) -> Vec<ScopeStatus> {
+    let checks = checks(&app.config.rate_limits, principal, model, store::now_ms());
+    app.limiter.peek(&checks, Instant::now())
 }
 
 /// Counts the request in its scopes, estimated at `tokens`; `None` when no
