@@ -118,6 +118,7 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
         config,
         catalog,
         limiter,
+        rate_refusals: Default::default(),
         affinity: Default::default(),
         store,
         metrics,

@@ -17,6 +17,8 @@ pub struct AppState {
     pub catalog: crate::catalog::Catalogs,
     /// Rate limits of this instance.
     pub limiter: crate::limits::Limiter,
+    /// The keys rate limits refused, counted for the operator.
+    pub rate_refusals: crate::limits::refusals::Refusals,
     /// Which channel served each conversation last.
     pub affinity: crate::routing::affinity::Affinity,
     pub store: store::Store,

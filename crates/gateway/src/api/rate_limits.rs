@@ -12,15 +12,19 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::respond;
-use crate::api::caller::authenticate;
+use crate::api::caller::{authenticate, authenticate_admin};
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::limits::refusals::KeyRefusals;
 use crate::limits::{Headroom, ScopeKind, ScopeStatus};
 use crate::pipeline::limits::peek;
 use crate::state::App;
+use crate::time::format_ms;
 
 pub fn routes() -> Router<App> {
-    Router::new().route("/v1/usage/limits", get(own_limits))
+    Router::new()
+        .route("/v1/usage/limits", get(own_limits))
+        .route("/admin/rate-limits/top", get(top_limited))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,4 +111,59 @@ fn scope_json(status: &ScopeStatus, principal: &Principal, model: Option<&str>) 
 /// Seconds, to the millisecond.
 fn seconds(d: std::time::Duration) -> f64 {
     d.as_millis() as f64 / 1_000.0
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TopQuery {
+    limit: Option<usize>,
+}
+
+const DEFAULT_TOP: usize = 20;
+const MAX_TOP: usize = 1_000;
+
+/// `GET /admin/rate-limits/top[?limit=N]`: the keys rate limits refused
+/// most since this instance started, most first.
+async fn top_limited(
+    State(app): State<App>,
+    headers: HeaderMap,
+    query: Result<Query<TopQuery>, QueryRejection>,
+) -> Response {
+    respond(
+        async {
+            authenticate_admin(&app, &headers)?;
+            let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+            let limit = query.limit.unwrap_or(DEFAULT_TOP);
+            if !(1..=MAX_TOP).contains(&limit) {
+                return Err(ApiError::BadRequest(format!(
+                    "`limit` must be between 1 and {MAX_TOP}."
+                )));
+            }
+            let data: Vec<Value> = app
+                .rate_refusals
+                .top(limit)
+                .iter()
+                .map(refusals_json)
+                .collect();
+            Ok(Json(json!({"object": "list", "data": data})))
+        }
+        .await,
+    )
+}
+
+fn refusals_json(key: &KeyRefusals) -> Value {
+    let by_scope: serde_json::Map<String, Value> = ScopeKind::ALL
+        .iter()
+        .zip(key.by_scope)
+        .filter(|(_, n)| *n > 0)
+        .map(|(kind, n)| (kind.as_str().to_string(), n.into()))
+        .collect();
+    let [requests, tokens, concurrency] = key.by_limit;
+    json!({
+        "key_id": key.key_id,
+        "user_id": key.user_id,
+        "count": key.count,
+        "last_refused_at": format_ms(key.last_at_ms),
+        "by_scope": by_scope,
+        "by_limit": {"requests": requests, "tokens": tokens, "concurrency": concurrency},
+    })
 }

@@ -18,6 +18,7 @@
 
 pub mod fields;
 pub mod gcra;
+pub mod refusals;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

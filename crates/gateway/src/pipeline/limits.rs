@@ -94,6 +94,13 @@ pub fn admit(
                 LimitKind::Concurrency => "concurrency",
             };
             app.metrics.record_rate_limited(kind);
+            app.rate_refusals.record(
+                &principal.key.id,
+                principal.user.id,
+                ScopeKind::of(&refusal.scope),
+                refusal.kind,
+                store::now_ms(),
+            );
             Err(ApiError::RateLimited {
                 what: describe(&refusal.scope, refusal.kind),
                 retry_after_secs: refusal
