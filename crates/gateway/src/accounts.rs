@@ -1,10 +1,13 @@
 //! Account operations shared by the admin API, the user API and the CLI.
 
 use serde_json::{json, Value};
-use store::{ApiKey, BalanceChange, KeyUpdate, NewKey, NewUser, Store, User, UserUpdate};
+use store::{
+    ApiKey, BalanceChange, KeyUpdate, NewKey, NewUser, RateLimits, Store, User, UserUpdate,
+};
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::limits::fields as limit_fields;
 use crate::money::{format_credits, format_usd, MAX_AMOUNT_NANO};
 use crate::secrets::{hash_secret, new_api_key, new_key_id};
 use crate::time::format_ms;
@@ -61,6 +64,8 @@ pub struct KeyOptions {
     pub permissions: Vec<String>,
     pub max_fee: i64,
     pub expired_at: Option<i64>,
+    /// Rate limits of this key alone (the user's still apply).
+    pub limits: RateLimits,
 }
 
 /// Creates a key and returns it with its secret, which is never stored.
@@ -72,6 +77,7 @@ pub async fn create_key(
 ) -> Result<(ApiKey, String), ApiError> {
     check_key_fields(Some(&options.remark), Some(&options.permissions))?;
     check_max_fee("max_fee", options.max_fee)?;
+    limit_fields::check(&options.limits)?;
     let secret = new_api_key();
     let new = NewKey {
         id: new_key_id(),
@@ -84,6 +90,7 @@ pub async fn create_key(
         permissions: options.permissions,
         max_fee: options.max_fee,
         expired_at: options.expired_at,
+        limits: options.limits,
     };
     let key = store.insert_key(&new, config.max_keys_per_user).await?;
     Ok((key, secret))
@@ -102,6 +109,7 @@ pub async fn create_user(
     check_length("name", &new.name, MAX_NAME_CHARS)?;
     check_length("group", &new.group_name, MAX_NAME_CHARS)?;
     check_length("tier", &new.tier, MAX_NAME_CHARS)?;
+    limit_fields::check(&new.limits)?;
     let user = store.create_user(new).await?;
     let (key, secret) = create_key(
         store,
@@ -117,8 +125,9 @@ pub async fn create_user(
     Ok((user, key, secret))
 }
 
-/// Changes a user's group, tier or membership expiry.
+/// Changes a user's group, tier, membership expiry or rate limits.
 pub async fn update_user(store: &Store, id: i64, update: &UserUpdate) -> Result<User, ApiError> {
+    limit_fields::check_update(&update.limits)?;
     if let Some(group) = &update.group_name {
         check_length("group", group, MAX_NAME_CHARS)?;
     }
@@ -128,9 +137,10 @@ pub async fn update_user(store: &Store, id: i64, update: &UserUpdate) -> Result<
     Ok(store.update_user(id, update).await?)
 }
 
-/// Changes a key's remark, limit, models, expiry or state.
+/// Changes a key's remark, spending limit, models, expiry, state or rate limits.
 pub async fn update_key(store: &Store, id: &str, update: &KeyUpdate) -> Result<ApiKey, ApiError> {
     check_key_fields(update.remark.as_deref(), update.permissions.as_deref())?;
+    limit_fields::check_update(&update.limits)?;
     if let Some(max_fee) = update.max_fee {
         check_max_fee("max_fee", max_fee)?;
     }
@@ -215,6 +225,9 @@ pub fn user_json(user: &User, config: &Config) -> Value {
         "free_balance_usd": format_usd(user.free_balance),
         "balance_nano_usd": user.balance,
         "free_balance_nano_usd": user.free_balance,
+        "rpm": user.limits.rpm,
+        "tpm": user.limits.tpm,
+        "concurrency": user.limits.concurrency,
         "created_at": format_ms(user.created_at),
     })
 }
@@ -236,5 +249,8 @@ pub fn key_json(key: &ApiKey, config: &Config) -> Value {
         "permissions": key.permissions,
         "is_admin": key.is_admin,
         "is_disabled": key.is_disabled,
+        "rpm": key.limits.rpm,
+        "tpm": key.limits.tpm,
+        "concurrency": key.limits.concurrency,
     })
 }

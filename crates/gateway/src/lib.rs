@@ -134,6 +134,7 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
         catalog,
         limiter,
         shared,
+        rate_refusals: Default::default(),
         affinity: Default::default(),
         store,
         metrics,

@@ -19,6 +19,8 @@ pub struct AppState {
     pub limiter: crate::limits::Limiter,
     /// Limits and holds shared with other instances (`redis_url`).
     pub shared: Option<Arc<crate::shared::Shared>>,
+    /// The keys rate limits refused, counted for the operator.
+    pub rate_refusals: crate::limits::refusals::Refusals,
     /// Which channel served each conversation last.
     pub affinity: crate::routing::affinity::Affinity,
     pub store: store::Store,

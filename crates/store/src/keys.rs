@@ -4,7 +4,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::users::{RateLimits, User};
+use crate::users::{RateLimits, RateLimitsUpdate, User};
 use crate::{now_ms, Result, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -53,6 +53,7 @@ pub struct NewKey {
     pub permissions: Vec<String>,
     pub max_fee: i64,
     pub expired_at: Option<i64>,
+    pub limits: RateLimits,
 }
 
 /// Fields a key's owner may change; `None` leaves a field as it is.
@@ -63,6 +64,7 @@ pub struct KeyUpdate {
     pub max_fee: Option<i64>,
     pub permissions: Option<Vec<String>>,
     pub is_disabled: Option<bool>,
+    pub limits: RateLimitsUpdate,
 }
 
 const KEY_COLUMNS: &str = "k.id, k.user_id, k.key_prefix, k.key_last4, k.remark, k.is_admin, \
@@ -120,8 +122,8 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO api_keys (id, user_id, key_hash, key_prefix, key_last4, remark, is_admin, \
-             permissions, max_fee, created_at, expired_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             permissions, max_fee, created_at, expired_at, rpm, tpm, concurrency) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&new.id)
         .bind(new.user_id)
@@ -134,6 +136,9 @@ impl Store {
         .bind(new.max_fee)
         .bind(now_ms())
         .bind(new.expired_at)
+        .bind(new.limits.rpm)
+        .bind(new.limits.tpm)
+        .bind(new.limits.concurrency)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -211,9 +216,11 @@ impl Store {
 
     pub async fn update_key(&self, id: &str, update: &KeyUpdate) -> Result<ApiKey> {
         let key = self.get_key(id).await?;
+        let limits = update.limits.applied_to(key.limits);
         sqlx::query(
             "UPDATE api_keys SET remark = $1, expired_at = $2, max_fee = $3, permissions = $4, \
-             is_disabled = $5, revision = revision + 1 WHERE id = $6",
+             is_disabled = $5, rpm = $6, tpm = $7, concurrency = $8, revision = revision + 1 \
+             WHERE id = $9",
         )
         .bind(update.remark.clone().unwrap_or(key.remark))
         .bind(update.expired_at.unwrap_or(key.expired_at))
@@ -222,6 +229,9 @@ impl Store {
             update.permissions.as_deref().unwrap_or(&key.permissions),
         ))
         .bind(update.is_disabled.unwrap_or(key.is_disabled) as i64)
+        .bind(limits.rpm)
+        .bind(limits.tpm)
+        .bind(limits.concurrency)
         .bind(id)
         .execute(&self.writer)
         .await?;

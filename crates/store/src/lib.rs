@@ -26,7 +26,8 @@ pub use keys::{ApiKey, KeyUpdate, NewKey};
 pub use responses::StoredResponse;
 pub use usage::{UsageFilter, UsageRecord};
 pub use users::{
-    BalanceChange, KeyFigures, LedgerEntry, NewUser, RateLimits, User, UserFigures, UserUpdate,
+    BalanceChange, KeyFigures, LedgerEntry, NewUser, RateLimits, RateLimitsUpdate, User,
+    UserFigures, UserUpdate,
 };
 
 /// Errors of the persistence layer.

@@ -46,6 +46,26 @@ impl RateLimits {
     }
 }
 
+/// A change of the rate limits of a user or a key. For each limit, `None`
+/// leaves it as it is, `Some(None)` clears it and `Some(Some(n))` sets it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimitsUpdate {
+    pub rpm: Option<Option<i64>>,
+    pub tpm: Option<Option<i64>>,
+    pub concurrency: Option<Option<i64>>,
+}
+
+impl RateLimitsUpdate {
+    /// `current` with this change made.
+    pub fn applied_to(&self, current: RateLimits) -> RateLimits {
+        RateLimits {
+            rpm: self.rpm.unwrap_or(current.rpm),
+            tpm: self.tpm.unwrap_or(current.tpm),
+            concurrency: self.concurrency.unwrap_or(current.concurrency),
+        }
+    }
+}
+
 impl User {
     /// What new requests may still reserve.
     pub fn available(&self) -> i64 {
@@ -59,6 +79,7 @@ pub struct NewUser {
     pub group_name: String,
     pub tier: String,
     pub membership_expires_at: Option<i64>,
+    pub limits: RateLimits,
 }
 
 /// Fields an operator may change; `None` leaves a field as it is.
@@ -68,6 +89,7 @@ pub struct UserUpdate {
     pub tier: Option<String>,
     /// `Some(None)` clears the expiry.
     pub membership_expires_at: Option<Option<i64>>,
+    pub limits: RateLimitsUpdate,
 }
 
 /// An operator's credit (positive) or debit (negative) of a balance.
@@ -114,14 +136,17 @@ pub(crate) fn user_from_row(row: &AnyRow) -> Result<User> {
 impl Store {
     pub async fn create_user(&self, new: &NewUser) -> Result<User> {
         let sql = format!(
-            "INSERT INTO users (name, group_name, tier, membership_expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLUMNS}"
+            "INSERT INTO users (name, group_name, tier, membership_expires_at, rpm, tpm, \
+             concurrency, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {USER_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(&new.name)
             .bind(&new.group_name)
             .bind(&new.tier)
             .bind(new.membership_expires_at)
+            .bind(new.limits.rpm)
+            .bind(new.limits.tpm)
+            .bind(new.limits.concurrency)
             .bind(now_ms())
             .fetch_one(&self.writer)
             .await
@@ -167,14 +192,18 @@ impl Store {
         let expiry = update
             .membership_expires_at
             .unwrap_or(user.membership_expires_at);
+        let limits = update.limits.applied_to(user.limits);
         let sql = format!(
-            "UPDATE users SET group_name = $1, tier = $2, membership_expires_at = $3 \
-             WHERE id = $4 RETURNING {USER_COLUMNS}"
+            "UPDATE users SET group_name = $1, tier = $2, membership_expires_at = $3, \
+             rpm = $4, tpm = $5, concurrency = $6 WHERE id = $7 RETURNING {USER_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(group)
             .bind(tier)
             .bind(expiry)
+            .bind(limits.rpm)
+            .bind(limits.tpm)
+            .bind(limits.concurrency)
             .bind(id)
             .fetch_one(&self.writer)
             .await?;

@@ -19,6 +19,7 @@ async fn store_with_user(balance: i64, max_fee: i64) -> (Store, i64, String) {
             group_name: "default".into(),
             tier: "free".into(),
             membership_expires_at: None,
+            limits: Default::default(),
         })
         .await
         .unwrap();
@@ -44,6 +45,7 @@ async fn store_with_user(balance: i64, max_fee: i64) -> (Store, i64, String) {
         permissions: vec![],
         max_fee,
         expired_at: None,
+        limits: Default::default(),
     };
     store.insert_key(&key, 10).await.unwrap();
     (store, user.id, key.id)

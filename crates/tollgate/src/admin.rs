@@ -3,12 +3,59 @@
 
 use clap::{Args, Subcommand};
 use gateway::accounts::{
-    change_balance, create_key, create_user, key_json, update_user, user_json, KeyOptions,
+    change_balance, create_key, create_user, key_json, update_key, update_user, user_json,
+    KeyOptions,
 };
 use gateway::config::Config;
+use gateway::limits::fields as limit_fields;
 use gateway::money::{parse_amount, Unit};
 use gateway::time::parse_timestamp;
-use store::{NewUser, Store, UsageFilter, UserUpdate};
+use store::{KeyUpdate, NewUser, RateLimits, RateLimitsUpdate, Store, UsageFilter, UserUpdate};
+
+/// Rate limits on a user or a key: a whole number, or `none` to remove one.
+#[derive(Args, Debug, Default)]
+pub struct LimitArgs {
+    /// Requests per minute (`none`: no limit).
+    #[arg(long, value_name = "N|none")]
+    pub rpm: Option<String>,
+    /// Tokens per minute, input and output (`none`: no limit).
+    #[arg(long, value_name = "N|none")]
+    pub tpm: Option<String>,
+    /// Requests at once (`none`: no limit).
+    #[arg(long, value_name = "N|none")]
+    pub concurrency: Option<String>,
+}
+
+impl LimitArgs {
+    fn read(&self, name: &str) -> Option<Result<Option<i64>, String>> {
+        let text = match name {
+            "rpm" => self.rpm.as_deref(),
+            "tpm" => self.tpm.as_deref(),
+            _ => self.concurrency.as_deref(),
+        }?;
+        Some(limit_fields::parse_text(name, text).map_err(|e| e.to_string()))
+    }
+
+    /// The limits of something new: those given.
+    fn limits(&self) -> Result<RateLimits, String> {
+        let read = |name| self.read(name).transpose().map(Option::flatten);
+        Ok(RateLimits {
+            rpm: read("rpm")?,
+            tpm: read("tpm")?,
+            concurrency: read("concurrency")?,
+        })
+    }
+
+    /// A change: those given are set (or removed by `none`), the others stay.
+    fn update(&self) -> Result<RateLimitsUpdate, String> {
+        let read = |name| self.read(name).transpose();
+        Ok(RateLimitsUpdate {
+            rpm: read("rpm")?,
+            tpm: read("tpm")?,
+            concurrency: read("concurrency")?,
+        })
+    }
+}
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -22,6 +69,8 @@ pub enum UserCommand {
         /// Membership expiry (ISO 8601 or Unix seconds).
         #[arg(long)]
         expires: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// List users.
     List,
@@ -31,7 +80,7 @@ pub enum UserCommand {
     Credit(AmountArgs),
     /// Take from a user's balance.
     Debit(AmountArgs),
-    /// Change a user's group, tier or membership expiry.
+    /// Change a user's group, tier, membership expiry or rate limits.
     Set {
         id: i64,
         #[arg(long)]
@@ -41,6 +90,8 @@ pub enum UserCommand {
         /// ISO 8601, Unix seconds, or `never`.
         #[arg(long)]
         expires: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
 }
 
@@ -77,6 +128,14 @@ pub enum KeyCommand {
         /// Spending limit in credits (0 = unlimited).
         #[arg(long, default_value = "0")]
         max_fee: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Change a key's rate limits (the user's still apply too).
+    Set {
+        key_id: String,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// List a user's keys (masked).
     List { user_id: i64 },
@@ -119,12 +178,14 @@ pub async fn user(config: &Config, cmd: UserCommand) -> Result<(), String> {
             group,
             tier,
             expires,
+            limits,
         } => {
             let new = NewUser {
                 name,
                 group_name: group,
                 tier,
                 membership_expires_at: expires.as_deref().map(time_arg).transpose()?,
+                limits: limits.limits()?,
             };
             let (user, key, secret) = create_user(&store, config, &new)
                 .await
@@ -151,6 +212,7 @@ pub async fn user(config: &Config, cmd: UserCommand) -> Result<(), String> {
             group,
             tier,
             expires,
+            limits,
         } => {
             let expiry = match expires.as_deref() {
                 None => None,
@@ -161,6 +223,7 @@ pub async fn user(config: &Config, cmd: UserCommand) -> Result<(), String> {
                 group_name: group,
                 tier,
                 membership_expires_at: expiry,
+                limits: limits.update()?,
             };
             let u = update_user(&store, id, &update)
                 .await
@@ -208,6 +271,7 @@ pub async fn key(config: &Config, cmd: KeyCommand) -> Result<(), String> {
             admin,
             models,
             max_fee,
+            limits,
         } => {
             let max_fee = parse_amount(
                 "--max-fee",
@@ -222,12 +286,23 @@ pub async fn key(config: &Config, cmd: KeyCommand) -> Result<(), String> {
                 permissions: models,
                 max_fee,
                 expired_at: None,
+                limits: limits.limits()?,
             };
             let (key, secret) = create_key(&store, config, user_id, options)
                 .await
                 .map_err(|e| e.to_string())?;
             print(&serde_json::json!({"key": secret, "info": key_json(&key, config)}));
             eprintln!("The key above is shown once; only its hash is stored.");
+        }
+        KeyCommand::Set { key_id, limits } => {
+            let update = KeyUpdate {
+                limits: limits.update()?,
+                ..KeyUpdate::default()
+            };
+            let k = update_key(&store, &key_id, &update)
+                .await
+                .map_err(|e| e.to_string())?;
+            print(&key_json(&k, config));
         }
         KeyCommand::List { user_id } => {
             for k in store.list_keys(user_id).await.map_err(|e| e.to_string())? {
@@ -290,5 +365,36 @@ mod tests {
         let e = amount_nano(&config, &args(Some("-5"), None)).unwrap_err();
         assert!(e.contains("non-negative"), "{e}");
         assert!(amount_nano(&config, &args(None, None)).is_err());
+    }
+
+    fn limit_args(rpm: Option<&str>, tpm: Option<&str>, concurrency: Option<&str>) -> LimitArgs {
+        LimitArgs {
+            rpm: rpm.map(str::to_string),
+            tpm: tpm.map(str::to_string),
+            concurrency: concurrency.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn limits_are_set_removed_with_none_or_left_alone() {
+        let args = limit_args(Some("60"), Some("none"), None);
+        assert_eq!(
+            args.limits(),
+            Ok(RateLimits {
+                rpm: Some(60),
+                tpm: None,
+                concurrency: None
+            })
+        );
+        assert_eq!(
+            args.update(),
+            Ok(RateLimitsUpdate {
+                rpm: Some(Some(60)),
+                tpm: Some(None),
+                concurrency: None
+            })
+        );
+        let e = limit_args(None, None, Some("lots")).update().unwrap_err();
+        assert!(e.starts_with("`concurrency` must be a whole number"), "{e}");
     }
 }

@@ -1,25 +1,26 @@
 //! The operator's admin API, authenticated with the admin token:
-//! users, balances, ledgers, usage and keys.
+//! users, balances, ledgers, usage and keys (rate limits included).
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
-use store::{NewUser, UserUpdate};
+use store::{KeyUpdate, NewUser, UserUpdate};
 
 use super::body::parse_json;
 use super::respond;
 use super::usage::{usage_page, UsageQuery};
 use crate::accounts::{
-    change_balance as change_user_balance, create_key, create_user, key_json, update_user,
-    user_json, KeyOptions,
+    change_balance as change_user_balance, create_key, create_user, key_json, update_key,
+    update_user, user_json, KeyOptions,
 };
 use crate::api::caller::authenticate_admin;
 use crate::error::ApiError;
+use crate::limits::fields as limit_fields;
 use crate::money::{parse_amount, Unit};
 use crate::state::App;
 use crate::time::parse_timestamp;
@@ -32,6 +33,25 @@ pub fn routes() -> Router<App> {
         .route("/admin/users/{id}/ledger", get(ledger))
         .route("/admin/users/{id}/usage", get(usage))
         .route("/admin/users/{id}/keys", get(keys).post(new_key))
+        .route("/admin/keys/{id}", patch(change_key))
+}
+
+/// A field given, `null` included (`Some(Value::Null)`: a limit removed),
+/// told apart from one absent (`None`: left as it is).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// The rate-limit fields of a request body, by name.
+macro_rules! limit_field {
+    ($req:expr) => {
+        |name: &str| match name {
+            "rpm" => $req.rpm.as_ref(),
+            "tpm" => $req.tpm.as_ref(),
+            "concurrency" => $req.concurrency.as_ref(),
+            _ => None,
+        }
+    };
 }
 
 #[derive(Deserialize)]
@@ -44,6 +64,12 @@ struct CreateUser {
     tier: Option<String>,
     #[serde(default)]
     membership_expires_at: Option<String>,
+    #[serde(default)]
+    rpm: Option<Value>,
+    #[serde(default)]
+    tpm: Option<Value>,
+    #[serde(default)]
+    concurrency: Option<Value>,
 }
 
 fn parse_time_field(name: &str, value: &str) -> Result<Option<i64>, ApiError> {
@@ -68,6 +94,7 @@ async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Resp
                     Some(t) => parse_time_field("membership_expires_at", t)?,
                     None => None,
                 },
+                limits: limit_fields::new_limits(limit_field!(req))?,
             };
             let (user, key, secret) = create_user(&app.store, &app.config, &new).await?;
             Ok(Json(json!({
@@ -113,6 +140,13 @@ struct UpdateUser {
     /// A time, or `""` / `null` to clear.
     #[serde(default, with = "double_option")]
     membership_expires_at: Option<Option<String>>,
+    /// Each a number to set, `null` to remove, absent to leave.
+    #[serde(default, deserialize_with = "present")]
+    rpm: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    tpm: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    concurrency: Option<Value>,
 }
 
 /// Tells a missing field (`None`) from an explicit `null` (`Some(None)`).
@@ -144,8 +178,10 @@ async fn update(
                 group_name: req.group,
                 tier: req.tier,
                 membership_expires_at: expiry,
+                limits: limit_fields::update(limit_field!(req))?,
             };
             let user = update_user(&app.store, id, &update).await?;
+            // Requests authenticated from now on see the new limits.
             app.auth_cache.clear();
             Ok(Json(user_json(&user, &app.config)))
         }
@@ -265,6 +301,12 @@ struct NewKeyRequest {
     permissions: Vec<String>,
     #[serde(default)]
     max_fee_credits: Option<String>,
+    #[serde(default)]
+    rpm: Option<Value>,
+    #[serde(default)]
+    tpm: Option<Value>,
+    #[serde(default)]
+    concurrency: Option<Value>,
 }
 
 /// The operator may create admin-capable keys (users may not).
@@ -298,11 +340,75 @@ async fn new_key(
                 permissions: req.permissions,
                 max_fee,
                 expired_at: None,
+                limits: limit_fields::new_limits(limit_field!(req))?,
             };
             let (key, secret) = create_key(&app.store, &app.config, id, options).await?;
             Ok(Json(
                 json!({"key": secret, "info": key_json(&key, &app.config)}),
             ))
+        }
+        .await,
+    )
+}
+
+/// `PATCH /admin/keys/{id}`: the fields given change, the others stay.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateKeyRequest {
+    #[serde(default)]
+    remark: Option<String>,
+    #[serde(default)]
+    is_disabled: Option<bool>,
+    #[serde(default)]
+    permissions: Option<Vec<String>>,
+    /// Credits; `"0"` for no spending limit.
+    #[serde(default)]
+    max_fee_credits: Option<String>,
+    /// Each a number to set, `null` to remove, absent to leave.
+    #[serde(default, deserialize_with = "present")]
+    rpm: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    tpm: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    concurrency: Option<Value>,
+}
+
+async fn change_key(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    respond(
+        async {
+            authenticate_admin(&app, &headers)?;
+            let req: UpdateKeyRequest = parse_json(&body)?;
+            let max_fee = match &req.max_fee_credits {
+                Some(c) => Some(
+                    parse_amount(
+                        "max_fee_credits",
+                        c,
+                        Unit::Credits(app.config.credits_per_usd),
+                        false,
+                    )
+                    .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+                ),
+                None => None,
+            };
+            let update = KeyUpdate {
+                remark: req.remark.clone(),
+                expired_at: None,
+                max_fee,
+                permissions: req.permissions.clone(),
+                is_disabled: req.is_disabled,
+                limits: limit_fields::update(limit_field!(req))?,
+            };
+            let key = update_key(&app.store, &id, &update).await?;
+            // Neither the key's cached principal (its limits, its state) nor
+            // its spending figures may outlive the change.
+            app.auth_cache.clear();
+            app.billing.ledger.forget_key(&key.id);
+            Ok(Json(key_json(&key, &app.config)))
         }
         .await,
     )

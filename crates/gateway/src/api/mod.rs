@@ -11,6 +11,7 @@ mod list;
 mod ohmygpt;
 mod openai;
 mod ops;
+mod rate_limits;
 mod responses;
 mod stored_completions;
 mod usage;
@@ -153,6 +154,7 @@ fn management_routes() -> Router<App> {
         .route("/api/v1/pay/model-rates", get(ohmygpt::model_rates))
         .merge(admin::routes())
         .merge(channels::routes())
+        .merge(rate_limits::routes())
 }
 
 /// Longest request target accepted; hyper's own limit (its read buffer)

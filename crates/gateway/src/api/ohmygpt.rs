@@ -17,6 +17,7 @@ use crate::accounts::{create_key, key_json, update_key as update_key_fields, Key
 use crate::api::caller::authenticate;
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::limits::fields as limit_fields;
 use crate::money::{format_credits, parse_amount, Decimal, Unit};
 use crate::secrets::hash_secret;
 use crate::state::App;
@@ -100,6 +101,9 @@ pub async fn new_key(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
                 permissions: field_list(&fields, "permissions")?.unwrap_or_default(),
                 max_fee: max_fee(&app, &fields)?.unwrap_or(0),
                 expired_at: expired_at(&fields)?.flatten(),
+                // A key's own limits only restrict it further: its owner
+                // may set them freely.
+                limits: limit_fields::new_limits(|name| fields.get(name))?,
             };
             let (_, secret) =
                 create_key(&app.store, &app.config, principal.user.id, options).await?;
@@ -138,6 +142,7 @@ pub async fn update_key(State(app): State<App>, headers: HeaderMap, body: Bytes)
                 max_fee: max_fee(&app, &fields)?,
                 permissions: field_list(&fields, "permissions")?,
                 is_disabled: field_bool(&fields, "is_disabled")?,
+                limits: limit_fields::update(|name| fields.get(name))?,
             };
             let key = update_key_fields(&app.store, &key.id, &update).await?;
             app.auth_cache.clear();

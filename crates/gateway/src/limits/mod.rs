@@ -16,7 +16,9 @@
 //! maps (no global lock), locked in shard order so that a request taking
 //! several never deadlocks another.
 
+pub mod fields;
 pub mod gcra;
+pub mod refusals;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +44,69 @@ pub struct Limits {
 impl Limits {
     pub fn is_set(&self) -> bool {
         self.rpm.is_some() || self.tpm.is_some() || self.concurrency.is_some()
+    }
+
+    /// The limits set on a user or a key, as the store keeps them. The
+    /// APIs that write them accept only positive values that fit (see
+    /// [`fields`]); a value outside them, which only an edit of the
+    /// database could leave, does not limit rather than refuse everything.
+    pub fn from_stored(stored: &store::RateLimits) -> Limits {
+        let positive = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).filter(|n| *n > 0);
+        Limits {
+            rpm: positive(stored.rpm),
+            tpm: positive(stored.tpm),
+            concurrency: stored
+                .concurrency
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n > 0),
+        }
+    }
+}
+
+/// What a scope limits, read from the first part of its name (`key:…`,
+/// `user:…`, `group:…`, `tier:…`, `model:…`, `global`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScopeKind {
+    Key,
+    User,
+    Group,
+    Tier,
+    Model,
+    Global,
+}
+
+impl ScopeKind {
+    pub const ALL: [ScopeKind; 6] = [
+        ScopeKind::Key,
+        ScopeKind::User,
+        ScopeKind::Group,
+        ScopeKind::Tier,
+        ScopeKind::Model,
+        ScopeKind::Global,
+    ];
+
+    /// The kind of the scope named `scope`; a name of no known kind is
+    /// the gateway's own.
+    pub fn of(scope: &str) -> ScopeKind {
+        match scope.split_once(':').map_or(scope, |(kind, _)| kind) {
+            "key" => ScopeKind::Key,
+            "user" => ScopeKind::User,
+            "group" => ScopeKind::Group,
+            "tier" => ScopeKind::Tier,
+            "model" => ScopeKind::Model,
+            _ => ScopeKind::Global,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScopeKind::Key => "key",
+            ScopeKind::User => "user",
+            ScopeKind::Group => "group",
+            ScopeKind::Tier => "tier",
+            ScopeKind::Model => "model",
+            ScopeKind::Global => "global",
+        }
     }
 }
 
@@ -78,6 +143,20 @@ pub struct Headroom {
     pub remaining: u64,
     /// When the whole limit is available again.
     pub reset: Duration,
+}
+
+/// One scope's limits and what is left of them at a moment ([`Limiter::peek`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeStatus {
+    pub scope: String,
+    pub limits: Limits,
+    /// Requests per minute: the limit, the requests that would pass at
+    /// once, and when the whole burst is back (`None`: no such limit).
+    pub requests: Option<Headroom>,
+    /// Tokens per minute, likewise.
+    pub tokens: Option<Headroom>,
+    /// Concurrency leases held and not expired.
+    pub in_use: u32,
 }
 
 /// What an admitted request took, to give back or correct at settlement.
@@ -254,22 +333,10 @@ impl Limiter {
                 id
             });
             if let Some(rpm) = check.limits.rpm {
-                tighten(
-                    &mut admission.requests,
-                    rpm,
-                    requests,
-                    Rate::per_minute(rpm),
-                    now,
-                );
+                tighten(&mut admission.requests, headroom(rpm, requests, now));
             }
             if let Some(tpm) = check.limits.tpm {
-                tighten(
-                    &mut admission.tokens,
-                    tpm,
-                    tokens_state,
-                    Rate::per_minute(tpm),
-                    now,
-                );
+                tighten(&mut admission.tokens, headroom(tpm, tokens_state, now));
             }
             admission.taken.push(Taken {
                 scope: check.scope,
@@ -306,15 +373,53 @@ impl Limiter {
             }
         }
     }
+
+    /// Each scope of `checks` as it stands at `at`, in the order of
+    /// `checks`, taking nothing: what a client may still send. A scope
+    /// never used (or forgotten as idle) has all of its limits left.
+    pub fn peek(&self, checks: &[Check], at: Instant) -> Vec<ScopeStatus> {
+        let now = self.nanos(at);
+        // All the shards at once, for one consistent picture.
+        let shards = self.lock(checks);
+        checks
+            .iter()
+            .map(|check| {
+                let i = Self::shard_of(&check.scope);
+                let state = shards
+                    .iter()
+                    .find(|(j, _)| *j == i)
+                    .and_then(|(_, shard)| shard.scopes.get(&check.scope));
+                let (requests, tokens, in_use) = match state {
+                    Some(s) => (
+                        s.requests,
+                        s.tokens,
+                        s.leases.iter().filter(|(_, until)| *until > now).count(),
+                    ),
+                    None => (Gcra::default(), Gcra::default(), 0),
+                };
+                ScopeStatus {
+                    scope: check.scope.clone(),
+                    limits: check.limits,
+                    requests: check.limits.rpm.map(|rpm| headroom(rpm, requests, now)),
+                    tokens: check.limits.tpm.map(|tpm| headroom(tpm, tokens, now)),
+                    in_use: u32::try_from(in_use).unwrap_or(u32::MAX),
+                }
+            })
+            .collect()
+    }
+}
+
+/// What is left of a per-minute `limit` in `state` at `now`.
+fn headroom(limit: u64, state: Gcra, now: u128) -> Headroom {
+    Headroom {
+        limit,
+        remaining: state.remaining(Rate::per_minute(limit), now),
+        reset: state.reset_after(now),
+    }
 }
 
 /// Keeps in `tightest` the limit with the least room.
-fn tighten(tightest: &mut Option<Headroom>, limit: u64, state: Gcra, rate: Rate, now: u128) {
-    let here = Headroom {
-        limit,
-        remaining: state.remaining(rate, now),
-        reset: state.reset_after(now),
-    };
+fn tighten(tightest: &mut Option<Headroom>, here: Headroom) {
     match tightest {
         Some(kept) if kept.remaining <= here.remaining => {}
         _ => *tightest = Some(here),
@@ -419,6 +524,73 @@ mod tests {
         let later = now + Duration::from_secs(31);
         assert!(limiter.admit(checks.to_vec(), 0, later).is_ok());
         assert!(limiter.admit(checks.to_vec(), 0, later).is_ok());
+    }
+
+    #[test]
+    fn peeking_tells_what_is_left_and_takes_nothing() {
+        let limiter = Limiter::new(Duration::from_secs(600));
+        let now = Instant::now();
+        let checks = [
+            check("key:a", Some(60), Some(1_000), Some(2)),
+            check("global", Some(10), None, None),
+        ];
+        // Never used: everything is left.
+        let fresh = limiter.peek(&checks, now);
+        assert_eq!(
+            fresh[0].requests,
+            Some(Headroom {
+                limit: 60,
+                remaining: 60,
+                reset: Duration::ZERO
+            })
+        );
+        assert_eq!(fresh[0].tokens.unwrap().remaining, 1_000);
+        assert_eq!((fresh[0].in_use, fresh[1].tokens), (0, None));
+        assert_eq!(fresh[1].scope, "global");
+
+        let admitted = limiter.admit(checks.to_vec(), 300, now).unwrap();
+        let after = limiter.peek(&checks, now);
+        let requests = after[0].requests.unwrap();
+        assert_eq!(
+            (requests.remaining, requests.reset),
+            (59, Duration::from_secs(1))
+        );
+        let tokens = after[0].tokens.unwrap();
+        assert_eq!(
+            (tokens.remaining, tokens.reset),
+            (700, Duration::from_secs(18))
+        );
+        assert_eq!(after[0].in_use, 1);
+        assert_eq!(after[1].requests.unwrap().remaining, 9);
+        // Peeking again finds the same: it took nothing.
+        assert_eq!(limiter.peek(&checks, now), after);
+
+        limiter.settle(admitted, 100, now);
+        let settled = limiter.peek(&checks, now);
+        assert_eq!(settled[0].in_use, 0);
+        assert_eq!(settled[0].tokens.unwrap().remaining, 900);
+        // A minute later, all of it is back.
+        let later = limiter.peek(&checks, now + Duration::from_secs(60));
+        assert_eq!(later[0].requests.unwrap().remaining, 60);
+
+        // Peeking at a scope never used leaves no state behind.
+        limiter.peek(&[check("key:b", Some(5), None, None)], now);
+        let known = limiter
+            .shards
+            .iter()
+            .any(|s| s.lock().unwrap().scopes.contains_key("key:b"));
+        assert!(!known);
+    }
+
+    #[test]
+    fn scope_kinds_are_read_from_scope_names() {
+        assert_eq!(ScopeKind::of("key:key_abc"), ScopeKind::Key);
+        assert_eq!(ScopeKind::of("user:7"), ScopeKind::User);
+        assert_eq!(ScopeKind::of("group:vip:user:7"), ScopeKind::Group);
+        assert_eq!(ScopeKind::of("tier:pro:user:7"), ScopeKind::Tier);
+        assert_eq!(ScopeKind::of("model:ft:x"), ScopeKind::Model);
+        assert_eq!(ScopeKind::of("global"), ScopeKind::Global);
+        assert_eq!(ScopeKind::Tier.as_str(), "tier");
     }
 
     #[test]

@@ -52,7 +52,7 @@ impl Account {
         let checks = limits::checks(
             &app.config.rate_limits,
             principal,
-            &meter.model.name,
+            Some(&meter.model.name),
             store::now_ms(),
         );
         let mut limits_local = false;
@@ -64,7 +64,9 @@ impl Account {
             {
                 Ok(Some(taken)) => return Ok(Account::new(app, meter, taken, false, what)),
                 Ok(None) => {}
-                Err(NotAdmitted::Limited(refusal)) => return Err(limits::refused(app, refusal)),
+                Err(NotAdmitted::Limited(refusal)) => {
+                    return Err(limits::refused(app, principal, refusal))
+                }
                 Err(NotAdmitted::Billing(refused)) => return Err(refused.into()),
                 Err(NotAdmitted::NeedsFigures) => return Err(ApiError::Internal),
                 Err(NotAdmitted::Unavailable(_)) => match shared.on_failure {
@@ -73,7 +75,7 @@ impl Account {
                 },
             }
         }
-        let taken = limits::admit_local(app, checks, tokens)?;
+        let taken = limits::admit_local(app, principal, checks, tokens)?;
         if let Err(refused) = meter.reserve(&app.billing, principal, worst_case).await {
             let _ = limits::settle(app, taken, &TokenUsage::default());
             return Err(refused.into());

@@ -1,5 +1,6 @@
 //! Step 2: rate limits. The request is counted, all at once or not at all,
-//! in every scope the configuration limits (`[rate_limits]`: the gateway,
+//! in every scope that limits it: its key and its user (limits set on
+//! them), and those of the configuration (`[rate_limits]`: the gateway,
 //! the model, the user's group and membership tier); a refusal is a 429
 //! with `retry-after`, and an admitted request's tightest limits are told
 //! to the client in OpenAI's `x-ratelimit-*` headers (and Anthropic's
@@ -13,14 +14,24 @@ use axum::http::{HeaderName, HeaderValue};
 use protocol::TokenUsage;
 
 use crate::auth::Principal;
-use crate::config::RateLimits;
+use crate::config::{OnRedisFailure, RateLimits};
 use crate::error::{ApiError, Shape};
-use crate::limits::{Admission, Check, Headroom, LimitKind, Limits, Refusal};
+use crate::limits::{
+    Admission, Check, Headroom, LimitKind, Limits, Refusal, ScopeKind, ScopeStatus,
+};
 use crate::shared::{Shared, Ticket};
 use crate::state::App;
 
-/// The scopes `principal`'s request for `model` is counted in.
-pub fn checks(config: &RateLimits, principal: &Principal, model: &str, now_ms: i64) -> Vec<Check> {
+/// The scopes `principal`'s request for `model` is counted in, the most
+/// particular first (when several refuse, the first is the one named): the
+/// key, the user, the user's group and membership tier, the model, the
+/// gateway. Without a model, none of the model's.
+pub fn checks(
+    config: &RateLimits,
+    principal: &Principal,
+    model: Option<&str>,
+    now_ms: i64,
+) -> Vec<Check> {
     let user = &principal.user;
     let mut checks = Vec::new();
     // Scope names are built only for limits that are set: a gateway
@@ -33,8 +44,11 @@ pub fn checks(config: &RateLimits, principal: &Principal, model: &str, now_ms: i
             });
         }
     };
-    add(Some(&config.global()), &|| "global".into());
-    add(config.models.get(model), &|| format!("model:{model}"));
+    let key = Limits::from_stored(&principal.key.limits);
+    add(Some(&key), &|| format!("key:{}", principal.key.id));
+    add(Some(&Limits::from_stored(&user.limits)), &|| {
+        format!("user:{}", user.id)
+    });
     add(config.groups.get(&user.group_name), &|| {
         format!("group:{}:user:{}", user.group_name, user.id)
     });
@@ -44,7 +58,30 @@ pub fn checks(config: &RateLimits, principal: &Principal, model: &str, now_ms: i
             format!("tier:{}:user:{}", user.tier, user.id)
         });
     }
+    if let Some(model) = model {
+        add(config.models.get(model), &|| format!("model:{model}"));
+    }
+    add(Some(&config.global()), &|| "global".into());
     checks
+}
+
+/// `principal`'s limits (with `model`'s, when named) and what is left of
+/// them now, taking nothing: where they are counted (Redis, when shared).
+/// Redis away: refused, or this instance's own figures, as requests are.
+pub async fn peek(
+    app: &App,
+    principal: &Principal,
+    model: Option<&str>,
+) -> Result<Vec<ScopeStatus>, ApiError> {
+    let checks = checks(&app.config.rate_limits, principal, model, store::now_ms());
+    if let Some(shared) = &app.shared {
+        match shared.peek(&checks).await {
+            Ok(statuses) => return Ok(statuses),
+            Err(_) if shared.on_failure == OnRedisFailure::Local => {}
+            Err(_) => return Err(ApiError::LimitsUnavailable),
+        }
+    }
+    Ok(app.limiter.peek(&checks, Instant::now()))
 }
 
 /// What a request took of its rate limits: on this instance, or in Redis.
@@ -65,24 +102,36 @@ impl Taken {
 
 /// Counts the request in `checks` on this instance, estimated at `tokens`;
 /// `None` when no limit applies to it.
-pub fn admit_local(app: &App, checks: Vec<Check>, tokens: u64) -> Result<Option<Taken>, ApiError> {
+pub fn admit_local(
+    app: &App,
+    principal: &Principal,
+    checks: Vec<Check>,
+    tokens: u64,
+) -> Result<Option<Taken>, ApiError> {
     if checks.is_empty() {
         return Ok(None);
     }
     app.limiter
         .admit(checks, tokens, Instant::now())
         .map(|admission| Some(Taken::Local(admission)))
-        .map_err(|refusal| refused(app, refusal))
+        .map_err(|refusal| refused(app, principal, refusal))
 }
 
-/// The 429 for a refusal, counted.
-pub fn refused(app: &App, refusal: Refusal) -> ApiError {
+/// The 429 for a refusal, counted (by kind, and for the key refused).
+pub fn refused(app: &App, principal: &Principal, refusal: Refusal) -> ApiError {
     let kind = match refusal.kind {
         LimitKind::Requests => "requests",
         LimitKind::Tokens => "tokens",
         LimitKind::Concurrency => "concurrency",
     };
     app.metrics.record_rate_limited(kind);
+    app.rate_refusals.record(
+        &principal.key.id,
+        principal.user.id,
+        ScopeKind::of(&refusal.scope),
+        refusal.kind,
+        store::now_ms(),
+    );
     ApiError::RateLimited {
         what: describe(&refusal.scope, refusal.kind),
         retry_after_secs: refusal
@@ -98,11 +147,17 @@ fn describe(scope: &str, kind: LimitKind) -> String {
         LimitKind::Tokens => "tokens per minute",
         LimitKind::Concurrency => "concurrent requests",
     };
-    let whose = match scope.split(':').next() {
-        Some("model") => format!("of the model `{}`", scope.split(':').nth(1).unwrap_or("")),
-        Some("group") => "of your group".to_string(),
-        Some("tier") => "of your membership tier".to_string(),
-        _ => "of the gateway".to_string(),
+    let whose = match ScopeKind::of(scope) {
+        // A model's name may hold colons itself: all after the first.
+        ScopeKind::Model => format!(
+            "of the model `{}`",
+            scope.split_once(':').map_or("", |(_, model)| model)
+        ),
+        ScopeKind::Key => "of your API key".to_string(),
+        ScopeKind::User => "of your account".to_string(),
+        ScopeKind::Group => "of your group".to_string(),
+        ScopeKind::Tier => "of your membership tier".to_string(),
+        ScopeKind::Global => "of the gateway".to_string(),
     };
     format!("{what} {whose}")
 }
@@ -209,6 +264,98 @@ fn openai_duration(d: Duration) -> String {
 mod tests {
     use super::*;
 
+    fn principal(key: store::RateLimits, user: store::RateLimits) -> Principal {
+        Principal {
+            key: store::ApiKey {
+                id: "key_a".into(),
+                user_id: 7,
+                key_prefix: "sk-abcd".into(),
+                key_last4: "wxyz".into(),
+                remark: String::new(),
+                is_admin: false,
+                is_disabled: false,
+                permissions: vec![],
+                max_fee: 0,
+                used_fee: 0,
+                held: 0,
+                limits: key,
+                revision: 0,
+                used_times: 0,
+                created_at: 0,
+                used_at: None,
+                expired_at: None,
+            },
+            user: store::User {
+                id: 7,
+                name: "u".into(),
+                group_name: "vip".into(),
+                tier: "free".into(),
+                membership_expires_at: None,
+                balance: 0,
+                free_balance: 0,
+                held: 0,
+                limits: user,
+                revision: 0,
+                created_at: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn keys_and_users_are_scopes_of_their_own_checked_first() {
+        let none = store::RateLimits::default();
+        let config = RateLimits::default();
+        // Nothing set: nothing allocated (the hot path of most gateways).
+        let empty = checks(&config, &principal(none, none), Some("m"), 0);
+        assert_eq!(empty.capacity(), 0);
+
+        let key = store::RateLimits {
+            rpm: Some(60),
+            ..none
+        };
+        let user = store::RateLimits {
+            concurrency: Some(3),
+            ..none
+        };
+        let mut config = RateLimits {
+            rpm: Some(10_000),
+            ..RateLimits::default()
+        };
+        config.groups.insert(
+            "vip".into(),
+            Limits {
+                rpm: Some(120),
+                ..Limits::default()
+            },
+        );
+        config.models.insert(
+            "m".into(),
+            Limits {
+                tpm: Some(1_000),
+                ..Limits::default()
+            },
+        );
+        let scopes: Vec<(String, Limits)> = checks(&config, &principal(key, user), Some("m"), 0)
+            .into_iter()
+            .map(|c| (c.scope, c.limits))
+            .collect();
+        let names: Vec<&str> = scopes.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "key:key_a",
+                "user:7",
+                "group:vip:user:7",
+                "model:m",
+                "global"
+            ]
+        );
+        assert_eq!(scopes[0].1.rpm, Some(60));
+        assert_eq!(scopes[1].1.concurrency, Some(3));
+        // Without a model, the model's scope is left out.
+        assert_eq!(checks(&config, &principal(key, user), None, 0).len(), 4);
+    }
+
     #[test]
     fn resets_read_as_openai_writes_them() {
         assert_eq!(openai_duration(Duration::from_millis(120)), "120ms");
@@ -231,6 +378,18 @@ mod tests {
         assert_eq!(
             describe("global", LimitKind::Concurrency),
             "concurrent requests of the gateway"
+        );
+        assert_eq!(
+            describe("key:key_abc", LimitKind::Requests),
+            "requests per minute of your API key"
+        );
+        assert_eq!(
+            describe("user:7", LimitKind::Concurrency),
+            "concurrent requests of your account"
+        );
+        assert_eq!(
+            describe("model:ft:gpt-4o:acme", LimitKind::Requests),
+            "requests per minute of the model `ft:gpt-4o:acme`"
         );
     }
 }

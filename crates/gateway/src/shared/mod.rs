@@ -36,7 +36,7 @@ use store::{ApiKey, KeyFigures, User, UserFigures};
 
 use crate::billing::BillingError;
 use crate::config::{OnRedisFailure, RedisConfig};
-use crate::limits::{Check, Headroom, LimitKind, Refusal};
+use crate::limits::{Check, Headroom, LimitKind, Refusal, ScopeStatus};
 use crate::metrics::Metrics;
 
 /// Why a request was not admitted through Redis.
@@ -130,6 +130,7 @@ pub struct Shared {
     admit_script: Script,
     settle_script: Script,
     apply_script: Script,
+    peek_script: Script,
     /// Whether the last call failed: warnings are logged when Redis goes
     /// away and comes back, not once per request.
     down: AtomicBool,
@@ -161,6 +162,7 @@ impl Shared {
             admit_script: Script::new(include_str!("admit.lua")),
             settle_script: Script::new(include_str!("settle.lua")),
             apply_script: Script::new(include_str!("apply.lua")),
+            peek_script: Script::new(include_str!("peek.lua")),
             down: AtomicBool::new(false),
             metrics,
         });
@@ -357,6 +359,43 @@ impl Shared {
                 "unexpected answer from the admission script: {other:?}"
             ))),
         }
+    }
+
+    /// What is left of `checks`' limits now, taking nothing.
+    pub async fn peek(self: &Arc<Self>, checks: &[Check]) -> Result<Vec<ScopeStatus>, String> {
+        let mut invocation = self.peek_script.prepare_invoke();
+        invocation.arg(checks.len());
+        for check in checks {
+            for key in self.scope_keys(&check.scope) {
+                invocation.key(key);
+            }
+            invocation
+                .arg(check.limits.rpm.unwrap_or(0))
+                .arg(check.limits.tpm.unwrap_or(0));
+        }
+        let answer: Vec<i64> = self.call("peek", invocation).await?;
+        if answer.len() != 5 * checks.len() {
+            return Err(format!(
+                "unexpected answer from the peek script: {answer:?}"
+            ));
+        }
+        Ok(checks
+            .iter()
+            .zip(answer.chunks(5))
+            .map(|(check, figures)| ScopeStatus {
+                scope: check.scope.clone(),
+                limits: check.limits,
+                requests: check
+                    .limits
+                    .rpm
+                    .and_then(|rpm| headroom(rpm as i64, figures[0], figures[1])),
+                tokens: check
+                    .limits
+                    .tpm
+                    .and_then(|tpm| headroom(tpm as i64, figures[2], figures[3])),
+                in_use: u32::try_from(figures[4]).unwrap_or(0),
+            })
+            .collect())
     }
 
     /// The request is done: its tokens corrected to `used`, its leases

@@ -152,6 +152,7 @@ async fn a_user_holds_at_most_the_configured_number_of_keys() {
             group_name: "default".into(),
             tier: "free".into(),
             membership_expires_at: None,
+            limits: Default::default(),
         },
     )
     .await

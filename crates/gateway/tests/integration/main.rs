@@ -15,6 +15,7 @@ mod faults;
 mod metrics_auth;
 mod mounts;
 mod rate_limits;
+mod rate_limits_keys;
 mod redis_server;
 mod relay;
 mod reload;

@@ -357,3 +357,48 @@ async fn without_redis_a_local_gateway_counts_alone_and_says_so() {
         (before.0 - charged, 0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_limit_is_shared_and_each_instance_tells_what_is_left_of_it() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mock = start_mock().await;
+    let database_url = store::testing::fresh_database_url().await;
+    let a = instance(&mock.url, &database_url, &redis, 1, "closed", "").await;
+    let b = instance(&mock.url, &database_url, &redis, 2, "closed", "").await;
+    let (user_id, _) = a.user("shared-key", "default", "10").await;
+    let (status, created) = a
+        .admin(
+            reqwest::Method::POST,
+            &format!("/admin/users/{user_id}/keys"),
+            Some(json!({"rpm": 10})),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let key = created["key"].as_str().unwrap().to_string();
+    let by_status = burst(&[&a, &b], &key, &chat_body("cheap", false), 30).await;
+    assert_eq!(by_status, HashMap::from([(200, 10), (429, 20)]));
+    // Either instance reads the one shared count.
+    for gw in [&a, &b] {
+        let limits: Value = gw
+            .http
+            .get(format!("{}/v1/usage/limits", gw.url))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let rpm = &limits["limits"][0]["rpm"];
+        assert_eq!(limits["limits"][0]["scope"], "key", "{limits}");
+        assert_eq!(
+            (&rpm["limit"], &rpm["remaining"]),
+            (&json!(10), &json!(0)),
+            "{limits}"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}
