@@ -122,7 +122,8 @@ const DEFAULT_TOP: usize = 20;
 const MAX_TOP: usize = 1_000;
 
 /// `GET /admin/rate-limits/top[?limit=N]`: the keys rate limits refused
-/// most since this instance started, most first.
+/// most since this instance started (with Redis: by all instances together),
+/// most first.
 async fn top_limited(
     State(app): State<App>,
     headers: HeaderMap,
@@ -138,12 +139,15 @@ async fn top_limited(
                     "`limit` must be between 1 and {MAX_TOP}."
                 )));
             }
-            let data: Vec<Value> = app
-                .rate_refusals
-                .top(limit)
-                .iter()
-                .map(refusals_json)
-                .collect();
+            let top = match &app.shared {
+                // Counted by every instance together.
+                Some(shared) => shared
+                    .top_refused(limit)
+                    .await
+                    .map_err(|_| ApiError::LimitsUnavailable)?,
+                None => app.rate_refusals.top(limit),
+            };
+            let data: Vec<Value> = top.iter().map(refusals_json).collect();
             Ok(Json(json!({"object": "list", "data": data})))
         }
         .await,

@@ -27,6 +27,37 @@ pub struct KeyRefusals {
     pub by_limit: [u64; 3],
 }
 
+impl KeyRefusals {
+    /// One refusal of `key_id` (a key of `user_id`) by a `limit` of a scope
+    /// of kind `scope`.
+    pub fn one(
+        key_id: &str,
+        user_id: i64,
+        scope: ScopeKind,
+        limit: LimitKind,
+        at_ms: i64,
+    ) -> KeyRefusals {
+        let mut by_scope = [0; 6];
+        if let Some(i) = ScopeKind::ALL.iter().position(|k| *k == scope) {
+            by_scope[i] = 1;
+        }
+        let mut by_limit = [0; 3];
+        by_limit[match limit {
+            LimitKind::Requests => 0,
+            LimitKind::Tokens => 1,
+            LimitKind::Concurrency => 2,
+        }] = 1;
+        KeyRefusals {
+            key_id: key_id.to_string(),
+            user_id,
+            count: 1,
+            last_at_ms: at_ms,
+            by_scope,
+            by_limit,
+        }
+    }
+}
+
 pub struct Refusals {
     keys: Mutex<HashMap<String, KeyRefusals>>,
     capacity: usize,
@@ -56,34 +87,34 @@ impl Refusals {
         limit: LimitKind,
         at_ms: i64,
     ) {
+        self.add(&KeyRefusals::one(key_id, user_id, scope, limit, at_ms));
+    }
+
+    /// Adds `refusals` to the key's counts.
+    pub fn add(&self, refusals: &KeyRefusals) {
         let mut keys = match self.keys.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if !keys.contains_key(key_id) && keys.len() >= self.capacity {
+        if !keys.contains_key(&refusals.key_id) && keys.len() >= self.capacity {
             forget_least_refused(&mut keys, self.capacity / 2);
         }
         let entry = keys
-            .entry(key_id.to_string())
+            .entry(refusals.key_id.clone())
             .or_insert_with(|| KeyRefusals {
-                key_id: key_id.to_string(),
-                user_id,
                 count: 0,
-                last_at_ms: at_ms,
                 by_scope: [0; 6],
                 by_limit: [0; 3],
+                ..refusals.clone()
             });
-        entry.count += 1;
-        entry.last_at_ms = entry.last_at_ms.max(at_ms);
-        if let Some(i) = ScopeKind::ALL.iter().position(|k| *k == scope) {
-            entry.by_scope[i] += 1;
+        entry.count += refusals.count;
+        entry.last_at_ms = entry.last_at_ms.max(refusals.last_at_ms);
+        for (total, n) in entry.by_scope.iter_mut().zip(refusals.by_scope) {
+            *total += n;
         }
-        let i = match limit {
-            LimitKind::Requests => 0,
-            LimitKind::Tokens => 1,
-            LimitKind::Concurrency => 2,
-        };
-        entry.by_limit[i] += 1;
+        for (total, n) in entry.by_limit.iter_mut().zip(refusals.by_limit) {
+            *total += n;
+        }
     }
 
     /// The `n` keys refused most, most first (the latest first among equals).

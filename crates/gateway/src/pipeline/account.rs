@@ -65,7 +65,7 @@ impl Account {
                 Ok(Some(taken)) => return Ok(Account::new(app, meter, taken, false, what)),
                 Ok(None) => {}
                 Err(NotAdmitted::Limited(refusal)) => {
-                    return Err(limits::refused(app, principal, refusal))
+                    return Err(limits::refused(app, principal, refusal, true))
                 }
                 Err(NotAdmitted::Billing(refused)) => return Err(refused.into()),
                 Err(NotAdmitted::NeedsFigures) => return Err(ApiError::Internal),

@@ -16,6 +16,7 @@ use protocol::TokenUsage;
 use crate::auth::Principal;
 use crate::config::{OnRedisFailure, RateLimits};
 use crate::error::{ApiError, Shape};
+use crate::limits::refusals::KeyRefusals;
 use crate::limits::{
     Admission, Check, Headroom, LimitKind, Limits, Refusal, ScopeKind, ScopeStatus,
 };
@@ -114,24 +115,33 @@ pub fn admit_local(
     app.limiter
         .admit(checks, tokens, Instant::now())
         .map(|admission| Some(Taken::Local(admission)))
-        .map_err(|refusal| refused(app, principal, refusal))
+        .map_err(|refusal| refused(app, principal, refusal, false))
 }
 
 /// The 429 for a refusal, counted (by kind, and for the key refused).
-pub fn refused(app: &App, principal: &Principal, refusal: Refusal) -> ApiError {
+/// `in_redis`: refused by the shared counts, not this instance's own.
+pub fn refused(app: &App, principal: &Principal, refusal: Refusal, in_redis: bool) -> ApiError {
     let kind = match refusal.kind {
         LimitKind::Requests => "requests",
         LimitKind::Tokens => "tokens",
         LimitKind::Concurrency => "concurrency",
     };
     app.metrics.record_rate_limited(kind);
-    app.rate_refusals.record(
+    let counted = KeyRefusals::one(
         &principal.key.id,
         principal.user.id,
         ScopeKind::of(&refusal.scope),
         refusal.kind,
         store::now_ms(),
     );
+    match &app.shared {
+        // Shared by the instances; this one's own count when Redis is away.
+        Some(shared) if in_redis => {
+            let shared = shared.clone();
+            tokio::spawn(async move { shared.record_refusal(&counted).await });
+        }
+        _ => app.rate_refusals.add(&counted),
+    }
     ApiError::RateLimited {
         what: describe(&refusal.scope, refusal.kind),
         retry_after_secs: refusal

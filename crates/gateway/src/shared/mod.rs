@@ -36,6 +36,7 @@ use store::{ApiKey, KeyFigures, User, UserFigures};
 
 use crate::billing::BillingError;
 use crate::config::{OnRedisFailure, RedisConfig};
+use crate::limits::refusals::KeyRefusals;
 use crate::limits::{Check, Headroom, LimitKind, Refusal, ScopeStatus};
 use crate::metrics::Metrics;
 
@@ -359,6 +360,81 @@ impl Shared {
                 "unexpected answer from the admission script: {other:?}"
             ))),
         }
+    }
+
+    /// Counts a refusal of a key for the operator's top list, shared by the
+    /// instances (bounded like the local one: the keys refused least go
+    /// first). Best effort, on the refusal path only.
+    pub async fn record_refusal(self: &Arc<Self>, refusal: &KeyRefusals) {
+        let Ok(mut connection) = self.connection() else {
+            return;
+        };
+        let details = format!("{}:refusal:{}", self.prefix, refusal.key_id);
+        let mut pipe = redis::pipe();
+        pipe.zincr(format!("{}:refused", self.prefix), &refusal.key_id, 1)
+            .ignore()
+            .zremrangebyrank(
+                format!("{}:refused", self.prefix),
+                0,
+                -(crate::limits::refusals::CAPACITY as isize) - 1,
+            )
+            .ignore()
+            .hset(&details, "user", refusal.user_id)
+            .ignore()
+            .hset(&details, "last", refusal.last_at_ms)
+            .ignore();
+        for (i, n) in refusal.by_scope.iter().enumerate().filter(|(_, n)| **n > 0) {
+            pipe.hincr(&details, format!("s{i}"), *n).ignore();
+        }
+        for (i, n) in refusal.by_limit.iter().enumerate().filter(|(_, n)| **n > 0) {
+            pipe.hincr(&details, format!("l{i}"), *n).ignore();
+        }
+        // Details of keys no longer refused (or dropped from the list) go.
+        pipe.expire(&details, 7 * 86_400).ignore();
+        if let Err(e) = self.run(&pipe, &mut connection).await {
+            self.unavailable("refusals", &e);
+        }
+    }
+
+    /// The `n` keys refused most, across the instances.
+    pub async fn top_refused(self: &Arc<Self>, n: usize) -> Result<Vec<KeyRefusals>, String> {
+        let mut connection = self.connection()?;
+        let ranked: Vec<(String, u64)> = tokio::time::timeout(
+            self.timeout,
+            redis::cmd("ZREVRANGE")
+                .arg(format!("{}:refused", self.prefix))
+                .arg(0)
+                .arg(n.saturating_sub(1))
+                .arg("WITHSCORES")
+                .query_async(&mut connection),
+        )
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+        let mut pipe = redis::pipe();
+        for (key_id, _) in &ranked {
+            pipe.hgetall(format!("{}:refusal:{key_id}", self.prefix));
+        }
+        let details: Vec<std::collections::HashMap<String, i64>> =
+            tokio::time::timeout(self.timeout, pipe.query_async(&mut connection))
+                .await
+                .map_err(|_| "timed out".to_string())?
+                .map_err(|e| e.to_string())?;
+        Ok(ranked
+            .into_iter()
+            .zip(details)
+            .map(|((key_id, count), d)| {
+                let get = |field: String| d.get(&field).copied().unwrap_or(0).max(0) as u64;
+                KeyRefusals {
+                    key_id,
+                    user_id: d.get("user").copied().unwrap_or(0),
+                    count,
+                    last_at_ms: d.get("last").copied().unwrap_or(0),
+                    by_scope: std::array::from_fn(|i| get(format!("s{i}"))),
+                    by_limit: std::array::from_fn(|i| get(format!("l{i}"))),
+                }
+            })
+            .collect())
     }
 
     /// What is left of `checks`' limits now, taking nothing.

@@ -399,7 +399,7 @@ async fn usage_limits_show_what_is_left_without_taking_it() {
     // Limits low enough that none refills by one unit while the test runs
     // (one every 5 s, 10 s, 6 s).
     let limits = "[rate_limits]\nrpm = 12\n[rate_limits.models.cheap]\nrpm = 6\n\
-                  [rate_limits.groups.vip]\ntpm = 1000000\n";
+                  [rate_limits.groups.vip]\ntpm = 600\n";
     let gw = start_gateway_with(&mock.url, None, "", limits).await;
     let (user_id, _) = gw.user("watcher", "vip", "10").await;
     let (key, key_id) = new_key(&gw, user_id, json!({"rpm": 10, "concurrency": 2})).await;
@@ -424,15 +424,19 @@ async fn usage_limits_show_what_is_left_without_taking_it() {
         })
     );
     assert_eq!(scope(&fresh, "group")["name"], "vip");
-    assert_eq!(scope(&fresh, "group")["tpm"]["remaining"], 1_000_000);
+    assert_eq!(scope(&fresh, "group")["tpm"]["remaining"], 600);
     assert_eq!(scope(&fresh, "global")["name"], Value::Null);
     // Reading took nothing.
     let (_, again) = own_limits(&gw, &key, "").await;
     assert_eq!(again, fresh);
 
     // Each request served leaves one less.
+    // Small requests (some 60 tokens estimated, 15 used), so that the
+    // group's 600 tokens a minute (10 a second back) show them for seconds.
+    let mut small = chat_body("cheap", false);
+    small["max_tokens"] = json!(10);
     for remaining in [9, 8] {
-        assert_eq!(gw.chat(&key, chat_body("cheap", false)).await.status(), 200);
+        assert_eq!(gw.chat(&key, small.clone()).await.status(), 200);
         let (_, now) = own_limits(&gw, &key, "").await;
         let rpm = &scope(&now, "key")["rpm"];
         assert_eq!(rpm["remaining"], remaining, "{now}");
@@ -444,7 +448,7 @@ async fn usage_limits_show_what_is_left_without_taking_it() {
         );
     }
     let (_, now) = own_limits(&gw, &key, "").await;
-    assert!(scope(&now, "group")["tpm"]["remaining"].as_u64().unwrap() < 1_000_000);
+    assert!(scope(&now, "group")["tpm"]["remaining"].as_u64().unwrap() < 600);
 
     // A model's limits when asked for; none told of a model not usable.
     let (status, with_model) = own_limits(&gw, &key, "?model=cheap").await;
