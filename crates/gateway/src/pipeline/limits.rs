@@ -92,12 +92,12 @@ pub enum Taken {
 }
 
 impl Taken {
-    fn headroom(&self) -> [(&'static str, Option<Headroom>); 2] {
+    fn headroom(&self) -> [(&'static HeaderNames, Option<Headroom>); 2] {
         let (requests, tokens) = match self {
             Taken::Local(admission) => (admission.requests, admission.tokens),
             Taken::Shared(_, ticket) => (ticket.requests, ticket.tokens),
         };
-        [("requests", requests), ("tokens", tokens)]
+        [(&REQUESTS, requests), (&TOKENS, tokens)]
     }
 }
 
@@ -214,15 +214,9 @@ pub fn headers(taken: Option<&Taken>, local: bool, shape: Shape) -> Vec<(HeaderN
     let Some(taken) = taken else {
         return out;
     };
-    let mut put = |name: String, value: String| {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            out.push((name, value));
-        }
-    };
-    for (kind, room) in taken.headroom() {
+    // Names are constants and numbers are written without parsing: these
+    // headers go out with every limited answer.
+    for (names, room) in taken.headroom() {
         let Some(Headroom {
             limit,
             remaining,
@@ -231,30 +225,54 @@ pub fn headers(taken: Option<&Taken>, local: bool, shape: Shape) -> Vec<(HeaderN
         else {
             continue;
         };
-        put(format!("x-ratelimit-limit-{kind}"), limit.to_string());
-        put(
-            format!("x-ratelimit-remaining-{kind}"),
-            remaining.to_string(),
-        );
-        put(format!("x-ratelimit-reset-{kind}"), openai_duration(reset));
+        let text = |value: String| HeaderValue::from_str(&value).ok();
+        out.push((HeaderName::from_static(names.limit), limit.into()));
+        out.push((HeaderName::from_static(names.remaining), remaining.into()));
+        if let Some(value) = text(openai_duration(reset)) {
+            out.push((HeaderName::from_static(names.reset), value));
+        }
         if shape == Shape::Anthropic {
             let at = store::now_ms().saturating_add(reset.as_millis() as i64);
-            put(
-                format!("anthropic-ratelimit-{kind}-limit"),
-                limit.to_string(),
-            );
-            put(
-                format!("anthropic-ratelimit-{kind}-remaining"),
-                remaining.to_string(),
-            );
-            put(
-                format!("anthropic-ratelimit-{kind}-reset"),
-                crate::time::format_ms(at),
-            );
+            out.push((HeaderName::from_static(names.anthropic_limit), limit.into()));
+            out.push((
+                HeaderName::from_static(names.anthropic_remaining),
+                remaining.into(),
+            ));
+            if let Some(value) = text(crate::time::format_ms(at)) {
+                out.push((HeaderName::from_static(names.anthropic_reset), value));
+            }
         }
     }
     out
 }
+
+/// The headers telling one kind of limit.
+struct HeaderNames {
+    limit: &'static str,
+    remaining: &'static str,
+    reset: &'static str,
+    anthropic_limit: &'static str,
+    anthropic_remaining: &'static str,
+    anthropic_reset: &'static str,
+}
+
+const REQUESTS: HeaderNames = HeaderNames {
+    limit: "x-ratelimit-limit-requests",
+    remaining: "x-ratelimit-remaining-requests",
+    reset: "x-ratelimit-reset-requests",
+    anthropic_limit: "anthropic-ratelimit-requests-limit",
+    anthropic_remaining: "anthropic-ratelimit-requests-remaining",
+    anthropic_reset: "anthropic-ratelimit-requests-reset",
+};
+
+const TOKENS: HeaderNames = HeaderNames {
+    limit: "x-ratelimit-limit-tokens",
+    remaining: "x-ratelimit-remaining-tokens",
+    reset: "x-ratelimit-reset-tokens",
+    anthropic_limit: "anthropic-ratelimit-tokens-limit",
+    anthropic_remaining: "anthropic-ratelimit-tokens-remaining",
+    anthropic_reset: "anthropic-ratelimit-tokens-reset",
+};
 
 /// A duration as OpenAI writes its resets: `1s`, `6m0s`, `120ms`.
 fn openai_duration(d: Duration) -> String {
