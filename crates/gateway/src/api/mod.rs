@@ -320,8 +320,10 @@ pub(crate) fn with_headers(
     mut response: Response,
     headers: Vec<(axum::http::HeaderName, axum::http::HeaderValue)>,
 ) -> Response {
+    let map = response.headers_mut();
+    map.reserve(headers.len());
     for (name, value) in headers {
-        response.headers_mut().insert(name, value);
+        map.insert(name, value);
     }
     response
 }

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use foldhash::fast::RandomState as FastHash;
 use gcra::{Gcra, Rate};
 
 const SHARDS: usize = 16;
@@ -172,6 +173,7 @@ pub struct Admission {
 #[derive(Debug)]
 struct Taken {
     scope: String,
+    shard: usize,
     tpm: Option<Rate>,
     lease: Option<u64>,
 }
@@ -194,9 +196,14 @@ impl ScopeState {
 
 #[derive(Default)]
 struct Shard {
-    scopes: HashMap<String, ScopeState>,
+    /// Scope names are the gateway's own (ids, configured names), not a
+    /// client's choice: a fast hash, not a DoS-resistant one.
+    scopes: HashMap<String, ScopeState, FastHash>,
     sweep_at: usize,
 }
+
+/// The shards a request's scopes live in, locked; the others `None`.
+type Locked<'a> = [Option<MutexGuard<'a, Shard>>; SHARDS];
 
 pub struct Limiter {
     shards: Vec<Mutex<Shard>>,
@@ -228,21 +235,23 @@ impl Limiter {
         (hash % SHARDS as u64) as usize
     }
 
-    /// Locks the shards of `checks`, in shard order.
-    fn lock(&self, checks: &[Check]) -> Vec<(usize, MutexGuard<'_, Shard>)> {
-        let mut wanted: Vec<usize> = checks.iter().map(|c| Self::shard_of(&c.scope)).collect();
-        wanted.sort_unstable();
-        wanted.dedup();
-        wanted
-            .into_iter()
-            .map(|i| {
-                let guard = match self.shards[i].lock() {
+    /// Locks the shards of `checks` (each once, in shard order, so that two
+    /// requests never wait for each other's), without allocating.
+    fn lock(&self, checks: &[Check]) -> Locked<'_> {
+        let mut wanted: u32 = 0;
+        for check in checks {
+            wanted |= 1 << Self::shard_of(&check.scope);
+        }
+        let mut guards: Locked<'_> = std::array::from_fn(|_| None);
+        for (i, guard) in guards.iter_mut().enumerate() {
+            if wanted & (1 << i) != 0 {
+                *guard = Some(match self.shards[i].lock() {
                     Ok(g) => g,
                     Err(poisoned) => poisoned.into_inner(),
-                };
-                (i, guard)
-            })
-            .collect()
+                });
+            }
+        }
+        guards
     }
 
     /// Admits a request counted in every scope of `checks`, estimated at
@@ -258,16 +267,13 @@ impl Limiter {
         }
         let now = self.nanos(at);
         let mut shards = self.lock(&checks);
-        // Where each scope's shard is among those locked.
-        let shard = |shards: &[(usize, MutexGuard<'_, Shard>)], scope: &str| -> usize {
-            let i = Self::shard_of(scope);
-            shards.iter().position(|(j, _)| *j == i).unwrap_or(0)
-        };
         // Phase 1: every limit checked against what the state would become.
         let mut next: Vec<(usize, Gcra, Gcra, bool)> = Vec::with_capacity(checks.len());
         for check in &checks {
-            let at_shard = shard(&shards, &check.scope);
-            let state = shards[at_shard].1.scopes.get(&check.scope);
+            let at_shard = Self::shard_of(&check.scope);
+            let state = shards[at_shard]
+                .as_ref()
+                .and_then(|shard| shard.scopes.get(check.scope.as_str()));
             let (requests, tokens_state, leases) = match state {
                 Some(s) => (
                     s.requests,
@@ -305,29 +311,26 @@ impl Limiter {
         // Phase 2: all admitted; the states are written.
         let mut admission = Admission {
             estimated: tokens,
-            taken: Vec::with_capacity(checks.len()),
             ..Admission::default()
         };
         let expires = now.saturating_add(self.lease_ttl.as_nanos());
         for (check, (at_shard, requests, tokens_state, lease)) in checks.into_iter().zip(next) {
-            let scopes = &mut shards[at_shard].1;
-            if scopes.scopes.len() >= scopes.sweep_at.max(SWEEP_AT) {
-                scopes.scopes.retain(|_, s| !s.idle(now));
-                scopes.sweep_at = (scopes.scopes.len() * 2).max(SWEEP_AT);
+            let Some(shard) = shards[at_shard].as_mut() else {
+                continue;
+            };
+            if shard.scopes.len() >= shard.sweep_at.max(SWEEP_AT) {
+                shard.scopes.retain(|_, s| !s.idle(now));
+                shard.sweep_at = (shard.scopes.len() * 2).max(SWEEP_AT);
             }
             // A scope seen before is found without copying its name.
-            if !scopes.scopes.contains_key(&check.scope) {
-                scopes
-                    .scopes
-                    .insert(check.scope.clone(), ScopeState::default());
-            }
-            let Some(state) = scopes.scopes.get_mut(&check.scope) else {
-                continue;
+            let state = match shard.scopes.get_mut(check.scope.as_str()) {
+                Some(state) => state,
+                None => shard.scopes.entry(check.scope.clone()).or_default(),
             };
             state.requests = requests;
             state.tokens = tokens_state;
-            state.leases.retain(|(_, until)| *until > now);
             let lease = lease.then(|| {
+                state.leases.retain(|(_, until)| *until > now);
                 let id = self.next_lease.fetch_add(1, Ordering::Relaxed);
                 state.leases.push((id, expires));
                 id
@@ -338,11 +341,17 @@ impl Limiter {
             if let Some(tpm) = check.limits.tpm {
                 tighten(&mut admission.tokens, headroom(tpm, tokens_state, now));
             }
-            admission.taken.push(Taken {
-                scope: check.scope,
-                tpm: check.limits.tpm.map(Rate::per_minute),
-                lease,
-            });
+            // Only what settlement changes is remembered: a scope limited
+            // by requests alone has nothing to give back.
+            let tpm = check.limits.tpm.map(Rate::per_minute);
+            if tpm.is_some() || lease.is_some() {
+                admission.taken.push(Taken {
+                    scope: check.scope,
+                    shard: at_shard,
+                    tpm,
+                    lease,
+                });
+            }
         }
         Ok(admission)
     }
@@ -355,12 +364,11 @@ impl Limiter {
         }
         let now = self.nanos(at);
         for taken in admission.taken {
-            let i = Self::shard_of(&taken.scope);
-            let mut shard = match self.shards[i].lock() {
+            let mut shard = match self.shards[taken.shard].lock() {
                 Ok(g) => g,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            let Some(state) = shard.scopes.get_mut(&taken.scope) else {
+            let Some(state) = shard.scopes.get_mut(taken.scope.as_str()) else {
                 continue;
             };
             if let Some(rate) = taken.tpm {
@@ -384,11 +392,9 @@ impl Limiter {
         checks
             .iter()
             .map(|check| {
-                let i = Self::shard_of(&check.scope);
-                let state = shards
-                    .iter()
-                    .find(|(j, _)| *j == i)
-                    .and_then(|(_, shard)| shard.scopes.get(&check.scope));
+                let state = shards[Self::shard_of(&check.scope)]
+                    .as_ref()
+                    .and_then(|shard| shard.scopes.get(check.scope.as_str()));
                 let (requests, tokens, in_use) = match state {
                     Some(s) => (
                         s.requests,

@@ -214,6 +214,7 @@ pub fn headers(taken: Option<&Taken>, local: bool, shape: Shape) -> Vec<(HeaderN
     let Some(taken) = taken else {
         return out;
     };
+
     // Names are constants and numbers are written without parsing: these
     // headers go out with every limited answer.
     for (names, room) in taken.headroom() {
