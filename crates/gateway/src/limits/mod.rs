@@ -20,7 +20,7 @@ pub mod fields;
 pub mod gcra;
 pub mod refusals;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -183,14 +183,48 @@ struct ScopeState {
     requests: Gcra,
     tokens: Gcra,
     /// Leases held: (id, expires at, in nanoseconds since the epoch).
-    leases: Vec<(u64, u128)>,
+    leases: Leases,
 }
 
 impl ScopeState {
     fn idle(&self, now: u128) -> bool {
-        self.leases.is_empty()
+        self.leases.held(now) == 0
             && self.requests.reset_after(now).is_zero()
             && self.tokens.reset_after(now).is_zero()
+    }
+}
+
+/// A scope's concurrency leases: (id, expires at), in the order they were
+/// taken — ids rising, and expiries too (give or take the moments between
+/// reading the clock and taking the lock) — so that counting them, taking
+/// one and giving one back cost no scan of the others.
+#[derive(Debug, Default)]
+struct Leases(VecDeque<(u64, u128)>);
+
+impl Leases {
+    /// Leases held at `now`, not counting those expired.
+    fn held(&self, now: u128) -> usize {
+        let expired = self.0.partition_point(|(_, until)| *until <= now);
+        self.0.len() - expired
+    }
+
+    fn take(&mut self, id: u64, expires: u128, now: u128) {
+        while self.0.front().is_some_and(|(_, until)| *until <= now) {
+            self.0.pop_front();
+        }
+        // Kept in order of expiry: a lease taken a moment after another
+        // but with an earlier clock reading lives that moment longer.
+        let expires = self
+            .0
+            .back()
+            .map_or(expires, |(_, last)| expires.max(*last));
+        self.0.push_back((id, expires));
+    }
+
+    fn give_back(&mut self, id: u64) {
+        if let Ok(i) = self.0.binary_search_by_key(&id, |(lease, _)| *lease) {
+            self.0.remove(i);
+        }
     }
 }
 
@@ -275,11 +309,7 @@ impl Limiter {
                 .as_ref()
                 .and_then(|shard| shard.scopes.get(check.scope.as_str()));
             let (requests, tokens_state, leases) = match state {
-                Some(s) => (
-                    s.requests,
-                    s.tokens,
-                    s.leases.iter().filter(|(_, until)| *until > now).count(),
-                ),
+                Some(s) => (s.requests, s.tokens, s.leases.held(now)),
                 None => (Gcra::default(), Gcra::default(), 0),
             };
             let refuse = |kind, retry_after| Refusal {
@@ -330,9 +360,8 @@ impl Limiter {
             state.requests = requests;
             state.tokens = tokens_state;
             let lease = lease.then(|| {
-                state.leases.retain(|(_, until)| *until > now);
                 let id = self.next_lease.fetch_add(1, Ordering::Relaxed);
-                state.leases.push((id, expires));
+                state.leases.take(id, expires, now);
                 id
             });
             if let Some(rpm) = check.limits.rpm {
@@ -377,7 +406,7 @@ impl Limiter {
                     .reconcile(rate, now, admission.estimated, actual);
             }
             if let Some(id) = taken.lease {
-                state.leases.retain(|(lease, _)| *lease != id);
+                state.leases.give_back(id);
             }
         }
     }
@@ -396,11 +425,7 @@ impl Limiter {
                     .as_ref()
                     .and_then(|shard| shard.scopes.get(check.scope.as_str()));
                 let (requests, tokens, in_use) = match state {
-                    Some(s) => (
-                        s.requests,
-                        s.tokens,
-                        s.leases.iter().filter(|(_, until)| *until > now).count(),
-                    ),
+                    Some(s) => (s.requests, s.tokens, s.leases.held(now)),
                     None => (Gcra::default(), Gcra::default(), 0),
                 };
                 ScopeStatus {

@@ -97,7 +97,7 @@ impl Taken {
             Taken::Local(admission) => (admission.requests, admission.tokens),
             Taken::Shared(_, ticket) => (ticket.requests, ticket.tokens),
         };
-        [(&REQUESTS, requests), (&TOKENS, tokens)]
+        [(&REQUESTS_NAMES, requests), (&TOKENS_NAMES, tokens)]
     }
 }
 
@@ -226,53 +226,54 @@ pub fn headers(taken: Option<&Taken>, local: bool, shape: Shape) -> Vec<(HeaderN
         else {
             continue;
         };
-        let text = |value: String| HeaderValue::from_str(&value).ok();
-        out.push((HeaderName::from_static(names.limit), limit.into()));
-        out.push((HeaderName::from_static(names.remaining), remaining.into()));
-        if let Some(value) = text(openai_duration(reset)) {
-            out.push((HeaderName::from_static(names.reset), value));
-        }
+        out.push((names.limit.clone(), limit.into()));
+        out.push((names.remaining.clone(), remaining.into()));
+        out.push((names.reset.clone(), text(openai_duration(reset))));
         if shape == Shape::Anthropic {
             let at = store::now_ms().saturating_add(reset.as_millis() as i64);
-            out.push((HeaderName::from_static(names.anthropic_limit), limit.into()));
+            out.push((names.anthropic_limit.clone(), limit.into()));
+            out.push((names.anthropic_remaining.clone(), remaining.into()));
             out.push((
-                HeaderName::from_static(names.anthropic_remaining),
-                remaining.into(),
+                names.anthropic_reset.clone(),
+                text(crate::time::format_ms(at)),
             ));
-            if let Some(value) = text(crate::time::format_ms(at)) {
-                out.push((HeaderName::from_static(names.anthropic_reset), value));
-            }
         }
     }
     out
 }
 
-/// The headers telling one kind of limit.
-struct HeaderNames {
-    limit: &'static str,
-    remaining: &'static str,
-    reset: &'static str,
-    anthropic_limit: &'static str,
-    anthropic_remaining: &'static str,
-    anthropic_reset: &'static str,
+/// A header value of text known to be plain ASCII, without copying it.
+fn text(value: String) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(value))
+        .unwrap_or(HeaderValue::from_static(""))
 }
 
-const REQUESTS: HeaderNames = HeaderNames {
-    limit: "x-ratelimit-limit-requests",
-    remaining: "x-ratelimit-remaining-requests",
-    reset: "x-ratelimit-reset-requests",
-    anthropic_limit: "anthropic-ratelimit-requests-limit",
-    anthropic_remaining: "anthropic-ratelimit-requests-remaining",
-    anthropic_reset: "anthropic-ratelimit-requests-reset",
+/// The headers telling one kind of limit.
+struct HeaderNames {
+    limit: HeaderName,
+    remaining: HeaderName,
+    reset: HeaderName,
+    anthropic_limit: HeaderName,
+    anthropic_remaining: HeaderName,
+    anthropic_reset: HeaderName,
+}
+
+static REQUESTS_NAMES: HeaderNames = HeaderNames {
+    limit: HeaderName::from_static("x-ratelimit-limit-requests"),
+    remaining: HeaderName::from_static("x-ratelimit-remaining-requests"),
+    reset: HeaderName::from_static("x-ratelimit-reset-requests"),
+    anthropic_limit: HeaderName::from_static("anthropic-ratelimit-requests-limit"),
+    anthropic_remaining: HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
+    anthropic_reset: HeaderName::from_static("anthropic-ratelimit-requests-reset"),
 };
 
-const TOKENS: HeaderNames = HeaderNames {
-    limit: "x-ratelimit-limit-tokens",
-    remaining: "x-ratelimit-remaining-tokens",
-    reset: "x-ratelimit-reset-tokens",
-    anthropic_limit: "anthropic-ratelimit-tokens-limit",
-    anthropic_remaining: "anthropic-ratelimit-tokens-remaining",
-    anthropic_reset: "anthropic-ratelimit-tokens-reset",
+static TOKENS_NAMES: HeaderNames = HeaderNames {
+    limit: HeaderName::from_static("x-ratelimit-limit-tokens"),
+    remaining: HeaderName::from_static("x-ratelimit-remaining-tokens"),
+    reset: HeaderName::from_static("x-ratelimit-reset-tokens"),
+    anthropic_limit: HeaderName::from_static("anthropic-ratelimit-tokens-limit"),
+    anthropic_remaining: HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
+    anthropic_reset: HeaderName::from_static("anthropic-ratelimit-tokens-reset"),
 };
 
 /// A duration as OpenAI writes its resets: `1s`, `6m0s`, `120ms`.
