@@ -84,6 +84,14 @@ class Redis:
 
         wait_for(answers, 10, "redis-server listening")
 
+    def figures(self, user_id):
+        """[balance, held, holds left] of a user in Redis, as text."""
+        cli = ["redis-cli", "-p", str(self.port), "--raw"]
+        user = "{tollgate}:u:" + str(user_id)
+        bal_held = subprocess.run(cli + ["HMGET", user, "bal", "held"], capture_output=True, text=True).stdout.split()
+        holds = subprocess.run(cli + ["ZCARD", "{tollgate}:uh:" + str(user_id)], capture_output=True, text=True)
+        return bal_held + holds.stdout.split()
+
     def kill(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
@@ -210,6 +218,13 @@ def test_a_balance_covering_n_requests_serves_exactly_n_across_two_instances(dep
     user, records = settled(urls[1], user_id, n)
     assert len(records) == n and all(int(r["cost_nano_usd"]) == EXACT_COST_NANO for r in records), records
     assert balance_nano(user) == 0, user
+    # Redis released every hold with its committed charge, and keeps the
+    # balance the database has.
+    wait_for(
+        lambda: deployment.redis.figures(user_id) == ["0", "0", "0"],
+        10,
+        "Redis to hold nothing for the user",
+    )
 
 
 def test_a_shared_60_rpm_limit_admits_60_in_all_not_120(deployment):

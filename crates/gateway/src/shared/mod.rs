@@ -391,7 +391,11 @@ impl Shared {
         }
         // Details of keys no longer refused (or dropped from the list) go.
         pipe.expire(&details, 7 * 86_400).ignore();
-        if let Err(e) = self.run(&pipe, &mut connection).await {
+        if let Err(e) = self
+            .run(&pipe, &mut connection)
+            .await
+            .map_err(|e| e.to_string())
+        {
             self.unavailable("refusals", &e);
         }
     }
@@ -537,8 +541,9 @@ impl Shared {
                 .ignore();
         }
         let mut result = self.run(&pipe, &mut connection).await;
-        if matches!(&result, Err(e) if e.contains("NOSCRIPT")) {
-            // Redis restarted since the script was last loaded.
+        if matches!(&result, Err(e) if e.kind() == redis::ErrorKind::NoScriptError) {
+            // Not loaded yet (EVALSHA in a pipeline does not load it), or
+            // Redis restarted since.
             let loaded =
                 tokio::time::timeout(self.timeout, self.apply_script.load_async(&mut connection))
                     .await;
@@ -547,21 +552,23 @@ impl Shared {
             }
         }
         if let Err(e) = result {
-            self.unavailable("apply", &e);
+            self.unavailable("apply", &e.to_string());
         }
     }
 }
 
 impl Shared {
+    /// Sends `pipe` within the timeout.
     async fn run(
         &self,
         pipe: &redis::Pipeline,
         connection: &mut ConnectionManager,
-    ) -> Result<(), String> {
+    ) -> Result<(), redis::RedisError> {
         tokio::time::timeout(self.timeout, pipe.query_async::<()>(connection))
             .await
-            .map_err(|_| "timed out".to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out").into())
+            })
     }
 }
 

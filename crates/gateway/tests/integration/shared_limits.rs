@@ -136,6 +136,29 @@ async fn two_instances_never_admit_more_than_the_balance_covers() {
     let (records, user) = persisted(&database_url, user_id).await;
     assert_eq!(records.len(), 10);
     assert_eq!((user.balance + user.free_balance, user.held), (0, 0));
+    // Redis released every hold once its charge was committed, and keeps
+    // the balance the database has.
+    let figures = redis_figures(&redis, user_id).await;
+    assert_eq!(figures, (Some(0), Some(0), 0), "balance, held, holds left");
+}
+
+/// What Redis keeps of a user: (balance, held, holds in its set).
+async fn redis_figures(redis: &RedisServer, user_id: i64) -> (Option<i64>, Option<i64>, usize) {
+    let client = ::redis::Client::open(redis.url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let (balance, held): (Option<i64>, Option<i64>) = ::redis::cmd("HMGET")
+        .arg(format!("{{tollgate}}:u:{user_id}"))
+        .arg("bal")
+        .arg("held")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let holds: usize = ::redis::cmd("ZCARD")
+        .arg(format!("{{tollgate}}:uh:{user_id}"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    (balance, held, holds)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -398,6 +421,22 @@ async fn a_keys_limit_is_shared_and_each_instance_tells_what_is_left_of_it() {
             (&json!(10), &json!(0)),
             "{limits}"
         );
+    }
+    // The operator sees the refusals of both instances together.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, top) = b
+            .admin(reqwest::Method::GET, "/admin/rate-limits/top", None)
+            .await;
+        assert_eq!(status, 200, "{top}");
+        if top["data"][0]["count"] == 20 {
+            assert_eq!(top["data"][0]["user_id"], user_id);
+            assert_eq!(top["data"][0]["by_scope"], json!({"key": 20}));
+            assert_eq!(top["data"][0]["by_limit"]["requests"], 20);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{top}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     a.stop().await;
     b.stop().await;
