@@ -194,9 +194,18 @@ pub fn settle(
         }
         // Settling can run in a drop, outside any task: without a runtime
         // the leases expire by themselves.
-        Some(Taken::Shared(shared, ticket)) => tokio::runtime::Handle::try_current()
-            .ok()
-            .map(|runtime| runtime.spawn(async move { shared.settle(ticket, total).await })),
+        Some(Taken::Shared(shared, ticket)) => {
+            if !ticket.gives_back() {
+                return None;
+            }
+            let leased = ticket.leased();
+            let returning = tokio::runtime::Handle::try_current()
+                .ok()?
+                .spawn(async move { shared.settle(ticket, total).await });
+            // Only a lease is worth the client's wait: tokens given back a
+            // moment later change nothing it could notice.
+            leased.then_some(returning)
+        }
     }
 }
 

@@ -87,11 +87,27 @@ impl Hold<'_> {
 /// What an admitted request took of its limits, to give back at the end.
 #[derive(Debug)]
 pub struct Ticket {
+    /// The scopes with something to give back: tokens (their tpm) or a lease.
     scopes: Vec<(String, Option<u64>)>,
     lease: String,
+    /// Whether a concurrency lease was taken.
+    leased: bool,
     estimated: u64,
     pub requests: Option<Headroom>,
     pub tokens: Option<Headroom>,
+}
+
+impl Ticket {
+    /// Whether settling changes anything in Redis.
+    pub fn gives_back(&self) -> bool {
+        !self.scopes.is_empty()
+    }
+
+    /// Whether a concurrency lease was taken (the client's next request may
+    /// need it back).
+    pub fn leased(&self) -> bool {
+        self.leased
+    }
 }
 
 /// A hold taken in Redis, released once its settlement is committed.
@@ -328,9 +344,11 @@ impl Shared {
             [0, rpm, rpm_left, rpm_reset, tpm, tpm_left, tpm_reset] => Ok(Ticket {
                 scopes: checks
                     .iter()
+                    .filter(|c| c.limits.tpm.is_some() || c.limits.concurrency.is_some())
                     .map(|c| (c.scope.clone(), c.limits.tpm))
                     .collect(),
                 lease,
+                leased: checks.iter().any(|c| c.limits.concurrency.is_some()),
                 estimated: tokens,
                 requests: headroom(*rpm, *rpm_left, *rpm_reset),
                 tokens: headroom(*tpm, *tpm_left, *tpm_reset),
