@@ -135,10 +135,19 @@ def deployment(tmp_path):
             proc, url = start_gateway(home, config)
             procs.append(proc)
             urls.append(url)
+            homes.append(home)
         return urls
 
+    def restart(i):
+        """Starts instance `i` again, in its folder (so on its journal)."""
+        proc, url = start_gateway(homes[i], homes[i] / "tollgate.toml")
+        procs.append(proc)
+        return url
+
+    homes = []
     start.redis = redis
     start.procs = procs
+    start.restart = restart
     try:
         yield start
     finally:
@@ -269,7 +278,7 @@ def test_redis_killed_mid_burst_refuses_and_charges_nothing_twice(deployment):
 def test_a_killed_instances_lease_is_freed_after_its_ttl(deployment):
     tail = f'\n[rate_limits]\nlease_ttl_secs = 3\n[rate_limits.models."{MODEL}"]\nconcurrency = 1\n'
     urls = deployment(tail)
-    _, key = new_user(urls[0], "split-lease", "10")
+    new_user_id, key = new_user(urls[0], "split-lease", "10")
     first, second = clients(urls, key)
     slow = [{"role": "user", "content": 'hello [mock-script:{"first_piece_delay_ms": 60000}]'}]
     hello = [{"role": "user", "content": "hello"}]
@@ -293,3 +302,11 @@ def test_a_killed_instances_lease_is_freed_after_its_ttl(deployment):
     wait_for(served, 15, "the dead instance's lease to expire", interval=0.2)
     waited = time.monotonic() - killed_at
     assert 1.0 <= waited <= 10, waited
+
+    # The dead instance's hold is still in Redis (holds outlive a lease);
+    # restarted on its journal, it replays the interrupted request — charged
+    # nothing — and releases that hold at once.
+    user_id = new_user_id
+    assert deployment.redis.figures(user_id)[1] != "0", deployment.redis.figures(user_id)
+    deployment.restart(0)
+    wait_for(lambda: deployment.redis.figures(user_id)[1:] == ["0", "0"], 10, "the replayed hold released")

@@ -76,17 +76,19 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
     let (admin_token_hash, generated_admin_token) = admin_token(&config, &store).await?;
     // What an earlier process here left unsettled is settled (or released)
     // before anything new is admitted.
+    let mut replayed = Vec::new();
     let journal = if config.billing {
         let (journal, replay) =
             billing::journal::Journal::open(&config.journal_path(), config.journal_fsync, &store)
                 .await?;
-        if replay != billing::journal::Replay::default() {
+        if replay.settled + replay.interrupted > 0 {
             tracing::info!(
                 settled = replay.settled,
                 interrupted = replay.interrupted,
                 "replayed the settlement journal of an earlier process"
             );
         }
+        replayed = replay.requests;
         Some(Arc::new(journal))
     } else {
         None
@@ -109,6 +111,22 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
         ),
         None => None,
     };
+    if let Some(shared) = shared.as_ref().filter(|_| !replayed.is_empty()) {
+        // The holds the earlier process took in Redis for the requests just
+        // replayed go now, rather than when they expire.
+        let holds: Vec<shared::HeldHere> = replayed
+            .iter()
+            .map(|(user, key, request)| shared::HeldHere::new(*user, key, request))
+            .collect();
+        let shared = shared.clone();
+        tokio::spawn(async move { shared.apply(&holds, &[], &[]).await });
+    }
+    if config.redis_url.is_some() && config.holds() == config::HoldsMode::Memory {
+        tracing::warn!(
+            "redis_url is set but holds = \"memory\": each instance admits spending on its own, \
+             so N instances can together admit up to N times a balance"
+        );
+    }
     let ledger = Arc::new(billing::ledger::Ledger::default());
     let settlements = billing::settlement::SettlementQueue::start(
         store.clone(),

@@ -203,6 +203,9 @@ pub struct Replay {
     /// Requests in flight when the earlier process died, recorded as
     /// interrupted and released at no charge.
     pub interrupted: usize,
+    /// Every request replayed, as (user, key, request id): whatever holds
+    /// they still have elsewhere (Redis) can go.
+    pub requests: Vec<(i64, String, String)>,
 }
 
 /// Writes a batch of replayed requests, counting those the store had not.
@@ -550,6 +553,10 @@ async fn replay(dir: &Path, old: &[u64], store: &Store) -> Result<Replay, Journa
     let mut batch: Vec<(bool, Settlement)> = Vec::with_capacity(REPLAY_BATCH);
     for id in order {
         if let Some(entry) = last.remove(&id) {
+            let s = &entry.1;
+            result
+                .requests
+                .push((s.user_id, s.key_id.clone(), s.request_id.clone()));
             batch.push(entry);
         }
         if batch.len() == REPLAY_BATCH {

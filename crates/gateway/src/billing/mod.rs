@@ -477,7 +477,6 @@ impl Meter {
                 self.record.user_id,
                 &self.record.key_id,
                 &self.record.request_id,
-                self.held,
             ))),
             // A database hold is released in the settlement's transaction.
             HeldIn::Database | HeldIn::Nowhere => None,

@@ -221,7 +221,11 @@ async fn release_holds(writer: &Writer, batch: &[Queued], committed: &[bool]) {
     }
     .await;
     match figures {
-        Ok((users, keys)) => shared.apply(&in_redis, &users, &keys).await,
+        // In a task of its own: retries must not hold up the next batch.
+        Ok((users, keys)) => {
+            let shared = shared.clone();
+            tokio::spawn(async move { shared.apply(&in_redis, &users, &keys).await });
+        }
         Err(e) => {
             tracing::warn!(error = %e, "figures for Redis could not be read; its holds expire instead")
         }

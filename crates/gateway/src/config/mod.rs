@@ -305,6 +305,14 @@ impl Config {
                 )));
             }
         }
+        // A lease must outlive the requests it counts: one expiring while its
+        // request runs lets another in (and an hour is the default).
+        if !(1..=YEAR).contains(&limits.lease_ttl_secs) {
+            return Err(ConfigError(format!(
+                "rate_limits.lease_ttl_secs must be between 1 and {YEAR} ({})",
+                at("lease_ttl_secs")
+            )));
+        }
         if self.holds() == HoldsMode::Redis && self.redis_url.is_none() {
             return Err(ConfigError(format!(
                 "holds = \"redis\" needs redis_url ({})",

@@ -24,6 +24,9 @@ use crate::shared::{Hold, NotAdmitted, Shared};
 use crate::state::App;
 use store::{KeyFigures, UserFigures};
 
+/// The most an answer's end waits for its lease to be returned in Redis.
+const RETURN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 pub struct Account {
     app: App,
     pub meter: Meter,
@@ -130,7 +133,9 @@ impl Account {
     /// but in Redis, where it is one round trip).
     pub async fn limits_returned(&mut self) {
         if let Some(returning) = self.returning.take() {
-            let _ = returning.await;
+            // Bounded: when Redis fails the call is retried in the
+            // background, and the answer goes out meanwhile.
+            let _ = tokio::time::timeout(RETURN_WAIT, returning).await;
         }
     }
 }

@@ -7,9 +7,9 @@
 -- KEYS, per scope i = 1..n: [2i-1] its GCRA state (hash: r = requests TAT,
 --   t = tokens TAT, in microseconds), [2i] its concurrency leases (sorted
 --   set: lease id scored by its expiry in ms). Then, with a hold: the
---   user's figures (hash: bal, rev, held), the user's holds (sorted set:
---   "amount:request id" scored by expiry in ms), the key's figures (hash:
---   max, used, rev, held) and the key's holds.
+--   user's figures, holds and amounts, and the key's (holds.lua). Last,
+--   the request's ticket: present while it has tokens or a lease to give
+--   back, so that settle.lua gives them back once, and only if taken.
 -- ARGV: [1] n, [2] tokens estimated, [3] lease id, [4] lease ttl (ms);
 --   per scope i, at 4 + 3(i-1): rpm, tpm, concurrency (0: not limited);
 --   then at h = 5 + 3n: hold amount (-1: no hold), hold member, hold ttl
@@ -35,9 +35,6 @@ local PERIOD = 60000000
 
 local function span(units, limit)
   return math.floor(units * PERIOD / limit)
-end
-local function int(x)
-  return string.format('%.0f', x)
 end
 local function remaining(tat, limit)
   return math.floor((PERIOD - math.max(0, tat - now)) * limit / PERIOD)
@@ -114,29 +111,15 @@ for i = 1, n do
   states[i] = {rpm, tpm, concurrency, r, t}
 end
 
--- The hold: the figures of the newest revision, less what expired.
-local function refresh(figures, revision, fields)
-  local known = tonumber(redis.call('HGET', figures, 'rev'))
-  if not known or known < tonumber(revision) then
-    redis.call('HSET', figures, unpack(fields))
-  end
-end
-local function purge(figures, holds)
-  local expired = redis.call('ZRANGEBYSCORE', holds, '-inf', now_ms)
-  for _, member in ipairs(expired) do
-    redis.call('HINCRBY', figures, 'held', '-' .. string.match(member, '^(%d+):'))
-  end
-  if #expired > 0 then
-    redis.call('ZREMRANGEBYSCORE', holds, '-inf', now_ms)
-  end
-end
+-- The hold: against the figures of the newest revision, less what expired.
 if amount >= 0 then
-  local user, user_holds = KEYS[hold_keys + 1], KEYS[hold_keys + 2]
-  local key, key_holds = KEYS[hold_keys + 3], KEYS[hold_keys + 4]
-  refresh(user, ARGV[h + 4], {'bal', ARGV[h + 3], 'rev', ARGV[h + 4]})
-  refresh(key, ARGV[h + 7], {'max', ARGV[h + 5], 'used', ARGV[h + 6], 'rev', ARGV[h + 7]})
-  purge(user, user_holds)
-  purge(key, key_holds)
+  local user, user_holds, user_amounts = KEYS[hold_keys + 1], KEYS[hold_keys + 2], KEYS[hold_keys + 3]
+  local key, key_holds, key_amounts = KEYS[hold_keys + 4], KEYS[hold_keys + 5], KEYS[hold_keys + 6]
+  purge(user, user_holds, user_amounts, now_ms)
+  purge(key, key_holds, key_amounts, now_ms)
+  refresh(user, user_holds, user_amounts, ARGV[h + 4], {'bal', ARGV[h + 3], 'rev', ARGV[h + 4]}, now_ms)
+  refresh(key, key_holds, key_amounts, ARGV[h + 7],
+    {'max', ARGV[h + 5], 'used', ARGV[h + 6], 'rev', ARGV[h + 7]}, now_ms)
   local u = redis.call('HMGET', user, 'bal', 'held')
   if tonumber(u[1]) - (tonumber(u[2]) or 0) < amount then
     return {2}
@@ -147,19 +130,23 @@ if amount >= 0 then
     return {3}
   end
   -- Taken: figures and holds live as long as a hold may.
-  local member = ARGV[h] .. ':' .. ARGV[h + 1]
-  local expires = now_ms + tonumber(ARGV[h + 2])
+  local id = ARGV[h + 1]
+  local expires = int(now_ms + tonumber(ARGV[h + 2]))
   local keep = 2 * tonumber(ARGV[h + 2])
-  redis.call('ZADD', user_holds, int(expires), member)
-  redis.call('ZADD', key_holds, int(expires), member)
-  redis.call('HINCRBY', user, 'held', ARGV[h])
-  redis.call('HINCRBY', key, 'held', ARGV[h])
-  for _, k in ipairs({user, user_holds, key, key_holds}) do
-    redis.call('PEXPIRE', k, keep)
+  for _, place in ipairs({{user, user_holds, user_amounts}, {key, key_holds, key_amounts}}) do
+    redis.call('ZADD', place[2], expires, id)
+    redis.call('HSET', place[3], id, ARGV[h])
+    if ARGV[h] ~= '0' then
+      redis.call('HINCRBY', place[1], 'held', ARGV[h])
+    end
+    for _, k in ipairs(place) do
+      redis.call('PEXPIRE', k, keep)
+    end
   end
 end
 
 -- Phase 2: every limit taken.
+local gives_back = false
 for i = 1, n do
   local rpm, tpm, concurrency, r, t = unpack(states[i])
   local state = KEYS[2 * i - 1]
@@ -177,5 +164,11 @@ for i = 1, n do
     redis.call('ZADD', KEYS[2 * i], int(now_ms + lease_ttl), lease)
     redis.call('PEXPIRE', KEYS[2 * i], lease_ttl)
   end
+  if tpm > 0 or concurrency > 0 then
+    gives_back = true
+  end
+end
+if gives_back then
+  redis.call('SET', KEYS[#KEYS], '1', 'PX', lease_ttl)
 end
 return {0, best[1], best[2], best[3], best[4], best[5], best[6]}

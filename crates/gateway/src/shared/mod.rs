@@ -25,7 +25,7 @@
 //! (`[redis] on_failure`): refuse (503), or admit on this instance's own
 //! limits and ledger. Never silently: see [`Shared::unavailable`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ use store::{ApiKey, KeyFigures, User, UserFigures};
 
 use crate::billing::BillingError;
 use crate::config::{OnRedisFailure, RedisConfig};
-use crate::limits::refusals::KeyRefusals;
+use crate::limits::refusals::{KeyRefusals, CAPACITY};
 use crate::limits::{Check, Headroom, LimitKind, Refusal, ScopeStatus};
 use crate::metrics::Metrics;
 
@@ -115,18 +115,15 @@ impl Ticket {
 pub struct HeldHere {
     pub user_id: i64,
     pub key_id: String,
-    /// Its member in the holds sets: `amount:request id`.
-    member: String,
-    amount: i64,
+    pub request_id: String,
 }
 
 impl HeldHere {
-    pub fn new(user_id: i64, key_id: &str, request_id: &str, amount: i64) -> HeldHere {
+    pub fn new(user_id: i64, key_id: &str, request_id: &str) -> HeldHere {
         HeldHere {
             user_id,
             key_id: key_id.to_string(),
-            member: format!("{amount}:{request_id}"),
-            amount,
+            request_id: request_id.to_string(),
         }
     }
 }
@@ -151,6 +148,13 @@ pub struct Shared {
     /// Whether the last call failed: warnings are logged when Redis goes
     /// away and comes back, not once per request.
     down: AtomicBool,
+    /// While Redis is down, calls fail at once but one probe a second
+    /// (milliseconds since the epoch of the next): a blackholed Redis must
+    /// not cost every request its timeout.
+    next_probe_ms: AtomicI64,
+    /// Calls failed in a row: past a few, the connection is dropped and made
+    /// anew (a half-open one would otherwise time out for many minutes).
+    failures_in_a_row: AtomicU64,
     metrics: Arc<Metrics>,
 }
 
@@ -176,11 +180,13 @@ impl Shared {
             hold_ttl,
             instance: format!("{:016x}", rand::random::<u64>()),
             next_lease: AtomicU64::new(1),
-            admit_script: Script::new(include_str!("admit.lua")),
+            admit_script: with_holds(include_str!("admit.lua")),
             settle_script: Script::new(include_str!("settle.lua")),
-            apply_script: Script::new(include_str!("apply.lua")),
+            apply_script: with_holds(include_str!("apply.lua")),
             peek_script: Script::new(include_str!("peek.lua")),
             down: AtomicBool::new(false),
+            next_probe_ms: AtomicI64::new(0),
+            failures_in_a_row: AtomicU64::new(0),
             metrics,
         });
         shared.connect_in_background();
@@ -210,9 +216,29 @@ impl Shared {
         });
     }
 
-    fn connection(self: &Arc<Self>) -> Result<ConnectionManager, String> {
+    /// The connection, unless Redis is known to be down and this call is
+    /// not the second's probe.
+    fn connection(self: &Arc<Self>) -> Result<Arc<ConnectionManager>, String> {
+        if self.down.load(Ordering::Relaxed) {
+            let now = store::now_ms();
+            let probe = self.next_probe_ms.load(Ordering::Relaxed);
+            if now < probe
+                || self
+                    .next_probe_ms
+                    .compare_exchange(probe, now + 1_000, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                return Err("down (probed once a second)".into());
+            }
+        }
+        self.current()
+    }
+
+    /// The connection in use (made anew in the background when there is
+    /// none).
+    fn current(self: &Arc<Self>) -> Result<Arc<ConnectionManager>, String> {
         match self.connection.load_full() {
-            Some(connection) => Ok((*connection).clone()),
+            Some(connection) => Ok(connection),
             None => {
                 self.connect_in_background();
                 Err("not connected".into())
@@ -224,31 +250,82 @@ impl Shared {
     async fn call<T: redis::FromRedisValue>(
         self: &Arc<Self>,
         op: &'static str,
-        invocation: redis::ScriptInvocation<'_>,
-    ) -> Result<T, String> {
-        let mut connection = self.connection().inspect_err(|e| self.unavailable(op, e))?;
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, CallError> {
+        let used = self
+            .connection()
+            .inspect_err(|e| self.unavailable(op, e))
+            .map_err(CallError::NotSent)?;
+        let mut connection = (*used).clone();
         let result = tokio::time::timeout(self.timeout, invocation.invoke_async(&mut connection))
             .await
             .map_err(|_| "timed out".to_string())
             .and_then(|r| r.map_err(|e| e.to_string()));
-        match result {
-            Ok(value) => {
+        self.outcome(op, &used, result).map_err(CallError::Unknown)
+    }
+
+    /// Sends `pipe` within the timeout.
+    async fn run(self: &Arc<Self>, op: &'static str, pipe: &redis::Pipeline) -> Result<(), String> {
+        let used = self.current()?;
+        let mut connection = (*used).clone();
+        let mut result = self.run_on(pipe, &mut connection).await;
+        if matches!(&result, Err(e) if e.kind() == redis::ErrorKind::NoScriptError) {
+            // EVALSHA in a pipeline does not load its script: not loaded
+            // yet, or Redis restarted since.
+            for script in [&self.apply_script, &self.settle_script] {
+                let _ =
+                    tokio::time::timeout(self.timeout, script.load_async(&mut connection)).await;
+            }
+            result = self.run_on(pipe, &mut connection).await;
+        }
+        self.outcome(op, &used, result.map_err(|e| e.to_string()))
+    }
+
+    async fn run_on(
+        &self,
+        pipe: &redis::Pipeline,
+        connection: &mut ConnectionManager,
+    ) -> Result<(), redis::RedisError> {
+        tokio::time::timeout(self.timeout, pipe.query_async::<()>(connection))
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out").into())
+            })
+    }
+
+    /// Notes how a call on connection `used` ended: Redis is back, or
+    /// failed once more.
+    fn outcome<T>(
+        &self,
+        op: &'static str,
+        used: &Arc<ConnectionManager>,
+        result: Result<T, String>,
+    ) -> Result<T, String> {
+        match &result {
+            Ok(_) => {
+                self.failures_in_a_row.store(0, Ordering::Relaxed);
                 if self.down.swap(false, Ordering::Relaxed) {
                     tracing::warn!("Redis is reachable again: limits and holds are shared again");
                 }
-                Ok(value)
             }
             Err(e) => {
-                self.unavailable(op, &e);
-                Err(e)
+                self.unavailable(op, e);
+                if self.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= RECONNECT_AFTER {
+                    self.failures_in_a_row.store(0, Ordering::Relaxed);
+                    // Only the connection that failed: not one made since.
+                    self.connection.compare_and_swap(used, None);
+                }
             }
         }
+        result
     }
 
     /// Counts a failed call, and warns when Redis was reachable until now.
     fn unavailable(&self, op: &'static str, error: &str) {
         self.metrics.record_redis_failure(op);
         if !self.down.swap(true, Ordering::Relaxed) {
+            self.next_probe_ms
+                .store(store::now_ms() + 1_000, Ordering::Relaxed);
             let policy = match self.on_failure {
                 OnRedisFailure::Closed => "refusing requests (on_failure = \"closed\")",
                 OnRedisFailure::Local => {
@@ -266,18 +343,27 @@ impl Shared {
         ]
     }
 
-    fn user_keys(&self, user_id: i64) -> [String; 2] {
+    /// A user's figures, holds and their amounts (holds.lua).
+    fn user_keys(&self, user_id: i64) -> [String; 3] {
         [
             format!("{}:u:{user_id}", self.prefix),
             format!("{}:uh:{user_id}", self.prefix),
+            format!("{}:ua:{user_id}", self.prefix),
         ]
     }
 
-    fn key_keys(&self, key_id: &str) -> [String; 2] {
+    /// A key's figures, holds and their amounts (holds.lua).
+    fn key_keys(&self, key_id: &str) -> [String; 3] {
         [
             format!("{}:k:{key_id}", self.prefix),
             format!("{}:kh:{key_id}", self.prefix),
+            format!("{}:ka:{key_id}", self.prefix),
         ]
+    }
+
+    /// What a request has to give back exists while this key does.
+    fn ticket_key(&self, lease: &str) -> String {
+        format!("{}:t:{lease}", self.prefix)
     }
 
     /// Admits a request counted in `checks`, estimated at `tokens`, with
@@ -336,22 +422,38 @@ impl Shared {
                 }
             }
         }
-        let answer: Vec<i64> = self
-            .call("admit", invocation)
-            .await
-            .map_err(NotAdmitted::Unavailable)?;
+        invocation.key(self.ticket_key(&lease));
+        let ticket = Ticket {
+            scopes: checks
+                .iter()
+                .filter(|c| c.limits.tpm.is_some() || c.limits.concurrency.is_some())
+                .map(|c| (c.scope.clone(), c.limits.tpm))
+                .collect(),
+            lease,
+            leased: checks.iter().any(|c| c.limits.concurrency.is_some()),
+            estimated: tokens,
+            requests: None,
+            tokens: None,
+        };
+        let answer: Vec<i64> = match self.call("admit", &invocation).await {
+            Ok(answer) => answer,
+            Err(CallError::NotSent(e)) => return Err(NotAdmitted::Unavailable(e)),
+            Err(CallError::Unknown(e)) => {
+                // The script may have run and its answer been lost (a
+                // timeout): undone in the background, or it would hold its
+                // lease, tokens and hold until they expire. Undoing is
+                // exact: only what the admission took is given back.
+                let undo = hold.map(|h| HeldHere::new(h.user.user_id, &h.key.key_id, h.request_id));
+                let shared = self.clone();
+                tokio::spawn(async move { shared.undo(ticket, undo).await });
+                return Err(NotAdmitted::Unavailable(e));
+            }
+        };
         match answer.as_slice() {
             [0, rpm, rpm_left, rpm_reset, tpm, tpm_left, tpm_reset] => Ok(Ticket {
-                scopes: checks
-                    .iter()
-                    .filter(|c| c.limits.tpm.is_some() || c.limits.concurrency.is_some())
-                    .map(|c| (c.scope.clone(), c.limits.tpm))
-                    .collect(),
-                lease,
-                leased: checks.iter().any(|c| c.limits.concurrency.is_some()),
-                estimated: tokens,
                 requests: headroom(*rpm, *rpm_left, *rpm_reset),
                 tokens: headroom(*tpm, *tpm_left, *tpm_reset),
+                ..ticket
             }),
             [1, scope, kind, wait] => {
                 let scope = usize::try_from(*scope - 1)
@@ -381,21 +483,17 @@ impl Shared {
     }
 
     /// Counts a refusal of a key for the operator's top list, shared by the
-    /// instances (bounded like the local one: the keys refused least go
-    /// first). Best effort, on the refusal path only.
+    /// instances and bounded like the local one: past its capacity, the
+    /// half refused least is forgotten (a newcomer then has room to climb).
+    /// Best effort, on the refusal path only.
     pub async fn record_refusal(self: &Arc<Self>, refusal: &KeyRefusals) {
-        let Ok(mut connection) = self.connection() else {
+        if self.connection().is_err() {
             return;
-        };
+        }
+        let ranked = format!("{}:refused", self.prefix);
         let details = format!("{}:refusal:{}", self.prefix, refusal.key_id);
         let mut pipe = redis::pipe();
-        pipe.zincr(format!("{}:refused", self.prefix), &refusal.key_id, 1)
-            .ignore()
-            .zremrangebyrank(
-                format!("{}:refused", self.prefix),
-                0,
-                -(crate::limits::refusals::CAPACITY as isize) - 1,
-            )
+        pipe.zincr(&ranked, &refusal.key_id, 1)
             .ignore()
             .hset(&details, "user", refusal.user_id)
             .ignore()
@@ -409,18 +507,33 @@ impl Shared {
         }
         // Details of keys no longer refused (or dropped from the list) go.
         pipe.expire(&details, 7 * 86_400).ignore();
-        if let Err(e) = self
-            .run(&pipe, &mut connection)
-            .await
-            .map_err(|e| e.to_string())
-        {
-            self.unavailable("refusals", &e);
+        if self.run("refusals", &pipe).await.is_err() {
+            return;
+        }
+        let Ok(connection) = self.current() else {
+            return;
+        };
+        let mut connection = (*connection).clone();
+        let count: Result<Result<usize, _>, _> = tokio::time::timeout(
+            self.timeout,
+            redis::cmd("ZCARD")
+                .arg(&ranked)
+                .query_async(&mut connection),
+        )
+        .await;
+        if let Ok(Ok(count)) = count {
+            if count > CAPACITY {
+                let mut trim = redis::pipe();
+                trim.zremrangebyrank(&ranked, 0, (count - CAPACITY / 2 - 1) as isize)
+                    .ignore();
+                let _ = self.run("refusals", &trim).await;
+            }
         }
     }
 
     /// The `n` keys refused most, across the instances.
     pub async fn top_refused(self: &Arc<Self>, n: usize) -> Result<Vec<KeyRefusals>, String> {
-        let mut connection = self.connection()?;
+        let mut connection = (*self.connection()?).clone();
         let ranked: Vec<(String, u64)> = tokio::time::timeout(
             self.timeout,
             redis::cmd("ZREVRANGE")
@@ -471,7 +584,9 @@ impl Shared {
                 .arg(check.limits.rpm.unwrap_or(0))
                 .arg(check.limits.tpm.unwrap_or(0));
         }
-        let answer: Vec<i64> = self.call("peek", invocation).await?;
+        let answer: Vec<i64> = self.call("peek", &invocation).await.map_err(|e| match e {
+            CallError::NotSent(e) | CallError::Unknown(e) => e,
+        })?;
         if answer.len() != 5 * checks.len() {
             return Err(format!(
                 "unexpected answer from the peek script: {answer:?}"
@@ -497,7 +612,9 @@ impl Shared {
     }
 
     /// The request is done: its tokens corrected to `used`, its leases
-    /// returned. A failure is logged: the leases then expire by themselves.
+    /// returned — once (settle.lua consumes the request's ticket), so a
+    /// call that failed is retried a few times; past them the leases and
+    /// tokens come back when they expire.
     pub async fn settle(self: &Arc<Self>, ticket: Ticket, used: u64) {
         let mut invocation = self.settle_script.prepare_invoke();
         invocation
@@ -511,13 +628,30 @@ impl Shared {
             }
             invocation.arg(tpm.unwrap_or(0));
         }
-        let _: Result<i64, String> = self.call("settle", invocation).await;
+        invocation.key(self.ticket_key(&ticket.lease));
+        for wait in RETRIES {
+            if self.call::<i64>("settle", &invocation).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(wait).await;
+        }
     }
 
-    /// Releases the holds of committed settlements with the figures read
-    /// after the commit, in one pipelined round trip. A failure is logged:
-    /// the holds then expire, and newer figures arrive with the next
-    /// requests' authentications.
+    /// Gives back what an admission whose answer was lost may have taken.
+    async fn undo(self: &Arc<Self>, ticket: Ticket, hold: Option<HeldHere>) {
+        if ticket.gives_back() {
+            self.settle(ticket, 0).await;
+        }
+        if let Some(hold) = hold {
+            self.apply(&[hold], &[], &[]).await;
+        }
+    }
+
+    /// Releases holds: those of committed settlements with the figures read
+    /// after the commit (`users`, `keys`), others (undone admissions)
+    /// leaving the figures as Redis has them — in one pipelined round trip,
+    /// retried a few times (releasing is idempotent). Past them the holds
+    /// expire, and newer figures arrive with the next authentications.
     pub async fn apply(
         self: &Arc<Self>,
         holds: &[HeldHere],
@@ -527,67 +661,58 @@ impl Shared {
         if holds.is_empty() {
             return;
         }
-        let Ok(mut connection) = self
-            .connection()
-            .inspect_err(|e| self.unavailable("apply", e))
-        else {
-            return;
-        };
         let keep = millis(self.hold_ttl.saturating_mul(2));
         let mut pipe = redis::pipe();
         for held in holds {
-            let Some(user) = users.iter().find(|u| u.user_id == held.user_id) else {
-                continue;
-            };
-            let Some(key) = keys.iter().find(|k| k.key_id == held.key_id) else {
-                continue;
-            };
+            let user = users.iter().find(|u| u.user_id == held.user_id);
+            let key = keys.iter().find(|k| k.key_id == held.key_id);
             let mut keys_of = self.user_keys(held.user_id).to_vec();
             keys_of.extend(self.key_keys(&held.key_id));
             pipe.cmd("EVALSHA")
                 .arg(self.apply_script.get_hash())
-                .arg(4)
+                .arg(keys_of.len())
                 .arg(keys_of)
-                .arg(&held.member)
-                .arg(held.amount)
-                .arg(user.balance)
-                .arg(user.revision)
-                .arg(key.max_fee)
-                .arg(key.used_fee)
-                .arg(key.revision)
+                .arg(&held.request_id)
+                .arg(user.map_or(0, |u| u.balance))
+                .arg(user.map_or(-1, |u| u.revision))
+                .arg(key.map_or(0, |k| k.max_fee))
+                .arg(key.map_or(0, |k| k.used_fee))
+                .arg(key.map_or(-1, |k| k.revision))
                 .arg(keep)
                 .ignore();
         }
-        let mut result = self.run(&pipe, &mut connection).await;
-        if matches!(&result, Err(e) if e.kind() == redis::ErrorKind::NoScriptError) {
-            // Not loaded yet (EVALSHA in a pipeline does not load it), or
-            // Redis restarted since.
-            let loaded =
-                tokio::time::timeout(self.timeout, self.apply_script.load_async(&mut connection))
-                    .await;
-            if matches!(loaded, Ok(Ok(_))) {
-                result = self.run(&pipe, &mut connection).await;
+        for wait in RETRIES {
+            if self.run("apply", &pipe).await.is_ok() {
+                return;
             }
-        }
-        if let Err(e) = result {
-            self.unavailable("apply", &e.to_string());
+            tokio::time::sleep(wait).await;
         }
     }
 }
 
-impl Shared {
-    /// Sends `pipe` within the timeout.
-    async fn run(
-        &self,
-        pipe: &redis::Pipeline,
-        connection: &mut ConnectionManager,
-    ) -> Result<(), redis::RedisError> {
-        tokio::time::timeout(self.timeout, pipe.query_async::<()>(connection))
-            .await
-            .unwrap_or_else(|_| {
-                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out").into())
-            })
-    }
+/// How a call failed: before anything was sent, or with its outcome
+/// unknown (it may have run).
+enum CallError {
+    NotSent(String),
+    Unknown(String),
+}
+
+/// Consecutive failed calls after which the connection is made anew.
+const RECONNECT_AFTER: u64 = 3;
+
+/// Waits after each attempt of a call worth retrying (giving back leases
+/// and holds: they would otherwise stay taken until they expire).
+const RETRIES: [Duration; 5] = [
+    Duration::from_millis(100),
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+    Duration::ZERO,
+];
+
+/// A script with the hold functions (holds.lua) before it.
+fn with_holds(script: &str) -> Script {
+    Script::new(&[include_str!("holds.lua"), script].concat())
 }
 
 fn millis(d: Duration) -> u64 {

@@ -1,13 +1,19 @@
 -- A request is done: its tokens are corrected from the estimate to what it
--- used, and its concurrency leases returned.
+-- used, and its concurrency leases returned — once, and only if admit.lua
+-- took them (its ticket is there): a retried call, or the one undoing an
+-- admission whose answer was lost to a timeout, changes nothing twice.
 --
--- KEYS, per scope i = 1..n: [2i-1] its GCRA state, [2i] its leases.
+-- KEYS, per scope i = 1..n: [2i-1] its GCRA state, [2i] its leases; last,
+--   the request's ticket.
 -- ARGV: [1] n, [2] tokens estimated, [3] tokens used, [4] lease id; per
 --   scope i, at 4 + i: its tpm (0: not limited).
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local PERIOD = 60000000
+if redis.call('DEL', KEYS[#KEYS]) == 0 then
+  return 0
+end
 local n = tonumber(ARGV[1])
 local estimated = tonumber(ARGV[2])
 local used = tonumber(ARGV[3])

@@ -18,7 +18,7 @@ async fn instance(
     database_url: &str,
     redis: &RedisServer,
     n: usize,
-    on_failure: &str,
+    redis_settings: &str,
     tail: &str,
 ) -> Gateway {
     let text: String = config_text(mock_url, database_url)
@@ -34,10 +34,13 @@ async fn instance(
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let text = format!("{text}\n[redis]\non_failure = \"{on_failure}\"\n{tail}");
+    let text = format!("{text}\n[redis]\n{redis_settings}\n{tail}");
     let config = gateway::config::Config::parse(&text, "test.toml").unwrap();
     start_gateway_config(config, database_url.to_string()).await
 }
+
+const CLOSED: &str = "on_failure = \"closed\"";
+const LOCAL: &str = "on_failure = \"local\"";
 
 /// A model whose worst case is exactly its cost: no input price, and
 /// requests asking for the 5 output tokens the mock answers.
@@ -85,8 +88,8 @@ async fn two_instances_share_one_60_rpm_limit() {
     let mock = start_mock().await;
     let database_url = store::testing::fresh_database_url().await;
     let limits = "[rate_limits.models.cheap]\nrpm = 60\n";
-    let a = instance(&mock.url, &database_url, &redis, 1, "closed", limits).await;
-    let b = instance(&mock.url, &database_url, &redis, 2, "closed", limits).await;
+    let a = instance(&mock.url, &database_url, &redis, 1, CLOSED, limits).await;
+    let b = instance(&mock.url, &database_url, &redis, 2, CLOSED, limits).await;
     let (user_id, key) = a.user("shared-rpm", "default", "10").await;
     let before = a.balance(user_id).await;
     let by_status = burst(&[&a, &b], &key, &chat_body("cheap", false), 200).await;
@@ -112,8 +115,8 @@ async fn two_instances_never_admit_more_than_the_balance_covers() {
     };
     let mock = start_mock().await;
     let database_url = store::testing::fresh_database_url().await;
-    let a = instance(&mock.url, &database_url, &redis, 1, "closed", EXACT_MODEL).await;
-    let b = instance(&mock.url, &database_url, &redis, 2, "closed", EXACT_MODEL).await;
+    let a = instance(&mock.url, &database_url, &redis, 1, CLOSED, EXACT_MODEL).await;
+    let b = instance(&mock.url, &database_url, &redis, 2, CLOSED, EXACT_MODEL).await;
     // A balance covering exactly 10 requests, in two rounds: each instance
     // sees the other's charges, not only its holds.
     let (user_id, key) = a.user("shared-balance", "default", "0.0005").await;
@@ -169,8 +172,8 @@ async fn tokens_taken_as_estimated_are_given_back_at_settlement() {
     let mock = start_mock().await;
     let database_url = store::testing::fresh_database_url().await;
     let limits = "[rate_limits.models.cheap]\ntpm = 1000\n";
-    let a = instance(&mock.url, &database_url, &redis, 1, "closed", limits).await;
-    let b = instance(&mock.url, &database_url, &redis, 2, "closed", limits).await;
+    let a = instance(&mock.url, &database_url, &redis, 1, CLOSED, limits).await;
+    let b = instance(&mock.url, &database_url, &redis, 2, CLOSED, limits).await;
     let (_, key) = a.user("shared-tpm", "default", "10").await;
     // Each request is estimated at over 600 tokens and uses 15: without
     // reconciliation the second would wait some 40 s for the minute's.
@@ -225,8 +228,8 @@ async fn a_dead_instances_concurrency_lease_expires() {
     let mock = start_mock().await;
     let database_url = store::testing::fresh_database_url().await;
     let limits = "[rate_limits]\nlease_ttl_secs = 2\n[rate_limits.models.cheap]\nconcurrency = 1\n";
-    let a = instance(&mock.url, &database_url, &redis, 1, "closed", limits).await;
-    let b = instance(&mock.url, &database_url, &redis, 2, "closed", limits).await;
+    let a = instance(&mock.url, &database_url, &redis, 1, CLOSED, limits).await;
+    let b = instance(&mock.url, &database_url, &redis, 2, CLOSED, limits).await;
     let (_, key) = a.user("shared-lease", "default", "10").await;
     // Instance A takes the model's one lease for a request and dies before
     // returning it: the lease is taken and never settled.
@@ -304,7 +307,7 @@ async fn without_redis_a_closed_gateway_refuses_and_charges_nothing() {
     let mock = start_mock().await;
     let database_url = store::testing::fresh_database_url().await;
     let limits = "[rate_limits.models.cheap]\nrpm = 100\n";
-    let gw = instance(&mock.url, &database_url, &redis, 1, "closed", limits).await;
+    let gw = instance(&mock.url, &database_url, &redis, 1, CLOSED, limits).await;
     let (user_id, key) = gw.user("redis-closed", "default", "10").await;
     let before = gw.balance(user_id).await;
     wait_for_status(&gw, &key, 200).await;
@@ -352,7 +355,7 @@ async fn without_redis_a_local_gateway_counts_alone_and_says_so() {
     let mock = start_mock().await;
     let database_url = store::testing::fresh_database_url().await;
     let limits = "[rate_limits.models.cheap]\nrpm = 3\n";
-    let gw = instance(&mock.url, &database_url, &redis, 1, "local", limits).await;
+    let gw = instance(&mock.url, &database_url, &redis, 1, LOCAL, limits).await;
     let (user_id, key) = gw.user("redis-local", "default", "10").await;
     let before = gw.balance(user_id).await;
     let resp = wait_for_status(&gw, &key, 200).await;
@@ -388,8 +391,8 @@ async fn a_keys_limit_is_shared_and_each_instance_tells_what_is_left_of_it() {
     };
     let mock = start_mock().await;
     let database_url = store::testing::fresh_database_url().await;
-    let a = instance(&mock.url, &database_url, &redis, 1, "closed", "").await;
-    let b = instance(&mock.url, &database_url, &redis, 2, "closed", "").await;
+    let a = instance(&mock.url, &database_url, &redis, 1, CLOSED, "").await;
+    let b = instance(&mock.url, &database_url, &redis, 2, CLOSED, "").await;
     let (user_id, _) = a.user("shared-key", "default", "10").await;
     let (status, created) = a
         .admin(
@@ -440,4 +443,77 @@ async fn a_keys_limit_is_shared_and_each_instance_tells_what_is_left_of_it() {
     }
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_requests_hold_nothing_and_leave_nothing_held() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mock = start_mock().await;
+    let database_url = store::testing::fresh_database_url().await;
+    let free = "\n[models.free]\nprovider = \"mock\"\ninput_price = 0\noutput_price = 0\n";
+    let gw = instance(&mock.url, &database_url, &redis, 1, CLOSED, free).await;
+    let (user_id, key) = gw.user("free-rider", "default", "0").await;
+    for _ in 0..3 {
+        let resp = gw
+            .chat(
+                &key,
+                json!({"model": "free", "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
+    gw.wait_for_usage(user_id, 3).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis_figures(&redis, user_id).await != (Some(0), Some(0), 0) {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            redis_figures(&redis, user_id).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admission_whose_answer_timed_out_is_undone() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mock = start_mock().await;
+    let database_url = store::testing::fresh_database_url().await;
+    let limits = "[rate_limits.models.cheap]\nconcurrency = 1\n";
+    let settings = "on_failure = \"closed\"\ntimeout_ms = 100";
+    let gw = instance(&mock.url, &database_url, &redis, 1, settings, limits).await;
+    let (user_id, key) = gw.user("paused", "default", "10").await;
+    wait_for_status(&gw, &key, 200).await;
+    // Redis stalls longer than the timeout: the admission is sent, times
+    // out, and runs once Redis resumes — taking the model's one lease and
+    // a hold that nobody would return but the undoing.
+    let client = ::redis::Client::open(redis.url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = ::redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(600)
+        .arg("ALL")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let resp = gw.chat(&key, chat_body("cheap", false)).await;
+    assert_eq!(resp.status(), 503);
+    // Served again, the lease back: without the undoing it would be held
+    // for its whole lifetime (an hour) and every request refused.
+    wait_for_status(&gw, &key, 200).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, held, holds) = redis_figures(&redis, user_id).await;
+        if (held, holds) == (Some(0), 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "held {held:?}, holds {holds}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.stop().await;
 }
