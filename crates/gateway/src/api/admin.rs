@@ -309,6 +309,21 @@ struct NewKeyRequest {
     concurrency: Option<Value>,
 }
 
+/// A key's spending limit given in credits, in nano-USD.
+fn max_fee_nano(app: &App, credits: Option<&str>) -> Result<Option<i64>, ApiError> {
+    credits
+        .map(|c| {
+            parse_amount(
+                "max_fee_credits",
+                c,
+                Unit::Credits(app.config.credits_per_usd),
+                false,
+            )
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
+        })
+        .transpose()
+}
+
 /// The operator may create admin-capable keys (users may not).
 async fn new_key(
     State(app): State<App>,
@@ -324,16 +339,7 @@ async fn new_key(
             } else {
                 parse_json(&body)?
             };
-            let max_fee = match &req.max_fee_credits {
-                Some(c) => parse_amount(
-                    "max_fee_credits",
-                    c,
-                    Unit::Credits(app.config.credits_per_usd),
-                    false,
-                )
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-                None => 0,
-            };
+            let max_fee = max_fee_nano(&app, req.max_fee_credits.as_deref())?.unwrap_or(0);
             let options = KeyOptions {
                 remark: req.remark,
                 is_admin: req.is_admin,
@@ -383,18 +389,7 @@ async fn change_key(
         async {
             authenticate_admin(&app, &headers)?;
             let req: UpdateKeyRequest = parse_json(&body)?;
-            let max_fee = match &req.max_fee_credits {
-                Some(c) => Some(
-                    parse_amount(
-                        "max_fee_credits",
-                        c,
-                        Unit::Credits(app.config.credits_per_usd),
-                        false,
-                    )
-                    .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-                ),
-                None => None,
-            };
+            let max_fee = max_fee_nano(&app, req.max_fee_credits.as_deref())?;
             let update = KeyUpdate {
                 remark: req.remark.clone(),
                 expired_at: None,
