@@ -39,3 +39,17 @@ pub async fn fresh_database_url() -> String {
 }
 
 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Runs `sql` on the database at `database_url` (a fault a test injects,
+/// such as a table taken away and given back).
+pub async fn execute(database_url: &str, sql: &str) {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(database_url)
+        .await
+        .expect("connect to the test database");
+    sqlx::raw_sql(sql)
+        .execute(&mut conn)
+        .await
+        .expect("the test's statement runs");
+    let _ = conn.close().await;
+}

@@ -332,7 +332,7 @@ impl Meter {
         }
         // The settlement queue is bounded: past its limit new requests are
         // shed (503) rather than letting it grow without end.
-        if billing.settlements.pending() >= billing.queue_limit {
+        if billing.settlements.backlog() >= billing.queue_limit {
             billing.metrics.record_shed("settlement_queue");
             return Err(BillingError::Overloaded);
         }

@@ -49,6 +49,9 @@ struct Queued {
 struct Pending {
     count: AtomicUsize,
     drained: Notify,
+    /// Settlements whose writing failed for good (the database away longer
+    /// than a batch's attempts), tried again every tick.
+    failed: AtomicUsize,
 }
 
 /// The queue into the writer; cheap to clone.
@@ -108,6 +111,13 @@ impl SettlementQueue {
         self.pending.count.load(Ordering::SeqCst)
     }
 
+    /// Settlements not yet written: queued, and failed awaiting another
+    /// try. New requests are shed past a limit on it, so a database outage
+    /// cannot grow it without end.
+    pub fn backlog(&self) -> usize {
+        self.pending() + self.pending.failed.load(Ordering::SeqCst)
+    }
+
     /// Waits until every queued settlement is committed, however long that
     /// takes: nothing charged may be lost to a shutdown.
     pub async fn wait_drained(&self) {
@@ -144,6 +154,7 @@ async fn write_batches(
     pending: Arc<Pending>,
 ) {
     let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
+    let mut failed: Vec<Queued> = Vec::new();
     let mut tick = tokio::time::interval(refresh.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -163,26 +174,70 @@ async fn write_batches(
                     }
                 }
                 let committed = write(&writer.store, &batch).await;
-                release_holds(&writer, &batch, &committed).await;
-                if let Some(journal) = &writer.journal {
-                    // A settlement that failed for good keeps its journal
-                    // lines: the next start replays it.
-                    journal.committed(
-                        batch
-                            .iter()
-                            .zip(&committed)
-                            .filter(|(_, ok)| **ok)
-                            .filter_map(|(q, _)| q.journal_entry),
-                    );
-                }
-                if pending.count.fetch_sub(batch.len(), Ordering::SeqCst) == batch.len() {
+                finish(&writer, &batch, &committed).await;
+                // Settlements that failed for good are tried again every
+                // tick: their charges land without waiting for a restart
+                // (their journal lines stay until then, for a crash
+                // meanwhile). A shutdown does not wait for them: the next
+                // start replays them.
+                let total = batch.len();
+                keep_failed(&mut failed, &mut batch, &committed, &pending);
+                if pending.count.fetch_sub(total, Ordering::SeqCst) == total {
                     pending.drained.notify_waiters();
                 }
-                batch.clear();
             }
-            _ = tick.tick() => refresh_ledger(&writer.store, &writer.ledger).await,
+            _ = tick.tick() => {
+                if !failed.is_empty() {
+                    let mut retried = std::mem::take(&mut failed);
+                    pending.failed.fetch_sub(retried.len(), Ordering::SeqCst);
+                    let committed = write_again(&writer.store, &retried).await;
+                    let written = committed.iter().filter(|ok| **ok).count();
+                    if written > 0 {
+                        tracing::info!(written, "settlements that had failed are written");
+                    }
+                    finish(&writer, &retried, &committed).await;
+                    keep_failed(&mut failed, &mut retried, &committed, &pending);
+                }
+                refresh_ledger(&writer.store, &writer.ledger).await
+            }
         }
     }
+}
+
+/// What follows a write: the committed settlements' holds are released
+/// and their journal lines let go.
+async fn finish(writer: &Writer, batch: &[Queued], committed: &[bool]) {
+    release_holds(writer, batch, committed).await;
+    if let Some(journal) = &writer.journal {
+        journal.committed(
+            batch
+                .iter()
+                .zip(committed)
+                .filter(|(_, ok)| **ok)
+                .filter_map(|(q, _)| q.journal_entry),
+        );
+    }
+}
+
+/// Moves the settlements of `batch` that were not committed to `failed`
+/// (emptying `batch`).
+fn keep_failed(
+    failed: &mut Vec<Queued>,
+    batch: &mut Vec<Queued>,
+    committed: &[bool],
+    pending: &Pending,
+) {
+    let before = failed.len();
+    failed.extend(
+        batch
+            .drain(..)
+            .zip(committed)
+            .filter(|(_, ok)| !**ok)
+            .map(|(q, _)| q),
+    );
+    pending
+        .failed
+        .fetch_add(failed.len() - before, Ordering::SeqCst);
 }
 
 /// Releases the holds of the committed settlements: in the ledger, and in
@@ -251,6 +306,24 @@ async fn refresh_ledger(store: &Store, ledger: &Ledger) {
     }
 }
 
+/// Tries failed settlements once more, quietly: in batches, and one by one
+/// where a batch fails (so that one that can never be written holds up no
+/// other). Returns, per settlement, whether it is committed now.
+async fn write_again(store: &Store, failed: &[Queued]) -> Vec<bool> {
+    let mut committed = Vec::with_capacity(failed.len());
+    for chunk in failed.chunks(MAX_BATCH) {
+        let settlements: Vec<Settlement> = chunk.iter().map(|q| q.settlement.clone()).collect();
+        if store.settle_many(&settlements).await.is_ok() {
+            committed.resize(committed.len() + chunk.len(), true);
+            continue;
+        }
+        for s in &settlements {
+            committed.push(store.settle(s).await.is_ok());
+        }
+    }
+    committed
+}
+
 /// Commits the batch; returns, per settlement, whether it is committed.
 async fn write(store: &Store, batch: &[Queued]) -> Vec<bool> {
     let settlements: Vec<Settlement> = batch.iter().map(|q| q.settlement.clone()).collect();
@@ -275,7 +348,7 @@ async fn write(store: &Store, batch: &[Queued]) -> Vec<bool> {
                     request_id = %s.request_id, user_id = s.user_id, key_id = %s.key_id,
                     model = %s.model, cost = s.cost, input_tokens = s.input_tokens,
                     output_tokens = s.output_tokens, error = %e,
-                    "settlement failed; it stays in the journal and is replayed at the next start"
+                    "settlement failed; it is tried again every tick, and stays in the journal until written"
                 );
                 committed.push(false);
             }

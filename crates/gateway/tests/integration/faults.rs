@@ -664,3 +664,42 @@ async fn an_exchange_dropped_unsettled_releases_its_hold_at_no_charge() {
     assert_eq!(status, 200, "{answer}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_settlement_that_failed_for_good_is_written_once_the_database_is_back() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (user_id, key) = gw.user("outage", "default", "10").await;
+    let before = gw.balance(user_id).await;
+    assert_eq!(
+        gw.chat(&key, chat_body("gpt-test", false)).await.status(),
+        200
+    );
+    gw.wait_for_usage(user_id, 1).await;
+    // The usage table goes away: the next settlement fails every attempt
+    // of its batch, then alone.
+    store::testing::execute(
+        &gw.database_url,
+        "ALTER TABLE usage_records RENAME TO usage_records_away",
+    )
+    .await;
+    assert_eq!(
+        gw.chat(&key, chat_body("gpt-test", false)).await.status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    store::testing::execute(
+        &gw.database_url,
+        "ALTER TABLE usage_records_away RENAME TO usage_records",
+    )
+    .await;
+    // Written on a later tick, by the same process: no restart needed.
+    let records = gw.wait_for_usage(user_id, 2).await;
+    assert_eq!(records.len(), 2);
+    assert!(
+        records.iter().all(|r| r.cost == GPT_TEST_COST),
+        "{records:?}"
+    );
+    gw.assert_charged_exactly(user_id, before, &records).await;
+    gw.stop().await;
+}
