@@ -181,11 +181,8 @@ pub fn settle(
     taken: Option<Taken>,
     used: &TokenUsage,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let total = used
-        .input
-        .saturating_add(used.cached_input)
-        .saturating_add(used.cache_write)
-        .saturating_add(used.output);
+    // `input` already counts cache reads and writes.
+    let total = used.total();
     match taken {
         None => None,
         Some(Taken::Local(admission)) => {
