@@ -257,11 +257,19 @@ impl Shared {
             .inspect_err(|e| self.unavailable(op, e))
             .map_err(CallError::NotSent)?;
         let mut connection = (*used).clone();
-        let result = tokio::time::timeout(self.timeout, invocation.invoke_async(&mut connection))
-            .await
-            .map_err(|_| "timed out".to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+        let result = self.within(invocation.invoke_async(&mut connection)).await;
         self.outcome(op, &used, result).map_err(CallError::Unknown)
+    }
+
+    /// Awaits one Redis call, for at most the configured timeout.
+    async fn within<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, String> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err("timed out".into()),
+        }
     }
 
     /// Sends `pipe` within the timeout.
@@ -514,14 +522,14 @@ impl Shared {
             return;
         };
         let mut connection = (*connection).clone();
-        let count: Result<Result<usize, _>, _> = tokio::time::timeout(
-            self.timeout,
-            redis::cmd("ZCARD")
-                .arg(&ranked)
-                .query_async(&mut connection),
-        )
-        .await;
-        if let Ok(Ok(count)) = count {
+        let count: Result<usize, _> = self
+            .within(
+                redis::cmd("ZCARD")
+                    .arg(&ranked)
+                    .query_async(&mut connection),
+            )
+            .await;
+        if let Ok(count) = count {
             if count > CAPACITY {
                 let mut trim = redis::pipe();
                 trim.zremrangebyrank(&ranked, 0, (count - CAPACITY / 2 - 1) as isize)
@@ -534,27 +542,22 @@ impl Shared {
     /// The `n` keys refused most, across the instances.
     pub async fn top_refused(self: &Arc<Self>, n: usize) -> Result<Vec<KeyRefusals>, String> {
         let mut connection = (*self.connection()?).clone();
-        let ranked: Vec<(String, u64)> = tokio::time::timeout(
-            self.timeout,
-            redis::cmd("ZREVRANGE")
-                .arg(format!("{}:refused", self.prefix))
-                .arg(0)
-                .arg(n.saturating_sub(1))
-                .arg("WITHSCORES")
-                .query_async(&mut connection),
-        )
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+        let ranked: Vec<(String, u64)> = self
+            .within(
+                redis::cmd("ZREVRANGE")
+                    .arg(format!("{}:refused", self.prefix))
+                    .arg(0)
+                    .arg(n.saturating_sub(1))
+                    .arg("WITHSCORES")
+                    .query_async(&mut connection),
+            )
+            .await?;
         let mut pipe = redis::pipe();
         for (key_id, _) in &ranked {
             pipe.hgetall(format!("{}:refusal:{key_id}", self.prefix));
         }
         let details: Vec<std::collections::HashMap<String, i64>> =
-            tokio::time::timeout(self.timeout, pipe.query_async(&mut connection))
-                .await
-                .map_err(|_| "timed out".to_string())?
-                .map_err(|e| e.to_string())?;
+            self.within(pipe.query_async(&mut connection)).await?;
         Ok(ranked
             .into_iter()
             .zip(details)
