@@ -268,14 +268,7 @@ async fn release_holds(writer: &Writer, batch: &[Queued], committed: &[bool]) {
     let mut keys: Vec<String> = in_redis.iter().map(|h| h.key_id.clone()).collect();
     keys.sort_unstable();
     keys.dedup();
-    let figures = async {
-        Ok::<_, store::StoreError>((
-            writer.store.balances(&users).await?,
-            writer.store.key_spending(&keys).await?,
-        ))
-    }
-    .await;
-    match figures {
+    match figures(&writer.store, &users, &keys).await {
         // In a task of its own: retries must not hold up the next batch.
         Ok((users, keys)) => {
             let shared = shared.clone();
@@ -287,6 +280,18 @@ async fn release_holds(writer: &Writer, batch: &[Queued], committed: &[bool]) {
     }
 }
 
+/// The database's figures of `users` and `keys`.
+async fn figures(
+    store: &Store,
+    users: &[i64],
+    keys: &[String],
+) -> Result<(Vec<store::UserFigures>, Vec<store::KeyFigures>), store::StoreError> {
+    Ok((
+        store.balances(users).await?,
+        store.key_spending(keys).await?,
+    ))
+}
+
 /// Re-reads the figures of the ledger's active accounts. Runs between
 /// batches, so every charge of this instance is already in the database.
 async fn refresh_ledger(store: &Store, ledger: &Ledger) {
@@ -294,13 +299,7 @@ async fn refresh_ledger(store: &Store, ledger: &Ledger) {
     if users.is_empty() && keys.is_empty() {
         return;
     }
-    let figures = async {
-        let users = store.balances(&users).await?;
-        let keys = store.key_spending(&keys).await?;
-        Ok::<_, store::StoreError>((users, keys))
-    }
-    .await;
-    match figures {
+    match figures(store, &users, &keys).await {
         Ok((users, keys)) => ledger.refresh(&users, &keys),
         Err(e) => tracing::warn!(error = %e, "ledger refresh failed"),
     }
