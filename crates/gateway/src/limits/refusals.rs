@@ -77,19 +77,6 @@ impl Refusals {
         }
     }
 
-    /// Counts one refusal of `key_id` (a key of `user_id`) by a `limit` of
-    /// a scope of kind `scope`.
-    pub fn record(
-        &self,
-        key_id: &str,
-        user_id: i64,
-        scope: ScopeKind,
-        limit: LimitKind,
-        at_ms: i64,
-    ) {
-        self.add(&KeyRefusals::one(key_id, user_id, scope, limit, at_ms));
-    }
-
     /// Adds `refusals` to the key's counts.
     pub fn add(&self, refusals: &KeyRefusals) {
         let mut keys = match self.keys.lock() {
@@ -169,14 +156,20 @@ fn forget_least_refused(keys: &mut HashMap<String, KeyRefusals>, keep: usize) {
 mod tests {
     use super::*;
 
+    impl Refusals {
+        fn add_one(&self, key_id: &str, user_id: i64, scope: ScopeKind, limit: LimitKind, at: i64) {
+            self.add(&KeyRefusals::one(key_id, user_id, scope, limit, at));
+        }
+    }
+
     #[test]
     fn the_keys_refused_most_come_first_with_their_kinds() {
         let refusals = Refusals::default();
         for i in 0..5 {
-            refusals.record("key_a", 1, ScopeKind::Key, LimitKind::Requests, 100 + i);
+            refusals.add_one("key_a", 1, ScopeKind::Key, LimitKind::Requests, 100 + i);
         }
-        refusals.record("key_a", 1, ScopeKind::User, LimitKind::Tokens, 90);
-        refusals.record("key_b", 2, ScopeKind::Model, LimitKind::Concurrency, 200);
+        refusals.add_one("key_a", 1, ScopeKind::User, LimitKind::Tokens, 90);
+        refusals.add_one("key_b", 2, ScopeKind::Model, LimitKind::Concurrency, 200);
         let top = refusals.top(10);
         assert_eq!(top.len(), 2);
         let a = &top[0];
@@ -196,11 +189,11 @@ mod tests {
         let refusals = Refusals::with_capacity(100);
         // Two keys refused often, then a flood of keys refused once.
         for _ in 0..50 {
-            refusals.record("heavy-1", 1, ScopeKind::Key, LimitKind::Requests, 1);
-            refusals.record("heavy-2", 2, ScopeKind::Key, LimitKind::Requests, 1);
+            refusals.add_one("heavy-1", 1, ScopeKind::Key, LimitKind::Requests, 1);
+            refusals.add_one("heavy-2", 2, ScopeKind::Key, LimitKind::Requests, 1);
         }
         for i in 0..10_000 {
-            refusals.record(
+            refusals.add_one(
                 &format!("once-{i}"),
                 3,
                 ScopeKind::Global,
