@@ -40,14 +40,13 @@ sys.path.insert(0, str(HERE))
 
 import mockbin  # noqa: E402  (e2e/, on the path via its conftest)
 import claude_code_turns as mock  # noqa: E402  (the scenario's scripted answers)
-from harness import free_port, stop, tail  # noqa: E402
+from harness import start_gateway, stop, tail  # noqa: E402
 
 DEFAULT_BIN = "/root/.cache/tollgate-target/debug/tollgate"
 ADMIN_TOKEN = "e2e-admin-token-claude-code-0123456789"
 START_USD = Decimal("100")
 
 INSTALL_TIMEOUT = 900  # seconds for install.sh (npm)
-STARTUP_TIMEOUT = 30.0  # seconds for each process to come up
 REQUEST_TIMEOUT = 30.0  # seconds for any single HTTP call of the test
 CLAUDE_TIMEOUT = 240  # seconds for one `claude -p` run
 SETTLE_TIMEOUT = 15.0  # seconds for the gateway to settle streams
@@ -135,23 +134,6 @@ def start_recorder(tmp, name, scenario, record, *args):
         ["--scenario", scenario, "--record-file", str(record), *args],
         hermetic_env(),
     )
-
-
-def wait_healthy(proc, url, log):
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    last = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"tollgate exited with {proc.returncode}:\n{tail(log)}")
-        try:
-            status, _, body = http("GET", url + "/healthz")
-            if status == 200:
-                return
-            last = f"{status} {body}"
-        except OSError as e:
-            last = repr(e)
-        time.sleep(0.1)
-    raise RuntimeError(f"tollgate not healthy after {STARTUP_TIMEOUT}s ({last}):\n{tail(log)}")
 
 
 def install_claude(tmp):
@@ -378,20 +360,9 @@ def stack(tmp_path_factory):
         )
         procs.append(mock_proc)
         config = write_config(tmp, mock_port)
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        gateway_log = tmp / "tollgate.log"
-        with open(gateway_log, "wb") as log:
-            gateway = subprocess.Popen(
-                [binary, "--config", str(config), "serve"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=tmp,
-                env=hermetic_env(TOLLGATE_LISTEN=f"127.0.0.1:{port}"),
-            )
+        gateway, base_url = start_gateway(tmp, config, binary)
         procs.append(gateway)
-        wait_healthy(gateway, base_url, gateway_log)
+        gateway_log = tmp / "tollgate.log"
         front_proc, front_port = start_recorder(tmp, "front", "claude-code-front", client_log, "--target", base_url)
         procs.append(front_proc)
 

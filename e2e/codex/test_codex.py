@@ -43,7 +43,6 @@ upstream and what was charged), chat.jsonl and tollgate.log.
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 import uuid
@@ -178,20 +177,9 @@ def stack(tmp_path_factory):
         mock_proc, mock_port = start_scenario(tmp, "chat-mock", "codex-chat", chat_log, "--key", mock.UPSTREAM_KEY)
         procs.append(mock_proc)
         config = write_config(tmp, mock_port)
-        port = harness.free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        gateway_log = tmp / "tollgate.log"
-        with open(gateway_log, "wb") as log:
-            gateway = subprocess.Popen(
-                [binary, "--config", str(config), "serve"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=tmp,
-                env=harness.hermetic_env(TOLLGATE_LISTEN=f"127.0.0.1:{port}"),
-            )
+        gateway, base_url = harness.start_gateway(tmp, config, binary)
         procs.insert(0, gateway)  # stopped first
-        harness.wait_healthy(gateway, base_url, gateway_log)
+        gateway_log = tmp / "tollgate.log"
         server = harness.Server(
             base_url=base_url, mock_url=f"http://127.0.0.1:{mock_port}", http=http, gateway_log=gateway_log
         )
