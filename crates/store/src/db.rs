@@ -39,6 +39,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0003_stored_objects.sql"),
     ),
     (4, include_str!("../migrations/sqlite/0004_rate_limits.sql")),
+    (
+        5,
+        include_str!("../migrations/sqlite/0005_override_rules.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -53,6 +57,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         include_str!("../migrations/postgres/0004_rate_limits.sql"),
+    ),
+    (
+        5,
+        include_str!("../migrations/postgres/0005_override_rules.sql"),
     ),
 ];
 

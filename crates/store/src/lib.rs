@@ -13,6 +13,7 @@ mod conversations;
 mod db;
 mod keys;
 mod responses;
+mod rules;
 mod settings;
 pub mod testing;
 mod usage;
@@ -24,6 +25,7 @@ pub use conversations::{Conversation, ItemPage};
 pub use db::{Backend, Store};
 pub use keys::{ApiKey, KeyUpdate, NewKey};
 pub use responses::StoredResponse;
+pub use rules::{RuleFilter, RuleHits, StoredRule, OPERATOR};
 pub use usage::{UsageFilter, UsageRecord};
 pub use users::{
     BalanceChange, KeyFigures, LedgerEntry, NewUser, RateLimits, RateLimitsUpdate, User,
