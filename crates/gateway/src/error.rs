@@ -61,6 +61,9 @@ pub enum ApiError {
     UpstreamReset,
     #[error("The gateway failed to process the request.")]
     Internal,
+    /// An override rule refused the request (`status` is a 4xx).
+    #[error("{message}")]
+    Blocked { status: u16, message: String },
 }
 
 impl ApiError {
@@ -80,6 +83,9 @@ impl ApiError {
             UpstreamOverloaded | Overloaded | LimitsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamReset => StatusCode::BAD_GATEWAY,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Blocked { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
+            }
         }
     }
 
@@ -109,6 +115,7 @@ impl ApiError {
             LimitsUnavailable => ("api_error", Some("limits_unavailable")),
             UpstreamReset => ("api_error", Some("upstream_reset")),
             Internal => ("api_error", Some("internal_error")),
+            Blocked { .. } => ("invalid_request_error", Some("blocked_by_rule")),
         }
     }
 
@@ -162,6 +169,7 @@ impl ApiError {
             BadRequest(_) | Conflict(_) | InsufficientBalance | KeyLimitReached => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error")
             }
+            Blocked { .. } => (self.status(), "invalid_request_error"),
             UpstreamUnreachable | UpstreamFailed(_) | UpstreamAuth | UpstreamReset | Internal => {
                 (self.status(), "api_error")
             }

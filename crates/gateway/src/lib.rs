@@ -12,6 +12,7 @@ pub mod limits;
 pub mod metadata;
 pub mod metrics;
 pub mod money;
+pub mod overrides;
 pub mod pipeline;
 pub mod providers;
 pub mod relay;
@@ -153,6 +154,7 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
         limiter,
         shared,
         rate_refusals: Default::default(),
+        rule_book: overrides::RuleBook::new(rules::Restrictions::default()),
         affinity: Default::default(),
         store,
         metrics,

@@ -21,6 +21,8 @@ pub struct AppState {
     pub shared: Option<Arc<crate::shared::Shared>>,
     /// The keys rate limits refused, counted for the operator.
     pub rate_refusals: crate::limits::refusals::Refusals,
+    /// The override rules in force, per owner.
+    pub rule_book: crate::overrides::RuleBook,
     /// Which channel served each conversation last.
     pub affinity: crate::routing::affinity::Affinity,
     pub store: store::Store,

@@ -54,15 +54,18 @@ async fn relay_completion(
     endpoint: Endpoint,
 ) -> Response {
     let prepared = async {
+        let name = match endpoint {
+            Endpoint::Chat => "chat.completions",
+            Endpoint::Legacy => "completions",
+        };
+        let rewritten = pipeline::rules::rewrite(&app, &principal, name, body).await?;
+        let body = rewritten.body;
+        let header_changes = rewritten.headers;
         let mut request: CompletionRequest = parse_json(&body)?;
         let affinity = AffinityKey::of_chat(principal.user.id, &request.extra);
         let route = app.route(&principal, &request.model, affinity)?;
         request.clamp_output_tokens(route.model.max_output_tokens);
         let stream = request.is_stream();
-        let name = match endpoint {
-            Endpoint::Chat => "chat.completions",
-            Endpoint::Legacy => "completions",
-        };
         let max_output = output_allowance(
             request.output_cap(),
             &route.model,
@@ -92,6 +95,7 @@ async fn relay_completion(
                 Endpoint::Chat => adapter.chat(target, call)?,
                 Endpoint::Legacy => adapter.completions(target, call)?,
             };
+            pipeline::rules::apply_headers(&mut upstream.forwarded, &header_changes);
             if let Some(record) = &stream_record {
                 upstream.reply = match upstream.reply {
                     Reply::Stream(transform) => Reply::Stream(Box::new(

@@ -4,7 +4,8 @@
 //!
 //! 1. **authenticate**: [`crate::auth::Caller`], an extractor that runs
 //!    before the body is read.
-//! 2. **rules, limits**: rules not yet (override rules hook in here);
+//! 2. **rules, limits**: [`rules`] rewrites the request as the user's and
+//!    the operator's override rules say (or refuses it), before routing;
 //!    [`limits`] counts the request in its rate limits, before any money
 //!    is held.
 //! 3. **route**: [`crate::routing::route`] (`AppState::route`), from the
@@ -33,6 +34,7 @@ mod account;
 pub mod limits;
 mod reserve;
 mod respond;
+pub mod rules;
 mod send;
 
 pub use account::Account;

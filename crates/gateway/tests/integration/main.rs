@@ -14,6 +14,7 @@ mod errors;
 mod faults;
 mod metrics_auth;
 mod mounts;
+mod override_rules;
 mod rate_limits;
 mod rate_limits_keys;
 mod redis_server;

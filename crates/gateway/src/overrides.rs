@@ -1,0 +1,112 @@
+//! The override rules in force, per owner (a user, or the operator), kept in
+//! memory: read from the database when first needed, and checked for changes
+//! at most once a second per owner, so that a change made through any
+//! instance applies everywhere within a second.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rules::{Compiled, Restrictions, Rule};
+use store::{RuleFilter, Store, StoreError};
+
+/// How long rules are used before the database is asked whether they changed.
+const RECHECK: Duration = Duration::from_secs(1);
+/// Most rules an owner can hold (the listing reads them all).
+const MOST: i64 = 10_000;
+
+struct Cached {
+    rules: Arc<Vec<Compiled>>,
+    changed_at: i64,
+    checked: Instant,
+}
+
+pub struct RuleBook {
+    pub restrictions: Restrictions,
+    cached: Mutex<HashMap<i64, Cached>>,
+}
+
+impl RuleBook {
+    pub fn new(restrictions: Restrictions) -> RuleBook {
+        RuleBook {
+            restrictions,
+            cached: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Cached>> {
+        match self.cached.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// `owner`'s rules in running order.
+    pub async fn rules_of(
+        &self,
+        store: &Store,
+        owner: i64,
+    ) -> Result<Arc<Vec<Compiled>>, StoreError> {
+        let known = self
+            .lock()
+            .get(&owner)
+            .map(|c| (c.rules.clone(), c.changed_at, c.checked));
+        if let Some((rules, _, checked)) = &known {
+            if checked.elapsed() < RECHECK {
+                return Ok(rules.clone());
+            }
+        }
+        let changed_at = store.rules_changed_at(owner).await?;
+        let rules = match known {
+            Some((rules, at, _)) if at == changed_at => rules,
+            _ => Arc::new(self.load(store, owner).await?),
+        };
+        self.lock().insert(
+            owner,
+            Cached {
+                rules: rules.clone(),
+                changed_at,
+                checked: Instant::now(),
+            },
+        );
+        Ok(rules)
+    }
+
+    /// Forgets `owner`'s rules (changed through this instance).
+    pub fn forget(&self, owner: i64) {
+        self.lock().remove(&owner);
+    }
+
+    async fn load(&self, store: &Store, owner: i64) -> Result<Vec<Compiled>, StoreError> {
+        let filter = RuleFilter {
+            enabled: Some(true),
+            limit: MOST,
+            ..RuleFilter::default()
+        };
+        let (stored, _) = store.list_rules(owner, &filter).await?;
+        let mut compiled = Vec::with_capacity(stored.len());
+        for s in stored {
+            // Checked when saved; one that no longer compiles (the
+            // restrictions tightened since) is skipped, and said.
+            let rule = serde_json::from_value::<Rule>(s.rule)
+                .map_err(|e| e.to_string())
+                .and_then(|rule| {
+                    Compiled::new(
+                        Rule {
+                            rule_id: s.id.clone(),
+                            ..rule
+                        },
+                        s.created_at,
+                        &self.restrictions,
+                    )
+                    .map_err(|e| e.0)
+                });
+            match rule {
+                Ok(rule) => compiled.push(rule),
+                Err(error) => tracing::warn!(rule = %s.id, owner, %error, "override rule skipped"),
+            }
+        }
+        rules::sort(&mut compiled);
+        Ok(compiled)
+    }
+}
