@@ -67,6 +67,10 @@ async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<Prepared, A
         headers,
         body,
     } = call;
+    let rewritten =
+        pipeline::rules::rewrite(app, principal, ingress.endpoint(), body.clone()).await?;
+    let body = &rewritten.body;
+    let header_changes = rewritten.headers.clone();
     let request: MessagesRequest = parse_json(body)?;
     let affinity = AffinityKey::of_messages(principal.user.id, &request.extra);
     let route = app.route(principal, &request.model, affinity)?;
@@ -83,10 +87,12 @@ async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<Prepared, A
     let client_headers = headers.clone();
     let planner: Planner = Box::new(move |target| {
         let adapter = target.provider.adapter;
+        let mut forwarded = adapter.forwarded(&client_headers);
+        pipeline::rules::apply_headers(&mut forwarded, &header_changes);
         let messages = MessagesCall {
             body: &messages_body,
             stream,
-            forwarded: adapter.forwarded(&client_headers),
+            forwarded,
         };
         match ingress {
             Ingress::Messages => adapter.messages(target, messages),

@@ -152,13 +152,18 @@ async fn relay_embeddings(
     body: Bytes,
 ) -> Response {
     let prepared = async {
+        let rewritten = pipeline::rules::rewrite(&app, &principal, "embeddings", body).await?;
+        let body = rewritten.body;
+        let header_changes = rewritten.headers;
         let request: EmbeddingRequest = parse_json(&body)?;
         let route = app.route(&principal, &request.model, None)?;
         let planner: Planner = Box::new(move |target| {
-            target
+            let mut upstream = target
                 .provider
                 .adapter
-                .embeddings(target, &mut request.clone())
+                .embeddings(target, &mut request.clone())?;
+            pipeline::rules::apply_headers(&mut upstream.forwarded, &header_changes);
+            Ok(upstream)
         });
         let metered = Metered {
             principal: &principal,

@@ -43,6 +43,10 @@ pub async fn create(
 ) -> Response {
     detached(async move {
         let prepared = async {
+            // Header changes of rules do not reach Responses turns yet.
+            let body = crate::pipeline::rules::rewrite(&app, &principal, "responses", body)
+                .await?
+                .body;
             let params: Map<String, Value> = parse_json(&body)?;
             prepare(&app, &principal, &id.0, params, body.len()).await
         }

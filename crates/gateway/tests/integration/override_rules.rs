@@ -77,3 +77,57 @@ async fn a_block_refuses_with_nothing_charged_and_a_model_swap_stays_within_the_
     assert_eq!(gw.balance(user_id).await, before, "nothing held or charged");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_forced_temperature_reaches_the_upstream_on_every_api() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (user_id, key) = gw.user("everywhere", "default", "10").await;
+    add_rule(
+        &gw,
+        user_id,
+        "rule_all",
+        json!({"ruleName": "cool",
+        "actions": [{"type": "override", "field": "temperature", "value": 0.2}]}),
+    )
+    .await;
+    let messages = json!({"model": "claude-test", "max_tokens": 20,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let resp = gw
+        .http
+        .post(format!("{}/v1/messages", gw.url))
+        .header("x-api-key", &key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&messages)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Translated: a Messages client on an OpenAI upstream, and Responses.
+    let translated = json!({"model": "gpt-test", "max_tokens": 20,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let resp = gw
+        .http
+        .post(format!("{}/v1/messages", gw.url))
+        .header("x-api-key", &key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&translated)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (status, body) = gw
+        .post_json(
+            "/v1/responses",
+            &key,
+            &json!({"model": "gpt-native", "input": "hi"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 3);
+    for r in &requests {
+        assert_eq!(r.body["temperature"], 0.2, "{} {}", r.path, r.body);
+    }
+    gw.stop().await;
+}
