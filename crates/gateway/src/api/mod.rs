@@ -11,6 +11,7 @@ mod list;
 mod ohmygpt;
 mod openai;
 mod ops;
+mod override_rules;
 mod rate_limits;
 mod responses;
 mod stored_completions;
@@ -155,6 +156,7 @@ fn management_routes() -> Router<App> {
         .merge(admin::routes())
         .merge(channels::routes())
         .merge(rate_limits::routes())
+        .merge(override_rules::routes())
 }
 
 /// Longest request target accepted; hyper's own limit (its read buffer)

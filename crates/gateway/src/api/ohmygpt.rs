@@ -23,7 +23,7 @@ use crate::secrets::hash_secret;
 use crate::state::App;
 use crate::time::{format_ms, parse_timestamp};
 
-fn envelope(result: Result<(String, Value), ApiError>) -> Response {
+pub(crate) fn envelope(result: Result<(String, Value), ApiError>) -> Response {
     match result {
         Ok((message, data)) => {
             Json(json!({"statusCode": 200, "message": message, "data": data})).into_response()
@@ -45,7 +45,10 @@ fn envelope(result: Result<(String, Value), ApiError>) -> Response {
     }
 }
 
-async fn admin_principal(app: &App, headers: &HeaderMap) -> Result<Arc<Principal>, ApiError> {
+pub(crate) async fn admin_principal(
+    app: &App,
+    headers: &HeaderMap,
+) -> Result<Arc<Principal>, ApiError> {
     let principal = authenticate(app, headers).await?;
     principal.require_admin_key()?;
     Ok(principal)

@@ -131,3 +131,122 @@ async fn a_forced_temperature_reaches_the_upstream_on_every_api() {
     }
     gw.stop().await;
 }
+
+/// POSTs to the rule API's `route` with `key`; returns the status and the
+/// envelope.
+async fn rule_api(gw: &Gateway, key: &str, route: &str, body: Value) -> (u16, Value) {
+    gw.post_json(&format!("/api/v1/user/override-rules/{route}"), key, &body)
+        .await
+}
+
+#[tokio::test]
+async fn the_rule_api_manages_a_users_rules_and_no_one_elses() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (_, key) = gw.user("author", "default", "10").await;
+    let (_, stranger) = gw.user("stranger", "default", "10").await;
+    let rule = json!({"ruleName": "cool", "priority": 1,
+        "conditions": [{"scope": "api", "apiType": "chat.completions", "secretKey": key, "model": "gpt-*"}],
+        "actions": [{"type": "override", "field": "temperature", "value": 0.2}]});
+    let (status, created) = rule_api(&gw, &key, "create", rule.clone()).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["statusCode"], 200);
+    let id = created["data"]["ruleId"].as_str().unwrap().to_string();
+    let key_id = created["data"]["conditions"][0]["secretKey"]
+        .as_str()
+        .unwrap();
+    assert!(
+        key_id.starts_with("key_"),
+        "the key is kept as its id, never in clear"
+    );
+    // It applies at once.
+    assert_eq!(
+        gw.chat(&key, chat_body("gpt-test", false)).await.status(),
+        200
+    );
+    assert_eq!(mock.requests()[0].body["temperature"], 0.2);
+    // Names are unique; the name check says so.
+    let (status, _) = rule_api(&gw, &key, "create", rule.clone()).await;
+    assert_eq!(status, 409);
+    let (_, check) = rule_api(&gw, &key, "check-name", json!({"ruleName": "cool"})).await;
+    assert_eq!(check["data"]["available"], false);
+    // Reading, listing, updating.
+    let (_, got) = rule_api(&gw, &key, "get", json!({"ruleId": id})).await;
+    assert_eq!(got["data"]["ruleName"], "cool");
+    let (_, listed) = rule_api(&gw, &key, "list", json!({"apiType": "chat.completions"})).await;
+    assert_eq!(listed["data"]["total"], 1);
+    let (status, updated) = rule_api(
+        &gw,
+        &key,
+        "update",
+        json!({"ruleId": id, "actions": [
+        {"type": "override", "field": "temperature", "value": 0.3}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["data"]["ruleName"], "cool");
+    // Another user sees none of it.
+    let (status, _) = rule_api(&gw, &stranger, "get", json!({"ruleId": id})).await;
+    assert_eq!(status, 404);
+    let (status, _) = rule_api(&gw, &stranger, "delete", json!({"ruleId": id})).await;
+    assert_eq!(status, 404);
+    // Testing shows what a request would become, sending nothing.
+    let sent = mock.requests().len();
+    let (_, tested) = rule_api(
+        &gw,
+        &key,
+        "test",
+        json!({"request": {"model": "gpt-test", "temperature": 1}}),
+    )
+    .await;
+    assert_eq!(tested["data"]["request"]["temperature"], 0.3);
+    assert_eq!(tested["data"]["matched"], json!([id]));
+    assert_eq!(mock.requests().len(), sent);
+    // Disabled: no longer applied.
+    let (_, toggled) = rule_api(
+        &gw,
+        &key,
+        "batch-toggle",
+        json!({"ruleIds": [id], "enabled": false}),
+    )
+    .await;
+    assert_eq!(toggled["data"]["updated"], 1);
+    assert_eq!(
+        gw.chat(&key, chat_body("gpt-test", false)).await.status(),
+        200
+    );
+    assert_eq!(mock.requests().last().unwrap().body["temperature"], 0.5);
+    // Export, then import: names made unique, all or none.
+    let (_, exported) = rule_api(&gw, &key, "export", json!({})).await;
+    let rules = exported["data"].clone();
+    assert_eq!(rules.as_array().unwrap().len(), 1);
+    let (status, imported) =
+        rule_api(&gw, &key, "import", json!({"rules": [rules[0], rules[0]]})).await;
+    assert_eq!(status, 409, "{imported}: `cool` is taken");
+    let mut renamed = rules[0].clone();
+    renamed["ruleName"] = json!("warm");
+    let (status, imported) =
+        rule_api(&gw, &key, "import", json!({"rules": [renamed, renamed]})).await;
+    assert_eq!(status, 200, "{imported}");
+    let (_, listed) = rule_api(&gw, &key, "list", json!({})).await;
+    let names: Vec<&str> = listed["data"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ruleName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3);
+    assert!(
+        names.contains(&"warm") && names.contains(&"warm (2)"),
+        "{names:?}"
+    );
+    // Bad rules are refused, naming what is wrong.
+    let (status, refused) = rule_api(&gw, &key, "create", json!({"ruleName": "bad",
+        "actions": [{"type": "override", "field": "stream_options.include_usage", "value": false}]})).await;
+    assert_eq!(status, 400);
+    assert!(
+        refused["message"].as_str().unwrap().contains("reserved"),
+        "{refused}"
+    );
+    gw.stop().await;
+}
