@@ -259,6 +259,7 @@ async fn sweep(app: App) {
             Err(e) => tracing::warn!(error = %e, "hold sweep failed"),
         }
         responses::fail_abandoned_runs(&app).await;
+        app.rule_book.flush_hits(&app.store).await;
         match app.store.sweep_expired_objects(store::now_ms()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "deleted stored objects past their retention"),

@@ -24,6 +24,8 @@ struct Cached {
 pub struct RuleBook {
     pub restrictions: Restrictions,
     cached: Mutex<HashMap<i64, Cached>>,
+    /// Hits counted since the last flush: rule id → (hits, last hit at).
+    hits: Mutex<HashMap<String, (i64, i64)>>,
 }
 
 impl RuleBook {
@@ -31,6 +33,7 @@ impl RuleBook {
         RuleBook {
             restrictions,
             cached: Mutex::default(),
+            hits: Mutex::default(),
         }
     }
 
@@ -70,6 +73,50 @@ impl RuleBook {
             },
         );
         Ok(rules)
+    }
+
+    /// Counts that `rules` applied to a request now.
+    pub fn hit(&self, rules: &[String]) {
+        if rules.is_empty() {
+            return;
+        }
+        let now = store::now_ms();
+        let mut hits = match self.hits.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for id in rules {
+            let entry = hits.entry(id.clone()).or_insert((0, now));
+            entry.0 += 1;
+            entry.1 = now;
+        }
+    }
+
+    /// Writes the hits counted since the last flush, in one transaction; on
+    /// failure they are counted again toward the next.
+    pub async fn flush_hits(&self, store: &Store) {
+        let taken: Vec<(String, i64, i64)> = {
+            let mut hits = match self.hits.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            hits.drain().map(|(id, (n, at))| (id, n, at)).collect()
+        };
+        if taken.is_empty() {
+            return;
+        }
+        if let Err(e) = store.add_rule_hits(&taken).await {
+            tracing::warn!(error = %e, "rule hit counts not written; kept for the next try");
+            let mut hits = match self.hits.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            for (id, n, at) in taken {
+                let entry = hits.entry(id).or_insert((0, at));
+                entry.0 += n;
+                entry.1 = entry.1.max(at);
+            }
+        }
     }
 
     /// Forgets `owner`'s rules (changed through this instance).

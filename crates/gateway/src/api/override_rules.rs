@@ -169,6 +169,9 @@ async fn handle(
             )
         }
         "stats" => {
+            // This instance's latest counts first (others write theirs
+            // every minute).
+            app.rule_book.flush_hits(store).await;
             let hits = store.rule_hits(owner).await?;
             done(
                 "OK",

@@ -73,6 +73,7 @@ pub async fn rewrite(
         headers.extend(outcome.headers);
         matched.extend(outcome.matched);
     }
+    book.hit(&matched);
     let body = serde_json::to_vec(&doc).map_err(|_| ApiError::Internal)?;
     Ok(Rewritten {
         body: body.into(),

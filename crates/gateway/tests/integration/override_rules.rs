@@ -165,6 +165,10 @@ async fn the_rule_api_manages_a_users_rules_and_no_one_elses() {
         200
     );
     assert_eq!(mock.requests()[0].body["temperature"], 0.2);
+    let (_, stats) = rule_api(&gw, &key, "stats", json!({})).await;
+    assert_eq!(stats["data"][0]["ruleId"], id);
+    assert_eq!(stats["data"][0]["hits"], 1);
+    assert!(stats["data"][0]["lastHitAt"].is_string());
     // Names are unique; the name check says so.
     let (status, _) = rule_api(&gw, &key, "create", rule.clone()).await;
     assert_eq!(status, 409);
