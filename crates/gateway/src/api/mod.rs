@@ -10,6 +10,7 @@ mod conversations;
 mod list;
 mod ohmygpt;
 mod openai;
+mod operator_rules;
 mod ops;
 mod override_rules;
 mod rate_limits;
@@ -157,6 +158,7 @@ fn management_routes() -> Router<App> {
         .merge(channels::routes())
         .merge(rate_limits::routes())
         .merge(override_rules::routes())
+        .merge(operator_rules::routes())
 }
 
 /// Longest request target accepted; hyper's own limit (its read buffer)

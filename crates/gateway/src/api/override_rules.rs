@@ -87,6 +87,7 @@ async fn handle(
             let mut stored = new_rule(app, &principal, &merged).await?;
             stored.id = old.id;
             stored.created_at = old.created_at;
+            stored.rule["ruleId"] = json!(stored.id);
             done(
                 "Rule updated",
                 rule_json(&store.update_rule(&stored).await?),
@@ -294,6 +295,24 @@ async fn new_rule(
     principal: &Principal,
     fields: &Map<String, Value>,
 ) -> Result<StoredRule, ApiError> {
+    parse_rule(app, Owner::User(principal), fields).await
+}
+
+/// Whose a rule is: a user's (its conditions name only that user's keys, and
+/// none of the operator's fields), or the operator's.
+#[derive(Clone, Copy)]
+pub(crate) enum Owner<'a> {
+    User(&'a Principal),
+    Operator,
+}
+
+/// A rule from a client's fields: parsed, its key given in clear turned into
+/// the key's id, checked and compiled as it will run.
+pub(crate) async fn parse_rule(
+    app: &App,
+    owner: Owner<'_>,
+    fields: &Map<String, Value>,
+) -> Result<StoredRule, ApiError> {
     let mut object = Map::new();
     for (k, v) in fields {
         // Form bodies carry lists as JSON text.
@@ -309,6 +328,14 @@ async fn new_rule(
     let mut rule: rules::Rule = serde_json::from_value(Value::Object(object))
         .map_err(|e| ApiError::BadRequest(format!("not a rule: {e}")))?;
     for condition in &mut rule.conditions {
+        let Owner::User(principal) = owner else {
+            continue;
+        };
+        if condition.channel.is_some() || condition.group.is_some() || condition.user.is_some() {
+            return Err(ApiError::BadRequest(
+                "`channel`, `group` and `user` conditions are the operator's.".into(),
+            ));
+        }
         if let Some(key) = condition.secret_key.take() {
             let key = key.trim();
             let found = app
@@ -319,6 +346,16 @@ async fn new_rule(
             condition.secret_key = Some(found.id);
         }
     }
+    if rule.conditions.iter().any(|c| c.channel.is_some()) {
+        // Rules run before routing: no channel is chosen yet.
+        return Err(ApiError::BadRequest(
+            "`channel` conditions are not supported yet.".into(),
+        ));
+    }
+    let owner_id = match owner {
+        Owner::User(principal) => principal.user.id,
+        Owner::Operator => store::OPERATOR,
+    };
     let now = store::now_ms();
     // Opaque ids; an update keeps the rule's own (set by the caller).
     let id = format!("rule_{}", hex::encode(rand::random::<[u8; 12]>()));
@@ -331,7 +368,7 @@ async fn new_rule(
     api_types.dedup();
     let stored = StoredRule {
         id,
-        owner_id: principal.user.id,
+        owner_id,
         name: rule.rule_name.clone(),
         api_types: api_types.join(","),
         priority: rule.priority,
@@ -368,7 +405,7 @@ fn dedupe_names(rules: &mut [StoredRule]) {
     }
 }
 
-fn rule_json(stored: &StoredRule) -> Value {
+pub(crate) fn rule_json(stored: &StoredRule) -> Value {
     let mut rule = stored.rule.clone();
     rule["ruleId"] = json!(stored.id);
     rule["createdAt"] = json!(crate::time::format_ms(stored.created_at));

@@ -254,3 +254,108 @@ async fn the_rule_api_manages_a_users_rules_and_no_one_elses() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_model_swap_routes_and_bills_the_new_model_within_the_keys_models() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (user_id, key) = gw.user("swapper", "default", "10").await;
+    add_rule(
+        &gw,
+        user_id,
+        "rule_swap",
+        json!({"ruleName": "cheaper",
+        "conditions": [{"model": "gpt-test"}],
+        "actions": [{"type": "override", "field": "model", "value": "cheap"}]}),
+    )
+    .await;
+    assert_eq!(
+        gw.chat(&key, chat_body("gpt-test", false)).await.status(),
+        200
+    );
+    assert_eq!(mock.requests()[0].body["model"], "cheap");
+    let records = gw.wait_for_usage(user_id, 1).await;
+    assert_eq!(records[0].model, "cheap", "billed as the model it became");
+    // A key limited to gpt-test may not be swapped onto another model.
+    let (status, created) = gw
+        .admin(
+            reqwest::Method::POST,
+            &format!("/admin/users/{user_id}/keys"),
+            Some(json!({"permissions": ["gpt-test"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let narrow = created["key"].as_str().unwrap();
+    let resp = gw.chat(narrow, chat_body("gpt-test", false)).await;
+    assert_eq!(resp.status(), 403);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "model_not_allowed");
+    assert_eq!(mock.requests().len(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_operators_rules_run_after_the_users_and_may_name_groups() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (_, vip) = gw.user("vip-user", "vip", "10").await;
+    let (_, plain) = gw.user("plain-user", "default", "10").await;
+    let (status, _) = rule_api(
+        &gw,
+        &vip,
+        "create",
+        json!({"ruleName": "mine",
+        "actions": [{"type": "override", "field": "temperature", "value": 0.1}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // A user may not condition on groups: that is the operator's.
+    let (status, refused) = rule_api(
+        &gw,
+        &vip,
+        "create",
+        json!({"ruleName": "g",
+        "conditions": [{"group": "vip"}], "actions": []}),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    let (status, created) = gw
+        .admin(
+            reqwest::Method::POST,
+            "/admin/rules",
+            Some(
+                json!({"ruleName": "vip cap", "conditions": [{"group": "vip"}],
+                "actions": [{"type": "override", "field": "temperature", "value": 0.9}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(
+        gw.chat(&vip, chat_body("gpt-test", false)).await.status(),
+        200
+    );
+    assert_eq!(
+        gw.chat(&plain, chat_body("gpt-test", false)).await.status(),
+        200
+    );
+    let requests = mock.requests();
+    assert_eq!(
+        requests[0].body["temperature"], 0.9,
+        "the operator has the last word"
+    );
+    assert_eq!(
+        requests[1].body["temperature"], 0.5,
+        "other groups untouched"
+    );
+    let id = created["ruleId"].as_str().unwrap();
+    let (status, _) = gw
+        .admin(reqwest::Method::DELETE, &format!("/admin/rules/{id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        gw.chat(&vip, chat_body("gpt-test", false)).await.status(),
+        200
+    );
+    assert_eq!(mock.requests()[2].body["temperature"], 0.1);
+    gw.stop().await;
+}
