@@ -146,6 +146,7 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
         settlements,
         metrics.clone(),
     );
+    let rule_book = overrides::RuleBook::new(rules::Restrictions::default(), &config.rules);
     let app = Arc::new(AppState {
         auth_cache,
         billing,
@@ -154,7 +155,7 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
         limiter,
         shared,
         rate_refusals: Default::default(),
-        rule_book: overrides::RuleBook::new(rules::Restrictions::default()),
+        rule_book,
         affinity: Default::default(),
         store,
         metrics,

@@ -23,15 +23,37 @@ struct Cached {
 
 pub struct RuleBook {
     pub restrictions: Restrictions,
+    /// The operator's rules from the configuration file.
+    configured: Vec<Compiled>,
     cached: Mutex<HashMap<i64, Cached>>,
     /// Hits counted since the last flush: rule id → (hits, last hit at).
     hits: Mutex<HashMap<String, (i64, i64)>>,
 }
 
 impl RuleBook {
-    pub fn new(restrictions: Restrictions) -> RuleBook {
+    /// A book with the operator's `configured` rules (checked when the
+    /// configuration loaded: one that does not compile is left out, and said).
+    pub fn new(restrictions: Restrictions, configured: &[Rule]) -> RuleBook {
+        let configured = configured
+            .iter()
+            .enumerate()
+            .filter_map(|(i, rule)| {
+                let rule = Rule {
+                    rule_id: if rule.rule_id.is_empty() {
+                        format!("config_{i}")
+                    } else {
+                        rule.rule_id.clone()
+                    },
+                    ..rule.clone()
+                };
+                Compiled::new(rule, i as i64, &restrictions)
+                    .inspect_err(|e| tracing::warn!(error = %e, "configured rule left out"))
+                    .ok()
+            })
+            .collect();
         RuleBook {
             restrictions,
+            configured,
             cached: Mutex::default(),
             hits: Mutex::default(),
         }
@@ -152,6 +174,9 @@ impl RuleBook {
                 Ok(rule) => compiled.push(rule),
                 Err(error) => tracing::warn!(rule = %s.id, owner, %error, "override rule skipped"),
             }
+        }
+        if owner == store::OPERATOR {
+            compiled.extend(self.configured.iter().cloned());
         }
         rules::sort(&mut compiled);
         Ok(compiled)

@@ -124,6 +124,10 @@ pub struct Config {
     /// Requests, tokens and concurrency per minute (`limits`).
     #[serde(default)]
     pub rate_limits: RateLimits,
+    /// The operator's override rules kept in the file (`[[rules]]`, the rule
+    /// object in TOML), run with those of `/admin/rules`.
+    #[serde(default)]
+    pub rules: Vec<rules::Rule>,
     /// Where this configuration came from: what a catalog reload reads
     /// again (`None`: not from a file).
     #[serde(skip)]
@@ -312,6 +316,17 @@ impl Config {
                 "rate_limits.lease_ttl_secs must be between 1 and {YEAR} ({})",
                 at("lease_ttl_secs")
             )));
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            rules::Compiled::new(rule.clone(), 0, &rules::Restrictions::default()).map_err(
+                |e| {
+                    ConfigError(format!(
+                        "rules[{i}] ({:?}): {e} ({})",
+                        rule.rule_name,
+                        at("[[rules]]")
+                    ))
+                },
+            )?;
         }
         if self.holds() == HoldsMode::Redis && self.redis_url.is_none() {
             return Err(ConfigError(format!(

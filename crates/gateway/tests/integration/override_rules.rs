@@ -359,3 +359,30 @@ async fn the_operators_rules_run_after_the_users_and_may_name_groups() {
     assert_eq!(mock.requests()[2].body["temperature"], 0.1);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn rules_in_the_configuration_run_as_the_operators() {
+    let mock = start_mock().await;
+    let rules = r#"
+[[rules]]
+ruleName = "cap max_tokens"
+conditions = [{ values = [{ path = "max_tokens", mode = "gt", value = 100 }] }]
+actions = [{ type = "override", field = "max_tokens", value = 100 }]
+"#;
+    let gw = start_gateway_with(&mock.url, None, "", rules).await;
+    let (_, key) = gw.user("capped", "default", "10").await;
+    let mut body = chat_body("gpt-test", false);
+    body["max_tokens"] = json!(900);
+    assert_eq!(gw.chat(&key, body).await.status(), 200);
+    assert_eq!(mock.requests()[0].body["max_tokens"], 100);
+    gw.stop().await;
+    // A rule that cannot run is a configuration error, naming it.
+    let bad = "[[rules]]\nruleName = \"bad\"\nactions = [{ type = \"block\", status = 200 }]\n";
+    let text = format!("{}\n{bad}", config_text(&mock.url, "sqlite:///tmp/x.db"));
+    let error = gateway::config::Config::parse(&text, "t.toml").unwrap_err();
+    assert!(
+        error.0.contains("rules[0]") && error.0.contains("4xx"),
+        "{}",
+        error.0
+    );
+}
