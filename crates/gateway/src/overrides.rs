@@ -15,8 +15,32 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// Most rules an owner can hold (the listing reads them all).
 const MOST: i64 = 10_000;
 
+/// An owner's rules in force, in running order, split by when they run.
+#[derive(Default)]
+pub struct RuleSet {
+    /// Run on the client's request, before routing.
+    pub before_routing: Vec<Compiled>,
+    /// The operator's rules naming a channel: run on each channel's
+    /// upstream call as it is planned (see [`Compiled::per_channel`]).
+    pub per_channel: Vec<Compiled>,
+}
+
+impl RuleSet {
+    fn of(rules: Vec<Compiled>) -> RuleSet {
+        let (per_channel, before_routing) = rules.into_iter().partition(Compiled::per_channel);
+        RuleSet {
+            before_routing,
+            per_channel,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.before_routing.is_empty() && self.per_channel.is_empty()
+    }
+}
+
 struct Cached {
-    rules: Arc<Vec<Compiled>>,
+    rules: Arc<RuleSet>,
     changed_at: i64,
     checked: Instant,
 }
@@ -67,11 +91,7 @@ impl RuleBook {
     }
 
     /// `owner`'s rules in running order.
-    pub async fn rules_of(
-        &self,
-        store: &Store,
-        owner: i64,
-    ) -> Result<Arc<Vec<Compiled>>, StoreError> {
+    pub async fn rules_of(&self, store: &Store, owner: i64) -> Result<Arc<RuleSet>, StoreError> {
         let known = self
             .lock()
             .get(&owner)
@@ -84,7 +104,7 @@ impl RuleBook {
         let changed_at = store.rules_changed_at(owner).await?;
         let rules = match known {
             Some((rules, at, _)) if at == changed_at => rules,
-            _ => Arc::new(self.load(store, owner).await?),
+            _ => Arc::new(RuleSet::of(self.load(store, owner).await?)),
         };
         self.lock().insert(
             owner,

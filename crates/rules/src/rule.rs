@@ -111,6 +111,15 @@ impl Compiled {
     }
 }
 
+impl Compiled {
+    /// Whether the rule runs per channel, on each channel's upstream call,
+    /// rather than before routing: any of its conditions names a channel
+    /// (then all of them are tested there, with the channel known).
+    pub fn per_channel(&self) -> bool {
+        self.rule.conditions.iter().any(|c| c.channel.is_some())
+    }
+}
+
 fn step(action: &Action, limits: &Restrictions) -> Result<Step, String> {
     let size = serde_json::to_string(action).map_or(usize::MAX, |s| s.len());
     if size > limits.max_value_bytes {

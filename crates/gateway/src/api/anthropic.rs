@@ -70,7 +70,6 @@ async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<Prepared, A
     let rewritten =
         pipeline::rules::rewrite(app, principal, ingress.endpoint(), body.clone()).await?;
     let body = &rewritten.body;
-    let header_changes = rewritten.headers.clone();
     let request: MessagesRequest = parse_json(body)?;
     let affinity = AffinityKey::of_messages(principal.user.id, &request.extra);
     let route = app.route(principal, &request.model, affinity)?;
@@ -87,12 +86,10 @@ async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<Prepared, A
     let client_headers = headers.clone();
     let planner: Planner = Box::new(move |target| {
         let adapter = target.provider.adapter;
-        let mut forwarded = adapter.forwarded(&client_headers);
-        pipeline::rules::apply_headers(&mut forwarded, &header_changes);
         let messages = MessagesCall {
             body: &messages_body,
             stream,
-            forwarded,
+            forwarded: adapter.forwarded(&client_headers),
         };
         match ingress {
             Ingress::Messages => adapter.messages(target, messages),
@@ -110,6 +107,7 @@ async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<Prepared, A
         choices: 1,
         images: image_parts(body),
         planner,
+        upstream_edits: rewritten.upstream,
         shape: Shape::Anthropic,
     };
     pipeline::reserve(app, metered).await

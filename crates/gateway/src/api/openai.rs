@@ -60,7 +60,6 @@ async fn relay_completion(
         };
         let rewritten = pipeline::rules::rewrite(&app, &principal, name, body).await?;
         let body = rewritten.body;
-        let header_changes = rewritten.headers;
         let mut request: CompletionRequest = parse_json(&body)?;
         let affinity = AffinityKey::of_chat(principal.user.id, &request.extra);
         let route = app.route(&principal, &request.model, affinity)?;
@@ -95,7 +94,6 @@ async fn relay_completion(
                 Endpoint::Chat => adapter.chat(target, call)?,
                 Endpoint::Legacy => adapter.completions(target, call)?,
             };
-            pipeline::rules::apply_headers(&mut upstream.forwarded, &header_changes);
             if let Some(record) = &stream_record {
                 upstream.reply = match upstream.reply {
                     Reply::Stream(transform) => Reply::Stream(Box::new(
@@ -117,6 +115,7 @@ async fn relay_completion(
             choices,
             images: image_parts(&body),
             planner,
+            upstream_edits: rewritten.upstream,
             shape: Shape::OpenAi,
         };
         let prepared = pipeline::reserve(&app, metered).await?;
@@ -154,16 +153,13 @@ async fn relay_embeddings(
     let prepared = async {
         let rewritten = pipeline::rules::rewrite(&app, &principal, "embeddings", body).await?;
         let body = rewritten.body;
-        let header_changes = rewritten.headers;
         let request: EmbeddingRequest = parse_json(&body)?;
         let route = app.route(&principal, &request.model, None)?;
         let planner: Planner = Box::new(move |target| {
-            let mut upstream = target
+            target
                 .provider
                 .adapter
-                .embeddings(target, &mut request.clone())?;
-            pipeline::rules::apply_headers(&mut upstream.forwarded, &header_changes);
-            Ok(upstream)
+                .embeddings(target, &mut request.clone())
         });
         let metered = Metered {
             principal: &principal,
@@ -176,6 +172,7 @@ async fn relay_embeddings(
             choices: 1,
             images: 0,
             planner,
+            upstream_edits: rewritten.upstream,
             shape: Shape::OpenAi,
         };
         pipeline::reserve(&app, metered).await

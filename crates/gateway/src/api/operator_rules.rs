@@ -1,6 +1,8 @@
 //! The operator's override rules (`/admin/rules`, the admin token): the same
 //! rule object as users', with conditions on the user's group and on one
-//! user; they run after the user's own, so they have the last word.
+//! user, and on the channel (those run on each channel's upstream call);
+//! they run after the user's own, so they have the last word. The listing
+//! gives each rule's hits.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -9,7 +11,9 @@ use axum::response::Response;
 use axum::routing::{get, patch};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
-use store::{RuleFilter, OPERATOR};
+use std::collections::HashMap;
+
+use store::{RuleFilter, RuleHits, OPERATOR};
 
 use super::body::parse_json;
 use super::override_rules::{parse_rule, rule_json, Owner};
@@ -36,7 +40,27 @@ async fn list(State(app): State<App>, headers: HeaderMap) -> Response {
                 ..RuleFilter::default()
             };
             let (rules, total) = app.store.list_rules(OPERATOR, &filter).await?;
-            let data: Vec<Value> = rules.iter().map(rule_json).collect();
+            // This instance's latest hit counts first (others write theirs
+            // every minute).
+            app.rule_book.flush_hits(&app.store).await;
+            let hits: HashMap<String, RuleHits> = app
+                .store
+                .rule_hits(OPERATOR)
+                .await?
+                .into_iter()
+                .map(|h| (h.rule_id.clone(), h))
+                .collect();
+            let data: Vec<Value> = rules
+                .iter()
+                .map(|rule| {
+                    let mut json = rule_json(rule);
+                    let hit = hits.get(&rule.id);
+                    json["hits"] = json!(hit.map_or(0, |h| h.hits));
+                    json["lastHitAt"] =
+                        json!(hit.and_then(|h| h.last_hit_at).map(crate::time::format_ms));
+                    json
+                })
+                .collect();
             Ok(Json(
                 json!({"object": "list", "data": data, "total": total}),
             ))

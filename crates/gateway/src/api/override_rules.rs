@@ -17,6 +17,7 @@ use super::body::{field_bool, field_str, parse_fields};
 use super::ohmygpt::{admin_principal, envelope};
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::overrides::RuleSet;
 use crate::secrets::hash_secret;
 use crate::state::App;
 
@@ -244,7 +245,10 @@ async fn handle(
                         compiled.push(compile(app, &stored)?);
                     }
                     rules::sort(&mut compiled);
-                    Arc::new(compiled)
+                    Arc::new(RuleSet {
+                        before_routing: compiled,
+                        per_channel: Vec::new(),
+                    })
                 }
                 _ => app.rule_book.rules_of(store, owner).await?,
             };
@@ -262,7 +266,7 @@ async fn handle(
                 group: &principal.user.group_name,
                 user: owner,
             };
-            let outcome = rules::apply(&rules, &request, &mut body);
+            let outcome = rules::apply(&rules.before_routing, &request, &mut body);
             let headers: Vec<Value> = outcome
                 .headers
                 .iter()
@@ -346,11 +350,13 @@ pub(crate) async fn parse_rule(
             condition.secret_key = Some(found.id);
         }
     }
-    if rule.conditions.iter().any(|c| c.channel.is_some()) {
-        // Rules run before routing: no channel is chosen yet.
-        return Err(ApiError::BadRequest(
-            "`channel` conditions are not supported yet.".into(),
-        ));
+    let catalog = app.catalog.load();
+    for channel in rule.conditions.iter().filter_map(|c| c.channel.as_deref()) {
+        if !catalog.providers.contains_key(channel) {
+            return Err(ApiError::BadRequest(format!(
+                "`channel`: no channel (provider) is named {channel:?}."
+            )));
+        }
     }
     let owner_id = match owner {
         Owner::User(principal) => principal.user.id,

@@ -43,12 +43,19 @@ pub async fn create(
 ) -> Response {
     detached(async move {
         let prepared = async {
-            // Header changes of rules do not reach Responses turns yet.
-            let body = crate::pipeline::rules::rewrite(&app, &principal, "responses", body)
-                .await?
-                .body;
+            let rewritten =
+                crate::pipeline::rules::rewrite(&app, &principal, "responses", body).await?;
+            let body = rewritten.body;
             let params: Map<String, Value> = parse_json(&body)?;
-            prepare(&app, &principal, &id.0, params, body.len()).await
+            prepare(
+                &app,
+                &principal,
+                &id.0,
+                params,
+                body.len(),
+                rewritten.upstream,
+            )
+            .await
         }
         .await;
         let prepared = match prepared {

@@ -327,6 +327,15 @@ impl Config {
                     ))
                 },
             )?;
+            for channel in rule.conditions.iter().filter_map(|c| c.channel.as_deref()) {
+                if !self.providers.contains_key(channel) {
+                    return Err(ConfigError(format!(
+                        "rules[{i}] ({:?}): no provider is named {channel:?} ({})",
+                        rule.rule_name,
+                        at("[[rules]]")
+                    )));
+                }
+            }
         }
         if self.holds() == HoldsMode::Redis && self.redis_url.is_none() {
             return Err(ConfigError(format!(

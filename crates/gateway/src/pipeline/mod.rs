@@ -14,7 +14,8 @@
 //!    priority tier, weighted.
 //! 4. **plan**: the provider's [`crate::providers::Adapter`] builds the
 //!    upstream call for the client's protocol, and says how the answer goes
-//!    back ([`crate::providers::Reply`]).
+//!    back ([`crate::providers::Reply`]); the rules' header changes and the
+//!    operator's channel rules then edit it ([`rules::UpstreamEdits`]).
 //! 5. **reserve**: [`reserve`] holds the request's worst case
 //!    ([`crate::billing::Meter`]) and journals it; with its rate limits,
 //!    the hold is the request's [`Account`], settled once.

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use super::account::Account;
+use super::rules::UpstreamEdits;
 use super::send::{Failover, Planner};
 use crate::auth::Principal;
 use crate::billing::Meter;
@@ -32,6 +33,8 @@ pub struct Metered<'a> {
     /// Builds the upstream call for a channel (again for each channel a
     /// failover tries).
     pub planner: Planner,
+    /// What override rules change in each channel's call.
+    pub upstream_edits: UpstreamEdits,
     /// The client's protocol, for errors.
     pub shape: Shape,
 }
@@ -66,10 +69,13 @@ pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<Prepared, ApiErr
         choices,
         images,
         planner,
+        upstream_edits,
         shape,
     } = metered;
-    let (failover, route, upstream) = Failover::start(app, route, planner)?;
-    let meter = Meter::new(principal, request_id, endpoint, &route, stream, body);
+    let (failover, route, upstream) = Failover::start(app, route, planner, upstream_edits)?;
+    let mut meter = Meter::new(principal, request_id, endpoint, &route, stream, body);
+    // The prompt as the channel gets it: channel rules may have added to it.
+    meter.request_bytes = meter.request_bytes.max(upstream.body.len() as u64);
     let worst_case = meter.worst_case(max_output, choices, images);
     // The prompt's bytes as tokens, and the whole output allowance.
     let tokens = (body.len() as u64)

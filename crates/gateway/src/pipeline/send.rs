@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderName, HeaderValue};
 
+use super::rules::UpstreamEdits;
 use crate::catalog::Catalog;
 use crate::config::ModelSpec;
 use crate::config::{send_budget, ERROR_BODY_WAIT};
 use crate::error::ApiError;
-use crate::providers::{KeyIndex, Provider, Target, UpstreamCall};
+use crate::providers::{KeyIndex, Outgoing, Provider, Target, UpstreamCall};
 use crate::relay::{send, UpstreamFailure};
 use crate::routing::health::Attempt;
 use crate::routing::{pick, route_to, AffinityKey, Route};
@@ -33,6 +34,8 @@ pub struct Failover<C = UpstreamCall> {
     /// The channels tried so far, the first included.
     pub tried: Vec<usize>,
     pub planner: Planner<C>,
+    /// What override rules change in each channel's call.
+    edits: UpstreamEdits,
     /// The conversations whose next turn should go where this one is served.
     affinity: Vec<AffinityKey>,
 }
@@ -41,7 +44,7 @@ pub struct Failover<C = UpstreamCall> {
 /// anew for another.
 pub(crate) trait Sendable {
     /// What the planner builds for a channel.
-    type Call;
+    type Call: Outgoing;
     fn provider(&self) -> &Arc<Provider>;
     /// The client's headers meant for the upstream.
     fn forwarded(&self) -> &[(HeaderName, HeaderValue)];
@@ -51,7 +54,7 @@ pub(crate) trait Sendable {
     fn retarget(&mut self, route: Route, call: Self::Call);
 }
 
-impl<C> Failover<C> {
+impl<C: Outgoing> Failover<C> {
     /// Plans the request for its routed channel — or, when it cannot be
     /// planned there (its input has no equivalent in that channel's
     /// protocol), for the next one, as on failover. Returns the failover
@@ -60,15 +63,17 @@ impl<C> Failover<C> {
         app: &App,
         route: Route,
         planner: Planner<C>,
+        edits: UpstreamEdits,
     ) -> Result<(Self, Route, C), ApiError> {
         let mut failover = Failover {
             catalog: route.catalog.clone(),
             model: route.model.clone(),
             tried: vec![route.channel],
             planner,
+            edits,
             affinity: route.affinity.clone().into_iter().collect(),
         };
-        let (route, call) = match (failover.planner)(&route.target()) {
+        let (route, call) = match failover.plan(&route) {
             Ok(call) => (route, call),
             Err(refusal) => failover.next(app).ok_or(refusal)?,
         };
@@ -84,7 +89,7 @@ impl<C> Failover<C> {
             let index = pick(channels, &self.tried, cooldown, Instant::now())?;
             self.tried.push(index);
             let route = route_to(&self.catalog, &self.model.name, index)?;
-            match (self.planner)(&route.target()) {
+            match self.plan(&route) {
                 Ok(call) => return Some((route, call)),
                 Err(e) => {
                     tracing::debug!(provider = %route.provider.name, error = %e, "channel passed over")
@@ -103,8 +108,16 @@ impl<C> Failover<C> {
     fn again(&self) -> Option<(Route, C)> {
         let index = *self.tried.last()?;
         let route = route_to(&self.catalog, &self.model.name, index)?;
-        let call = (self.planner)(&route.target()).ok()?;
+        let call = self.plan(&route).ok()?;
         Some((route, call))
+    }
+
+    /// The call for `route`'s channel, as the override rules leave it.
+    fn plan(&self, route: &Route) -> Result<C, ApiError> {
+        let target = route.target();
+        let mut call = (self.planner)(&target)?;
+        self.edits.apply(&target, &mut call)?;
+        Ok(call)
     }
 
     /// Tells the channel tried last how its attempt went, and how long its

@@ -146,6 +146,7 @@ impl Adapter for Anthropic {
         Ok(ResponsesUpstream {
             path: "/messages",
             body: to_body(&messages.body)?,
+            forwarded: Vec::new(),
             events: Box::new(ViaMessages::new(&target.model.name, translator)),
         })
     }

@@ -158,6 +158,23 @@ pub struct UpstreamCall {
     pub reply: Reply,
 }
 
+/// The parts of an upstream call that override rules may change.
+pub trait Outgoing {
+    fn parts(&mut self) -> (&mut Vec<u8>, &mut Vec<(HeaderName, HeaderValue)>);
+}
+
+impl Outgoing for UpstreamCall {
+    fn parts(&mut self) -> (&mut Vec<u8>, &mut Vec<(HeaderName, HeaderValue)>) {
+        (&mut self.body, &mut self.forwarded)
+    }
+}
+
+impl Outgoing for ResponsesUpstream {
+    fn parts(&mut self) -> (&mut Vec<u8>, &mut Vec<(HeaderName, HeaderValue)>) {
+        (&mut self.body, &mut self.forwarded)
+    }
+}
+
 /// How an upstream answer is turned into the client's.
 pub enum Reply {
     /// Event by event.
@@ -170,6 +187,9 @@ pub enum Reply {
 pub struct ResponsesUpstream {
     pub path: &'static str,
     pub body: Vec<u8>,
+    /// Headers for the upstream (set by override rules: a turn forwards
+    /// none of the client's).
+    pub forwarded: Vec<(HeaderName, HeaderValue)>,
     pub events: Box<dyn ResponseEvents>,
 }
 

@@ -112,6 +112,7 @@ impl Adapter for OpenAi {
             return Ok(ResponsesUpstream {
                 path: "/responses",
                 body: to_body(&body)?,
+                forwarded: Vec::new(),
                 events: Box::new(Native::new(call.skeleton.clone())),
             });
         }
@@ -119,6 +120,7 @@ impl Adapter for OpenAi {
         Ok(ResponsesUpstream {
             path: "/chat/completions",
             body: to_body(&chat)?,
+            forwarded: Vec::new(),
             events: Box::new(ViaChat(translator)),
         })
     }

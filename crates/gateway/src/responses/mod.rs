@@ -15,6 +15,7 @@ use store::StoredResponse;
 use crate::auth::Principal;
 use crate::billing::{output_allowance, Meter};
 use crate::error::ApiError;
+use crate::pipeline::rules::UpstreamEdits;
 use crate::pipeline::{Account, Failover, Planner};
 use crate::providers::{ResponsesCall, ResponsesUpstream};
 use crate::routing::AffinityKey;
@@ -77,6 +78,7 @@ pub async fn prepare(
     request_id: &str,
     params: Map<String, Value>,
     client_bytes: usize,
+    upstream_edits: UpstreamEdits,
 ) -> Result<Prepared, ApiError> {
     let model_name = params
         .get("model")
@@ -156,8 +158,16 @@ pub async fn prepare(
             Ok(planned)
         })
     };
-    let (mut failover, route, ResponsesUpstream { path, body, events }) =
-        Failover::start(app, route, planner)?;
+    let (
+        mut failover,
+        route,
+        ResponsesUpstream {
+            path,
+            body,
+            forwarded,
+            events,
+        },
+    ) = Failover::start(app, route, planner, upstream_edits)?;
     // The turn that continues this one comes back to where it is served
     // (only a stored response can be continued).
     if store {
@@ -198,6 +208,7 @@ pub async fn prepare(
             provider: route.provider,
             path,
             body,
+            forwarded,
             events,
             record,
             store,

@@ -31,6 +31,8 @@ pub struct Turn {
     pub provider: Arc<Provider>,
     pub path: &'static str,
     pub body: Vec<u8>,
+    /// Headers for the upstream (override rules').
+    pub forwarded: Vec<(HeaderName, HeaderValue)>,
     pub events: Box<dyn ResponseEvents>,
     /// What is stored when the run ends (`response` is replaced by the final object).
     pub record: StoredResponse,
@@ -96,7 +98,7 @@ impl Sendable for Turn {
     }
 
     fn forwarded(&self) -> &[(HeaderName, HeaderValue)] {
-        &[]
+        &self.forwarded
     }
 
     fn take_request(&mut self) -> (&'static str, Vec<u8>) {
@@ -108,6 +110,7 @@ impl Sendable for Turn {
         self.provider = route.provider;
         self.path = call.path;
         self.body = call.body;
+        self.forwarded = call.forwarded;
         self.events = call.events;
     }
 }

@@ -631,6 +631,7 @@ async fn an_exchange_dropped_unsettled_releases_its_hold_at_no_charge() {
         choices: 1,
         images: 0,
         planner,
+        upstream_edits: Default::default(),
         shape: Shape::OpenAi,
     };
     let prepared = pipeline::reserve(&app, metered).await.unwrap();

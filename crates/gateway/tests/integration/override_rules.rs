@@ -88,7 +88,8 @@ async fn a_forced_temperature_reaches_the_upstream_on_every_api() {
         user_id,
         "rule_all",
         json!({"ruleName": "cool",
-        "actions": [{"type": "override", "field": "temperature", "value": 0.2}]}),
+        "actions": [{"type": "override", "field": "temperature", "value": 0.2},
+                    {"type": "set_header", "name": "x-team", "value": "blue"}]}),
     )
     .await;
     let messages = json!({"model": "claude-test", "max_tokens": 20,
@@ -128,6 +129,7 @@ async fn a_forced_temperature_reaches_the_upstream_on_every_api() {
     assert_eq!(requests.len(), 3);
     for r in &requests {
         assert_eq!(r.body["temperature"], 0.2, "{} {}", r.path, r.body);
+        assert_eq!(r.header("x-team"), Some("blue"), "{}", r.path);
     }
     gw.stop().await;
 }
@@ -385,4 +387,134 @@ actions = [{ type = "override", field = "max_tokens", value = 100 }]
         "{}",
         error.0
     );
+    let unknown = "[[rules]]\nruleName = \"typo\"\nconditions = [{ channel = \"mokc\" }]\n";
+    let text = format!(
+        "{}\n{unknown}",
+        config_text(&mock.url, "sqlite:///tmp/x.db")
+    );
+    let error = gateway::config::Config::parse(&text, "t.toml").unwrap_err();
+    assert!(error.0.contains("\"mokc\""), "{}", error.0);
+}
+
+/// `multi` on two channels: `chan-a` first, then `chan-b`.
+fn two_channels(a: &str, b: &str) -> String {
+    format!(
+        "{}{}\n[models.multi]\ninput_price = \"1\"\noutput_price = \"2\"\n\
+         [[models.multi.channels]]\nprovider = \"chan-a\"\npriority = 10\n\
+         [[models.multi.channels]]\nprovider = \"chan-b\"\npriority = 0\n",
+        openai_provider("chan-a", a, ""),
+        openai_provider("chan-b", b, "")
+    )
+}
+
+async fn operator_rule(gw: &Gateway, rule: Value) -> (u16, Value) {
+    gw.admin(reqwest::Method::POST, "/admin/rules", Some(rule))
+        .await
+}
+
+#[tokio::test]
+async fn rules_naming_a_channel_edit_that_channels_call_and_a_block_there_moves_on() {
+    let (main, a, b) = (start_mock().await, start_mock().await, start_mock().await);
+    let gw = start_gateway_with(&main.url, None, "", &two_channels(&a.url, &b.url)).await;
+    let (user_id, key) = gw.user("channelled", "default", "10").await;
+    // A channel no provider has is refused, and so is one in a user's rule.
+    let (status, refused) = operator_rule(
+        &gw,
+        json!({"ruleName": "typo", "conditions": [{"channel": "chan-z"}], "actions": []}),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    let (status, _) = rule_api(
+        &gw,
+        &key,
+        "create",
+        json!({"ruleName": "mine", "conditions": [{"channel": "chan-b"}], "actions": []}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, on_b) = operator_rule(
+        &gw,
+        json!({"ruleName": "b's dialect", "conditions": [{"channel": "chan-b", "model": "multi"}],
+        "actions": [{"type": "move", "from": "max_tokens", "to": "max_completion_tokens"},
+                    {"type": "set_header", "name": "x-channel", "value": "b"},
+                    {"type": "override", "field": "n", "value": 3}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{on_b}");
+    let (status, block_a) = operator_rule(
+        &gw,
+        json!({"ruleName": "a is closed to streams", "conditions": [{"channel": "chan-a",
+            "values": [{"path": "stream", "mode": "full", "value": true}]}],
+        "actions": [{"type": "block", "message": "no streams on a", "status": 403}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{block_a}");
+
+    // Served by chan-a, which no rule changes.
+    let mut body = chat_body("multi", false);
+    body["max_tokens"] = json!(50);
+    assert_eq!(gw.chat(&key, body.clone()).await.status(), 200);
+    assert_eq!(a.requests().len(), 1);
+    assert_eq!(a.requests()[0].body["max_tokens"], 50);
+    assert_eq!(a.requests()[0].header("x-channel"), None);
+    // A stream is refused on chan-a and goes to chan-b, edited for it.
+    body["stream"] = json!(true);
+    let resp = gw.chat(&key, body.clone()).await;
+    assert_eq!(resp.status(), 200);
+    let _ = resp.text().await.unwrap();
+    assert_eq!(a.requests().len(), 1, "chan-a never saw the stream");
+    let on_b = &b.requests()[0];
+    assert_eq!(on_b.body["max_completion_tokens"], 50, "{}", on_b.body);
+    assert!(on_b.body.get("max_tokens").is_none());
+    assert_eq!(on_b.body["n"], 1, "never more choices than were held");
+    assert_eq!(on_b.header("x-channel"), Some("b"));
+    // Channel rules see the call as the channel gets it: a Responses turn
+    // reaches chan-a as a streamed chat completion, which chan-a refuses.
+    let (status, answer) = gw
+        .post_json(
+            "/v1/responses",
+            &key,
+            &json!({"model": "multi", "input": "hi", "stream": false}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(a.requests().len(), 1);
+    let turn = &b.requests()[1];
+    assert_eq!(turn.body["stream"], true, "{}", turn.body);
+    assert_eq!(turn.header("x-channel"), Some("b"));
+    let records = gw.wait_for_usage(user_id, 3).await;
+    assert!(records.iter().all(|r| r.status == 200), "{records:?}");
+
+    // With chan-b closed as well, the client gets the block, charged nothing.
+    let (status, _) = operator_rule(
+        &gw,
+        json!({"ruleName": "b too", "conditions": [{"channel": "chan-b"}],
+        "actions": [{"type": "block", "message": "closed", "status": 403}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let before = gw.balance(user_id).await;
+    let resp = gw.chat(&key, body).await;
+    assert_eq!(resp.status(), 403);
+    let error: Value = resp.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "blocked_by_rule");
+    assert_eq!(error["error"]["message"], "no streams on a");
+    assert_eq!(b.requests().len(), 2);
+    assert_eq!(gw.balance(user_id).await, before);
+
+    // Hits are counted for the channel rules too (each call they edit).
+    let (status, listed) = gw.admin(reqwest::Method::GET, "/admin/rules", None).await;
+    assert_eq!(status, 200, "{listed}");
+    let hits = |name: &str| {
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["ruleName"] == name)
+            .map(|r| r["hits"].as_i64().unwrap())
+    };
+    assert_eq!(hits("a is closed to streams"), Some(3));
+    assert_eq!(hits("b's dialect"), Some(3));
+    assert_eq!(hits("b too"), Some(1));
+    gw.stop().await;
 }
