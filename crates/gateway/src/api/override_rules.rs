@@ -218,7 +218,12 @@ async fn handle(
                 one.created_at += i as i64;
                 stored.push(one);
             }
-            dedupe_names(&mut stored);
+            let filter = RuleFilter {
+                limit: MAX_RULES,
+                ..RuleFilter::default()
+            };
+            let (existing, _) = store.list_rules(owner, &filter).await?;
+            dedupe_names(existing.into_iter().map(|r| r.name), &mut stored);
             store.insert_rules(&stored, MAX_RULES).await?;
             done("Rules imported", json!({"imported": stored.len()}))
         }
@@ -395,8 +400,10 @@ fn compile(app: &App, stored: &StoredRule) -> Result<rules::Compiled, ApiError> 
 }
 
 /// Names made unique within an import: `name`, `name (2)`, …
-fn dedupe_names(rules: &mut [StoredRule]) {
-    let mut seen = std::collections::HashSet::new();
+/// Makes the names of imported `rules` unique, among themselves and beside
+/// the `taken` ones: "name (2)", "name (3)"…
+fn dedupe_names(taken: impl Iterator<Item = String>, rules: &mut [StoredRule]) {
+    let mut seen: std::collections::HashSet<String> = taken.collect();
     for r in rules {
         let mut name = r.name.clone();
         let mut n = 2;

@@ -198,16 +198,21 @@ async fn the_rule_api_manages_a_users_rules_and_no_one_elses() {
     assert_eq!(status, 404);
     // Testing shows what a request would become, sending nothing.
     let sent = mock.requests().len();
-    let (_, tested) = rule_api(
-        &gw,
-        &key,
-        "test",
-        json!({"request": {"model": "gpt-test", "temperature": 1}}),
-    )
-    .await;
+    let mut sample = chat_body("gpt-test", false);
+    sample["temperature"] = json!(1);
+    let (_, tested) = rule_api(&gw, &key, "test", json!({ "request": sample })).await;
     assert_eq!(tested["data"]["request"]["temperature"], 0.3);
     assert_eq!(tested["data"]["matched"], json!([id]));
     assert_eq!(mock.requests().len(), sent);
+    // …which is what the same request then sends (under the upstream's
+    // name for the model).
+    assert_eq!(gw.chat(&key, sample).await.status(), 200);
+    let sent_body = &mock.requests()[sent].body;
+    for (field, value) in tested["data"]["request"].as_object().unwrap() {
+        if field != "model" {
+            assert_eq!(&sent_body[field], value, "{field}");
+        }
+    }
     // Disabled: no longer applied.
     let (_, toggled) = rule_api(
         &gw,
@@ -226,26 +231,32 @@ async fn the_rule_api_manages_a_users_rules_and_no_one_elses() {
     let (_, exported) = rule_api(&gw, &key, "export", json!({})).await;
     let rules = exported["data"].clone();
     assert_eq!(rules.as_array().unwrap().len(), 1);
+    let mut broken = rules[0].clone();
+    broken["actions"][0]["type"] = json!("explode");
     let (status, imported) =
-        rule_api(&gw, &key, "import", json!({"rules": [rules[0], rules[0]]})).await;
-    assert_eq!(status, 409, "{imported}: `cool` is taken");
+        rule_api(&gw, &key, "import", json!({"rules": [rules[0], broken]})).await;
+    assert_eq!(status, 400, "{imported}");
+    assert!(imported["message"].as_str().unwrap().contains("rules[1]"));
     let mut renamed = rules[0].clone();
     renamed["ruleName"] = json!("warm");
-    let (status, imported) =
-        rule_api(&gw, &key, "import", json!({"rules": [renamed, renamed]})).await;
+    let (status, imported) = rule_api(
+        &gw,
+        &key,
+        "import",
+        json!({"rules": [rules[0], renamed, renamed]}),
+    )
+    .await;
     assert_eq!(status, 200, "{imported}");
+    assert_eq!(imported["data"]["imported"], 3);
     let (_, listed) = rule_api(&gw, &key, "list", json!({})).await;
-    let names: Vec<&str> = listed["data"]["rules"]
+    let mut names: Vec<&str> = listed["data"]["rules"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["ruleName"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 3);
-    assert!(
-        names.contains(&"warm") && names.contains(&"warm (2)"),
-        "{names:?}"
-    );
+    names.sort();
+    assert_eq!(names, ["cool", "cool (2)", "warm", "warm (2)"]);
     // Bad rules are refused, naming what is wrong.
     let (status, refused) = rule_api(&gw, &key, "create", json!({"ruleName": "bad",
         "actions": [{"type": "override", "field": "stream_options.include_usage", "value": false}]})).await;
