@@ -3,9 +3,14 @@
 
 pub mod streams;
 
-/// A recorded stream or body under `tests/fixtures/`.
+/// A recorded stream or body under `tests/fixtures/`. The crate's folder is
+/// read when the test runs (cargo sets it), not when it was compiled: a test
+/// binary reused from a build elsewhere (a shared target folder) still finds
+/// the files of the tree it runs in.
 pub fn fixture(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    let path = format!("{dir}/tests/fixtures/{name}");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
