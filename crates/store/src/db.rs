@@ -43,6 +43,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../migrations/sqlite/0005_override_rules.sql"),
     ),
+    (6, include_str!("../migrations/sqlite/0006_files.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -62,6 +63,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../migrations/postgres/0005_override_rules.sql"),
     ),
+    (6, include_str!("../migrations/postgres/0006_files.sql")),
 ];
 
 /// Serialises concurrent migrators on PostgreSQL (an arbitrary constant).

@@ -11,6 +11,7 @@ mod billing;
 mod completions;
 mod conversations;
 mod db;
+mod files;
 mod keys;
 mod responses;
 mod rules;
@@ -23,6 +24,9 @@ pub use billing::{Reservation, ReserveOutcome, SettleOutcome, Settlement};
 pub use completions::{CompletionFilter, StoredCompletion};
 pub use conversations::{Conversation, ItemPage};
 pub use db::{Backend, Store};
+pub use files::{
+    storage_cost, FileFilter, FileQuota, FileUpdate, FinishedUpload, StoredFile, FILE_CLEANUP_BATCH,
+};
 pub use keys::{ApiKey, KeyUpdate, NewKey};
 pub use responses::StoredResponse;
 pub use rules::{RuleFilter, RuleHits, StoredRule, OPERATOR};
