@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test suite: formatting and lints, unit and integration tests on
-# SQLite and on PostgreSQL, and the end-to-end suite with the official Python
-# SDKs. Installs what it needs (PostgreSQL from Debian, a Python venv) on the
-# first run; later runs reuse them. Safe to run on a fresh machine as root.
+# SQLite and on PostgreSQL (file storage on a folder and on the moto S3
+# server), and the end-to-end suite with the official Python SDKs. Installs
+# what it needs (PostgreSQL and Redis from Debian, a Python venv with moto)
+# on the first run; later runs reuse them. Safe to run on a fresh machine as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tollgate-target}"
 VENV="${TOLLGATE_VENV:-$HOME/.cache/tollgate-venv}"
 PG_PORT="${TOLLGATE_TEST_PG_PORT:-55432}"
 PG_DIR="${TOLLGATE_TEST_PG_DIR:-/tmp/tollgate-test-pg}"
+S3_PORT="${TOLLGATE_TEST_S3_PORT:-55500}"
+MOTO_PID_FILE="${TMPDIR:-/tmp}/tollgate-moto.pid"
 
 step() { guard_dev_null; printf '\n==> %s\n' "$*"; }
 
@@ -61,6 +64,34 @@ install_redis() {
   fi
 }
 
+# The moto S3 server (from PyPI, in the venv) on 127.0.0.1:$S3_PORT, fresh
+# for each run (it keeps objects in memory): the file storage tests run on
+# it as well as on a local folder.
+start_moto() {
+  if [ -f "$MOTO_PID_FILE" ]; then
+    kill "$(cat "$MOTO_PID_FILE")" 2>/dev/null || true
+    rm -f "$MOTO_PID_FILE"
+  fi
+  nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"${TMPDIR:-/tmp}/tollgate-moto.log" 2>&1 &
+  echo $! >"$MOTO_PID_FILE"
+  for _ in $(seq 1 100); do
+    if "$VENV/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$S3_PORT/moto-api/', timeout=1)" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "the moto S3 server did not start on port $S3_PORT" >&2
+  cat "${TMPDIR:-/tmp}/tollgate-moto.log" >&2 || true
+  exit 1
+}
+
+stop_moto() {
+  if [ -f "$MOTO_PID_FILE" ]; then
+    kill "$(cat "$MOTO_PID_FILE")" 2>/dev/null || true
+    rm -f "$MOTO_PID_FILE"
+  fi
+}
+
 install_python() {
   if [ ! -x "$VENV/bin/python" ]; then
     step "creating the Python venv at $VENV"
@@ -85,6 +116,12 @@ install_redis
 # A missing redis-server fails the Redis tests instead of skipping them.
 export TOLLGATE_REQUIRE_REDIS=1
 
+install_python
+start_moto
+trap stop_moto EXIT
+# A missing S3 server fails the S3 tests instead of skipping them.
+export TOLLGATE_TEST_S3_URL="http://127.0.0.1:$S3_PORT" TOLLGATE_REQUIRE_S3=1
+
 step "tests on SQLite"
 cargo test --workspace
 
@@ -94,7 +131,6 @@ step "store and gateway tests on PostgreSQL (127.0.0.1:$PG_PORT), holds in the d
 TOLLGATE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres" TOLLGATE_TEST_HOLDS=database \
   cargo test -p store -p gateway
 
-install_python
 step "end-to-end tests with the official SDKs"
 cargo build -p tollgate -p mock-upstream --quiet
 # The Codex CLI test installs the CLI from npm and fails (not skips) if it cannot.

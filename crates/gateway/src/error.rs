@@ -64,6 +64,12 @@ pub enum ApiError {
     /// An override rule refused the request (`status` is a 4xx).
     #[error("{message}")]
     Blocked { status: u16, message: String },
+    /// A body (an upload) past what is allowed: the message says what.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Users' files cannot be read or written right now.
+    #[error("File storage is unavailable; retry shortly.")]
+    StorageUnavailable,
 }
 
 impl ApiError {
@@ -86,6 +92,8 @@ impl ApiError {
             Blocked { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
             }
+            TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -116,6 +124,8 @@ impl ApiError {
             UpstreamReset => ("api_error", Some("upstream_reset")),
             Internal => ("api_error", Some("internal_error")),
             Blocked { .. } => ("invalid_request_error", Some("blocked_by_rule")),
+            TooLarge(_) => ("invalid_request_error", Some("too_large")),
+            StorageUnavailable => ("api_error", Some("storage_unavailable")),
         }
     }
 
@@ -169,14 +179,14 @@ impl ApiError {
             BadRequest(_) | Conflict(_) | InsufficientBalance | KeyLimitReached => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error")
             }
-            Blocked { .. } => (self.status(), "invalid_request_error"),
+            Blocked { .. } | TooLarge(_) => (self.status(), "invalid_request_error"),
             UpstreamUnreachable | UpstreamFailed(_) | UpstreamAuth | UpstreamReset | Internal => {
                 (self.status(), "api_error")
             }
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "timeout_error"),
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
             // Anthropic's own "overloaded" status, which its clients retry.
-            UpstreamOverloaded | Overloaded | LimitsUnavailable => (
+            UpstreamOverloaded | Overloaded | LimitsUnavailable | StorageUnavailable => (
                 StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
                 "overloaded_error",
             ),

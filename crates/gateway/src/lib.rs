@@ -8,6 +8,7 @@ pub mod billing;
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod limits;
 pub mod metadata;
 pub mod metrics;
@@ -52,6 +53,8 @@ pub enum StartError {
     Catalog(#[from] catalog::CatalogError),
     #[error(transparent)]
     Journal(#[from] billing::journal::JournalError),
+    #[error("file storage: {0}")]
+    Storage(#[from] files::StorageError),
 }
 
 /// A gateway ready to serve.
@@ -147,7 +150,9 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
         metrics.clone(),
     );
     let rule_book = overrides::RuleBook::new(rules::Restrictions::default(), &config.rules);
+    let files = files::Files::open(&config)?;
     let app = Arc::new(AppState {
+        files,
         auth_cache,
         billing,
         config,
@@ -252,6 +257,8 @@ async fn reload_on_hangup(app: App) {
 async fn sweep(app: App) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     tick.tick().await;
+    // What a crash left of uploads is found at start, not a minute later.
+    files::housekeeping::sweep(&app).await;
     loop {
         tick.tick().await;
         match app.store.sweep_expired_holds().await {
@@ -261,6 +268,7 @@ async fn sweep(app: App) {
         }
         responses::fail_abandoned_runs(&app).await;
         app.rule_book.flush_hits(&app.store).await;
+        files::housekeeping::sweep(&app).await;
         match app.store.sweep_expired_objects(store::now_ms()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "deleted stored objects past their retention"),

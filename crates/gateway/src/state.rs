@@ -35,6 +35,8 @@ pub struct AppState {
     pub billing: crate::billing::Billing,
     /// Responses runs in progress on this instance.
     pub runs: crate::responses::registry::Registry,
+    /// Users' files: storage and its settings.
+    pub files: crate::files::Files,
 }
 
 impl AppState {

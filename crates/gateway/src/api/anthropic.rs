@@ -67,8 +67,7 @@ async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<Prepared, A
         headers,
         body,
     } = call;
-    let rewritten =
-        pipeline::rules::rewrite(app, principal, ingress.endpoint(), body.clone()).await?;
+    let rewritten = pipeline::rewrite(app, principal, ingress.endpoint(), body.clone()).await?;
     let body = &rewritten.body;
     let request: MessagesRequest = parse_json(body)?;
     let affinity = AffinityKey::of_messages(principal.user.id, &request.extra);

@@ -110,7 +110,7 @@ pub fn field_list(
     fields: &Map<String, Value>,
     name: &str,
 ) -> Result<Option<Vec<String>>, ApiError> {
-    let bad = || ApiError::BadRequest(format!("`{name}` must be a JSON array of model names."));
+    let bad = || ApiError::BadRequest(format!("`{name}` must be a JSON array of names."));
     let value = match fields.get(name) {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => return Ok(Some(Vec::new())),

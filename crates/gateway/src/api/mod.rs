@@ -7,6 +7,7 @@ mod body;
 pub mod caller;
 mod channels;
 mod conversations;
+pub mod files;
 mod list;
 mod ohmygpt;
 mod openai;
@@ -47,6 +48,7 @@ pub fn router(app: App) -> Router {
         .layer(DefaultBodyLimit::max(limits.embeddings_body_bytes));
     let mut routes = management_routes()
         .layer(DefaultBodyLimit::max(limits.management_body_bytes))
+        .merge(files::routes(limits.management_body_bytes))
         .merge(inference.clone())
         .merge(embeddings);
     for mount in AGENT_MOUNTS {

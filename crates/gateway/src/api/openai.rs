@@ -58,7 +58,7 @@ async fn relay_completion(
             Endpoint::Chat => "chat.completions",
             Endpoint::Legacy => "completions",
         };
-        let rewritten = pipeline::rules::rewrite(&app, &principal, name, body).await?;
+        let rewritten = pipeline::rewrite(&app, &principal, name, body).await?;
         let body = rewritten.body;
         let mut request: CompletionRequest = parse_json(&body)?;
         let affinity = AffinityKey::of_chat(principal.user.id, &request.extra);
@@ -151,7 +151,7 @@ async fn relay_embeddings(
     body: Bytes,
 ) -> Response {
     let prepared = async {
-        let rewritten = pipeline::rules::rewrite(&app, &principal, "embeddings", body).await?;
+        let rewritten = pipeline::rewrite(&app, &principal, "embeddings", body).await?;
         let body = rewritten.body;
         let request: EmbeddingRequest = parse_json(&body)?;
         let route = app.route(&principal, &request.model, None)?;

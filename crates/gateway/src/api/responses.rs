@@ -43,8 +43,7 @@ pub async fn create(
 ) -> Response {
     detached(async move {
         let prepared = async {
-            let rewritten =
-                crate::pipeline::rules::rewrite(&app, &principal, "responses", body).await?;
+            let rewritten = crate::pipeline::rewrite(&app, &principal, "responses", body).await?;
             let body = rewritten.body;
             let params: Map<String, Value> = parse_json(&body)?;
             prepare(

@@ -17,6 +17,7 @@ mod failover;
 mod limits;
 mod models;
 mod rate_limits;
+mod storage;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,6 +34,7 @@ pub use models::{
     ModelConfig, ModelSpec, ProviderConfig, ProviderKind,
 };
 pub use rate_limits::RateLimits;
+pub use storage::{Backend as StorageBackend, Quota, S3Config, StorageConfig};
 
 /// Largest `credits_per_usd`: balances in credits stay exact decimals.
 const MAX_CREDITS_PER_USD: u64 = 1_000_000_000_000;
@@ -128,6 +130,9 @@ pub struct Config {
     /// object in TOML), run with those of `/admin/rules`.
     #[serde(default)]
     pub rules: Vec<rules::Rule>,
+    /// Users' files (`[storage]`).
+    #[serde(default)]
+    pub storage: StorageConfig,
     /// Where this configuration came from: what a catalog reload reads
     /// again (`None`: not from a file).
     #[serde(skip)]
@@ -337,6 +342,7 @@ impl Config {
                 }
             }
         }
+        self.validate_storage(&at)?;
         if self.holds() == HoldsMode::Redis && self.redis_url.is_none() {
             return Err(ConfigError(format!(
                 "holds = \"redis\" needs redis_url ({})",
@@ -567,6 +573,56 @@ pub fn check_send_budget(
         }
     }
     Ok(())
+}
+
+impl Config {
+    fn validate_storage(&self, at: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        let storage = &self.storage;
+        if storage.nano_per_gb_day().is_none() {
+            return Err(ConfigError(format!(
+                "storage.price_per_gb_day must be a non-negative amount of USD ({})",
+                at("price_per_gb_day")
+            )));
+        }
+        if !(1..=365 * 86_400).contains(&storage.upload_ttl_secs) {
+            return Err(ConfigError(format!(
+                "storage.upload_ttl_secs must be between 1 and a year ({})",
+                at("upload_ttl_secs")
+            )));
+        }
+        if let Some(url) = &storage.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError(format!(
+                    "storage.public_url must be an http:// or https:// address ({})",
+                    at("public_url")
+                )));
+            }
+        }
+        if storage.max_inline_bytes as usize > self.limits.inference_body_bytes {
+            return Err(ConfigError(format!(
+                "storage.max_inline_bytes must fit in limits.inference_body_bytes ({})",
+                at("max_inline_bytes")
+            )));
+        }
+        if storage.backend == StorageBackend::S3 {
+            let s3 = &storage.s3;
+            if s3.bucket.is_empty() {
+                return Err(ConfigError(format!(
+                    "storage.backend = \"s3\" needs storage.s3.bucket ({})",
+                    at("backend")
+                )));
+            }
+            for (key, value) in [
+                ("storage.s3.access_key_id", &s3.access_key_id),
+                ("storage.s3.secret_access_key", &s3.secret_access_key),
+            ] {
+                if let Some(value) = value {
+                    check_env_reference(key, value, &at(key))?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Refuses an `env:VAR` reference to a variable that is not set.

@@ -4,8 +4,10 @@
 //!
 //! 1. **authenticate**: [`crate::auth::Caller`], an extractor that runs
 //!    before the body is read.
-//! 2. **rules, limits**: [`rules`] rewrites the request as the user's and
-//!    the operator's override rules say (or refuses it), before routing;
+//! 2. **rules, files, limits**: [`rules`] rewrites the request as the
+//!    user's and the operator's override rules say (or refuses it), before
+//!    routing; [`crate::files::attach`] inlines the caller's files the
+//!    request references ([`rewrite`] takes both steps);
 //!    [`limits`] counts the request in its rate limits, before any money
 //!    is held.
 //! 3. **route**: [`crate::routing::route`] (`AppState::route`), from the
@@ -39,6 +41,25 @@ pub mod rules;
 mod send;
 
 pub use account::Account;
+
+use bytes::Bytes;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::App;
+
+/// Steps 2a and 2b: the override rules, then the files the request
+/// references, inlined (a rule may have added a reference).
+pub async fn rewrite(
+    app: &App,
+    principal: &Principal,
+    api_type: &'static str,
+    body: Bytes,
+) -> Result<rules::Rewritten, ApiError> {
+    let mut rewritten = rules::rewrite(app, principal, api_type, body).await?;
+    rewritten.body = crate::files::attach::attach(app, principal, rewritten.body).await?;
+    Ok(rewritten)
+}
 pub use reserve::{reserve, Metered, Prepared};
 pub use respond::respond;
 pub(crate) use send::{send_with_failover, Sendable};

@@ -12,6 +12,7 @@ mod chaos;
 mod common;
 mod errors;
 mod faults;
+mod files;
 mod metrics_auth;
 mod mounts;
 mod override_rules;
