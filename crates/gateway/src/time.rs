@@ -45,7 +45,11 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
     let t = text.trim();
     if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
         let n: i64 = t.parse().ok()?;
-        return Some(if t.len() >= 13 { n } else { n * 1000 });
+        return if t.len() >= 13 {
+            Some(n)
+        } else {
+            n.checked_mul(1000)
+        };
     }
     let num = |s: &str| -> Option<i64> {
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -63,7 +67,12 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
         num(parts.next()?)?,
         num(parts.next()?)?,
     );
-    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    // Years past 9999 are no date a client means (and would overflow).
+    if parts.next().is_some()
+        || !(0..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+    {
         return None;
     }
     let mut ms = days_from_civil(y, m, d) * 86_400_000;
@@ -98,8 +107,11 @@ fn split_offset(time: &str) -> Option<(&str, i64)> {
             let (clock, offset) = time.split_at(pos);
             let sign = if offset.starts_with('-') { -1 } else { 1 };
             let (h, m) = offset[1..].split_once(':').unwrap_or((&offset[1..], "0"));
-            let minutes = h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?;
-            Some((clock, sign * minutes * 60_000))
+            let (h, m) = (h.parse::<i64>().ok()?, m.parse::<i64>().ok()?);
+            if !(0..=23).contains(&h) || !(0..=59).contains(&m) {
+                return None;
+            }
+            Some((clock, sign * (h * 60 + m) * 60_000))
         }
         None => Some((time, 0)),
     }
@@ -125,5 +137,10 @@ mod tests {
         assert_eq!(parse_timestamp("1970-01-01T02:00:00+02:00"), Some(0));
         assert_eq!(parse_timestamp("2024-02-30x"), None);
         assert_eq!(parse_timestamp("soon"), None);
+        // Absurd values are refused, not overflowed.
+        assert_eq!(parse_timestamp("999999999999"), Some(999_999_999_999_000));
+        assert_eq!(parse_timestamp("99999999999999999999"), None);
+        assert_eq!(parse_timestamp("99999999999-01-01"), None);
+        assert_eq!(parse_timestamp("2024-01-01T00:00:00+99999999999:00"), None);
     }
 }

@@ -120,33 +120,32 @@ fn bind_all<'q>(
     query
 }
 
-/// `LIKE` patterns match `%` and `_`: a name prefix is matched literally.
-fn like_prefix(prefix: &str) -> String {
-    let mut escaped = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped.push('%');
-    escaped
-}
-
 impl Store {
-    /// Records an upload about to write its bytes (before any is written).
-    pub async fn begin_upload(&self, id: &str, user_id: i64) -> Result<()> {
+    /// Records an upload about to write its bytes (before any is written),
+    /// unless the user has `at_once` uploads begun since `since` and not
+    /// finished (what several uploads at once may write before the quota
+    /// refuses them is bounded): whether it did.
+    pub async fn begin_upload(
+        &self,
+        id: &str,
+        user_id: i64,
+        at_once: i64,
+        since: i64,
+    ) -> Result<bool> {
         let now = now_ms();
-        sqlx::query(
+        let done = sqlx::query(
             "INSERT INTO files (id, user_id, filename, state, created_at, updated_at) \
-             VALUES ($1, $2, '', 'uploading', $3, $3)",
+             SELECT $1, $2, '', 'uploading', $3, $3 WHERE (SELECT COUNT(*) FROM files \
+             WHERE user_id = $2 AND state = 'uploading' AND created_at > $4) < $5",
         )
         .bind(id)
         .bind(user_id)
         .bind(now)
+        .bind(since)
+        .bind(at_once)
         .execute(&self.writer)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// What `user_id`'s ready files take: (bytes, files).
@@ -194,6 +193,20 @@ impl Store {
             )));
         }
         let now = now_ms();
+        let ready = StoredFile {
+            id: f.id.clone(),
+            user_id: f.user_id,
+            filename: f.filename.clone(),
+            purpose: f.purpose,
+            is_public: f.is_public,
+            tags: f.tags.clone(),
+            content_type: f.content_type.clone(),
+            size: f.size,
+            sha256: f.sha256.clone(),
+            expires_at: f.expires_at,
+            created_at: now,
+            updated_at: now,
+        };
         let done = sqlx::query(
             "UPDATE files SET filename = $1, purpose = $2, is_public = $3, tags = $4, \
              content_type = $5, size = $6, sha256 = $7, expires_at = $8, state = 'ready', \
@@ -223,14 +236,21 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        self.get_file(&f.id).await
+        // Not read again: once committed, the file is ready whatever a
+        // read would meet.
+        Ok(ready)
     }
 
-    /// A ready file, whoever's it is (the caller checks who may see it).
+    /// A ready file, unexpired, whoever's it is (the caller checks who may
+    /// see it).
     pub async fn get_file(&self, id: &str) -> Result<StoredFile> {
-        let sql = format!("SELECT {COLUMNS} FROM files WHERE id = $1 AND state = 'ready'");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM files WHERE id = $1 AND state = 'ready' \
+             AND (expires_at IS NULL OR expires_at > $2)"
+        );
         let row = sqlx::query(&sql)
             .bind(id)
+            .bind(now_ms())
             .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound("file"))?;
@@ -321,8 +341,12 @@ impl Store {
         filter: &FileFilter,
     ) -> Result<(Vec<StoredFile>, i64)> {
         // Conditions with their values, numbered as they come.
-        let mut conditions = vec!["user_id = $1".to_string(), "state = 'ready'".to_string()];
-        let mut binds = vec![Bind::Int(user_id)];
+        let mut conditions = vec![
+            "user_id = $1".to_string(),
+            "state = 'ready'".to_string(),
+            "(expires_at IS NULL OR expires_at > $2)".to_string(),
+        ];
+        let mut binds = vec![Bind::Int(user_id), Bind::Int(now_ms())];
         let next = |binds: &mut Vec<Bind>, value: Bind| {
             binds.push(value);
             format!("${}", binds.len())
@@ -336,8 +360,10 @@ impl Store {
             conditions.push(format!("is_public = {p}"));
         }
         if let Some(prefix) = &filter.name_prefix {
-            let p = next(&mut binds, Bind::Text(like_prefix(prefix)));
-            conditions.push(format!("filename LIKE {p} ESCAPE '\\'"));
+            // Exactly, case included, on both databases (`LIKE` is not).
+            let chars = prefix.chars().count();
+            let p = next(&mut binds, Bind::Text(prefix.clone()));
+            conditions.push(format!("substr(filename, 1, {chars}) = {p}"));
         }
         if let Some(from) = filter.created_from {
             let p = next(&mut binds, Bind::Int(from));
@@ -376,8 +402,9 @@ impl Store {
     /// ids of every file whose bytes are to be removed, at most
     /// [`FILE_CLEANUP_BATCH`].
     pub async fn files_to_remove(&self, now: i64, stale_before: i64) -> Result<Vec<String>> {
+        // Kept until it expired, whenever the sweeper gets to it.
         sqlx::query(
-            "UPDATE files SET state = 'deleting', deleted_at = $1, updated_at = $1 \
+            "UPDATE files SET state = 'deleting', deleted_at = expires_at, updated_at = $1 \
              WHERE state = 'ready' AND expires_at IS NOT NULL AND expires_at <= $1",
         )
         .bind(now)
@@ -430,8 +457,9 @@ impl Store {
     }
 
     /// Charges every user for the storage they held during UTC `day` (days
-    /// since 1970-01-01), at `nano_per_gb_day` nano-USD per GB (10^9 bytes)
-    /// and day, pro rata to the millisecond; once per day whichever
+    /// since 1970-01-01) from `priced_since` on (when storage became
+    /// priced), at `nano_per_gb_day` nano-USD per GB (10^9 bytes) and day,
+    /// pro rata to the millisecond; once per day whichever
     /// instance gets there first, in one transaction. Returns the charges
     /// (user, nano-USD), or `None` when the day was charged already. Each
     /// charge's ledger entry says `reason`, and its request id
@@ -442,8 +470,10 @@ impl Store {
         day: i64,
         nano_per_gb_day: i64,
         reason: &str,
+        priced_since: i64,
     ) -> Result<Option<Vec<(i64, i64)>>> {
-        let (start, end) = (day * DAY_MS, (day + 1) * DAY_MS);
+        let end = (day + 1) * DAY_MS;
+        let start = (day * DAY_MS).max(priced_since).min(end);
         let mut tx = self.writer.begin().await?;
         let now = now_ms();
         let claimed = sqlx::query(
@@ -533,6 +563,26 @@ impl Store {
         )
     }
 
+    /// Moves a file whose bytes could not be removed to the back of the
+    /// sweeper's queue, so that it holds up no other.
+    pub async fn file_removal_failed(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE files SET updated_at = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets the deleted files kept for charging (storage is not priced
+    /// any more).
+    pub async fn purge_deleted_files(&self) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM files WHERE state = 'deleted'")
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The last UTC day charged for storage, if any.
     pub async fn last_storage_day(&self) -> Result<Option<i64>> {
         Ok(
@@ -566,6 +616,5 @@ mod tests {
         assert_eq!(storage_cost(1, 1000), 0);
         assert_eq!(storage_cost(1_000_000_000 * DAY_MS as i128 / 2000, 1), 0);
         assert_eq!(storage_cost(1_000_000_000 * DAY_MS as i128 / 2, 1), 1);
-        assert_eq!(like_prefix("50%_a"), "50\\%\\_a%");
     }
 }

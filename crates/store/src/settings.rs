@@ -24,4 +24,13 @@ impl Store {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+
+    /// Removes `name`'s value, if it has one.
+    pub async fn delete_setting(&self, name: &str) -> Result<()> {
+        sqlx::query("DELETE FROM settings WHERE name = $1")
+            .bind(name)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
 }

@@ -50,7 +50,7 @@ fn finished(id: &str, user_id: i64, name: &str, size: i64, tags: &[&str]) -> Fin
 }
 
 async fn upload(store: &Store, f: FinishedUpload) -> StoredFile {
-    store.begin_upload(&f.id, f.user_id).await.unwrap();
+    assert!(store.begin_upload(&f.id, f.user_id, 100, 0).await.unwrap());
     store.finish_upload(&f, ROOMY).await.unwrap()
 }
 
@@ -65,7 +65,7 @@ fn all() -> FileFilter {
 async fn an_upload_is_ready_only_once_finished_and_listed_only_to_its_owner() {
     let store = store().await;
     let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
-    store.begin_upload("f1", alice).await.unwrap();
+    assert!(store.begin_upload("f1", alice, 100, 0).await.unwrap());
     assert!(matches!(
         store.get_file("f1").await,
         Err(StoreError::NotFound(_))
@@ -163,7 +163,7 @@ async fn uploads_finished_at_once_never_exceed_the_quota() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let f = finished(&format!("q{i}"), alice, "x", 10, &[]);
-            store.begin_upload(&f.id, alice).await.unwrap();
+            assert!(store.begin_upload(&f.id, alice, 100, 0).await.unwrap());
             store.finish_upload(&f, quota).await
         }));
     }
@@ -183,11 +183,65 @@ async fn uploads_finished_at_once_never_exceed_the_quota() {
         max_files: 5,
     };
     let f = finished("one-more", alice, "x", 1, &[]);
-    store.begin_upload(&f.id, alice).await.unwrap();
+    assert!(store.begin_upload(&f.id, alice, 100, 0).await.unwrap());
     assert!(matches!(
         store.finish_upload(&f, few).await,
         Err(StoreError::Conflict(_))
     ));
+}
+
+#[tokio::test]
+async fn uploads_at_once_are_capped_and_expired_files_are_hidden() {
+    let store = store().await;
+    let alice = user(&store, "alice").await;
+    assert!(store.begin_upload("u1", alice, 2, 0).await.unwrap());
+    assert!(store.begin_upload("u2", alice, 2, 0).await.unwrap());
+    assert!(!store.begin_upload("u3", alice, 2, 0).await.unwrap());
+    // Those begun before `since` (abandoned) do not count.
+    assert!(store
+        .begin_upload("u3", alice, 2, store::now_ms() + 1)
+        .await
+        .unwrap());
+    let mut brief = finished("u1", alice, "brief", 5, &[]);
+    brief.expires_at = Some(store::now_ms() + 100);
+    store.finish_upload(&brief, ROOMY).await.unwrap();
+    assert_eq!(store.list_files(alice, &all()).await.unwrap().1, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    assert_eq!(store.list_files(alice, &all()).await.unwrap().1, 0);
+    assert!(matches!(
+        store.get_file("u1").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        matches!(
+            store
+                .update_file(
+                    alice,
+                    "u1",
+                    &FileUpdate {
+                        expires_at: Some(None),
+                        ..FileUpdate::default()
+                    }
+                )
+                .await,
+            Err(StoreError::NotFound(_))
+        ),
+        "an expired file cannot be revived"
+    );
+    // Kept until it expired, not until the sweeper came.
+    assert_eq!(
+        store.files_to_remove(store::now_ms(), 0).await.unwrap(),
+        ["u1"]
+    );
+    store.file_removed("u1", true).await.unwrap();
+    let day = store::now_ms() / 86_400_000;
+    let charged = store
+        .charge_storage_day(day, 1_000_000_000_000, "file storage", 0)
+        .await
+        .unwrap()
+        .unwrap();
+    // 5 bytes for ~100 ms at 1000 USD per GB-day: far below a nano-USD.
+    assert!(charged.is_empty(), "{charged:?}");
 }
 
 #[tokio::test]
@@ -199,7 +253,7 @@ async fn housekeeping_finds_expired_files_and_given_up_uploads_and_ends_them() {
     expiring.expires_at = Some(now + 1000);
     upload(&store, expiring).await;
     upload(&store, finished("kept", alice, "y", 5, &[])).await;
-    store.begin_upload("stale", alice).await.unwrap();
+    assert!(store.begin_upload("stale", alice, 100, 0).await.unwrap());
     assert!(store
         .files_to_remove(now, now - 60_000)
         .await
@@ -245,7 +299,7 @@ async fn storage_is_charged_once_per_day_pro_rata_deleted_files_included() {
     let end = (day + 1) * 86_400_000;
     let price = 1_000_000; // nano-USD per GB-day
     let charges = store
-        .charge_storage_day(day, price, "file storage")
+        .charge_storage_day(day, price, "file storage", 0)
         .await
         .unwrap()
         .unwrap();
@@ -276,9 +330,17 @@ async fn storage_is_charged_once_per_day_pro_rata_deleted_files_included() {
         -alices,
         "storage used is owed"
     );
+    // Nothing before storage was priced.
+    assert_eq!(
+        store
+            .charge_storage_day(day - 1, price, "file storage", end)
+            .await
+            .unwrap(),
+        Some(vec![])
+    );
     // Never twice.
     assert!(store
-        .charge_storage_day(day, price, "file storage")
+        .charge_storage_day(day, price, "file storage", 0)
         .await
         .unwrap()
         .is_none());

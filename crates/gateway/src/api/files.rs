@@ -199,7 +199,7 @@ async fn list(
             .filter(|p| !p.trim().is_empty())
             .map(|p| parse_purpose(&p))
             .transpose()?,
-        tags: field_list(fields, "tags")?.unwrap_or_default(),
+        tags: check_tags(field_list(fields, "tags")?.unwrap_or_default())?,
         is_public: field_bool(fields, "is_public")?,
         name_prefix: field_str(fields, "name_prefix").filter(|p| !p.is_empty()),
         created_from: time("created_after")?,
@@ -367,8 +367,9 @@ fn matches_etag(if_none_match: Option<&HeaderValue>, etag: &str) -> bool {
 }
 
 /// The one range asked, as bytes `start..end`: `None` for the whole file
-/// (no `Range`, one that cannot be read, several ranges, or an `If-Range`
-/// naming another version), `Err` when none of it exists.
+/// (no `Range`, one that cannot be read, several ranges, an `If-Range`
+/// naming another version, or an empty file), `Err` when none of it
+/// exists (RFC 9110, 14.1.2).
 fn asked_range(
     headers: &HeaderMap,
     etag: &str,
@@ -382,16 +383,26 @@ fn asked_range(
             return Ok(None);
         }
     }
-    let Ok(parsed) = http_range_header::parse_range_header(value) else {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };
-    match parsed.validate(size) {
-        Ok(ranges) if ranges.len() == 1 => {
-            let r = &ranges[0];
-            Ok(Some(*r.start()..r.end() + 1))
-        }
-        Ok(_) => Ok(None),
-        Err(_) => Err(()),
+    if size == 0 || spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let number = |text: &str| text.trim().parse::<u64>().ok();
+    match (first.trim().is_empty(), number(first), number(last)) {
+        // `-N`: the last N bytes (all of them when N is past the size).
+        (true, _, Some(0)) => Err(()),
+        (true, _, Some(n)) => Ok(Some(size.saturating_sub(n)..size)),
+        (false, Some(a), _) if a >= size => Err(()),
+        // `A-`: from A to the end.
+        (false, Some(a), None) if last.trim().is_empty() => Ok(Some(a..size)),
+        // `A-B`, B capped at the last byte.
+        (false, Some(a), Some(b)) if a <= b => Ok(Some(a..b.min(size - 1) + 1)),
+        _ => Ok(None),
     }
 }
 
@@ -451,6 +462,18 @@ mod tests {
         assert_eq!(asked_range(&headers, etag, 10), Err(()));
         headers.insert(header::RANGE, HeaderValue::from_static("bytes=0-1,4-5"));
         assert_eq!(asked_range(&headers, etag, 10), Ok(None));
+        headers.insert(header::RANGE, HeaderValue::from_static("bytes=-20"));
+        assert_eq!(asked_range(&headers, etag, 10), Ok(Some(0..10)));
+        headers.insert(header::RANGE, HeaderValue::from_static("bytes=-0"));
+        assert_eq!(asked_range(&headers, etag, 10), Err(()));
+        headers.insert(header::RANGE, HeaderValue::from_static("bytes=5-99"));
+        assert_eq!(asked_range(&headers, etag, 10), Ok(Some(5..10)));
+        headers.insert(header::RANGE, HeaderValue::from_static("bytes=0-"));
+        assert_eq!(asked_range(&headers, etag, 0), Ok(None), "an empty file");
+        for ignored in ["bytes=5-2", "bytes=x-1", "items=0-1", "bytes=1"] {
+            headers.insert(header::RANGE, HeaderValue::from_static(ignored));
+            assert_eq!(asked_range(&headers, etag, 10), Ok(None), "{ignored}");
+        }
         headers.insert(header::RANGE, HeaderValue::from_static("bytes=2-4"));
         headers.insert(header::IF_RANGE, HeaderValue::from_static("\"old\""));
         assert_eq!(asked_range(&headers, etag, 10), Ok(None));

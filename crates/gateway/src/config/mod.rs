@@ -598,12 +598,6 @@ impl Config {
                 )));
             }
         }
-        if storage.max_inline_bytes as usize > self.limits.inference_body_bytes {
-            return Err(ConfigError(format!(
-                "storage.max_inline_bytes must fit in limits.inference_body_bytes ({})",
-                at("max_inline_bytes")
-            )));
-        }
         if storage.backend == StorageBackend::S3 {
             let s3 = &storage.s3;
             if s3.bucket.is_empty() {

@@ -19,14 +19,22 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::App;
 
+/// Most file references one request may carry.
+const MAX_REFERENCES: usize = 16;
+
 /// A referenced file, ready to inline.
 struct Inlined {
     content_type: String,
     filename: String,
+    size: u64,
     base64: String,
+    /// The file as text, when it is a `text/*` file in UTF-8.
+    text: Option<String>,
 }
 
 /// `body` with the files it references inlined (unchanged without any).
+/// At most [`MAX_REFERENCES`] references, and `max_inline_bytes` in all
+/// (a file named twice counts twice): the request carries them.
 pub async fn attach(app: &App, principal: &Principal, body: Bytes) -> Result<Bytes, ApiError> {
     let public_prefix = app.files.public_url("");
     let finder = |needle: &str| memchr::memmem::find(&body, needle.as_bytes()).is_some();
@@ -37,27 +45,41 @@ pub async fn attach(app: &App, principal: &Principal, body: Bytes) -> Result<Byt
     let Ok(mut doc) = serde_json::from_slice::<Value>(&body) else {
         return Ok(body);
     };
-    let mut wanted = Vec::new();
-    visit(&mut doc, &mut |reference, _| {
+    let mut wanted: Vec<(String, Slot)> = Vec::new();
+    visit(&mut doc, &mut |reference, slot| {
         // Another site's URL is left for the upstream to fetch.
         if reference.starts_with(REFERENCE_SCHEME) || app.files.public_id(reference).is_some() {
-            wanted.push(reference.to_string());
+            wanted.push((reference.to_string(), slot));
         }
         None
     });
     if wanted.is_empty() {
         return Ok(body);
     }
-    let mut files: HashMap<String, Inlined> = HashMap::new();
-    for reference in wanted {
-        if files.contains_key(&reference) {
-            continue;
-        }
-        let file = fetch(app, principal, &reference).await?;
-        files.insert(reference, file);
+    if wanted.len() > MAX_REFERENCES {
+        return Err(ApiError::BadRequest(format!(
+            "A request may reference at most {MAX_REFERENCES} files."
+        )));
     }
-    visit(&mut doc, &mut |reference, kind| {
-        files.get(reference).map(|file| kind.inlined(file))
+    let mut files: HashMap<String, Inlined> = HashMap::new();
+    let most = app.files.config.max_inline_bytes;
+    let mut total: u64 = 0;
+    for (reference, slot) in &wanted {
+        if !files.contains_key(reference) {
+            let file = fetch(app, principal, reference).await?;
+            files.insert(reference.clone(), file);
+        }
+        let file = &files[reference];
+        total = total.saturating_add(file.size);
+        if total > most {
+            return Err(ApiError::BadRequest(format!(
+                "The files this request references come to more than the {most} bytes a request may carry."
+            )));
+        }
+        slot.check(reference, file)?;
+    }
+    visit(&mut doc, &mut |reference, slot| {
+        files.get(reference).map(|file| slot.inlined(file))
     });
     Ok(serde_json::to_vec(&doc)
         .map_err(|_| ApiError::Internal)?
@@ -87,22 +109,21 @@ async fn fetch(app: &App, principal: &Principal, reference: &str) -> Result<Inli
         true => file.user_id == principal.user.id,
         false => file.is_public,
     };
-    let expired = file.expires_at.is_some_and(|at| at <= store::now_ms());
-    if !visible || expired {
+    if !visible {
         return Err(missing());
     }
+    let size = u64::try_from(file.size).unwrap_or(u64::MAX);
     let most = app.files.config.max_inline_bytes;
-    if u64::try_from(file.size).unwrap_or(u64::MAX) > most {
+    if size > most {
         return Err(ApiError::BadRequest(format!(
-            "The file {reference} has {} bytes: a request may carry files of at most {most} bytes.",
-            file.size
+            "The file {reference} has {size} bytes: a request may carry files of at most {most} bytes."
         )));
     }
     let mut stream = app.files.storage.read(id, None).await.map_err(|e| {
         tracing::error!(error = %e, "a referenced file could not be read");
         ApiError::StorageUnavailable
     })?;
-    let mut bytes = Vec::with_capacity(usize::try_from(file.size).unwrap_or(0));
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             tracing::error!(error = %e, "a referenced file could not be read");
@@ -113,42 +134,64 @@ async fn fetch(app: &App, principal: &Principal, reference: &str) -> Result<Inli
         }
         bytes.extend_from_slice(&chunk);
     }
+    let text = match file.content_type.starts_with("text/") {
+        true => String::from_utf8(bytes.clone()).ok(),
+        false => None,
+    };
     Ok(Inlined {
         base64: base64::engine::general_purpose::STANDARD.encode(&bytes),
         content_type: file.content_type,
         filename: file.filename,
+        size,
+        text,
     })
 }
 
 /// Where in a request a reference stands, which says what replaces it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Slot {
-    /// A URL field (OpenAI's `image_url.url`, Responses' `image_url`):
+    /// An image's URL (chat's `image_url.url`, Responses' `input_image`):
     /// a `data:` URL.
-    Url,
+    ImageUrl,
     /// A file part (chat's `file`, Responses' `input_file`): its
     /// `file_data` as a `data:` URL, and its `filename`.
     FilePart,
-    /// Anthropic's `source` of an image or a document: a base64 (or, for
-    /// text, a text) source.
-    AnthropicSource,
+    /// Anthropic's `source` of an image: a base64 source.
+    AnthropicImage,
+    /// Anthropic's `source` of a document: a text source for text, else
+    /// base64.
+    AnthropicDocument,
 }
 
 impl Slot {
-    fn inlined(self, file: &Inlined) -> Value {
-        let data_url = format!("data:{};base64,{}", file.content_type, file.base64);
+    /// Refuses a file the slot cannot carry.
+    fn check(self, reference: &str, file: &Inlined) -> Result<(), ApiError> {
+        let image = file.content_type.starts_with("image/");
         match self {
-            Slot::Url => Value::String(data_url),
-            Slot::FilePart => json!({"file_data": data_url, "filename": file.filename}),
-            Slot::AnthropicSource if file.content_type.starts_with("text/") => {
-                let text = base64::engine::general_purpose::STANDARD
-                    .decode(&file.base64)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .unwrap_or_default();
-                json!({"type": "text", "media_type": "text/plain", "data": text})
+            Slot::ImageUrl | Slot::AnthropicImage if !image => Err(ApiError::BadRequest(format!(
+                "The file {reference} is not an image ({}).",
+                file.content_type
+            ))),
+            Slot::AnthropicDocument
+                if file.content_type.starts_with("text/") && file.text.is_none() =>
+            {
+                Err(ApiError::BadRequest(format!(
+                    "The file {reference} is text, but not UTF-8."
+                )))
             }
-            Slot::AnthropicSource => {
+            _ => Ok(()),
+        }
+    }
+
+    fn inlined(self, file: &Inlined) -> Value {
+        let data_url = || format!("data:{};base64,{}", file.content_type, file.base64);
+        match self {
+            Slot::ImageUrl => Value::String(data_url()),
+            Slot::FilePart => json!({"file_data": data_url(), "filename": file.filename}),
+            Slot::AnthropicDocument if file.text.is_some() => {
+                json!({"type": "text", "media_type": "text/plain", "data": file.text})
+            }
+            Slot::AnthropicImage | Slot::AnthropicDocument => {
                 json!({"type": "base64", "media_type": file.content_type, "data": file.base64})
             }
         }
@@ -183,13 +226,13 @@ fn visit_object(
         // Chat: {"type":"image_url","image_url":{"url":…}} (or a bare string).
         "image_url" => {
             if let Some(Value::Object(inner)) = object.get_mut("image_url") {
-                replace_string(inner, "url", Slot::Url, replace);
+                replace_string(inner, "url", Slot::ImageUrl, replace);
             } else {
-                replace_string(object, "image_url", Slot::Url, replace);
+                replace_string(object, "image_url", Slot::ImageUrl, replace);
             }
         }
         // Responses: {"type":"input_image","image_url":…}.
-        "input_image" => replace_string(object, "image_url", Slot::Url, replace),
+        "input_image" => replace_string(object, "image_url", Slot::ImageUrl, replace),
         // Responses: {"type":"input_file","file_url"|"file_id":…}.
         "input_file" => replace_file_part(object, replace),
         // Chat: {"type":"file","file":{"file_id"|"file_data"|"file_url":…}}.
@@ -200,6 +243,10 @@ fn visit_object(
         }
         // Anthropic: {"type":"image"|"document","source":{"type":"url","url":…}}.
         "image" | "document" => {
+            let slot = match kind {
+                "image" => Slot::AnthropicImage,
+                _ => Slot::AnthropicDocument,
+            };
             let url = object
                 .get("source")
                 .filter(|s| s.get("type").and_then(Value::as_str) == Some("url"))
@@ -208,7 +255,7 @@ fn visit_object(
                 .filter(|u| is_reference(u))
                 .map(str::to_string);
             if let Some(url) = url {
-                if let Some(source) = replace(&url, Slot::AnthropicSource) {
+                if let Some(source) = replace(&url, slot) {
                     object.insert("source".into(), source);
                 }
             }
@@ -267,7 +314,9 @@ mod tests {
         Inlined {
             content_type: "image/png".into(),
             filename: "cat.png".into(),
+            size: 3,
             base64: "iVBO".into(),
+            text: None,
         }
     }
 
@@ -318,15 +367,23 @@ mod tests {
     }
 
     #[test]
-    fn a_text_document_goes_to_anthropic_as_text() {
+    fn a_text_document_goes_to_anthropic_as_text_and_slots_take_what_fits() {
         let text = Inlined {
             content_type: "text/plain".into(),
             filename: "a.txt".into(),
+            size: 5,
             base64: base64::engine::general_purpose::STANDARD.encode("hello"),
+            text: Some("hello".into()),
         };
         assert_eq!(
-            Slot::AnthropicSource.inlined(&text),
+            Slot::AnthropicDocument.inlined(&text),
             json!({"type": "text", "media_type": "text/plain", "data": "hello"})
         );
+        assert!(Slot::AnthropicImage.check("r", &text).is_err());
+        assert!(Slot::ImageUrl.check("r", &text).is_err());
+        assert!(Slot::FilePart.check("r", &text).is_ok());
+        let latin1 = Inlined { text: None, ..text };
+        assert!(Slot::AnthropicDocument.check("r", &latin1).is_err());
+        assert!(Slot::AnthropicImage.check("r", &file()).is_ok());
     }
 }

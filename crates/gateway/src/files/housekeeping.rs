@@ -8,6 +8,12 @@ use crate::state::App;
 const DAY_MS: i64 = 86_400_000;
 /// Days charged late at most, after a long stop.
 const MAX_DAYS_BEHIND: i64 = 31;
+/// A day is charged this long after it ended, so that an instance whose
+/// clock runs ahead does not charge a day others are still storing in.
+const DAY_SETTLED_AFTER_MS: i64 = 10 * 60_000;
+/// The setting that says since when storage is priced (Unix ms): no time
+/// before it is ever charged.
+const PRICED_SINCE: &str = "storage_priced_since";
 
 /// One pass; failures are logged and retried on the next.
 pub async fn sweep(app: &App) {
@@ -18,18 +24,24 @@ pub async fn sweep(app: &App) {
             "files removed (deleted, expired or abandoned uploads)"
         );
     }
-    if let Some(price) = app.files.price() {
-        charge_days(app, price).await;
+    let priced = match app.files.price() {
+        Some(price) => charge_days(app, price).await,
+        None => unpriced(app).await,
+    };
+    if let Err(e) = priced {
+        tracing::warn!(error = %e, "storage charges: retried on the next pass");
     }
 }
 
-/// Removes what is due, batch by batch; how many files.
+/// Removes what is due, batch by batch; how many files. A file whose bytes
+/// cannot be removed now goes to the back of the queue and holds up none
+/// of the others.
 async fn remove_due(app: &App) -> usize {
     let keep_for_charging = app.files.price().is_some();
     // An upload is given up a little after its time ran out (its own
     // process refuses it at `upload_ttl_secs`; clocks of instances differ).
     let ttl_ms = i64::try_from(app.files.config.upload_ttl_secs)
-        .unwrap_or(i64::MAX / 2)
+        .unwrap_or(i64::MAX / 2000)
         .saturating_mul(1100)
         .saturating_add(2000);
     let mut removed = 0;
@@ -42,56 +54,73 @@ async fn remove_due(app: &App) -> usize {
                 return removed;
             }
         };
-        let batch = due.len();
+        let mut failed = false;
         for id in &due {
-            if let Err(e) = app.files.storage.delete(id).await {
-                // Kept `deleting`: the next pass tries again.
-                tracing::warn!(file = %id, error = %e, "a file's bytes could not be removed");
-                return removed;
+            let done = match app.files.storage.delete(id).await {
+                Ok(()) => app
+                    .store
+                    .file_removed(id, keep_for_charging)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match done {
+                Ok(()) => removed += 1,
+                Err(error) => {
+                    tracing::warn!(file = %id, %error, "a file could not be removed; tried again later");
+                    failed = true;
+                    if let Err(e) = app.store.file_removal_failed(id).await {
+                        tracing::warn!(file = %id, error = %e, "could not requeue a file's removal");
+                    }
+                }
             }
-            if let Err(e) = app.store.file_removed(id, keep_for_charging).await {
-                tracing::warn!(file = %id, error = %e, "a removed file's row was not updated");
-                return removed;
-            }
-            removed += 1;
         }
-        if (batch as i64) < store::FILE_CLEANUP_BATCH {
+        // A short batch was the last; after a failure, the next pass.
+        if failed || (due.len() as i64) < store::FILE_CLEANUP_BATCH {
             return removed;
         }
     }
 }
 
-/// Charges the days ended since the last one charged (the first time:
-/// yesterday only).
-async fn charge_days(app: &App, nano_per_gb_day: i64) {
-    let today = store::now_ms() / DAY_MS;
-    let last = match app.store.last_storage_day().await {
-        Ok(last) => last,
-        Err(e) => {
-            tracing::warn!(error = %e, "storage charges could not be read");
-            return;
-        }
-    };
+/// Storage is free: nothing is charged from now on, and the deleted files
+/// kept for charging go.
+async fn unpriced(app: &App) -> Result<(), store::StoreError> {
+    app.store.delete_setting(PRICED_SINCE).await?;
+    app.store.purge_deleted_files().await?;
+    Ok(())
+}
+
+/// Charges the days ended since the last one charged, from when storage
+/// became priced on.
+async fn charge_days(app: &App, nano_per_gb_day: i64) -> Result<(), store::StoreError> {
+    let now = store::now_ms();
+    // Instances agree on the first time one of them saw storage priced.
+    app.store
+        .insert_setting_if_absent(PRICED_SINCE, &now.to_string())
+        .await?;
+    let since = app
+        .store
+        .get_setting(PRICED_SINCE)
+        .await?
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(now);
+    let today = (now - DAY_SETTLED_AFTER_MS) / DAY_MS;
+    let last = app.store.last_storage_day().await?;
     let first = last
-        .map_or(today - 1, |d| d + 1)
+        .map_or(i64::MIN, |d| d + 1)
+        .max(since / DAY_MS)
         .max(today - MAX_DAYS_BEHIND);
     for day in first..today {
         let date = crate::time::format_ms(day * DAY_MS);
         let reason = format!("file storage on {}", &date[..10]);
-        match app
+        let charged = app
             .store
-            .charge_storage_day(day, nano_per_gb_day, &reason)
-            .await
-        {
-            Ok(Some(charges)) => {
-                let total = charges.iter().fold(0i64, |sum, c| sum.saturating_add(c.1));
-                tracing::info!(day = %&date[..10], users = charges.len(), nano_usd = total, "storage charged");
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "storage could not be charged; retried on the next pass");
-                return;
-            }
+            .charge_storage_day(day, nano_per_gb_day, &reason, since)
+            .await?;
+        if let Some(charges) = charged {
+            let total = charges.iter().fold(0i64, |sum, c| sum.saturating_add(c.1));
+            tracing::info!(day = %&date[..10], users = charges.len(), nano_usd = total, "storage charged");
         }
     }
+    Ok(())
 }

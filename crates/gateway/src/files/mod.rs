@@ -31,7 +31,7 @@ pub const PURPOSES: [&str; 6] = [
 const ID_LEN: usize = 21;
 const ID_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
 const MAX_FILENAME_CHARS: usize = 255;
-const MAX_TAGS: usize = 20;
+pub(crate) const MAX_TAGS: usize = 20;
 const MAX_TAG_CHARS: usize = 64;
 /// The scheme of a private file's reference in a model request.
 pub const REFERENCE_SCHEME: &str = "tollgate-file://";

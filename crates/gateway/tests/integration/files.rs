@@ -569,12 +569,18 @@ async fn priced_storage_charges_ended_days_once_and_keeps_deleted_files_until_th
     assert!(!stored(&gw, &id).await);
     gateway::files::housekeeping::sweep(&gw.app).await;
     gateway::files::housekeeping::sweep(&gw.app).await;
-    let yesterday = store::now_ms() / 86_400_000 - 1;
-    assert_eq!(
-        gw.app.store.last_storage_day().await.unwrap(),
-        Some(yesterday)
-    );
-    // Nothing was stored yesterday: nothing charged.
+    // Priced from now on: no day before is charged (not even yesterday).
+    let since: i64 = gw
+        .app
+        .store
+        .get_setting("storage_priced_since")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(since <= store::now_ms());
+    assert_eq!(gw.app.store.last_storage_day().await.unwrap(), None);
     assert!(gw
         .app
         .store
@@ -583,12 +589,13 @@ async fn priced_storage_charges_ended_days_once_and_keeps_deleted_files_until_th
         .unwrap()
         .iter()
         .all(|e| e.kind != "storage"));
-    // Today's charge takes it into account, then lets it go.
-    let today = yesterday + 1;
+    // Today's charge (once it has ended) takes the deleted file into
+    // account, then lets it go.
+    let today = store::now_ms() / 86_400_000;
     let charged = gw
         .app
         .store
-        .charge_storage_day(today, 500_000_000, "file storage")
+        .charge_storage_day(today, 500_000_000, "file storage", since)
         .await
         .unwrap();
     assert!(charged.is_some());
