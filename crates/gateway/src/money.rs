@@ -283,6 +283,83 @@ pub fn cost_nano(usage: &TokenUsage, prices: &Prices, multiplier: &Decimal) -> i
     }
 }
 
+/// What a model is metered in. Tokens are priced per 1M (input, output,
+/// cached…, see [`Prices`]); every other unit has one price, per
+/// [`MeterUnit::per`] units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MeterUnit {
+    #[default]
+    Tokens,
+    /// Text-to-speech input, priced per 1M characters.
+    Characters,
+    /// Audio duration, priced per second …
+    Seconds,
+    /// … or per minute, charged by the second.
+    Minutes,
+    /// Images generated, priced per image (by size and quality).
+    Images,
+    /// Calls (search, moderation), priced per call.
+    Calls,
+}
+
+impl MeterUnit {
+    /// The name clients see (`/v1/models`, model rates, usage records).
+    pub fn name(self) -> &'static str {
+        match self {
+            MeterUnit::Tokens => "tokens",
+            MeterUnit::Characters => "characters",
+            MeterUnit::Seconds => "seconds",
+            MeterUnit::Minutes => "minutes",
+            MeterUnit::Images => "images",
+            MeterUnit::Calls => "calls",
+        }
+    }
+
+    /// How many of what is counted its price is for: characters are
+    /// priced per 1M, minutes per 60 counted seconds, the rest each.
+    pub fn per(self) -> u64 {
+        match self {
+            MeterUnit::Tokens | MeterUnit::Characters => 1_000_000,
+            MeterUnit::Minutes => 60,
+            MeterUnit::Seconds | MeterUnit::Images | MeterUnit::Calls => 1,
+        }
+    }
+
+    /// What is counted: tokens, characters, seconds (minutes too), images,
+    /// calls.
+    pub fn counted(self) -> &'static str {
+        match self {
+            MeterUnit::Minutes => "seconds",
+            other => other.name(),
+        }
+    }
+}
+
+/// The exact cost in nano-USD of `quantity` counted units (see
+/// [`MeterUnit::counted`]) at `price` USD per `unit.per()` of them, times
+/// `multiplier`, rounded up to the next nano-USD; saturates at `i64::MAX`.
+pub fn unit_cost_nano(
+    quantity: u64,
+    price: &Decimal,
+    unit: MeterUnit,
+    multiplier: &Decimal,
+) -> i64 {
+    let numerator = || -> Option<Wide> {
+        Wide::product(price.mantissa.unsigned_abs(), u128::from(quantity))
+            .checked_mul(NANO_PER_USD.unsigned_abs())?
+            .checked_mul(multiplier.mantissa.unsigned_abs())
+    };
+    let denominator = || -> Option<Wide> {
+        Wide::product(pow10(price.scale)?, pow10(multiplier.scale)?)
+            .checked_mul(u128::from(unit.per()))
+    };
+    match (numerator(), denominator()) {
+        (Some(num), Some(den)) if den != Wide::ZERO => num.div_ceil(den).saturating_i64(),
+        _ => i64::MAX,
+    }
+}
+
 fn pow10(exp: u32) -> Option<u128> {
     10u128.checked_pow(exp)
 }
@@ -425,6 +502,42 @@ fn format_fixed(value: i128, digits: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn units_cost_exactly_rounded_up() {
+        let d = |s: &str| Decimal::parse(s).unwrap();
+        let one = Decimal::ONE;
+        // TTS at 15 USD per 1M characters: 1,000 characters = 0.015 USD.
+        assert_eq!(
+            unit_cost_nano(1000, &d("15"), MeterUnit::Characters, &one),
+            15_000_000
+        );
+        // 0.006 USD a minute, 61 seconds: 0.0061 USD.
+        assert_eq!(
+            unit_cost_nano(61, &d("0.006"), MeterUnit::Minutes, &one),
+            6_100_000
+        );
+        // One second at 0.006 a minute: 100,000 nano-USD exactly; 7 s at a
+        // price that does not divide: rounded up.
+        assert_eq!(
+            unit_cost_nano(1, &d("0.006"), MeterUnit::Minutes, &one),
+            100_000
+        );
+        assert_eq!(
+            unit_cost_nano(7, &d("0.0001"), MeterUnit::Minutes, &one),
+            11_667
+        );
+        // Two images at 0.04, times 1.5.
+        assert_eq!(
+            unit_cost_nano(2, &d("0.04"), MeterUnit::Images, &d("1.5")),
+            120_000_000
+        );
+        assert_eq!(unit_cost_nano(0, &d("0.04"), MeterUnit::Calls, &one), 0);
+        assert_eq!(
+            unit_cost_nano(u64::MAX, &d("999999"), MeterUnit::Calls, &d("1000")),
+            i64::MAX
+        );
+    }
 
     fn d(s: &str) -> Decimal {
         Decimal::parse(s).unwrap()

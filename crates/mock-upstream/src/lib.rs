@@ -155,6 +155,7 @@
 
 pub mod answers;
 mod control;
+pub mod media;
 mod plan;
 mod record;
 pub mod render;

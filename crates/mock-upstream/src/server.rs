@@ -649,6 +649,9 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         }
     }
     let Some(route) = route else {
+        if method == Method::POST && crate::media::handles(path) {
+            return crate::media::answer(path, parsed.as_ref(), tracker);
+        }
         let message = format!("Unknown route {method} {path}");
         let body = match api {
             Api::Anthropic => anthropic_error("not_found_error", &message),

@@ -251,6 +251,9 @@ pub struct Model {
     pub object: String,
     pub created: i64,
     pub owned_by: String,
+    /// What the model costs and in what unit (a gateway's addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<serde_json::Value>,
 }
 
 /// The `GET /v1/models` response.

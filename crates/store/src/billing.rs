@@ -59,6 +59,10 @@ pub struct Settlement {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub created_at: i64,
+    /// The unit of a model not metered in tokens (its quantity is in
+    /// `input_tokens`); empty for tokens.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub unit: String,
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -201,7 +205,7 @@ async fn release_amount(
     Ok(())
 }
 
-/// Rows per multi-row statement (17 parameters each in the widest). SQLite
+/// Rows per multi-row statement (18 parameters each in the widest). SQLite
 /// statements use anonymous placeholders, whose binding is linear (see
 /// `placeholders`); numbered ones made larger statements cost more, not less.
 const ROWS_PER_STATEMENT: usize = 64;
@@ -214,14 +218,14 @@ async fn insert_usage(
     backend: Backend,
     chunk: &[Settlement],
 ) -> Result<Vec<String>> {
-    const COLUMNS: usize = 17;
+    const COLUMNS: usize = 18;
     let rows: Vec<String> = (0..chunk.len())
         .map(|r| format!("({})", placeholders(backend, r * COLUMNS + 1, COLUMNS)))
         .collect();
     let sql = format!(
         "INSERT INTO usage_records (request_id, user_id, key_id, endpoint, model, provider, \
          upstream_model, stream, input_tokens, output_tokens, cached_tokens, cost, latency_ms, \
-         status, error, created_at, cache_write_tokens) VALUES {} \
+         status, error, created_at, cache_write_tokens, unit) VALUES {} \
          ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
         rows.join(", ")
     );
@@ -244,7 +248,8 @@ async fn insert_usage(
             .bind(s.status)
             .bind(&s.error)
             .bind(s.created_at)
-            .bind(s.cache_write_tokens);
+            .bind(s.cache_write_tokens)
+            .bind(&s.unit);
     }
     Ok(query.fetch_all(&mut **tx).await?)
 }

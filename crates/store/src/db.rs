@@ -44,6 +44,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0005_override_rules.sql"),
     ),
     (6, include_str!("../migrations/sqlite/0006_files.sql")),
+    (7, include_str!("../migrations/sqlite/0007_units.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -64,6 +65,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0005_override_rules.sql"),
     ),
     (6, include_str!("../migrations/postgres/0006_files.sql")),
+    (7, include_str!("../migrations/postgres/0007_units.sql")),
 ];
 
 /// Serialises concurrent migrators on PostgreSQL (an arbitrary constant).

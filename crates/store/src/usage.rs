@@ -24,6 +24,8 @@ pub struct UsageRecord {
     pub status: i64,
     pub error: Option<String>,
     pub created_at: i64,
+    /// Empty for tokens; else the unit whose quantity `input_tokens` holds.
+    pub unit: String,
 }
 
 /// Which records to list. Pagination is by cursor: pass the last record's
@@ -49,7 +51,7 @@ impl Store {
         };
         let rows = sqlx::query(
             "SELECT request_id, user_id, key_id, endpoint, model, provider, upstream_model, stream, \
-             input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost, latency_ms, status, error, created_at \
+             input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost, latency_ms, status, error, created_at, unit \
              FROM usage_records WHERE user_id = $1 \
              AND ($2 IS NULL OR created_at >= $2) \
              AND ($3 IS NULL OR created_at < $3) \
@@ -83,6 +85,7 @@ impl Store {
                     output_tokens: row.try_get("output_tokens")?,
                     cached_tokens: row.try_get("cached_tokens")?,
                     cache_write_tokens: row.try_get("cache_write_tokens")?,
+                    unit: row.try_get("unit")?,
                     cost: row.try_get("cost")?,
                     latency_ms: row.try_get("latency_ms")?,
                     status: row.try_get("status")?,

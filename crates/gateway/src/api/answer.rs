@@ -37,6 +37,16 @@ impl IntoResponse for Answer {
                     .body(Body::from_stream(stream))
                     .unwrap_or_else(|_| ApiError::Internal.into_response())
             }
+            Answer::Bytes { content_type, rx } => {
+                let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|item| (item, rx))
+                });
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, content_type)
+                    .body(Body::from_stream(stream))
+                    .unwrap_or_else(|_| ApiError::Internal.into_response())
+            }
             Answer::Error(error, shape) => error.render(shape),
             Answer::Refused {
                 failure,

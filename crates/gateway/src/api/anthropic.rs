@@ -105,6 +105,7 @@ async fn prepare(app: &App, call: &Call, ingress: Ingress) -> Result<Prepared, A
         max_output,
         choices: 1,
         images: image_parts(body),
+        units: None,
         planner,
         upstream_edits: rewritten.upstream,
         shape: Shape::Anthropic,

@@ -3,6 +3,7 @@
 mod admin;
 mod answer;
 mod anthropic;
+mod audio;
 mod body;
 pub mod caller;
 mod channels;
@@ -124,6 +125,7 @@ fn inference_routes() -> Router<App> {
             "/v1/conversations/{id}/items/{item_id}",
             get(conversations::get_item).delete(conversations::delete_item),
         )
+        .route("/v1/audio/speech", post(audio::speech))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/complete", post(anthropic::complete))

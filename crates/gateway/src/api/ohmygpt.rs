@@ -18,7 +18,7 @@ use crate::api::caller::authenticate;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::limits::fields as limit_fields;
-use crate::money::{format_credits, parse_amount, Decimal, Unit};
+use crate::money::{format_credits, parse_amount, Decimal, MeterUnit, Unit};
 use crate::secrets::hash_secret;
 use crate::state::App;
 use crate::time::{format_ms, parse_timestamp};
@@ -249,18 +249,42 @@ pub async fn model_rates(State(app): State<App>, headers: HeaderMap) -> Response
                         "effective_credits": price.times(&cpu).times(&effective).to_string(),
                     })
                 };
-                json!({
+                let mut row = json!({
                     "model": m.name,
                     "provider": m.provider,
-                    "unit": "per 1M tokens",
-                    "input": per_m(&m.prices.input),
-                    "output": per_m(&m.prices.output),
-                    "cached_input": per_m(&m.prices.cached_input),
-                    "cache_write": per_m(&m.prices.cache_write),
                     "model_multiplier": m.multiplier.to_string(),
                     "group_multiplier": group.to_string(),
                     "effective_multiplier": effective.to_string(),
-                })
+                });
+                match m.unit {
+                    MeterUnit::Tokens => {
+                        row["unit"] = "per 1M tokens".into();
+                        row["input"] = per_m(&m.prices.input);
+                        row["output"] = per_m(&m.prices.output);
+                        row["cached_input"] = per_m(&m.prices.cached_input);
+                        row["cache_write"] = per_m(&m.prices.cache_write);
+                    }
+                    unit => {
+                        row["unit"] = match unit {
+                            MeterUnit::Characters => "per 1M characters",
+                            MeterUnit::Seconds => "per second",
+                            MeterUnit::Minutes => "per minute",
+                            MeterUnit::Images => "per image",
+                            _ => "per call",
+                        }
+                        .into();
+                        row["price"] = per_m(&m.unit_price);
+                        if !m.image_prices.is_empty() {
+                            row["image_prices"] = m
+                                .image_prices
+                                .iter()
+                                .map(|(k, v)| (k.clone(), per_m(v)))
+                                .collect::<Map<_, _>>()
+                                .into();
+                        }
+                    }
+                }
+                row
             })
             .collect();
         rows.sort_by(|a, b| a["model"].as_str().cmp(&b["model"].as_str()));

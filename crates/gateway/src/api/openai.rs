@@ -114,6 +114,7 @@ async fn relay_completion(
             max_output,
             choices,
             images: image_parts(&body),
+            units: None,
             planner,
             upstream_edits: rewritten.upstream,
             shape: Shape::OpenAi,
@@ -171,6 +172,7 @@ async fn relay_embeddings(
             max_output: 0,
             choices: 1,
             images: 0,
+            units: None,
             planner,
             upstream_edits: rewritten.upstream,
             shape: Shape::OpenAi,
@@ -205,6 +207,7 @@ pub async fn list_models(State(app): State<App>, headers: HeaderMap) -> Response
                     object: "model".into(),
                     created: 0,
                     owned_by: m.provider.clone(),
+                    pricing: Some(m.pricing()),
                 })
                 .collect();
             data.sort_by(|a, b| a.id.cmp(&b.id));

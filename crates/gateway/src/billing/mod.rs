@@ -32,7 +32,7 @@ pub use estimate::Delivered;
 use crate::auth::Principal;
 use crate::config::{Config, HoldsMode, ModelSpec};
 use crate::metrics::Metrics;
-use crate::money::{cost_nano, Decimal};
+use crate::money::{cost_nano, unit_cost_nano, Decimal, MeterUnit};
 use crate::routing::Route;
 use crate::shared::HeldHere;
 use journal::Journal;
@@ -150,6 +150,9 @@ pub struct Meter {
     pub multiplier: Decimal,
     /// Size of the client's request body, for estimates.
     pub request_bytes: u64,
+    /// For a model metered in another unit than tokens: the price of one
+    /// `model.unit.per()` of it (an image's by its size and quality).
+    pub unit_price: Decimal,
     /// What the prompt is estimated from when the upstream reports no usage.
     pub prompt: Prompt,
     pub started: Instant,
@@ -275,6 +278,7 @@ impl Meter {
                 .multiplier
                 .times(&route.catalog.group_multiplier(&principal.user.group_name)),
             request_bytes: body.len() as u64,
+            unit_price: model.unit_price,
             prompt: Prompt::Body(body.clone()),
             started: Instant::now(),
             held: 0,
@@ -289,6 +293,26 @@ impl Meter {
         self.record.provider = model.provider.clone();
         self.record.upstream_model = model.upstream_model.clone();
         self.model = model.clone();
+    }
+
+    /// The most a request metered in units can cost: `quantity` of them.
+    pub fn worst_case_units(&self, quantity: u64) -> i64 {
+        unit_cost_nano(
+            quantity,
+            &self.unit_price,
+            self.model.unit,
+            &self.multiplier,
+        )
+    }
+
+    /// What `usage` costs: tokens at the model's prices, or, for a model
+    /// metered in another unit, its quantity (in `usage.input`) at the unit
+    /// price.
+    fn cost_of(&self, usage: &TokenUsage) -> i64 {
+        match self.model.unit {
+            MeterUnit::Tokens => cost_nano(usage, &self.model.prices, &self.multiplier),
+            unit => unit_cost_nano(usage.input, &self.unit_price, unit, &self.multiplier),
+        }
     }
 
     /// The most this request can cost (rule 1 above): every prompt byte as a
@@ -405,11 +429,7 @@ impl Meter {
         let mut notes: Vec<String> = outcome.error.iter().cloned().collect();
         let is_estimate = estimated.is_some();
         notes.extend(estimated);
-        let mut cost = if ok {
-            cost_nano(&usage, &self.model.prices, &self.multiplier)
-        } else {
-            0
-        };
+        let mut cost = if ok { self.cost_of(&usage) } else { 0 };
         let mut over_hold = None;
         if billing && cost > self.held {
             // Rule 4: the hold was the worst case; more means the upstream
@@ -429,6 +449,10 @@ impl Meter {
             latency_ms: self.started.elapsed().as_millis() as i64,
             status: i64::from(outcome.status),
             error: (!notes.is_empty()).then(|| notes.join("; ")),
+            unit: match self.model.unit {
+                MeterUnit::Tokens => String::new(),
+                unit => unit.counted().to_string(),
+            },
             ..self.record.clone()
         };
         Charge {
@@ -524,6 +548,9 @@ mod tests {
                 cached_input: price("1.25"),
                 cache_write: price("2.5"),
             },
+            unit: crate::money::MeterUnit::Tokens,
+            unit_price: Decimal::ZERO,
+            image_prices: Default::default(),
             multiplier: Decimal::ONE,
             max_output_tokens: None,
             channels: Vec::new(),

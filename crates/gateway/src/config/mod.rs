@@ -642,6 +642,7 @@ pub fn resolve_secret(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::money::{Decimal, MeterUnit};
 
     const SAMPLE: &str = r#"
 listen = "127.0.0.1:9000"
@@ -726,6 +727,38 @@ multiplier = 1.5
         assert!(e.0.contains("\"5xx\""), "{e}");
         let e = Config::parse(&format!("{SAMPLE}\n[failover]\nmax_attempts = 0"), "t").unwrap_err();
         assert!(e.0.contains("max_attempts"), "{e}");
+    }
+
+    #[test]
+    fn models_are_priced_in_their_unit() {
+        let model = |fields: &str| {
+            let text = format!("{SAMPLE}\n[models.m]\nprovider = \"openai\"\n{fields}");
+            Config::parse(&text, "t.toml").and_then(|c| c.model_spec("m"))
+        };
+        let tts = model("unit = \"characters\"\nprice = \"15\"").unwrap();
+        assert_eq!(
+            (tts.unit, tts.unit_price),
+            (MeterUnit::Characters, Decimal::parse("15").unwrap())
+        );
+        let images = model(
+            "unit = \"images\"\nprice = \"0.04\"\nimage_prices = { \"1024x1792\" = \"0.08\", \"1024x1792/hd\" = \"0.12\" }",
+        )
+        .unwrap();
+        let price = |size, quality| images.image_price(size, quality).to_string();
+        assert_eq!(price(Some("1024x1792"), Some("hd")), "0.12");
+        assert_eq!(price(Some("1024x1792"), Some("standard")), "0.08");
+        assert_eq!(price(Some("256x256"), None), "0.04");
+        assert_eq!(price(None, None), "0.04");
+        for (fields, complaint) in [
+            ("unit = \"seconds\"", "price is required"),
+            ("unit = \"images\"", "image_prices"),
+            ("price = \"1\"", "input_price"),
+            ("input_price = 1\nprice = \"1\"", "price is for other units"),
+            ("unit = \"furlongs\"\nprice = \"1\"", "unit"),
+        ] {
+            let error = model(fields).unwrap_err().0;
+            assert!(error.contains(complaint), "{fields}: {error}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{defaults, Config, ConfigError};
-use crate::money::{Decimal, Prices};
+use crate::money::{Decimal, MeterUnit, Prices};
 
 pub use protocol::translate::messages_via_chat::LateSystemMessages;
 
@@ -99,8 +99,20 @@ pub struct ModelConfig {
     /// The channels that serve the model, instead of `provider`.
     #[serde(default)]
     pub channels: Vec<ChannelConfig>,
-    /// USD per 1M input tokens.
-    pub input_price: DecimalValue,
+    /// What the model is metered in (`tokens` unless said).
+    #[serde(default)]
+    pub unit: MeterUnit,
+    /// USD per 1M input tokens (models metered in tokens).
+    #[serde(default)]
+    pub input_price: Option<DecimalValue>,
+    /// USD per unit of any other `unit`: per 1M characters, per second,
+    /// per minute, per image (the default size and quality), per call.
+    #[serde(default)]
+    pub price: Option<DecimalValue>,
+    /// Images: USD per image by `"SIZE"` or `"SIZE/QUALITY"`
+    /// (`"1024x1024/hd"`), before `price`.
+    #[serde(default)]
+    pub image_prices: BTreeMap<String, DecimalValue>,
     /// USD per 1M output tokens.
     #[serde(default)]
     pub output_price: Option<DecimalValue>,
@@ -159,8 +171,59 @@ pub struct ModelSpec {
     /// Every channel that serves the model, highest priority first.
     pub channels: Vec<ChannelSpec>,
     pub prices: Prices,
+    /// What it is metered in; for every unit but tokens, `unit_price` is
+    /// USD per `unit.per()` counted units.
+    pub unit: MeterUnit,
+    pub unit_price: Decimal,
+    /// Images: the price per image by `"SIZE"` or `"SIZE/QUALITY"`.
+    pub image_prices: BTreeMap<String, Decimal>,
     pub multiplier: Decimal,
     pub max_output_tokens: Option<u64>,
+}
+
+impl ModelSpec {
+    /// What the model costs, in USD, as clients are shown it: its unit,
+    /// how many units a price is for, and the prices.
+    pub fn pricing(&self) -> serde_json::Value {
+        let text = |d: &Decimal| serde_json::Value::String(d.to_string());
+        match self.unit {
+            MeterUnit::Tokens => serde_json::json!({
+                "unit": "tokens", "per": 1_000_000,
+                "input": text(&self.prices.input), "output": text(&self.prices.output),
+                "cached_input": text(&self.prices.cached_input),
+                "cache_write": text(&self.prices.cache_write),
+            }),
+            unit => {
+                let mut pricing = serde_json::json!({
+                    "unit": unit.name(), "per": unit.per(), "price": text(&self.unit_price),
+                });
+                if unit == MeterUnit::Minutes {
+                    pricing["per"] = 1.into();
+                }
+                if !self.image_prices.is_empty() {
+                    pricing["image_prices"] = self
+                        .image_prices
+                        .iter()
+                        .map(|(k, v)| (k.clone(), text(v)))
+                        .collect::<serde_json::Map<_, _>>()
+                        .into();
+                }
+                pricing
+            }
+        }
+    }
+
+    /// The price of one image of `size` and `quality`: the most specific
+    /// entry of `image_prices`, else `unit_price`.
+    pub fn image_price(&self, size: Option<&str>, quality: Option<&str>) -> Decimal {
+        let exact = size
+            .zip(quality)
+            .and_then(|(s, q)| self.image_prices.get(&format!("{s}/{q}")));
+        exact
+            .or_else(|| size.and_then(|s| self.image_prices.get(s)))
+            .copied()
+            .unwrap_or(self.unit_price)
+    }
 }
 
 impl Config {
@@ -177,7 +240,41 @@ impl Config {
                 .map_err(|e| ConfigError(format!("models.{name:?}.{field}: {e}"))),
             None => Ok(default),
         };
-        let input = dec("input_price", Some(&m.input_price), Decimal::ZERO)?;
+        let input = dec("input_price", m.input_price.as_ref(), Decimal::ZERO)?;
+        match (m.unit, &m.input_price, &m.price) {
+            (MeterUnit::Tokens, None, _) => {
+                return Err(ConfigError(format!(
+                    "models.{name:?}: input_price is required (USD per 1M input tokens)"
+                )))
+            }
+            (MeterUnit::Tokens, Some(_), None) => {}
+            (MeterUnit::Tokens, _, Some(_)) => {
+                return Err(ConfigError(format!(
+                    "models.{name:?}: price is for other units than tokens; set unit, or use input_price and output_price"
+                )))
+            }
+            (MeterUnit::Images, _, None) if m.image_prices.is_empty() => {
+                return Err(ConfigError(format!(
+                    "models.{name:?}: set price (per image) or image_prices"
+                )))
+            }
+            (MeterUnit::Images, _, _) => {}
+            (unit, _, None) => {
+                return Err(ConfigError(format!(
+                    "models.{name:?}: price is required (USD per {} {})",
+                    unit.per(),
+                    unit.counted()
+                )))
+            }
+            _ => {}
+        }
+        let mut image_prices = BTreeMap::new();
+        for (key, value) in &m.image_prices {
+            image_prices.insert(
+                key.clone(),
+                dec(&format!("image_prices.{key:?}"), Some(value), Decimal::ZERO)?,
+            );
+        }
         Ok(ModelSpec {
             name: name.to_string(),
             provider: channels[0].provider.clone(),
@@ -199,6 +296,9 @@ impl Config {
                         })?,
                 )?,
             },
+            unit: m.unit,
+            unit_price: dec("price", m.price.as_ref(), Decimal::ZERO)?,
+            image_prices,
             multiplier: dec("multiplier", m.multiplier.as_ref(), Decimal::ONE)?,
             max_output_tokens: m.max_output_tokens,
         })

@@ -60,7 +60,7 @@ pub async fn rewrite(
     rewritten.body = crate::files::attach::attach(app, principal, rewritten.body).await?;
     Ok(rewritten)
 }
-pub use reserve::{reserve, Metered, Prepared};
+pub use reserve::{reserve, tokens_only, Metered, Prepared};
 pub use respond::respond;
 pub(crate) use send::{send_with_failover, Sendable};
 pub use send::{Failover, Planner};

@@ -30,6 +30,10 @@ pub struct Metered<'a> {
     pub choices: u64,
     /// Images and documents in the prompt (3,000 tokens each at worst).
     pub images: u64,
+    /// For a model metered in another unit than tokens: the most units the
+    /// request can cost (its hold), and the price of one (`None`: the
+    /// model's own).
+    pub units: Option<(u64, Option<crate::money::Decimal>)>,
     /// Builds the upstream call for a channel (again for each channel a
     /// failover tries).
     pub planner: Planner,
@@ -68,15 +72,27 @@ pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<Prepared, ApiErr
         max_output,
         choices,
         images,
+        units,
         planner,
         upstream_edits,
         shape,
     } = metered;
+    if units.is_none() {
+        tokens_only(&route.model)?;
+    }
     let (failover, route, upstream) = Failover::start(app, route, planner, upstream_edits)?;
     let mut meter = Meter::new(principal, request_id, endpoint, &route, stream, body);
     // The prompt as the channel gets it: channel rules may have added to it.
     meter.request_bytes = meter.request_bytes.max(upstream.body.len() as u64);
-    let worst_case = meter.worst_case(max_output, choices, images);
+    let worst_case = match units {
+        Some((quantity, price)) => {
+            if let Some(price) = price {
+                meter.unit_price = price;
+            }
+            meter.worst_case_units(quantity)
+        }
+        None => meter.worst_case(max_output, choices, images),
+    };
     // The prompt's bytes as tokens, and the whole output allowance.
     let tokens = (body.len() as u64)
         .div_ceil(4)
@@ -95,4 +111,17 @@ pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<Prepared, ApiErr
         reply: upstream.reply,
         failover,
     })
+}
+
+/// Refuses a model metered in another unit than tokens on an endpoint
+/// metered in tokens (chat, messages, responses, embeddings).
+pub fn tokens_only(model: &crate::config::ModelSpec) -> Result<(), ApiError> {
+    match model.unit {
+        crate::money::MeterUnit::Tokens => Ok(()),
+        unit => Err(ApiError::BadRequest(format!(
+            "The model `{}` is metered in {}: it does not serve this endpoint.",
+            model.name,
+            unit.name()
+        ))),
+    }
 }

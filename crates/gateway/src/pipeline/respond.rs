@@ -7,7 +7,7 @@ use axum::http::{HeaderName, HeaderValue};
 use super::reserve::Prepared;
 use super::send::{send_with_failover, Sendable};
 use crate::providers::{Provider, Reply, UpstreamCall};
-use crate::relay::{answer_json, answer_stream, refuse, Answer, Exchange};
+use crate::relay::{answer_json, answer_raw, answer_stream, refuse, Answer, Exchange};
 use crate::routing::Route;
 use crate::state::{App, InFlight};
 
@@ -61,6 +61,7 @@ pub async fn respond(app: App, prepared: Prepared) -> Answer {
         Ok(response) => match reply {
             Reply::Stream(transform) => answer_stream(exchange, transform, response, guard).await,
             Reply::Whole(transform) => answer_json(exchange, *transform, response, guard).await,
+            Reply::Raw(usage) => answer_raw(exchange, usage, response, guard).await,
         },
     }
 }

@@ -98,6 +98,20 @@ pub trait Adapter: Send + Sync {
         )))
     }
 
+    /// `POST /v1/audio/speech`: `body` is the client's request, checked;
+    /// the call costs `characters` (the model is metered in them).
+    fn audio_speech(
+        &self,
+        target: &Target<'_>,
+        _body: &Map<String, Value>,
+        _characters: u64,
+    ) -> Result<UpstreamCall, ApiError> {
+        Err(ApiError::BadRequest(format!(
+            "The model `{}` does not offer speech.",
+            target.model.name
+        )))
+    }
+
     /// `POST /v1/messages/count_tokens`: the upstream path that counts, or
     /// `None` to estimate locally.
     fn count_tokens(&self) -> Option<&'static str> {
@@ -181,6 +195,9 @@ pub enum Reply {
     Stream(Box<dyn StreamTransform>),
     /// A whole body.
     Whole(Box<BodyTransform>),
+    /// Bytes passed through as they arrive (audio), whose usage (in the
+    /// model's unit) was known before the call.
+    Raw(protocol::TokenUsage),
 }
 
 /// A Responses turn's upstream call: its events are always streamed.
@@ -269,6 +286,9 @@ mod tests {
                 cached_input: Decimal::ZERO,
                 cache_write: Decimal::ZERO,
             },
+            unit: crate::money::MeterUnit::Tokens,
+            unit_price: Decimal::ZERO,
+            image_prices: Default::default(),
             multiplier: Decimal::ONE,
             max_output_tokens: None,
             channels: Vec::new(),

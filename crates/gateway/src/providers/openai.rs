@@ -101,6 +101,28 @@ impl Adapter for OpenAi {
         })
     }
 
+    fn audio_speech(
+        &self,
+        target: &Target<'_>,
+        body: &Map<String, Value>,
+        characters: u64,
+    ) -> Result<UpstreamCall, ApiError> {
+        let mut body = body.clone();
+        body.insert(
+            "model".into(),
+            Value::String(target.model.upstream_model.clone()),
+        );
+        Ok(UpstreamCall {
+            path: "/audio/speech",
+            body: to_body(&body)?,
+            forwarded: Vec::new(),
+            reply: Reply::Raw(protocol::TokenUsage {
+                input: characters,
+                ..protocol::TokenUsage::default()
+            }),
+        })
+    }
+
     fn responses(
         &self,
         target: &Target<'_>,

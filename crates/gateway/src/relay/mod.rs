@@ -7,6 +7,7 @@
 //! through or translation — is a [`transform`]. The relay answers with
 //! typed values ([`UpstreamFailure`], [`Answer`]); `api` makes them HTTP.
 
+mod raw;
 mod reader;
 pub mod transform;
 
@@ -25,6 +26,7 @@ use crate::error::{ApiError, Shape};
 use crate::pipeline::Account;
 use crate::providers::{KeyIndex, Provider, UpstreamError};
 use crate::state::{App, InFlightGuard};
+pub use raw::answer_raw;
 pub(crate) use reader::{EventReader, Read};
 use transform::{BodyTransform, StreamTransform};
 
@@ -41,6 +43,11 @@ pub enum Answer {
     },
     /// Server-Sent Events, each piece sent as it is produced.
     Stream(mpsc::Receiver<Result<Bytes, std::io::Error>>),
+    /// Bytes of `content_type` (audio…), each piece sent as it arrives.
+    Bytes {
+        content_type: HeaderValue,
+        rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    },
     /// A gateway error, in the client's protocol.
     Error(ApiError, Shape),
     /// The upstream's failure, from an upstream speaking `upstream`, for a

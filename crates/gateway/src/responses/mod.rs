@@ -90,6 +90,7 @@ pub async fn prepare(
     let requested = max_output_tokens(&params)?;
     let affinity = AffinityKey::of_responses(principal.user.id, &params);
     let route = app.route(principal, model_name, affinity)?;
+    crate::pipeline::tokens_only(&route.model)?;
     if background && !store {
         return Err(ApiError::BadRequest(
             "Background responses must be stored: `background: true` needs `store: true`.".into(),

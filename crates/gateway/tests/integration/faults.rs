@@ -630,6 +630,7 @@ async fn an_exchange_dropped_unsettled_releases_its_hold_at_no_charge() {
         max_output: 0,
         choices: 1,
         images: 0,
+        units: None,
         planner,
         upstream_edits: Default::default(),
         shape: Shape::OpenAi,

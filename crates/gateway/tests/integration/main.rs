@@ -13,6 +13,7 @@ mod common;
 mod errors;
 mod faults;
 mod files;
+mod media;
 mod metrics_auth;
 mod mounts;
 mod override_rules;
