@@ -563,6 +563,7 @@ mod tests {
             model: Arc::new(model),
             multiplier: Decimal::ONE,
             request_bytes: 40,
+            unit_price: Decimal::ZERO,
             prompt: Prompt::Tokens(12),
             started: Instant::now(),
             held,
