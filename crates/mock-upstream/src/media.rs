@@ -37,7 +37,11 @@ pub fn speech_content_type(format: &str) -> &'static str {
 }
 
 /// The media routes.
-const ROUTES: [&str; 1] = ["/v1/audio/speech"];
+const ROUTES: [&str; 3] = [
+    "/v1/audio/speech",
+    "/v1/images/generations",
+    "/v1/moderations",
+];
 
 /// Whether `path` is a media route.
 pub fn handles(path: &str) -> bool {
@@ -78,6 +82,62 @@ fn answer_route(path: &str, body: Option<&Value>, mut tracker: Tracker) -> Optio
                     .unwrap_or_default(),
             )
         }
+        "/v1/images/generations" => {
+            let body = body.cloned().unwrap_or(Value::Null);
+            let prompt = body["prompt"].as_str().unwrap_or("");
+            // `mock_images_made` in the body makes fewer images than `n`.
+            let n = body["n"].as_u64().unwrap_or(1);
+            let made = body["mock_images_made"].as_u64().unwrap_or(n).min(n);
+            let b64 = body["response_format"].as_str() == Some("b64_json");
+            let data: Vec<Value> = (0..made)
+                .map(|i| match b64 {
+                    true => serde_json::json!({"b64_json": mock_image_b64(prompt, i)}),
+                    false => {
+                        serde_json::json!({"url": format!("https://mock.example/images/{i}.png"),
+                                                "revised_prompt": prompt})
+                    }
+                })
+                .collect();
+            Some(json_answer(
+                tracker,
+                serde_json::json!({"created": 1_700_000_000, "data": data}),
+            ))
+        }
+        "/v1/moderations" => {
+            let body = body.cloned().unwrap_or(Value::Null);
+            let inputs = match &body["input"] {
+                Value::Array(items) => items.len(),
+                _ => 1,
+            };
+            let result = serde_json::json!({
+                "flagged": false,
+                "categories": {"harassment": false, "hate": false, "self-harm": false,
+                               "sexual": false, "violence": false},
+                "category_scores": {"harassment": 0.0001, "hate": 0.0001, "self-harm": 0.0001,
+                                    "sexual": 0.0001, "violence": 0.0001},
+            });
+            Some(json_answer(
+                tracker,
+                serde_json::json!({"id": "modr-mock", "model": body["model"],
+                                   "results": vec![result; inputs]}),
+            ))
+        }
         _ => None,
     }
+}
+
+/// The base64 "image" the mock makes for `prompt`, the `i`th.
+pub fn mock_image_b64(prompt: &str, i: u64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("MOCK-IMAGE {i}: {prompt}"))
+}
+
+fn json_answer(mut tracker: Tracker, body: Value) -> Response {
+    tracker.update(|e| e.status = Some(200));
+    tracker.finish(State::Done);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap_or_default()
 }

@@ -10,6 +10,7 @@ mod channels;
 mod conversations;
 pub mod files;
 mod list;
+mod media;
 mod ohmygpt;
 mod openai;
 mod operator_rules;
@@ -126,6 +127,8 @@ fn inference_routes() -> Router<App> {
             get(conversations::get_item).delete(conversations::delete_item),
         )
         .route("/v1/audio/speech", post(audio::speech))
+        .route("/v1/images/generations", post(media::image_generations))
+        .route("/v1/moderations", post(media::moderations))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/complete", post(anthropic::complete))

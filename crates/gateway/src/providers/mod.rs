@@ -112,6 +112,16 @@ pub trait Adapter: Send + Sync {
         )))
     }
 
+    /// One of OpenAI's JSON media endpoints (`/images/generations`,
+    /// `/moderations`): `body` is the client's request, checked; its answer
+    /// is counted as `count` says, in the model's unit.
+    fn media(&self, target: &Target<'_>, call: MediaCall<'_>) -> Result<UpstreamCall, ApiError> {
+        Err(ApiError::BadRequest(format!(
+            "The model `{}` does not offer {}.",
+            target.model.name, call.what
+        )))
+    }
+
     /// `POST /v1/messages/count_tokens`: the upstream path that counts, or
     /// `None` to estimate locally.
     fn count_tokens(&self) -> Option<&'static str> {
@@ -148,6 +158,16 @@ pub struct MessagesCall<'a> {
     pub body: &'a Map<String, Value>,
     pub stream: bool,
     pub forwarded: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// A request to one of OpenAI's JSON media endpoints.
+pub struct MediaCall<'a> {
+    /// The upstream path (`/images/generations`).
+    pub path: &'static str,
+    /// What it is, for errors ("image generation").
+    pub what: &'static str,
+    pub body: &'a Map<String, Value>,
+    pub count: crate::relay::transform::Count,
 }
 
 /// A Responses turn.

@@ -11,8 +11,8 @@ use protocol::translate::{complete, messages_via_chat};
 use serde_json::{json, Map, Value};
 
 use super::{
-    log_dropped, responses_as_chat, to_body, Adapter, ChatCall, MessagesCall, Reply, ResponsesCall,
-    ResponsesUpstream, Target, UpstreamCall,
+    log_dropped, responses_as_chat, to_body, Adapter, ChatCall, MediaCall, MessagesCall, Reply,
+    ResponsesCall, ResponsesUpstream, Target, UpstreamCall,
 };
 use crate::billing::estimate::Wire;
 use crate::error::ApiError;
@@ -120,6 +120,21 @@ impl Adapter for OpenAi {
                 input: characters,
                 ..protocol::TokenUsage::default()
             }),
+        })
+    }
+
+    fn media(&self, target: &Target<'_>, call: MediaCall<'_>) -> Result<UpstreamCall, ApiError> {
+        let model = target.model;
+        let mut body = call.body.clone();
+        body.insert("model".into(), Value::String(model.upstream_model.clone()));
+        Ok(UpstreamCall {
+            path: call.path,
+            body: to_body(&body)?,
+            forwarded: Vec::new(),
+            reply: Reply::Whole(Box::new(BodyTransform::Counted {
+                rewriter: ByteRewriter::for_openai(&model.upstream_model, &model.name, false),
+                count: call.count,
+            })),
         })
     }
 

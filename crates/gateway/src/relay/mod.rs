@@ -301,12 +301,16 @@ pub async fn answer_json(
     };
     let mut watch = UsageWatch::new(wire);
     watch.body(&bytes);
-    let Some((body, _)) = transform.apply(bytes) else {
+    let counts_itself = transform.counts_itself();
+    let Some((body, counted)) = transform.apply(bytes) else {
         let error = ApiError::UpstreamFailed(status.as_u16());
         ex.settle(failure_outcome(502));
         return Answer::Error(error, ex.shape);
     };
-    let (usage, delivered) = watch.outcome();
+    let (mut usage, delivered) = watch.outcome();
+    if counts_itself {
+        usage = counted;
+    }
     ex.settle(Outcome {
         usage,
         delivered,

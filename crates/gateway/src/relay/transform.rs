@@ -30,13 +30,54 @@ pub enum BodyTransform {
         inner: Box<BodyTransform>,
         public_model: String,
     },
+    /// An OpenAI body passed through whose usage is counted in the model's
+    /// unit (images, calls), not reported in tokens.
+    Counted {
+        rewriter: ByteRewriter,
+        count: Count,
+    },
+}
+
+/// How a [`BodyTransform::Counted`] answer is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// Known before the call (one call).
+    Fixed(u64),
+    /// The entries of its `data` array (images made), at most this many.
+    DataItems { at_most: u64 },
+}
+
+impl Count {
+    /// The quantity `body` (an upstream answer) is charged for.
+    pub fn of(self, body: &[u8]) -> u64 {
+        match self {
+            Count::Fixed(n) => n,
+            Count::DataItems { at_most } => serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.get("data").and_then(Value::as_array).map(Vec::len))
+                .map_or(0, |n| (n as u64).min(at_most)),
+        }
+    }
 }
 
 impl BodyTransform {
+    /// Whether the usage [`BodyTransform::apply`] gives is the one to charge
+    /// (counted in the model's unit) rather than what the upstream reports.
+    pub fn counts_itself(&self) -> bool {
+        matches!(self, BodyTransform::Counted { .. })
+    }
+
     /// The client's body and the upstream's usage, or `None` when a body that
     /// must be translated is not the JSON it should be.
     pub fn apply(&self, body: Bytes) -> Option<(Bytes, Option<TokenUsage>)> {
         match self {
+            BodyTransform::Counted { rewriter, count } => {
+                let usage = TokenUsage {
+                    input: count.of(&body),
+                    ..TokenUsage::default()
+                };
+                Some((rewrite(rewriter, body), Some(usage)))
+            }
             BodyTransform::OpenAi(rewriter) => {
                 let usage = protocol::openai::body_usage(&body);
                 Some((rewrite(rewriter, body), usage))

@@ -130,3 +130,117 @@ async fn bad_speech_requests_and_wrong_models_cost_nothing() {
     );
     gw.stop().await;
 }
+
+/// An image model (0.04 USD an image; more for tall and HD ones) and two
+/// moderation models, one free.
+const IMAGE_AND_MODERATION_MODELS: &str = r#"
+[models.img-test]
+provider = "mock"
+unit = "images"
+price = "0.04"
+image_prices = { "1024x1792" = "0.08", "1024x1792/hd" = "0.12" }
+
+[models.mod-free]
+provider = "mock"
+unit = "calls"
+price = "0"
+
+[models.mod-paid]
+provider = "mock"
+unit = "calls"
+price = "0.001"
+"#;
+
+#[tokio::test]
+async fn images_are_charged_per_image_made_at_their_size_and_quality() {
+    let mock = start_mock().await;
+    let gw = start_gateway_with(&mock.url, None, "", IMAGE_AND_MODERATION_MODELS).await;
+    let (user_id, key) = gw.user("painter", "default", "10").await;
+    let before = gw.balance(user_id).await;
+    // Three asked, two made: held for three, charged for two.
+    let (status, body) = gw
+        .post_json(
+            "/v1/images/generations",
+            &key,
+            &json!({"model": "img-test", "prompt": "a cat", "n": 3, "size": "1024x1792",
+                    "quality": "hd", "mock_images_made": 2}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"].as_array().unwrap().len(), 2);
+    let (status, body) = gw
+        .post_json(
+            "/v1/images/generations",
+            &key,
+            &json!({"model": "img-test", "prompt": "a dog", "response_format": "b64_json"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"][0]["b64_json"],
+        mock_upstream::media::mock_image_b64("a dog", 0)
+    );
+    assert_eq!(mock.requests()[0].body["model"], "img-test");
+    let records = gw.wait_for_usage(user_id, 2).await;
+    let mut costs: Vec<(i64, i64)> = records.iter().map(|r| (r.input_tokens, r.cost)).collect();
+    costs.sort();
+    // One default image at 0.04; two tall HD ones at 0.12.
+    assert_eq!(costs, [(1, 40_000_000), (2, 240_000_000)]);
+    assert!(records
+        .iter()
+        .all(|r| r.unit == "images" && r.endpoint == "images.generations"));
+    gw.assert_charged_exactly(user_id, before, &records).await;
+    // Bad input costs nothing.
+    let (status, _) = gw
+        .post_json(
+            "/v1/images/generations",
+            &key,
+            &json!({"model": "img-test", "prompt": "a cat", "size": "huge"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = gw
+        .post_json(
+            "/v1/images/generations",
+            &key,
+            &json!({"model": "gpt-test", "prompt": "x"}),
+        )
+        .await;
+    assert_eq!(status, 400, "a chat model makes no images");
+    assert_eq!(mock.requests().len(), 2);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn moderations_are_free_or_charged_per_call() {
+    let mock = start_mock().await;
+    let gw = start_gateway_with(&mock.url, None, "", IMAGE_AND_MODERATION_MODELS).await;
+    let (user_id, key) = gw.user("moderator", "default", "10").await;
+    let before = gw.balance(user_id).await;
+    for model in ["mod-free", "mod-paid"] {
+        let (status, body) = gw
+            .post_json(
+                "/v1/moderations",
+                &key,
+                &json!({"model": model, "input": ["hello", "world"]}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["results"].as_array().unwrap().len(), 2);
+        assert_eq!(body["model"], model, "the public name");
+    }
+    let records = gw.wait_for_usage(user_id, 2).await;
+    let mut costs: Vec<(&str, i64, i64)> = records
+        .iter()
+        .map(|r| (r.model.as_str(), r.input_tokens, r.cost))
+        .collect();
+    costs.sort();
+    assert_eq!(costs, [("mod-free", 1, 0), ("mod-paid", 1, 1_000_000)]);
+    gw.assert_charged_exactly(user_id, before, &records).await;
+    // Without a model: OpenAI's default, which is not configured here.
+    let (status, _) = gw
+        .post_json("/v1/moderations", &key, &json!({"input": "hello"}))
+        .await;
+    assert_eq!(status, 404);
+    gw.stop().await;
+}
