@@ -36,21 +36,23 @@ pub fn speech_content_type(format: &str) -> &'static str {
     }
 }
 
-/// The media routes.
-const ROUTES: [&str; 3] = [
-    "/v1/audio/speech",
-    "/v1/images/generations",
-    "/v1/moderations",
+/// The media routes, by method.
+const ROUTES: [(&str, &str); 5] = [
+    ("POST", "/v1/audio/speech"),
+    ("POST", "/v1/images/generations"),
+    ("POST", "/v1/moderations"),
+    ("GET", "/v1/customsearch/v1"),
+    ("POST", "/v1/search"),
 ];
 
-/// Whether `path` is a media route.
-pub fn handles(path: &str) -> bool {
-    ROUTES.contains(&path)
+/// Whether `method` `path` is a media route.
+pub fn handles(method: &str, path: &str) -> bool {
+    ROUTES.contains(&(method, path))
 }
 
 /// The answer of a media route (see [`handles`]).
-pub fn answer(path: &str, body: Option<&Value>, tracker: Tracker) -> Response {
-    answer_route(path, body, tracker).unwrap_or_else(|| {
+pub fn answer(path: &str, query: Option<&str>, body: Option<&Value>, tracker: Tracker) -> Response {
+    answer_route(path, query, body, tracker).unwrap_or_else(|| {
         Response::builder()
             .status(StatusCode::NOT_FOUND)
             .body(Body::empty())
@@ -58,8 +60,58 @@ pub fn answer(path: &str, body: Option<&Value>, tracker: Tracker) -> Response {
     })
 }
 
-fn answer_route(path: &str, body: Option<&Value>, mut tracker: Tracker) -> Option<Response> {
+fn answer_route(
+    path: &str,
+    query: Option<&str>,
+    body: Option<&Value>,
+    mut tracker: Tracker,
+) -> Option<Response> {
     match path {
+        "/v1/customsearch/v1" => {
+            // Google CSE: the query echoed, and three results.
+            let params: Vec<(String, String)> = query
+                .unwrap_or("")
+                .split('&')
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (decode(k), decode(v)))
+                .collect();
+            let get = |name: &str| {
+                params
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let q = get("q");
+            let items: Vec<Value> = (1..=3)
+                .map(|i| {
+                    serde_json::json!({"kind": "customsearch#result",
+                        "title": format!("Result {i} for {q}"),
+                        "link": format!("https://example.com/{i}"), "snippet": "A mock result."})
+                })
+                .collect();
+            Some(json_answer(
+                tracker,
+                serde_json::json!({"kind": "customsearch#search",
+                    "queries": {"request": [{"searchTerms": q, "cx": get("cx"), "num": get("num")}]},
+                    "items": items}),
+            ))
+        }
+        "/v1/search" => {
+            // Serper: the parameters echoed, and two organic results.
+            let body = body.cloned().unwrap_or(Value::Null);
+            let q = body["q"].as_str().unwrap_or("").to_string();
+            let organic: Vec<Value> = (1..=2)
+                .map(|i| {
+                    serde_json::json!({"title": format!("Result {i} for {q}"),
+                        "link": format!("https://example.com/{i}"), "position": i})
+                })
+                .collect();
+            Some(json_answer(
+                tracker,
+                serde_json::json!({"searchParameters": body, "organic": organic}),
+            ))
+        }
         "/v1/audio/speech" => {
             let body = body.cloned().unwrap_or(Value::Null);
             let input = body["input"].as_str().unwrap_or("");
@@ -140,4 +192,11 @@ fn json_answer(mut tracker: Tracker, body: Value) -> Response {
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body.to_string()))
         .unwrap_or_default()
+}
+
+/// A query string's part, decoded (`+` is a space).
+fn decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(&text.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }

@@ -522,9 +522,11 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 fn request_key(api: Api, headers: &HeaderMap) -> Option<&str> {
     match api {
         Api::Anthropic => headers.get("x-api-key").and_then(|v| v.to_str().ok()),
-        Api::OpenAi | Api::Responses => {
-            header_str(headers, "authorization").strip_prefix("Bearer ")
-        }
+        // Search APIs take theirs in their own headers.
+        Api::OpenAi | Api::Responses => header_str(headers, "authorization")
+            .strip_prefix("Bearer ")
+            .or_else(|| headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()))
+            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok())),
     }
 }
 
@@ -649,8 +651,8 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         }
     }
     let Some(route) = route else {
-        if method == Method::POST && crate::media::handles(path) {
-            return crate::media::answer(path, parsed.as_ref(), tracker);
+        if crate::media::handles(method.as_str(), path) {
+            return crate::media::answer(path, uri.query(), parsed.as_ref(), tracker);
         }
         let message = format!("Unknown route {method} {path}");
         let body = match api {

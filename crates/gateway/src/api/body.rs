@@ -44,8 +44,8 @@ pub fn parse_fields(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Valu
         .collect())
 }
 
-/// Decodes `a=1&b=two` pairs.
-fn serde_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
+/// Decodes `a=1&b=two` pairs (a form body, or a query string).
+pub fn serde_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
     body.split(|b| *b == b'&')
         .filter(|p| !p.is_empty())
         .map(|pair| {

@@ -18,6 +18,7 @@ mod ops;
 mod override_rules;
 mod rate_limits;
 mod responses;
+mod search;
 mod stored_completions;
 mod usage;
 
@@ -143,6 +144,8 @@ fn management_routes() -> Router<App> {
         .route("/v1/models", get(openai::list_models))
         .route("/", get(ops::root).head(ops::root))
         .route("/v1/usage", get(usage::list_own_usage))
+        .route(search::GOOGLE, get(search::google))
+        .route(search::SERPER, post(search::serper))
         .route(&format!("{omg}/new-api-token"), post(ohmygpt::new_key))
         .route(&format!("{omg}/create-api-token"), post(ohmygpt::new_key))
         .route(

@@ -44,6 +44,12 @@ pub enum ProviderKind {
     Openai,
     /// Anthropic's Messages API (`/messages`, `x-api-key`).
     Anthropic,
+    /// Google's Custom Search JSON API (`GET /customsearch/v1`; the search
+    /// engine's `cx` in `params`).
+    #[serde(rename = "google_cse")]
+    GoogleCse,
+    /// Serper's Google search API (`POST /search`, `X-API-KEY`).
+    Serper,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -69,6 +75,10 @@ pub struct ProviderConfig {
     pub responses_api: bool,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Query parameters every call carries (Google CSE's `cx`); values may
+    /// be `env:VAR`.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
     #[serde(default = "defaults::connect_timeout_secs")]
     pub connect_timeout_secs: u64,
     /// Whole-request limit for non-streaming calls.

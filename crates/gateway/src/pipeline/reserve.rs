@@ -102,6 +102,7 @@ pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<Prepared, ApiErr
         account,
         provider: route.provider,
         path: upstream.path,
+        query: upstream.query,
         body: upstream.body,
         forwarded: upstream.forwarded,
         shape,

@@ -32,11 +32,16 @@ impl Sendable for Planned {
         (self.exchange.path, std::mem::take(&mut self.exchange.body))
     }
 
+    fn query(&self) -> Option<&str> {
+        self.exchange.query.as_deref()
+    }
+
     fn retarget(&mut self, route: Route, call: UpstreamCall) {
         let exchange = &mut self.exchange;
         exchange.account.meter.serve_by(&route.model);
         exchange.provider = route.provider;
         exchange.path = call.path;
+        exchange.query = call.query;
         exchange.body = call.body;
         exchange.forwarded = call.forwarded;
         self.reply = call.reply;

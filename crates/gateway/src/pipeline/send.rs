@@ -50,6 +50,10 @@ pub(crate) trait Sendable {
     fn forwarded(&self) -> &[(HeaderName, HeaderValue)];
     /// The path and body of the next send (the body is moved out).
     fn take_request(&mut self) -> (&'static str, Vec<u8>);
+    /// The query string of a `GET` (none: a `POST`).
+    fn query(&self) -> Option<&str> {
+        None
+    }
     /// Re-plans the request for `route`'s channel, whose call is `call`.
     fn retarget(&mut self, route: Route, call: Self::Call);
 }
@@ -177,7 +181,16 @@ pub(crate) async fn send_with_failover<R: Sendable>(
         keys_tried.extend(key);
         let sent_at = Instant::now();
         started.get_or_insert(sent_at);
-        let result = send(app, provider, key, path, body, request.forwarded()).await;
+        let result = send(
+            app,
+            provider,
+            key,
+            path,
+            request.query(),
+            body,
+            request.forwarded(),
+        )
+        .await;
         let answered_at = Instant::now();
         let took = answered_at - sent_at;
         let failure = match result {

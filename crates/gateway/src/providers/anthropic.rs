@@ -79,6 +79,7 @@ impl Adapter for Anthropic {
         };
         Ok(UpstreamCall {
             path: "/messages",
+            query: None,
             body: to_body(&translated.body)?,
             forwarded: Vec::new(),
             reply,
@@ -164,6 +165,7 @@ fn as_is(
     };
     Ok(UpstreamCall {
         path: "/messages",
+        query: None,
         body: to_body(&body)?,
         forwarded: call.forwarded,
         reply,

@@ -38,6 +38,8 @@ pub struct Provider {
     pub read_timeout: Duration,
     /// How late system messages reach it through translation.
     pub late_system_messages: LateSystemMessages,
+    /// Query parameters every call carries (`params`), resolved.
+    pub params: Vec<(String, String)>,
 }
 
 impl Provider {
@@ -105,6 +107,11 @@ impl Provider {
             request_timeout: Duration::from_secs(config.request_timeout_secs),
             read_timeout: Duration::from_secs(config.read_timeout_secs),
             late_system_messages: config.late_system_messages,
+            params: config
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), resolve_secret(v)))
+                .collect(),
         })
     }
 
@@ -133,6 +140,26 @@ impl Provider {
     /// head (the body streams). `forwarded` are client headers meant for
     /// the upstream (e.g. `anthropic-beta`); they never override the
     /// provider's credentials.
+    /// `GET {base_url}{path}?{query}`, with the provider's credentials.
+    pub async fn get(
+        &self,
+        path: &str,
+        query: &str,
+        forwarded: &[(HeaderName, HeaderValue)],
+        key: Option<KeyIndex>,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let mut headers = self.headers.clone();
+        for (name, value) in forwarded {
+            headers.insert(name.clone(), value.clone());
+        }
+        if let Some((name, value)) = key.and_then(|k| self.keys.get(k)).map(|k| &k.header) {
+            headers.insert(name.clone(), value.clone());
+        }
+        let url = reqwest::Url::parse(&format!("{}{path}?{query}", self.base_url))
+            .map_err(|_| UpstreamError::Unreachable)?;
+        self.call(self.client.get(url).headers(headers)).await
+    }
+
     pub async fn post_json(
         &self,
         path: &str,
@@ -153,7 +180,15 @@ impl Provider {
             None => reqwest::Url::parse(&format!("{}{path}", self.base_url))
                 .map_err(|_| UpstreamError::Unreachable)?,
         };
-        let request = self.client.post(url).headers(headers).body(body);
+        self.call(self.client.post(url).headers(headers).body(body))
+            .await
+    }
+
+    /// Sends `request`, within the provider's time for a whole call.
+    async fn call(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, UpstreamError> {
         match tokio::time::timeout(self.request_timeout, request.send()).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Err(e)) if e.is_timeout() => Err(UpstreamError::Timeout),

@@ -12,6 +12,7 @@ mod anthropic;
 mod http;
 mod keys;
 mod openai;
+mod search;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use protocol::openai::{CompletionRequest, EmbeddingRequest};
@@ -33,6 +34,8 @@ pub fn adapter(kind: ProviderKind) -> &'static dyn Adapter {
     match kind {
         ProviderKind::Openai => &openai::OpenAi,
         ProviderKind::Anthropic => &anthropic::Anthropic,
+        ProviderKind::GoogleCse => &search::GoogleCse,
+        ProviderKind::Serper => &search::Serper,
     }
 }
 
@@ -61,30 +64,48 @@ pub trait Adapter: Send + Sync {
     }
 
     /// `POST /v1/chat/completions`.
-    fn chat(&self, target: &Target<'_>, call: ChatCall<'_>) -> Result<UpstreamCall, ApiError>;
+    fn chat(&self, target: &Target<'_>, _call: ChatCall<'_>) -> Result<UpstreamCall, ApiError> {
+        Err(not_offered(target, "chat completions"))
+    }
 
     /// `POST /v1/completions` (the legacy text completions).
     fn completions(
         &self,
         target: &Target<'_>,
-        call: ChatCall<'_>,
-    ) -> Result<UpstreamCall, ApiError>;
+        _call: ChatCall<'_>,
+    ) -> Result<UpstreamCall, ApiError> {
+        Err(not_offered(target, "completions"))
+    }
 
     /// `POST /v1/messages`: `body` is the client's, `forwarded` the headers
     /// of [`Adapter::forwarded`].
     fn messages(
         &self,
         target: &Target<'_>,
-        call: MessagesCall<'_>,
-    ) -> Result<UpstreamCall, ApiError>;
+        _call: MessagesCall<'_>,
+    ) -> Result<UpstreamCall, ApiError> {
+        Err(not_offered(target, "messages"))
+    }
 
     /// `POST /v1/complete` (Anthropic's legacy text completions), whose
     /// request is already turned into a Messages body.
     fn complete(
         &self,
         target: &Target<'_>,
-        call: MessagesCall<'_>,
-    ) -> Result<UpstreamCall, ApiError>;
+        _call: MessagesCall<'_>,
+    ) -> Result<UpstreamCall, ApiError> {
+        Err(not_offered(target, "completions"))
+    }
+
+    /// A web search (`/api/v1/openapi/search/…`): `params` are the
+    /// client's (Google CSE's query parameters, or Serper's fields).
+    fn search(
+        &self,
+        target: &Target<'_>,
+        _params: &[(String, String)],
+    ) -> Result<UpstreamCall, ApiError> {
+        Err(not_offered(target, "web search"))
+    }
 
     /// `POST /v1/embeddings`, if the upstream has embeddings.
     fn embeddings(
@@ -132,8 +153,18 @@ pub trait Adapter: Send + Sync {
     fn responses(
         &self,
         target: &Target<'_>,
-        call: ResponsesCall<'_>,
-    ) -> Result<ResponsesUpstream, ApiError>;
+        _call: ResponsesCall<'_>,
+    ) -> Result<ResponsesUpstream, ApiError> {
+        Err(not_offered(target, "responses"))
+    }
+}
+
+/// The refusal of a call the model's provider kind does not serve.
+fn not_offered(target: &Target<'_>, what: &str) -> ApiError {
+    ApiError::BadRequest(format!(
+        "The model `{}` does not offer {what}.",
+        target.model.name
+    ))
 }
 
 /// Where a request goes: the model as configured, and its provider.
@@ -186,6 +217,9 @@ pub struct ResponsesCall<'a> {
 /// One upstream call and how its answer reaches the client.
 pub struct UpstreamCall {
     pub path: &'static str,
+    /// `Some`: a `GET` with this query string (`body` is empty); `None`: a
+    /// `POST` of the JSON `body`.
+    pub query: Option<String>,
     pub body: Vec<u8>,
     /// Client headers meant for the upstream.
     pub forwarded: Vec<(HeaderName, HeaderValue)>,

@@ -91,6 +91,7 @@ impl Adapter for OpenAi {
         request.model = model.upstream_model.clone();
         Ok(UpstreamCall {
             path: "/embeddings",
+            query: None,
             body: to_body(&*request)?,
             forwarded: Vec::new(),
             reply: Reply::Whole(Box::new(BodyTransform::OpenAi(ByteRewriter::for_openai(
@@ -114,6 +115,7 @@ impl Adapter for OpenAi {
         );
         Ok(UpstreamCall {
             path: "/audio/speech",
+            query: None,
             body: to_body(&body)?,
             forwarded: Vec::new(),
             reply: Reply::Raw(protocol::TokenUsage {
@@ -129,6 +131,7 @@ impl Adapter for OpenAi {
         body.insert("model".into(), Value::String(model.upstream_model.clone()));
         Ok(UpstreamCall {
             path: call.path,
+            query: None,
             body: to_body(&body)?,
             forwarded: Vec::new(),
             reply: Reply::Whole(Box::new(BodyTransform::Counted {
@@ -191,6 +194,7 @@ fn pass_through(
     };
     Ok(UpstreamCall {
         path,
+        query: None,
         body,
         forwarded: Vec::new(),
         reply,
@@ -210,6 +214,7 @@ fn messages_as_chat(
     log_dropped(&translated.dropped, "chat completions");
     Ok(UpstreamCall {
         path: "/chat/completions",
+        query: None,
         body: to_body(&translated.body)?,
         forwarded: Vec::new(),
         reply,

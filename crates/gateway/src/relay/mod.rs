@@ -65,6 +65,8 @@ pub struct Exchange {
     pub account: Account,
     pub provider: Arc<Provider>,
     pub path: &'static str,
+    /// A `GET`'s query string (see `UpstreamCall::query`).
+    pub query: Option<String>,
     pub body: Vec<u8>,
     /// Client headers meant for the upstream (e.g. `anthropic-beta`).
     pub forwarded: Vec<(HeaderName, HeaderValue)>,
@@ -200,10 +202,15 @@ pub(crate) async fn send(
     provider: &Provider,
     key: Option<KeyIndex>,
     path: &str,
+    query: Option<&str>,
     body: Vec<u8>,
     forwarded: &[(HeaderName, HeaderValue)],
 ) -> Result<reqwest::Response, UpstreamFailure> {
-    let response = match provider.post_json(path, body, forwarded, key).await {
+    let sent = match query {
+        Some(query) => provider.get(path, query, forwarded, key).await,
+        None => provider.post_json(path, body, forwarded, key).await,
+    };
+    let response = match sent {
         Ok(r) => r,
         Err(e) => {
             app.metrics
@@ -440,7 +447,7 @@ pub async fn forward_unmetered(
     shape: Shape,
 ) -> Answer {
     let key = provider.pick_key(&[]);
-    let response = match send(app, provider, key, path, body, forwarded).await {
+    let response = match send(app, provider, key, path, None, body, forwarded).await {
         Ok(r) => r,
         Err(failure) => {
             return Answer::Refused {

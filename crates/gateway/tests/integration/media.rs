@@ -244,3 +244,124 @@ async fn moderations_are_free_or_charged_per_call() {
     assert_eq!(status, 404);
     gw.stop().await;
 }
+
+/// Google CSE and Serper on the mock, each billed per call; and a Google
+/// provider whose key the upstream refuses.
+fn search_providers(mock_url: &str) -> String {
+    format!(
+        r#"
+[providers.google]
+kind = "google_cse"
+base_url = "{mock_url}"
+api_key = "{UPSTREAM_KEY}"
+params = {{ cx = "engine-1" }}
+
+[providers.google-bad]
+kind = "google_cse"
+base_url = "{mock_url}"
+api_key = "not-the-key"
+
+[providers.serper]
+kind = "serper"
+base_url = "{mock_url}"
+api_key = "{UPSTREAM_KEY}"
+
+[models.google-search]
+provider = "google"
+unit = "calls"
+price = "0.005"
+
+[models.google-refused]
+provider = "google-bad"
+unit = "calls"
+price = "0.005"
+
+[models.serper]
+provider = "serper"
+unit = "calls"
+price = "0.001"
+"#
+    )
+}
+
+#[tokio::test]
+async fn searches_pass_through_and_are_charged_per_successful_call() {
+    let mock = start_mock().await;
+    let gw = start_gateway_with(&mock.url, None, "", &search_providers(&mock.url)).await;
+    let (user_id, key) = gw.user("searcher", "default", "10").await;
+    let before = gw.balance(user_id).await;
+    let google = |query: String, bearer: Option<String>| {
+        let gw = &gw;
+        async move {
+            let mut request = gw.http.get(format!(
+                "{}/api/v1/openapi/search/google-search/v1?{query}",
+                gw.url
+            ));
+            if let Some(key) = bearer {
+                request = request.bearer_auth(key);
+            }
+            let resp = request.send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = google("q=rust+lang&num=5".into(), Some(key.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["items"].as_array().unwrap().len(), 3);
+    let request = &body["queries"]["request"][0];
+    assert_eq!(
+        (&request["searchTerms"], &request["cx"], &request["num"]),
+        (&json!("rust lang"), &json!("engine-1"), &json!("5"))
+    );
+    // The key as `key=`, as Google's own API takes it.
+    let (status, _) = google(format!("q=tollgate&key={key}"), None).await;
+    assert_eq!(status, 200);
+    let sent = mock.requests();
+    assert_eq!(sent[0].header("x-goog-api-key"), Some(UPSTREAM_KEY));
+    assert!(
+        !sent[1].query.as_deref().unwrap_or("").contains("key="),
+        "the caller's key stays here: {:?}",
+        sent[1].query
+    );
+    // Serper, as a form.
+    let resp = gw
+        .http
+        .post(format!("{}/api/v1/openapi/search/serper/v1", gw.url))
+        .bearer_auth(&key)
+        .form(&[("q", "rust"), ("gl", "us"), ("num", "10")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["organic"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        mock.requests()[2].body,
+        json!({"q": "rust", "gl": "us", "num": 10})
+    );
+    assert_eq!(mock.requests()[2].header("x-api-key"), Some(UPSTREAM_KEY));
+
+    // Refused by the upstream, or without a query: nothing charged.
+    let (status, _) = google("q=x&model=google-refused".into(), Some(key.clone())).await;
+    assert_eq!(status, 502);
+    let (status, body) = google("num=5".into(), Some(key.clone())).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["statusCode"], 400);
+
+    let records = gw.wait_for_usage(user_id, 4).await;
+    let mut costs: Vec<(&str, i64, i64)> = records
+        .iter()
+        .map(|r| (r.model.as_str(), r.status, r.cost))
+        .collect();
+    costs.sort();
+    assert_eq!(
+        costs,
+        [
+            ("google-refused", 502, 0),
+            ("google-search", 200, 5_000_000),
+            ("google-search", 200, 5_000_000),
+            ("serper", 200, 1_000_000)
+        ]
+    );
+    gw.assert_charged_exactly(user_id, before, &records).await;
+    gw.stop().await;
+}
