@@ -37,13 +37,25 @@ pub fn speech_content_type(format: &str) -> &'static str {
 }
 
 /// The media routes, by method.
-const ROUTES: [(&str, &str); 5] = [
+const ROUTES: [(&str, &str); 7] = [
     ("POST", "/v1/audio/speech"),
     ("POST", "/v1/images/generations"),
     ("POST", "/v1/moderations"),
     ("GET", "/v1/customsearch/v1"),
     ("POST", "/v1/search"),
+    ("POST", "/v1/audio/transcriptions"),
+    ("POST", "/v1/audio/translations"),
 ];
+
+/// What a media route is asked.
+pub struct MediaRequest<'a> {
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    /// The body, when it is JSON.
+    pub json: Option<&'a Value>,
+    pub raw: &'a Bytes,
+    pub content_type: &'a str,
+}
 
 /// Whether `method` `path` is a media route.
 pub fn handles(method: &str, path: &str) -> bool {
@@ -51,8 +63,11 @@ pub fn handles(method: &str, path: &str) -> bool {
 }
 
 /// The answer of a media route (see [`handles`]).
-pub fn answer(path: &str, query: Option<&str>, body: Option<&Value>, tracker: Tracker) -> Response {
-    answer_route(path, query, body, tracker).unwrap_or_else(|| {
+pub async fn answer(request: MediaRequest<'_>, tracker: Tracker) -> Response {
+    if request.path.starts_with("/v1/audio/trans") {
+        return transcribe(request, tracker).await;
+    }
+    answer_route(request.path, request.query, request.json, tracker).unwrap_or_else(|| {
         Response::builder()
             .status(StatusCode::NOT_FOUND)
             .body(Body::empty())
@@ -199,4 +214,88 @@ fn decode(text: &str) -> String {
     percent_encoding::percent_decode_str(&text.replace('+', " "))
         .decode_utf8_lossy()
         .into_owned()
+}
+
+/// The text the mock "hears" in `bytes` bytes of audio.
+pub fn transcript(bytes: usize) -> String {
+    format!("mock transcript of {bytes} bytes")
+}
+
+/// A transcription or translation: the multipart form read (recorded as
+/// its fields and the file's size), and an answer in the format asked.
+/// The audio's duration is reported only when the form has
+/// `mock_duration` (seconds), as `usage` in json and as `duration` in
+/// verbose_json.
+async fn transcribe(request: MediaRequest<'_>, mut tracker: Tracker) -> Response {
+    let Ok(boundary) = multer::parse_boundary(request.content_type) else {
+        tracker.finish(State::Rejected);
+        return Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .body(Body::from("not multipart"))
+            .unwrap_or_default();
+    };
+    let raw = request.raw.clone();
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(raw) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    let mut fields = serde_json::Map::new();
+    let mut file_bytes = 0;
+    while let Ok(Some(field)) = form.next_field().await {
+        let name = field.name().unwrap_or_default().to_string();
+        if name == "file" {
+            fields.insert(
+                "file_name".into(),
+                field.file_name().unwrap_or_default().into(),
+            );
+            fields.insert(
+                "file_type".into(),
+                field.content_type().map(|m| m.to_string()).into(),
+            );
+            file_bytes = field.bytes().await.map(|b| b.len()).unwrap_or(0);
+        } else {
+            fields.insert(name, field.text().await.unwrap_or_default().into());
+        }
+    }
+    fields.insert("file_bytes".into(), file_bytes.into());
+    let format = fields
+        .get("response_format")
+        .and_then(Value::as_str)
+        .unwrap_or("json")
+        .to_string();
+    let duration = fields
+        .get("mock_duration")
+        .and_then(Value::as_str)
+        .and_then(|d| d.parse::<f64>().ok());
+    tracker.update(|e| e.body = Value::Object(fields.clone()));
+    let text = transcript(file_bytes);
+    let (content_type, body) = match format.as_str() {
+        "text" => ("text/plain", format!("{text}\n")),
+        "srt" => (
+            "text/plain",
+            format!("1\n00:00:00,000 --> 00:00:01,000\n{text}\n"),
+        ),
+        "vtt" => (
+            "text/plain",
+            format!("WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n{text}\n"),
+        ),
+        "verbose_json" => (
+            "application/json",
+            serde_json::json!({"task": "transcribe", "language": "english",
+                "duration": duration.unwrap_or(0.0), "text": text, "segments": []})
+            .to_string(),
+        ),
+        _ => {
+            let mut answer = serde_json::json!({"text": text});
+            if let Some(seconds) = duration {
+                answer["usage"] = serde_json::json!({"type": "duration", "seconds": seconds});
+            }
+            ("application/json", answer.to_string())
+        }
+    };
+    tracker.update(|e| e.status = Some(200));
+    tracker.finish(State::Done);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
+        .unwrap_or_default()
 }

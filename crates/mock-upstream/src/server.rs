@@ -652,7 +652,14 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     }
     let Some(route) = route else {
         if crate::media::handles(method.as_str(), path) {
-            return crate::media::answer(path, uri.query(), parsed.as_ref(), tracker);
+            let request = crate::media::MediaRequest {
+                path,
+                query: uri.query(),
+                json: parsed.as_ref(),
+                raw: &body,
+                content_type: header_str(&headers, "content-type"),
+            };
+            return crate::media::answer(request, tracker).await;
         }
         let message = format!("Unknown route {method} {path}");
         let body = match api {

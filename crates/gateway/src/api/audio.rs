@@ -1,10 +1,16 @@
 //! OpenAI's audio API. `POST /v1/audio/speech` (JSON or form): text to
 //! speech, metered in characters (known before the call, held and charged
 //! exactly), the audio streamed to the client as the upstream produces it.
+//! `POST /v1/audio/transcriptions` and `/translations` (multipart): the
+//! audio is spooled to disk as it arrives (never held in memory, sent again
+//! on failover) and streamed upstream; metered by the audio's duration as
+//! the upstream reports it, else as measured here (WAV), else estimated
+//! from its size.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -17,6 +23,8 @@ use crate::auth::Principal;
 use crate::error::{ApiError, Shape};
 use crate::money::MeterUnit;
 use crate::pipeline::{self, Metered, Planner};
+use crate::providers::{Spooled, Upload};
+use crate::relay::transform::Count;
 use crate::state::App;
 
 /// Most characters of one speech request (OpenAI's limit).
@@ -94,6 +102,320 @@ async fn relay_speech(
     }
 }
 
+/// Most bytes of an audio file to transcribe (OpenAI's limit).
+const MAX_AUDIO_BYTES: u64 = 25 * 1024 * 1024;
+const TRANSCRIPT_FORMATS: [&str; 5] = ["json", "text", "srt", "verbose_json", "vtt"];
+/// Audio of unknown length is held as if it were this thin (16 kbit/s, below
+/// any speech codec's usual rate: a worst case) …
+const HOLD_BYTES_PER_SECOND: u64 = 2_000;
+/// … and, when nobody can say, charged as if it were this (128 kbit/s).
+const ESTIMATE_BYTES_PER_SECOND: u64 = 16_000;
+
+/// Transcription or translation.
+#[derive(Clone, Copy)]
+enum Task {
+    Transcription,
+    Translation,
+}
+
+impl Task {
+    fn path(self) -> &'static str {
+        match self {
+            Task::Transcription => "/audio/transcriptions",
+            Task::Translation => "/audio/translations",
+        }
+    }
+
+    fn endpoint(self) -> &'static str {
+        match self {
+            Task::Transcription => "audio.transcriptions",
+            Task::Translation => "audio.translations",
+        }
+    }
+}
+
+pub async fn transcriptions(
+    State(app): State<App>,
+    Extension(id): Extension<RequestId>,
+    Caller(principal): Caller,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Response {
+    detached(relay_transcription(
+        app,
+        id,
+        principal,
+        multipart,
+        Task::Transcription,
+    ))
+    .await
+}
+
+pub async fn translations(
+    State(app): State<App>,
+    Extension(id): Extension<RequestId>,
+    Caller(principal): Caller,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Response {
+    detached(relay_transcription(
+        app,
+        id,
+        principal,
+        multipart,
+        Task::Translation,
+    ))
+    .await
+}
+
+async fn relay_transcription(
+    app: App,
+    id: RequestId,
+    principal: Arc<Principal>,
+    multipart: Result<Multipart, MultipartRejection>,
+    task: Task,
+) -> Response {
+    let prepared = async {
+        let multipart = multipart.map_err(|e| {
+            ApiError::BadRequest(format!(
+                "A transcription is multipart/form-data with a `file` part: {e}"
+            ))
+        })?;
+        let (file, fields) = read_form(multipart).await?;
+        // The rules see (and may change) the fields as a JSON object.
+        let doc: Map<String, Value> = fields
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let body = Bytes::from(serde_json::to_vec(&doc).map_err(|_| ApiError::Internal)?);
+        let rewritten = pipeline::rewrite(&app, &principal, task.endpoint(), body).await?;
+        let doc: Map<String, Value> = parse_json(&rewritten.body)?;
+        let fields: Vec<(String, String)> = doc
+            .iter()
+            .filter_map(|(k, v)| match v {
+                Value::String(s) => Some((k.clone(), s.clone())),
+                Value::Number(n) => Some((k.clone(), n.to_string())),
+                Value::Bool(b) => Some((k.clone(), b.to_string())),
+                _ => None,
+            })
+            .collect();
+        let model = check_transcription(&fields)?;
+        let route = app.route(&principal, &model, None)?;
+        if !matches!(route.model.unit, MeterUnit::Seconds | MeterUnit::Minutes) {
+            return Err(ApiError::BadRequest(format!(
+                "The model `{model}` does not transcribe audio (it is metered in {}).",
+                route.model.unit.name()
+            )));
+        }
+        let measured = measure(&file.path, file.size).await;
+        let (hold, fallback) = match measured {
+            Some(seconds) => (seconds, seconds),
+            None => (
+                file.size.div_ceil(HOLD_BYTES_PER_SECOND).max(1),
+                file.size.div_ceil(ESTIMATE_BYTES_PER_SECOND).max(1),
+            ),
+        };
+        let upload = Upload {
+            file: Arc::new(file),
+            fields,
+        };
+        let planner: Planner = Box::new(move |target| {
+            target.provider.adapter.transcription(
+                target,
+                task.path(),
+                upload.clone(),
+                Count::Seconds { fallback },
+            )
+        });
+        let metered = Metered {
+            principal: &principal,
+            request_id: &id.0,
+            endpoint: task.endpoint(),
+            route,
+            stream: false,
+            body: &rewritten.body,
+            max_output: 0,
+            choices: 1,
+            images: 0,
+            units: Some((hold, None)),
+            planner,
+            upstream_edits: rewritten.upstream,
+            shape: Shape::OpenAi,
+        };
+        pipeline::reserve(&app, metered).await
+    }
+    .await;
+    match prepared {
+        Ok(prepared) => {
+            let headers = prepared.limit_headers();
+            with_headers(
+                pipeline::respond(app, prepared).await.into_response(),
+                headers,
+            )
+        }
+        Err(e) => e.render(Shape::OpenAi),
+    }
+}
+
+/// Most fields of a transcription form besides the file, and their size.
+const MAX_FORM_FIELDS: usize = 32;
+const MAX_FORM_FIELD_BYTES: usize = 8 * 1024;
+
+/// Reads the form: the file spooled to disk as it arrives, the rest as
+/// text (a field sent twice, like `timestamp_granularities[]`, kept twice).
+async fn read_form(mut multipart: Multipart) -> Result<(Spooled, Vec<(String, String)>), ApiError> {
+    let bad_form = |e: axum::extract::multipart::MultipartError| {
+        ApiError::BadRequest(format!("The upload is not valid multipart/form-data: {e}"))
+    };
+    let mut file: Option<Spooled> = None;
+    let mut fields = Vec::new();
+    while let Some(mut field) = multipart.next_field().await.map_err(bad_form)? {
+        let name = field.name().unwrap_or_default().to_string();
+        if name == "file" {
+            if file.is_some() {
+                return Err(ApiError::BadRequest("Send one `file`.".into()));
+            }
+            file = Some(spool(&mut field).await?);
+            continue;
+        }
+        if fields.len() >= MAX_FORM_FIELDS {
+            return Err(ApiError::BadRequest("Too many form fields.".into()));
+        }
+        let mut text = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
+            if text.len() + chunk.len() > MAX_FORM_FIELD_BYTES {
+                return Err(ApiError::BadRequest(format!(
+                    "The field `{name}` is too long."
+                )));
+            }
+            text.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8(text)
+            .map_err(|_| ApiError::BadRequest(format!("The field `{name}` is not UTF-8 text.")))?;
+        fields.push((name, text));
+    }
+    let file = file.ok_or_else(|| {
+        ApiError::BadRequest("`file` is required: the audio to transcribe.".into())
+    })?;
+    Ok((file, fields))
+}
+
+/// Writes the file part to the spool folder, at most [`MAX_AUDIO_BYTES`].
+async fn spool(field: &mut axum::extract::multipart::Field<'_>) -> Result<Spooled, ApiError> {
+    use tokio::io::AsyncWriteExt;
+    let dir = crate::files::spool_dir();
+    let storage = |e: std::io::Error| {
+        tracing::error!(error = %e, "an upload could not be spooled");
+        ApiError::StorageUnavailable
+    };
+    tokio::fs::create_dir_all(&dir).await.map_err(storage)?;
+    let name = field.file_name().unwrap_or("audio").to_string();
+    let content_type = field
+        .content_type()
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    // From here on the file is removed when `spooled` goes, whatever happens.
+    let mut spooled = Spooled {
+        path: dir.join(crate::files::new_id()),
+        name,
+        content_type,
+        size: 0,
+    };
+    let mut out = tokio::io::BufWriter::new(
+        tokio::fs::File::create(&spooled.path)
+            .await
+            .map_err(storage)?,
+    );
+    while let Some(chunk) = field.chunk().await.map_err(|e| {
+        ApiError::BadRequest(format!("The upload is not valid multipart/form-data: {e}"))
+    })? {
+        spooled.size += chunk.len() as u64;
+        if spooled.size > MAX_AUDIO_BYTES {
+            return Err(ApiError::TooLarge(format!(
+                "An audio file has at most {MAX_AUDIO_BYTES} bytes."
+            )));
+        }
+        out.write_all(&chunk).await.map_err(storage)?;
+    }
+    out.flush().await.map_err(storage)?;
+    if spooled.size == 0 {
+        return Err(ApiError::BadRequest("The audio file is empty.".into()));
+    }
+    Ok(spooled)
+}
+
+/// The model, and the fields checked as OpenAI documents them.
+fn check_transcription(fields: &[(String, String)]) -> Result<String, ApiError> {
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let model = match get("model") {
+        Some(m) if !m.trim().is_empty() => m.trim().to_string(),
+        _ => return Err(ApiError::BadRequest("`model` is required.".into())),
+    };
+    if let Some(format) = get("response_format") {
+        if !TRANSCRIPT_FORMATS.contains(&format) {
+            return Err(ApiError::BadRequest(format!(
+                "`response_format` must be one of {}.",
+                TRANSCRIPT_FORMATS.join(", ")
+            )));
+        }
+    }
+    if let Some(t) = get("temperature") {
+        if !t
+            .trim()
+            .parse::<f64>()
+            .is_ok_and(|t| (0.0..=1.0).contains(&t))
+        {
+            return Err(ApiError::BadRequest(
+                "`temperature` must be a number from 0 to 1.".into(),
+            ));
+        }
+    }
+    Ok(model)
+}
+
+/// The audio's whole seconds (rounded up), when its header says (WAV).
+async fn measure(path: &std::path::Path, size: u64) -> Option<u64> {
+    use tokio::io::AsyncReadExt;
+    let mut head = vec![0u8; 4096];
+    let mut file = tokio::fs::File::open(path).await.ok()?;
+    let n = file.read(&mut head).await.ok()?;
+    head.truncate(n);
+    wav_seconds(&head, size).map(|s| s.ceil() as u64)
+}
+
+/// A WAV file's duration from its header: the `data` chunk's bytes (at most
+/// what the file holds after it) over the `fmt ` chunk's bytes per second.
+pub fn wav_seconds(head: &[u8], file_size: u64) -> Option<f64> {
+    if head.len() < 12 || &head[0..4] != b"RIFF" || &head[8..12] != b"WAVE" {
+        return None;
+    }
+    let u32_at = |i: usize| -> Option<u32> {
+        head.get(i..i + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let mut at = 12;
+    let mut byte_rate = None;
+    while at + 8 <= head.len() {
+        let id = &head[at..at + 4];
+        let len = u32_at(at + 4)? as usize;
+        let body = at + 8;
+        match id {
+            b"fmt " => byte_rate = u32_at(body + 8).filter(|r| *r > 0),
+            b"data" => {
+                let in_file = file_size.saturating_sub(body as u64);
+                let bytes = (len as u64).min(in_file);
+                return Some(bytes as f64 / f64::from(byte_rate?));
+            }
+            _ => {}
+        }
+        at = body.checked_add(len)?.checked_add(len % 2)?;
+    }
+    None
+}
+
 /// Checks a speech request as OpenAI documents it (numbers sent as form
 /// text become numbers); returns its input's length in characters.
 fn check_speech(request: &mut Map<String, Value>) -> Result<u64, ApiError> {
@@ -148,6 +470,34 @@ mod tests {
     fn check(body: Value) -> Result<u64, ApiError> {
         let mut map = body.as_object().cloned().unwrap();
         check_speech(&mut map)
+    }
+
+    /// A WAV header: 16 kHz mono 16-bit (32,000 bytes a second).
+    fn wav(data_bytes: u32) -> Vec<u8> {
+        let mut h = Vec::new();
+        h.extend_from_slice(b"RIFF");
+        h.extend_from_slice(&(36 + data_bytes).to_le_bytes());
+        h.extend_from_slice(b"WAVEfmt ");
+        h.extend_from_slice(&16u32.to_le_bytes());
+        h.extend_from_slice(&1u16.to_le_bytes());
+        h.extend_from_slice(&1u16.to_le_bytes());
+        h.extend_from_slice(&16_000u32.to_le_bytes());
+        h.extend_from_slice(&32_000u32.to_le_bytes());
+        h.extend_from_slice(&2u16.to_le_bytes());
+        h.extend_from_slice(&16u16.to_le_bytes());
+        h.extend_from_slice(b"data");
+        h.extend_from_slice(&data_bytes.to_le_bytes());
+        h
+    }
+
+    #[test]
+    fn wav_durations_come_from_the_header_and_the_file() {
+        let head = wav(80_000);
+        assert_eq!(wav_seconds(&head, 44 + 80_000), Some(2.5));
+        // A header claiming more than the file holds (a stream's 0xFFFFFFFF).
+        assert_eq!(wav_seconds(&wav(u32::MAX), 44 + 16_000), Some(0.5));
+        assert_eq!(wav_seconds(b"ID3\x03mp3 bytes", 1000), None);
+        assert_eq!(wav_seconds(&head[..30], 1000), None, "cut before data");
     }
 
     #[test]

@@ -128,6 +128,8 @@ fn inference_routes() -> Router<App> {
             get(conversations::get_item).delete(conversations::delete_item),
         )
         .route("/v1/audio/speech", post(audio::speech))
+        .route("/v1/audio/transcriptions", post(audio::transcriptions))
+        .route("/v1/audio/translations", post(audio::translations))
         .route("/v1/images/generations", post(media::image_generations))
         .route("/v1/moderations", post(media::moderations))
         .route("/v1/messages", post(anthropic::messages))

@@ -1,5 +1,6 @@
 //! What the sweeper does for files: removes the bytes of files deleted,
-//! expired or given up mid-upload (a crash included) and then their rows;
+//! expired or given up mid-upload (a crash included) and then their rows,
+//! and uploads a crash left in the spool folder;
 //! and, when storage is priced, charges each UTC day once it has ended.
 //! Every instance may run it: each step is safe to repeat or to race.
 
@@ -24,6 +25,7 @@ pub async fn sweep(app: &App) {
             "files removed (deleted, expired or abandoned uploads)"
         );
     }
+    clear_spool(app).await;
     let priced = match app.files.price() {
         Some(price) => charge_days(app, price).await,
         None => unpriced(app).await,
@@ -123,4 +125,30 @@ async fn charge_days(app: &App, nano_per_gb_day: i64) -> Result<(), store::Store
         }
     }
     Ok(())
+}
+
+/// Removes what a crash left in the spool folder (uploads on their way to
+/// an upstream, e.g. audio to transcribe): files older than an upload's
+/// time, and than an hour.
+async fn clear_spool(app: &App) {
+    let Ok(mut entries) = tokio::fs::read_dir(super::spool_dir()).await else {
+        return;
+    };
+    // The folder is the machine's: at least an hour, whatever this
+    // instance's upload time (another's uploads may be on their way).
+    let ttl = std::time::Duration::from_secs(app.files.config.upload_ttl_secs.max(3600));
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let old = entry
+            .metadata()
+            .await
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > ttl);
+        if old {
+            if let Err(e) = tokio::fs::remove_file(entry.path()).await {
+                tracing::warn!(error = %e, "a stale spooled upload was not removed");
+            }
+        }
+    }
 }

@@ -74,6 +74,12 @@ impl Files {
     }
 }
 
+/// Where uploads on their way to an upstream (audio to transcribe) wait:
+/// the system's temporary folder (the sweeper removes what a crash left).
+pub fn spool_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("tollgate-spool")
+}
+
 /// A fresh file id.
 pub fn new_id() -> String {
     let mut rng = rand::thread_rng();

@@ -103,6 +103,7 @@ pub async fn reserve(app: &App, metered: Metered<'_>) -> Result<Prepared, ApiErr
         provider: route.provider,
         path: upstream.path,
         query: upstream.query,
+        upload: upstream.upload,
         body: upstream.body,
         forwarded: upstream.forwarded,
         shape,

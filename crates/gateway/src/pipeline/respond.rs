@@ -36,12 +36,17 @@ impl Sendable for Planned {
         self.exchange.query.as_deref()
     }
 
+    fn upload(&self) -> Option<&crate::providers::Upload> {
+        self.exchange.upload.as_ref()
+    }
+
     fn retarget(&mut self, route: Route, call: UpstreamCall) {
         let exchange = &mut self.exchange;
         exchange.account.meter.serve_by(&route.model);
         exchange.provider = route.provider;
         exchange.path = call.path;
         exchange.query = call.query;
+        exchange.upload = call.upload;
         exchange.body = call.body;
         exchange.forwarded = call.forwarded;
         self.reply = call.reply;

@@ -15,7 +15,7 @@ use crate::config::ModelSpec;
 use crate::config::{send_budget, ERROR_BODY_WAIT};
 use crate::error::ApiError;
 use crate::providers::{KeyIndex, Outgoing, Provider, Target, UpstreamCall};
-use crate::relay::{send, UpstreamFailure};
+use crate::relay::{send, Payload, UpstreamFailure};
 use crate::routing::health::Attempt;
 use crate::routing::{pick, route_to, AffinityKey, Route};
 use crate::state::App;
@@ -52,6 +52,10 @@ pub(crate) trait Sendable {
     fn take_request(&mut self) -> (&'static str, Vec<u8>);
     /// The query string of a `GET` (none: a `POST`).
     fn query(&self) -> Option<&str> {
+        None
+    }
+    /// The upload of a multipart `POST`.
+    fn upload(&self) -> Option<&crate::providers::Upload> {
         None
     }
     /// Re-plans the request for `route`'s channel, whose call is `call`.
@@ -181,16 +185,12 @@ pub(crate) async fn send_with_failover<R: Sendable>(
         keys_tried.extend(key);
         let sent_at = Instant::now();
         started.get_or_insert(sent_at);
-        let result = send(
-            app,
-            provider,
-            key,
-            path,
-            request.query(),
-            body,
-            request.forwarded(),
-        )
-        .await;
+        let payload = match (request.query(), request.upload()) {
+            (Some(query), _) => Payload::Query(query),
+            (None, Some(upload)) => Payload::Upload(upload),
+            (None, None) => Payload::Json(body),
+        };
+        let result = send(app, provider, key, path, payload, request.forwarded()).await;
         let answered_at = Instant::now();
         let took = answered_at - sent_at;
         let failure = match result {

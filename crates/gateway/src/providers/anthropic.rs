@@ -80,6 +80,7 @@ impl Adapter for Anthropic {
         Ok(UpstreamCall {
             path: "/messages",
             query: None,
+            upload: None,
             body: to_body(&translated.body)?,
             forwarded: Vec::new(),
             reply,
@@ -166,6 +167,7 @@ fn as_is(
     Ok(UpstreamCall {
         path: "/messages",
         query: None,
+        upload: None,
         body: to_body(&body)?,
         forwarded: call.forwarded,
         reply,

@@ -143,6 +143,19 @@ pub trait Adapter: Send + Sync {
         )))
     }
 
+    /// `POST /v1/audio/transcriptions` or `/translations` (`path`): the
+    /// client's file and fields (`upload`, its model named as the
+    /// upstream's here), counted as `count` says.
+    fn transcription(
+        &self,
+        target: &Target<'_>,
+        _path: &'static str,
+        _upload: Upload,
+        _count: crate::relay::transform::Count,
+    ) -> Result<UpstreamCall, ApiError> {
+        Err(not_offered(target, "transcription"))
+    }
+
     /// `POST /v1/messages/count_tokens`: the upstream path that counts, or
     /// `None` to estimate locally.
     fn count_tokens(&self) -> Option<&'static str> {
@@ -220,6 +233,8 @@ pub struct UpstreamCall {
     /// `Some`: a `GET` with this query string (`body` is empty); `None`: a
     /// `POST` of the JSON `body`.
     pub query: Option<String>,
+    /// `Some`: a multipart `POST` of this upload (`body` is empty).
+    pub upload: Option<Upload>,
     pub body: Vec<u8>,
     /// Client headers meant for the upstream.
     pub forwarded: Vec<(HeaderName, HeaderValue)>,
@@ -240,6 +255,31 @@ impl Outgoing for UpstreamCall {
 impl Outgoing for ResponsesUpstream {
     fn parts(&mut self) -> (&mut Vec<u8>, &mut Vec<(HeaderName, HeaderValue)>) {
         (&mut self.body, &mut self.forwarded)
+    }
+}
+
+/// A client's file for an upstream, spooled to disk (never held in memory;
+/// read again for each channel tried), and the form's other fields.
+#[derive(Clone)]
+pub struct Upload {
+    pub file: std::sync::Arc<Spooled>,
+    pub fields: Vec<(String, String)>,
+}
+
+/// A file spooled to disk, removed when the last holder lets it go.
+pub struct Spooled {
+    pub path: std::path::PathBuf,
+    /// The name and type the client gave it.
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "a spooled upload was not removed");
+        }
     }
 }
 

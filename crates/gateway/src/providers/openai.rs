@@ -12,11 +12,11 @@ use serde_json::{json, Map, Value};
 
 use super::{
     log_dropped, responses_as_chat, to_body, Adapter, ChatCall, MediaCall, MessagesCall, Reply,
-    ResponsesCall, ResponsesUpstream, Target, UpstreamCall,
+    ResponsesCall, ResponsesUpstream, Target, Upload, UpstreamCall,
 };
 use crate::billing::estimate::Wire;
 use crate::error::ApiError;
-use crate::relay::transform::{BodyTransform, Chain, OpenAiPassThrough};
+use crate::relay::transform::{BodyTransform, Chain, Count, OpenAiPassThrough};
 use crate::responses::events::{Native, ViaChat};
 
 pub struct OpenAi;
@@ -92,6 +92,7 @@ impl Adapter for OpenAi {
         Ok(UpstreamCall {
             path: "/embeddings",
             query: None,
+            upload: None,
             body: to_body(&*request)?,
             forwarded: Vec::new(),
             reply: Reply::Whole(Box::new(BodyTransform::OpenAi(ByteRewriter::for_openai(
@@ -116,6 +117,7 @@ impl Adapter for OpenAi {
         Ok(UpstreamCall {
             path: "/audio/speech",
             query: None,
+            upload: None,
             body: to_body(&body)?,
             forwarded: Vec::new(),
             reply: Reply::Raw(protocol::TokenUsage {
@@ -132,11 +134,38 @@ impl Adapter for OpenAi {
         Ok(UpstreamCall {
             path: call.path,
             query: None,
+            upload: None,
             body: to_body(&body)?,
             forwarded: Vec::new(),
             reply: Reply::Whole(Box::new(BodyTransform::Counted {
                 rewriter: ByteRewriter::for_openai(&model.upstream_model, &model.name, false),
                 count: call.count,
+            })),
+        })
+    }
+
+    fn transcription(
+        &self,
+        target: &Target<'_>,
+        path: &'static str,
+        mut upload: Upload,
+        count: Count,
+    ) -> Result<UpstreamCall, ApiError> {
+        let model = target.model;
+        for (name, value) in &mut upload.fields {
+            if name == "model" {
+                *value = model.upstream_model.clone();
+            }
+        }
+        Ok(UpstreamCall {
+            path,
+            query: None,
+            upload: Some(upload),
+            body: Vec::new(),
+            forwarded: Vec::new(),
+            reply: Reply::Whole(Box::new(BodyTransform::Counted {
+                rewriter: ByteRewriter::default(),
+                count,
             })),
         })
     }
@@ -195,6 +224,7 @@ fn pass_through(
     Ok(UpstreamCall {
         path,
         query: None,
+        upload: None,
         body,
         forwarded: Vec::new(),
         reply,
@@ -215,6 +245,7 @@ fn messages_as_chat(
     Ok(UpstreamCall {
         path: "/chat/completions",
         query: None,
+        upload: None,
         body: to_body(&translated.body)?,
         forwarded: Vec::new(),
         reply,

@@ -92,6 +92,7 @@ impl Adapter for GoogleCse {
         Ok(UpstreamCall {
             path: "/customsearch/v1",
             query: Some(query),
+            upload: None,
             body: Vec::new(),
             forwarded: Vec::new(),
             reply: per_call(),
@@ -134,6 +135,7 @@ impl Adapter for Serper {
         Ok(UpstreamCall {
             path: "/search",
             query: None,
+            upload: None,
             body: to_body(&body)?,
             forwarded: Vec::new(),
             reply: per_call(),

@@ -30,6 +30,16 @@ pub use raw::answer_raw;
 pub(crate) use reader::{EventReader, Read};
 use transform::{BodyTransform, StreamTransform};
 
+/// What one upstream call sends.
+pub(crate) enum Payload<'a> {
+    /// `POST` of a JSON body.
+    Json(Vec<u8>),
+    /// `GET` with a query string.
+    Query(&'a str),
+    /// `POST` of a multipart form with a spooled file.
+    Upload(&'a crate::providers::Upload),
+}
+
 /// How many chunks may wait for a slow client before the upstream read pauses.
 const STREAM_BUFFER: usize = 64;
 
@@ -67,6 +77,8 @@ pub struct Exchange {
     pub path: &'static str,
     /// A `GET`'s query string (see `UpstreamCall::query`).
     pub query: Option<String>,
+    /// A multipart upload (see `UpstreamCall::upload`).
+    pub upload: Option<crate::providers::Upload>,
     pub body: Vec<u8>,
     /// Client headers meant for the upstream (e.g. `anthropic-beta`).
     pub forwarded: Vec<(HeaderName, HeaderValue)>,
@@ -202,13 +214,13 @@ pub(crate) async fn send(
     provider: &Provider,
     key: Option<KeyIndex>,
     path: &str,
-    query: Option<&str>,
-    body: Vec<u8>,
+    payload: Payload<'_>,
     forwarded: &[(HeaderName, HeaderValue)],
 ) -> Result<reqwest::Response, UpstreamFailure> {
-    let sent = match query {
-        Some(query) => provider.get(path, query, forwarded, key).await,
-        None => provider.post_json(path, body, forwarded, key).await,
+    let sent = match payload {
+        Payload::Query(query) => provider.get(path, query, forwarded, key).await,
+        Payload::Upload(upload) => provider.post_multipart(path, upload, forwarded, key).await,
+        Payload::Json(body) => provider.post_json(path, body, forwarded, key).await,
     };
     let response = match sent {
         Ok(r) => r,
@@ -447,7 +459,7 @@ pub async fn forward_unmetered(
     shape: Shape,
 ) -> Answer {
     let key = provider.pick_key(&[]);
-    let response = match send(app, provider, key, path, None, body, forwarded).await {
+    let response = match send(app, provider, key, path, Payload::Json(body), forwarded).await {
         Ok(r) => r,
         Err(failure) => {
             return Answer::Refused {

@@ -45,6 +45,10 @@ pub enum Count {
     Fixed(u64),
     /// The entries of its `data` array (images made), at most this many.
     DataItems { at_most: u64 },
+    /// The audio's seconds as the upstream reports them (`usage.seconds`,
+    /// or verbose_json's `duration`), rounded up; `fallback` when it does
+    /// not say (text, srt and vtt answers).
+    Seconds { fallback: u64 },
 }
 
 impl Count {
@@ -56,6 +60,17 @@ impl Count {
                 .ok()
                 .and_then(|v| v.get("data").and_then(Value::as_array).map(Vec::len))
                 .map_or(0, |n| (n as u64).min(at_most)),
+            Count::Seconds { fallback } => serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| {
+                    let usage = v.get("usage").filter(|u| u["type"] == "duration");
+                    usage
+                        .and_then(|u| u.get("seconds"))
+                        .or_else(|| v.get("duration"))
+                        .and_then(Value::as_f64)
+                })
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map_or(fallback, |s| s.ceil() as u64),
         }
     }
 }

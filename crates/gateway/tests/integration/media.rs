@@ -365,3 +365,152 @@ async fn searches_pass_through_and_are_charged_per_successful_call() {
     gw.assert_charged_exactly(user_id, before, &records).await;
     gw.stop().await;
 }
+
+/// A transcription model at 0.006 USD a minute, charged by the second.
+const WHISPER_MODEL: &str =
+    "\n[models.whisper-test]\nprovider = \"mock\"\nunit = \"minutes\"\nprice = \"0.006\"\n";
+
+/// A WAV file: 16 kHz mono 16-bit, `seconds` long (32,000 bytes a second).
+fn wav(seconds: f64) -> Vec<u8> {
+    let data = (seconds * 32_000.0) as u32;
+    let mut h = Vec::new();
+    h.extend_from_slice(b"RIFF");
+    h.extend_from_slice(&(36 + data).to_le_bytes());
+    h.extend_from_slice(b"WAVEfmt ");
+    for v in [16u32] {
+        h.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [1u16, 1] {
+        h.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [16_000u32, 32_000] {
+        h.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [2u16, 16] {
+        h.extend_from_slice(&v.to_le_bytes());
+    }
+    h.extend_from_slice(b"data");
+    h.extend_from_slice(&data.to_le_bytes());
+    h.resize(44 + data as usize, 0);
+    h
+}
+
+async fn transcribe(
+    gw: &Gateway,
+    key: &str,
+    path: &str,
+    audio: Vec<u8>,
+    name: &str,
+    fields: &[(&str, &str)],
+) -> (u16, String) {
+    let mut form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(audio)
+            .file_name(name.to_string())
+            .mime_str("audio/wav")
+            .unwrap(),
+    );
+    for (k, v) in fields {
+        form = form.text(k.to_string(), v.to_string());
+    }
+    let resp = gw
+        .http
+        .post(format!("{}{path}", gw.url))
+        .bearer_auth(key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn transcriptions_are_charged_by_the_seconds_reported_measured_or_estimated() {
+    let mock = start_mock().await;
+    let gw = start_gateway_with(&mock.url, None, "", WHISPER_MODEL).await;
+    let (user_id, key) = gw.user("listener", "default", "10").await;
+    let before = gw.balance(user_id).await;
+    let audio = wav(2.5);
+    let path = "/v1/audio/transcriptions";
+    // Reported by the upstream (2.5 s, rounded up to 3).
+    let (status, body) = transcribe(
+        &gw,
+        &key,
+        path,
+        audio.clone(),
+        "a.wav",
+        &[("model", "whisper-test"), ("mock_duration", "2.5")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        answer["text"],
+        mock_upstream::media::transcript(audio.len())
+    );
+    // Not reported (text): measured from the WAV header, 3 s too.
+    let (status, body) = transcribe(
+        &gw,
+        &key,
+        "/v1/audio/translations",
+        audio.clone(),
+        "a.wav",
+        &[("response_format", "text"), ("model", "whisper-test")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        format!("{}\n", mock_upstream::media::transcript(audio.len()))
+    );
+    // Neither: estimated from its size (48,000 bytes at 16,000 a second).
+    let (status, _) = transcribe(
+        &gw,
+        &key,
+        path,
+        vec![7u8; 48_000],
+        "a.mp3",
+        &[("model", "whisper-test"), ("response_format", "srt")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let sent = mock.requests();
+    assert_eq!(sent.len(), 3);
+    assert_eq!(sent[0].body["file_bytes"], audio.len());
+    assert_eq!(sent[0].body["file_name"], "a.wav");
+    assert_eq!(sent[0].body["model"], "whisper-test");
+    assert_eq!(sent[1].path, "/v1/audio/translations");
+
+    let records = gw.wait_for_usage(user_id, 3).await;
+    // Three seconds each, at 0.006 USD a minute: 300,000 nano-USD.
+    assert!(
+        records
+            .iter()
+            .all(|r| r.input_tokens == 3 && r.cost == 300_000 && r.unit == "seconds"),
+        "{records:?}"
+    );
+    gw.assert_charged_exactly(user_id, before, &records).await;
+
+    // Refused before anything is sent: nothing charged.
+    for fields in [
+        vec![("response_format", "mp3"), ("model", "whisper-test")],
+        vec![("model", "gpt-test")],
+        vec![],
+    ] {
+        let (status, body) = transcribe(&gw, &key, path, audio.clone(), "a.wav", &fields).await;
+        assert_eq!(status, 400, "{fields:?}: {body}");
+    }
+    let form = reqwest::multipart::Form::new().text("model", "whisper-test");
+    let resp = gw
+        .http
+        .post(format!("{}{path}", gw.url))
+        .bearer_auth(&key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400, "no file");
+    assert_eq!(mock.requests().len(), 3);
+    assert_eq!(gw.balance(user_id).await.0, before.0 - 900_000);
+    gw.stop().await;
+}
