@@ -377,9 +377,7 @@ fn wav(seconds: f64) -> Vec<u8> {
     h.extend_from_slice(b"RIFF");
     h.extend_from_slice(&(36 + data).to_le_bytes());
     h.extend_from_slice(b"WAVEfmt ");
-    for v in [16u32] {
-        h.extend_from_slice(&v.to_le_bytes());
-    }
+    h.extend_from_slice(&16u32.to_le_bytes());
     for v in [1u16, 1] {
         h.extend_from_slice(&v.to_le_bytes());
     }
