@@ -173,6 +173,28 @@ upstream_model = "{UPSTREAM_MODEL}"
 input_price = 1
 output_price = 2
 
+# Models metered in other units (issue 14), on the same mock.
+[models.tts-test]
+provider = "mock"
+unit = "characters"
+price = "15"
+
+[models.whisper-test]
+provider = "mock"
+unit = "minutes"
+price = "0.006"
+
+[models.img-test]
+provider = "mock"
+unit = "images"
+price = "0.04"
+image_prices = {{ "1024x1792" = "0.08" }}
+
+[models.mod-test]
+provider = "mock"
+unit = "calls"
+price = "0.001"
+
 [models.{CLAUDE_MODEL}]
 provider = "anthropic-mock"
 upstream_model = "{CLAUDE_UPSTREAM_MODEL}"

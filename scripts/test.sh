@@ -92,6 +92,15 @@ stop_moto() {
   fi
 }
 
+# espeak-ng (Debian) makes the real recordings the transcription tests send.
+install_audio_tools() {
+  if ! command -v espeak-ng >/dev/null 2>&1; then
+    step "installing espeak-ng from Debian packages"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq espeak-ng >/dev/null
+  fi
+}
+
 install_python() {
   if [ ! -x "$VENV/bin/python" ]; then
     step "creating the Python venv at $VENV"
@@ -117,6 +126,7 @@ install_redis
 export TOLLGATE_REQUIRE_REDIS=1
 
 install_python
+install_audio_tools
 start_moto
 trap stop_moto EXIT
 # A missing S3 server fails the S3 tests instead of skipping them.

@@ -72,7 +72,7 @@ fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
 }
 
 fn record_json(r: &UsageRecord, config: &Config) -> Value {
-    json!({
+    let mut record = json!({
         "request_id": r.request_id,
         "created_at": format_ms(r.created_at),
         "key_id": r.key_id,
@@ -91,7 +91,13 @@ fn record_json(r: &UsageRecord, config: &Config) -> Value {
         "latency_ms": r.latency_ms,
         "status": r.status,
         "error": r.error,
-    })
+    });
+    // A model metered in another unit: what it counted, and how many.
+    if !r.unit.is_empty() {
+        record["unit"] = r.unit.clone().into();
+        record["quantity"] = r.input_tokens.into();
+    }
+    record
 }
 
 /// Lists records for `filter` as a page: `{object, data, has_more, next_cursor}`.
