@@ -37,7 +37,7 @@ pub fn speech_content_type(format: &str) -> &'static str {
 }
 
 /// The media routes, by method.
-const ROUTES: [(&str, &str); 7] = [
+const ROUTES: [(&str, &str); 9] = [
     ("POST", "/v1/audio/speech"),
     ("POST", "/v1/images/generations"),
     ("POST", "/v1/moderations"),
@@ -45,6 +45,8 @@ const ROUTES: [(&str, &str); 7] = [
     ("POST", "/v1/search"),
     ("POST", "/v1/audio/transcriptions"),
     ("POST", "/v1/audio/translations"),
+    ("POST", "/v1/images/edits"),
+    ("POST", "/v1/images/variations"),
 ];
 
 /// What a media route is asked.
@@ -66,6 +68,9 @@ pub fn handles(method: &str, path: &str) -> bool {
 pub async fn answer(request: MediaRequest<'_>, tracker: Tracker) -> Response {
     if request.path.starts_with("/v1/audio/trans") {
         return transcribe(request, tracker).await;
+    }
+    if request.path.starts_with("/v1/images/") && request.path != "/v1/images/generations" {
+        return edit_images(request, tracker).await;
     }
     answer_route(request.path, request.query, request.json, tracker).unwrap_or_else(|| {
         Response::builder()
@@ -227,35 +232,14 @@ pub fn transcript(bytes: usize) -> String {
 /// `mock_duration` (seconds), as `usage` in json and as `duration` in
 /// verbose_json.
 async fn transcribe(request: MediaRequest<'_>, mut tracker: Tracker) -> Response {
-    let Ok(boundary) = multer::parse_boundary(request.content_type) else {
-        tracker.finish(State::Rejected);
-        return Response::builder()
-            .status(StatusCode::BAD_REQUEST)
-            .body(Body::from("not multipart"))
-            .unwrap_or_default();
+    let Some(mut fields) = read_form(&request).await else {
+        return not_multipart(tracker);
     };
-    let raw = request.raw.clone();
-    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(raw) });
-    let mut form = multer::Multipart::new(stream, boundary);
-    let mut fields = serde_json::Map::new();
-    let mut file_bytes = 0;
-    while let Ok(Some(field)) = form.next_field().await {
-        let name = field.name().unwrap_or_default().to_string();
-        if name == "file" {
-            fields.insert(
-                "file_name".into(),
-                field.file_name().unwrap_or_default().into(),
-            );
-            fields.insert(
-                "file_type".into(),
-                field.content_type().map(|m| m.to_string()).into(),
-            );
-            file_bytes = field.bytes().await.map(|b| b.len()).unwrap_or(0);
-        } else {
-            fields.insert(name, field.text().await.unwrap_or_default().into());
-        }
-    }
-    fields.insert("file_bytes".into(), file_bytes.into());
+    fields.remove("files");
+    let file_bytes = fields
+        .get("file_bytes")
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as usize;
     let format = fields
         .get("response_format")
         .and_then(Value::as_str)
@@ -298,4 +282,66 @@ async fn transcribe(request: MediaRequest<'_>, mut tracker: Tracker) -> Response
         .header(header::CONTENT_TYPE, content_type)
         .body(Body::from(body))
         .unwrap_or_default()
+}
+
+/// A multipart form's fields as JSON: text fields as they are; each file as
+/// `{field, name, type, bytes}` in `files`, the `file` field's also as
+/// `file_name`, `file_type` and `file_bytes`.
+async fn read_form(request: &MediaRequest<'_>) -> Option<serde_json::Map<String, Value>> {
+    let boundary = multer::parse_boundary(request.content_type).ok()?;
+    let raw = request.raw.clone();
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(raw) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    let mut fields = serde_json::Map::new();
+    let mut files = Vec::new();
+    while let Ok(Some(field)) = form.next_field().await {
+        let name = field.name().unwrap_or_default().to_string();
+        match field.file_name().map(str::to_string) {
+            Some(file_name) => {
+                let content_type = field.content_type().map(|m| m.to_string());
+                let bytes = field.bytes().await.map(|b| b.len()).unwrap_or(0);
+                if name == "file" {
+                    fields.insert("file_name".into(), file_name.clone().into());
+                    fields.insert("file_type".into(), content_type.clone().into());
+                    fields.insert("file_bytes".into(), bytes.into());
+                }
+                files.push(serde_json::json!({"field": name, "name": file_name,
+                    "type": content_type, "bytes": bytes}));
+            }
+            None => {
+                fields.insert(name, field.text().await.unwrap_or_default().into());
+            }
+        }
+    }
+    fields.insert("files".into(), Value::Array(files));
+    Some(fields)
+}
+
+fn not_multipart(mut tracker: Tracker) -> Response {
+    tracker.finish(State::Rejected);
+    Response::builder()
+        .status(StatusCode::BAD_REQUEST)
+        .body(Body::from("not multipart"))
+        .unwrap_or_default()
+}
+
+/// An image edit or variation: `n` images (as for generations) for the
+/// form's prompt.
+async fn edit_images(request: MediaRequest<'_>, tracker: Tracker) -> Response {
+    let Some(fields) = read_form(&request).await else {
+        return not_multipart(tracker);
+    };
+    tracker.update(|e| e.body = Value::Object(fields.clone()));
+    let n = fields
+        .get("n")
+        .and_then(Value::as_str)
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(1);
+    let mut body = serde_json::json!({"n": n,
+        "prompt": fields.get("prompt").cloned().unwrap_or(Value::Null),
+        "response_format": fields.get("response_format").cloned().unwrap_or(Value::Null)});
+    if let Some(made) = fields.get("mock_images_made").and_then(Value::as_str) {
+        body["mock_images_made"] = made.parse::<u64>().unwrap_or(n).into();
+    }
+    answer_route("/v1/images/generations", None, Some(&body), tracker).unwrap_or_default()
 }

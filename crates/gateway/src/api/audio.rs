@@ -17,13 +17,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
 use super::body::{parse_fields, parse_json};
+use super::form;
 use super::{detached, with_headers, RequestId};
 use crate::api::caller::Caller;
 use crate::auth::Principal;
 use crate::error::{ApiError, Shape};
 use crate::money::MeterUnit;
 use crate::pipeline::{self, Metered, Planner};
-use crate::providers::{Spooled, Upload};
+use crate::providers::{MultipartCall, Upload};
 use crate::relay::transform::Count;
 use crate::state::App;
 
@@ -179,7 +180,10 @@ async fn relay_transcription(
                 "A transcription is multipart/form-data with a `file` part: {e}"
             ))
         })?;
-        let (file, fields) = read_form(multipart).await?;
+        let (mut files, fields) = form::read(multipart, &["file"], MAX_AUDIO_BYTES).await?;
+        let (_, file) = files.pop().ok_or_else(|| {
+            ApiError::BadRequest("`file` is required: the audio to transcribe.".into())
+        })?;
         // The rules see (and may change) the fields as a JSON object.
         let doc: Map<String, Value> = fields
             .iter()
@@ -214,15 +218,18 @@ async fn relay_transcription(
             ),
         };
         let upload = Upload {
-            file: Arc::new(file),
+            files: vec![("file".into(), Arc::new(file))],
             fields,
         };
         let planner: Planner = Box::new(move |target| {
-            target.provider.adapter.transcription(
+            target.provider.adapter.multipart(
                 target,
-                task.path(),
-                upload.clone(),
-                Count::Seconds { fallback },
+                MultipartCall {
+                    path: task.path(),
+                    what: "transcription",
+                    upload: upload.clone(),
+                    count: Count::Seconds { fallback },
+                },
             )
         });
         let metered = Metered {
@@ -253,93 +260,6 @@ async fn relay_transcription(
         }
         Err(e) => e.render(Shape::OpenAi),
     }
-}
-
-/// Most fields of a transcription form besides the file, and their size.
-const MAX_FORM_FIELDS: usize = 32;
-const MAX_FORM_FIELD_BYTES: usize = 8 * 1024;
-
-/// Reads the form: the file spooled to disk as it arrives, the rest as
-/// text (a field sent twice, like `timestamp_granularities[]`, kept twice).
-async fn read_form(mut multipart: Multipart) -> Result<(Spooled, Vec<(String, String)>), ApiError> {
-    let bad_form = |e: axum::extract::multipart::MultipartError| {
-        ApiError::BadRequest(format!("The upload is not valid multipart/form-data: {e}"))
-    };
-    let mut file: Option<Spooled> = None;
-    let mut fields = Vec::new();
-    while let Some(mut field) = multipart.next_field().await.map_err(bad_form)? {
-        let name = field.name().unwrap_or_default().to_string();
-        if name == "file" {
-            if file.is_some() {
-                return Err(ApiError::BadRequest("Send one `file`.".into()));
-            }
-            file = Some(spool(&mut field).await?);
-            continue;
-        }
-        if fields.len() >= MAX_FORM_FIELDS {
-            return Err(ApiError::BadRequest("Too many form fields.".into()));
-        }
-        let mut text = Vec::new();
-        while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
-            if text.len() + chunk.len() > MAX_FORM_FIELD_BYTES {
-                return Err(ApiError::BadRequest(format!(
-                    "The field `{name}` is too long."
-                )));
-            }
-            text.extend_from_slice(&chunk);
-        }
-        let text = String::from_utf8(text)
-            .map_err(|_| ApiError::BadRequest(format!("The field `{name}` is not UTF-8 text.")))?;
-        fields.push((name, text));
-    }
-    let file = file.ok_or_else(|| {
-        ApiError::BadRequest("`file` is required: the audio to transcribe.".into())
-    })?;
-    Ok((file, fields))
-}
-
-/// Writes the file part to the spool folder, at most [`MAX_AUDIO_BYTES`].
-async fn spool(field: &mut axum::extract::multipart::Field<'_>) -> Result<Spooled, ApiError> {
-    use tokio::io::AsyncWriteExt;
-    let dir = crate::files::spool_dir();
-    let storage = |e: std::io::Error| {
-        tracing::error!(error = %e, "an upload could not be spooled");
-        ApiError::StorageUnavailable
-    };
-    tokio::fs::create_dir_all(&dir).await.map_err(storage)?;
-    let name = field.file_name().unwrap_or("audio").to_string();
-    let content_type = field
-        .content_type()
-        .unwrap_or("application/octet-stream")
-        .to_string();
-    // From here on the file is removed when `spooled` goes, whatever happens.
-    let mut spooled = Spooled {
-        path: dir.join(crate::files::new_id()),
-        name,
-        content_type,
-        size: 0,
-    };
-    let mut out = tokio::io::BufWriter::new(
-        tokio::fs::File::create(&spooled.path)
-            .await
-            .map_err(storage)?,
-    );
-    while let Some(chunk) = field.chunk().await.map_err(|e| {
-        ApiError::BadRequest(format!("The upload is not valid multipart/form-data: {e}"))
-    })? {
-        spooled.size += chunk.len() as u64;
-        if spooled.size > MAX_AUDIO_BYTES {
-            return Err(ApiError::TooLarge(format!(
-                "An audio file has at most {MAX_AUDIO_BYTES} bytes."
-            )));
-        }
-        out.write_all(&chunk).await.map_err(storage)?;
-    }
-    out.flush().await.map_err(storage)?;
-    if spooled.size == 0 {
-        return Err(ApiError::BadRequest("The audio file is empty.".into()));
-    }
-    Ok(spooled)
 }
 
 /// The model, and the fields checked as OpenAI documents them.

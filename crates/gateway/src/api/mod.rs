@@ -9,6 +9,8 @@ pub mod caller;
 mod channels;
 mod conversations;
 pub mod files;
+mod form;
+mod image_edits;
 mod list;
 mod media;
 mod ohmygpt;
@@ -72,6 +74,9 @@ pub fn router(app: App) -> Router {
 /// with every route of [`inference_routes`] and the model list.
 pub const AGENT_MOUNTS: [&str; 2] = ["/api/v1/ai/openai/cc-omg", "/api/v1/ai/openai/codex-omg"];
 
+/// The body limit of the image edit routes: an image and a mask.
+const IMAGE_UPLOAD_BYTES: usize = 110 * 1024 * 1024;
+
 /// The routes that carry prompts: large bodies, metered.
 fn inference_routes() -> Router<App> {
     Router::new()
@@ -131,6 +136,15 @@ fn inference_routes() -> Router<App> {
         .route("/v1/audio/transcriptions", post(audio::transcriptions))
         .route("/v1/audio/translations", post(audio::translations))
         .route("/v1/images/generations", post(media::image_generations))
+        // An image and its mask may be 50 MB each.
+        .route(
+            "/v1/images/edits",
+            post(image_edits::edits).layer(DefaultBodyLimit::max(IMAGE_UPLOAD_BYTES)),
+        )
+        .route(
+            "/v1/images/variations",
+            post(image_edits::variations).layer(DefaultBodyLimit::max(IMAGE_UPLOAD_BYTES)),
+        )
         .route("/v1/moderations", post(media::moderations))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))

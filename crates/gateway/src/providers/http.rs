@@ -161,7 +161,7 @@ impl Provider {
     }
 
     /// `POST {base_url}{path}` of a multipart form: `upload`'s fields, then
-    /// its file, streamed from disk.
+    /// its files, streamed from disk.
     pub async fn post_multipart(
         &self,
         path: &str,
@@ -176,33 +176,29 @@ impl Provider {
         if let Some((name, value)) = key.and_then(|k| self.keys.get(k)).map(|k| &k.header) {
             headers.insert(name.clone(), value.clone());
         }
-        let file = tokio::fs::File::open(&upload.file.path)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "a spooled upload could not be read");
-                UpstreamError::Broken
-            })?;
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
-        let part = reqwest::multipart::Part::stream_with_length(
-            reqwest::Body::wrap_stream(stream),
-            upload.file.size,
-        )
-        .file_name(upload.file.name.clone())
-        .mime_str(&upload.file.content_type)
-        .map_err(|_| UpstreamError::Broken)?;
         let mut form = reqwest::multipart::Form::new();
         for (name, value) in &upload.fields {
             form = form.text(name.clone(), value.clone());
         }
+        for (field, spooled) in &upload.files {
+            let file = tokio::fs::File::open(&spooled.path).await.map_err(|e| {
+                tracing::error!(error = %e, "a spooled upload could not be read");
+                UpstreamError::Broken
+            })?;
+            let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
+            let part = reqwest::multipart::Part::stream_with_length(
+                reqwest::Body::wrap_stream(stream),
+                spooled.size,
+            )
+            .file_name(spooled.name.clone())
+            .mime_str(&spooled.content_type)
+            .map_err(|_| UpstreamError::Broken)?;
+            form = form.part(field.clone(), part);
+        }
         let url = reqwest::Url::parse(&format!("{}{path}", self.base_url))
             .map_err(|_| UpstreamError::Unreachable)?;
-        self.call(
-            self.client
-                .post(url)
-                .headers(headers)
-                .multipart(form.part("file", part)),
-        )
-        .await
+        self.call(self.client.post(url).headers(headers).multipart(form))
+            .await
     }
 
     pub async fn post_json(

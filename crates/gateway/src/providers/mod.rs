@@ -143,17 +143,15 @@ pub trait Adapter: Send + Sync {
         )))
     }
 
-    /// `POST /v1/audio/transcriptions` or `/translations` (`path`): the
-    /// client's file and fields (`upload`, its model named as the
-    /// upstream's here), counted as `count` says.
-    fn transcription(
+    /// One of OpenAI's multipart endpoints (`/audio/transcriptions`,
+    /// `/images/edits`…): the client's files and fields (its model named as
+    /// the upstream's here), the answer counted as `count` says.
+    fn multipart(
         &self,
         target: &Target<'_>,
-        _path: &'static str,
-        _upload: Upload,
-        _count: crate::relay::transform::Count,
+        call: MultipartCall,
     ) -> Result<UpstreamCall, ApiError> {
-        Err(not_offered(target, "transcription"))
+        Err(not_offered(target, call.what))
     }
 
     /// `POST /v1/messages/count_tokens`: the upstream path that counts, or
@@ -202,6 +200,15 @@ pub struct MessagesCall<'a> {
     pub body: &'a Map<String, Value>,
     pub stream: bool,
     pub forwarded: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// A request to one of OpenAI's multipart endpoints.
+pub struct MultipartCall {
+    pub path: &'static str,
+    /// What it is, for errors ("transcription").
+    pub what: &'static str,
+    pub upload: Upload,
+    pub count: crate::relay::transform::Count,
 }
 
 /// A request to one of OpenAI's JSON media endpoints.
@@ -262,7 +269,8 @@ impl Outgoing for ResponsesUpstream {
 /// read again for each channel tried), and the form's other fields.
 #[derive(Clone)]
 pub struct Upload {
-    pub file: std::sync::Arc<Spooled>,
+    /// Each file and the form field it goes in.
+    pub files: Vec<(String, std::sync::Arc<Spooled>)>,
     pub fields: Vec<(String, String)>,
 }
 

@@ -11,12 +11,12 @@ use protocol::translate::{complete, messages_via_chat};
 use serde_json::{json, Map, Value};
 
 use super::{
-    log_dropped, responses_as_chat, to_body, Adapter, ChatCall, MediaCall, MessagesCall, Reply,
-    ResponsesCall, ResponsesUpstream, Target, Upload, UpstreamCall,
+    log_dropped, responses_as_chat, to_body, Adapter, ChatCall, MediaCall, MessagesCall,
+    MultipartCall, Reply, ResponsesCall, ResponsesUpstream, Target, UpstreamCall,
 };
 use crate::billing::estimate::Wire;
 use crate::error::ApiError;
-use crate::relay::transform::{BodyTransform, Chain, Count, OpenAiPassThrough};
+use crate::relay::transform::{BodyTransform, Chain, OpenAiPassThrough};
 use crate::responses::events::{Native, ViaChat};
 
 pub struct OpenAi;
@@ -144,13 +144,17 @@ impl Adapter for OpenAi {
         })
     }
 
-    fn transcription(
+    fn multipart(
         &self,
         target: &Target<'_>,
-        path: &'static str,
-        mut upload: Upload,
-        count: Count,
+        call: MultipartCall,
     ) -> Result<UpstreamCall, ApiError> {
+        let MultipartCall {
+            path,
+            mut upload,
+            count,
+            ..
+        } = call;
         let model = target.model;
         for (name, value) in &mut upload.fields {
             if name == "model" {

@@ -512,3 +512,101 @@ async fn transcriptions_are_charged_by_the_seconds_reported_measured_or_estimate
     assert_eq!(gw.balance(user_id).await.0, before.0 - 900_000);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn image_edits_and_variations_stream_their_files_and_cost_per_image() {
+    let mock = start_mock().await;
+    let gw = start_gateway_with(&mock.url, None, "", IMAGE_AND_MODERATION_MODELS).await;
+    let (user_id, key) = gw.user("editor", "default", "10").await;
+    let before = gw.balance(user_id).await;
+    let png = |n: usize| reqwest::multipart::Part::bytes(vec![9u8; n]).file_name("x.png");
+    let form = reqwest::multipart::Form::new()
+        .text("model", "img-test")
+        .text("prompt", "add a hat")
+        .text("n", "2")
+        .text("size", "1024x1792")
+        .part("image", png(3000))
+        .part("mask", png(1000));
+    let resp = gw
+        .http
+        .post(format!("{}/v1/images/edits", gw.url))
+        .bearer_auth(&key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["data"].as_array().unwrap().len(), 2);
+    let sent = &mock.requests()[0];
+    assert_eq!(sent.path, "/v1/images/edits");
+    assert_eq!(sent.body["prompt"], "add a hat");
+    let files: Vec<(String, u64)> = sent.body["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["field"].as_str().unwrap().to_string(),
+                f["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [("image".to_string(), 3000), ("mask".to_string(), 1000)]
+    );
+    let form = reqwest::multipart::Form::new()
+        .text("model", "img-test")
+        .part("image", png(2000));
+    let resp = gw
+        .http
+        .post(format!("{}/v1/images/variations", gw.url))
+        .bearer_auth(&key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let records = gw.wait_for_usage(user_id, 2).await;
+    let mut costs: Vec<(&str, i64, i64)> = records
+        .iter()
+        .map(|r| (r.endpoint.as_str(), r.input_tokens, r.cost))
+        .collect();
+    costs.sort();
+    assert_eq!(
+        costs,
+        [
+            ("images.edits", 2, 160_000_000),
+            ("images.variations", 1, 40_000_000)
+        ]
+    );
+    gw.assert_charged_exactly(user_id, before, &records).await;
+    // No image, or an edit without a prompt: refused, nothing sent.
+    for (path, form) in [
+        (
+            "/v1/images/edits",
+            reqwest::multipart::Form::new()
+                .text("model", "img-test")
+                .text("prompt", "x"),
+        ),
+        (
+            "/v1/images/edits",
+            reqwest::multipart::Form::new()
+                .text("model", "img-test")
+                .part("image", png(10)),
+        ),
+    ] {
+        let resp = gw
+            .http
+            .post(format!("{}{path}", gw.url))
+            .bearer_auth(&key)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+    }
+    assert_eq!(mock.requests().len(), 2);
+    gw.stop().await;
+}
