@@ -37,7 +37,7 @@ pub fn speech_content_type(format: &str) -> &'static str {
 }
 
 /// The media routes, by method.
-const ROUTES: [(&str, &str); 9] = [
+const ROUTES: [(&str, &str); 11] = [
     ("POST", "/v1/audio/speech"),
     ("POST", "/v1/images/generations"),
     ("POST", "/v1/moderations"),
@@ -47,6 +47,8 @@ const ROUTES: [(&str, &str); 9] = [
     ("POST", "/v1/audio/translations"),
     ("POST", "/v1/images/edits"),
     ("POST", "/v1/images/variations"),
+    ("POST", "/v1/cognitiveservices/v1"),
+    ("GET", "/v1/cognitiveservices/voices/list"),
 ];
 
 /// What a media route is asked.
@@ -57,6 +59,8 @@ pub struct MediaRequest<'a> {
     pub json: Option<&'a Value>,
     pub raw: &'a Bytes,
     pub content_type: &'a str,
+    /// Azure's `X-Microsoft-OutputFormat`.
+    pub output_format: &'a str,
 }
 
 /// Whether `method` `path` is a media route.
@@ -66,6 +70,9 @@ pub fn handles(method: &str, path: &str) -> bool {
 
 /// The answer of a media route (see [`handles`]).
 pub async fn answer(request: MediaRequest<'_>, tracker: Tracker) -> Response {
+    if request.path == "/v1/cognitiveservices/v1" {
+        return azure_speak(request, tracker);
+    }
     if request.path.starts_with("/v1/audio/trans") {
         return transcribe(request, tracker).await;
     }
@@ -87,6 +94,11 @@ fn answer_route(
     mut tracker: Tracker,
 ) -> Option<Response> {
     match path {
+        "/v1/cognitiveservices/voices/list" => Some(json_answer(
+            tracker,
+            serde_json::json!([{"Name": "Microsoft Server Speech Text to Speech Voice (en-US, JennyNeural)",
+                "ShortName": "en-US-JennyNeural", "Locale": "en-US", "Gender": "Female"}]),
+        )),
         "/v1/customsearch/v1" => {
             // Google CSE: the query echoed, and three results.
             let params: Vec<(String, String)> = query
@@ -344,4 +356,34 @@ async fn edit_images(request: MediaRequest<'_>, tracker: Tracker) -> Response {
         body["mock_images_made"] = made.parse::<u64>().unwrap_or(n).into();
     }
     answer_route("/v1/images/generations", None, Some(&body), tracker).unwrap_or_default()
+}
+
+/// The audio the mock "speaks" for Azure: the output format, then the SSML
+/// repeated to 32 KiB.
+pub fn azure_audio(ssml: &str, format: &str) -> Vec<u8> {
+    let mut audio = format!("MOCK-AZURE {format}\n").into_bytes();
+    while audio.len() < 32 * 1024 {
+        audio.extend_from_slice(ssml.as_bytes());
+    }
+    audio
+}
+
+/// Azure synthesis: SSML in (recorded as `{ssml}`), audio out in pieces.
+fn azure_speak(request: MediaRequest<'_>, mut tracker: Tracker) -> Response {
+    let ssml = String::from_utf8_lossy(request.raw).into_owned();
+    let audio = azure_audio(&ssml, request.output_format);
+    tracker.update(|e| {
+        e.body = serde_json::json!({"ssml": ssml, "content_type": request.content_type});
+        e.status = Some(200);
+    });
+    tracker.finish(State::Done);
+    let pieces: Vec<Result<Bytes, std::io::Error>> = audio
+        .chunks(SPEECH_PIECE_BYTES)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "audio/mpeg")
+        .body(Body::from_stream(futures_util::stream::iter(pieces)))
+        .unwrap_or_default()
 }

@@ -526,7 +526,12 @@ fn request_key(api: Api, headers: &HeaderMap) -> Option<&str> {
         Api::OpenAi | Api::Responses => header_str(headers, "authorization")
             .strip_prefix("Bearer ")
             .or_else(|| headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()))
-            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok())),
+            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+            .or_else(|| {
+                headers
+                    .get("ocp-apim-subscription-key")
+                    .and_then(|v| v.to_str().ok())
+            }),
     }
 }
 
@@ -658,6 +663,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
                 json: parsed.as_ref(),
                 raw: &body,
                 content_type: header_str(&headers, "content-type"),
+                output_format: header_str(&headers, "x-microsoft-outputformat"),
             };
             return crate::media::answer(request, tracker).await;
         }

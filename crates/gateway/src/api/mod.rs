@@ -4,6 +4,7 @@ mod admin;
 mod answer;
 mod anthropic;
 mod audio;
+mod azure_tts;
 mod body;
 pub mod caller;
 mod channels;
@@ -161,6 +162,8 @@ fn management_routes() -> Router<App> {
         .route("/", get(ops::root).head(ops::root))
         .route("/v1/usage", get(usage::list_own_usage))
         .route(search::GOOGLE, get(search::google))
+        .route(azure_tts::SYNTHESIS, post(azure_tts::synthesis))
+        .route(azure_tts::VOICES, get(azure_tts::voices))
         .route(search::SERPER, post(search::serper))
         .route(&format!("{omg}/new-api-token"), post(ohmygpt::new_key))
         .route(&format!("{omg}/create-api-token"), post(ohmygpt::new_key))

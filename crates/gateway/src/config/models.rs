@@ -50,6 +50,10 @@ pub enum ProviderKind {
     GoogleCse,
     /// Serper's Google search API (`POST /search`, `X-API-KEY`).
     Serper,
+    /// Azure's neural text to speech (`https://REGION.tts.speech.microsoft.com`:
+    /// SSML in, audio out; the key in `Ocp-Apim-Subscription-Key`).
+    #[serde(rename = "azure_tts")]
+    AzureTts,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

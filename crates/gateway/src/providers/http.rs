@@ -212,7 +212,10 @@ impl Provider {
         for (name, value) in forwarded {
             headers.insert(name.clone(), value.clone());
         }
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        // JSON unless the kind says otherwise (Azure's SSML).
+        headers
+            .entry(CONTENT_TYPE)
+            .or_insert(HeaderValue::from_static("application/json"));
         if let Some((name, value)) = key.and_then(|k| self.keys.get(k)).map(|k| &k.header) {
             headers.insert(name.clone(), value.clone());
         }

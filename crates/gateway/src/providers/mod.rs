@@ -9,6 +9,7 @@
 //! [`ProviderKind`] (the name in the configuration) and a line in [`adapter`].
 
 mod anthropic;
+mod azure_tts;
 mod http;
 mod keys;
 mod openai;
@@ -36,6 +37,7 @@ pub fn adapter(kind: ProviderKind) -> &'static dyn Adapter {
         ProviderKind::Anthropic => &anthropic::Anthropic,
         ProviderKind::GoogleCse => &search::GoogleCse,
         ProviderKind::Serper => &search::Serper,
+        ProviderKind::AzureTts => &azure_tts::AzureTts,
     }
 }
 
@@ -141,6 +143,19 @@ pub trait Adapter: Send + Sync {
             "The model `{}` does not offer {}.",
             target.model.name, call.what
         )))
+    }
+
+    /// Azure's speech synthesis: `ssml` (built from text and voice if the
+    /// client sent those) as audio in `output_format`; `characters` what it
+    /// costs.
+    fn synthesis(
+        &self,
+        target: &Target<'_>,
+        _ssml: &str,
+        _output_format: &str,
+        _characters: u64,
+    ) -> Result<UpstreamCall, ApiError> {
+        Err(not_offered(target, "speech synthesis"))
     }
 
     /// One of OpenAI's multipart endpoints (`/audio/transcriptions`,

@@ -610,3 +610,84 @@ async fn image_edits_and_variations_stream_their_files_and_cost_per_image() {
     assert_eq!(mock.requests().len(), 2);
     gw.stop().await;
 }
+
+fn azure_provider(mock_url: &str) -> String {
+    format!(
+        "\n[providers.azure]\nkind = \"azure_tts\"\nbase_url = \"{mock_url}\"\napi_key = \"{UPSTREAM_KEY}\"\n\n[models.azure-tts]\nprovider = \"azure\"\nunit = \"characters\"\nprice = \"16\"\n"
+    )
+}
+
+#[tokio::test]
+async fn azure_speech_from_text_or_ssml_is_streamed_and_charged_per_spoken_character() {
+    let mock = start_mock().await;
+    let gw = start_gateway_with(&mock.url, None, "", &azure_provider(&mock.url)).await;
+    let (user_id, key) = gw.user("narrator", "default", "10").await;
+    let before = gw.balance(user_id).await;
+    let resp = gw
+        .http
+        .post(format!("{}/api/v1/openapi/azure/tts/v1", gw.url))
+        .bearer_auth(&key)
+        .form(&[("text", "Fish & chips"), ("voice", "en-US-JennyNeural")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let audio = resp.bytes().await.unwrap();
+    let sent = &mock.requests()[0];
+    let ssml = sent.body["ssml"].as_str().unwrap().to_string();
+    assert!(
+        ssml.contains("<voice name=\"en-US-JennyNeural\">Fish &amp; chips</voice>"),
+        "{ssml}"
+    );
+    assert_eq!(sent.body["content_type"], "application/ssml+xml");
+    assert_eq!(
+        sent.header("x-microsoft-outputformat"),
+        Some("audio-24khz-48kbitrate-mono-mp3")
+    );
+    assert_eq!(
+        audio,
+        mock_upstream::media::azure_audio(&ssml, "audio-24khz-48kbitrate-mono-mp3")
+    );
+    let own = "<speak version=\"1.0\" xml:lang=\"en-US\"><voice name=\"en-US-JennyNeural\">Hi <break time=\"1s\"/>there</voice></speak>";
+    let resp = gw
+        .http
+        .post(format!("{}/api/v1/openapi/azure/tts/v1", gw.url))
+        .bearer_auth(&key)
+        .json(&json!({"ssml": own, "output_format": "riff-16khz-16bit-mono-pcm"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(mock.requests()[1].body["ssml"], own);
+    // The voices, not billed.
+    let voices: Value = gw
+        .http
+        .get(format!("{}/api/v1/openapi/azure/tts/voices", gw.url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(voices[0]["ShortName"], "en-US-JennyNeural");
+    let records = gw.wait_for_usage(user_id, 2).await;
+    let mut costs: Vec<(i64, i64)> = records.iter().map(|r| (r.input_tokens, r.cost)).collect();
+    costs.sort();
+    // "Hi there" (8) and "Fish & chips" (12) at 16 USD per 1M characters.
+    assert_eq!(costs, [(8, 128_000), (12, 192_000)]);
+    gw.assert_charged_exactly(user_id, before, &records).await;
+    // Nothing to speak: refused, in OhMyGPT's envelope.
+    let resp = gw
+        .http
+        .post(format!("{}/api/v1/openapi/azure/tts/v1", gw.url))
+        .bearer_auth(&key)
+        .json(&json!({"text": "no voice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["statusCode"], 400);
+    gw.stop().await;
+}
