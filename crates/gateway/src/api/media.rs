@@ -1,17 +1,24 @@
-//! OpenAI's JSON media endpoints, each metered in its own unit:
+//! JSON media endpoints, each metered in its own unit: OpenAI's
 //! `POST /v1/images/generations` per image (by the model's price for the
 //! size and quality asked; held for `n`, charged for the images made) and
-//! `POST /v1/moderations` per call (free when its price is 0).
+//! `POST /v1/moderations` per call (free when its price is 0); OhMyGPT's
+//! drawing routes, one image each from an OpenAI-images-compatible upstream
+//! — Flux (`POST /api/v1/ai/draw/flux/{variant}`, its answer in OhMyGPT's
+//! envelope as `data.outputs`) and `POST /api/v1/ai/draw/nd/imagine`
+//! (`data[0].url`) — JSON or form.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Extension, State};
+use axum::extract::{Extension, Path, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-use super::body::parse_json;
+use super::body::{parse_fields, parse_json};
+use super::ohmygpt::envelope;
 use super::{detached, with_headers, RequestId};
+use crate::api::caller::authenticate;
 use crate::api::caller::Caller;
 use crate::auth::Principal;
 use crate::config::ModelSpec;
@@ -34,33 +41,50 @@ const DEFAULT_MODERATION_MODEL: &str = "omni-moderation-latest";
 enum Endpoint {
     ImageGeneration,
     Moderation,
+    Flux,
+    Imagine,
 }
+
+/// Flux's variants (the path's last segment) and the model each bills
+/// when a request names none.
+const FLUX_VARIANTS: [(&str, &str); 5] = [
+    ("schnell", "flux-schnell"),
+    ("dev", "flux-dev"),
+    ("pro", "flux-pro"),
+    ("pro-11", "flux-pro-1.1"),
+    ("pro-ultra-11", "flux-pro-1.1-ultra"),
+];
+/// The paths of OhMyGPT's drawing routes.
+pub const FLUX: &str = "/api/v1/ai/draw/flux/{variant}";
+pub const IMAGINE: &str = "/api/v1/ai/draw/nd/imagine";
 
 impl Endpoint {
     fn name(self) -> &'static str {
         match self {
             Endpoint::ImageGeneration => "images.generations",
             Endpoint::Moderation => "moderations",
+            Endpoint::Flux => "draw.flux",
+            Endpoint::Imagine => "draw.imagine",
         }
     }
 
     fn path(self) -> &'static str {
         match self {
-            Endpoint::ImageGeneration => "/images/generations",
+            Endpoint::ImageGeneration | Endpoint::Flux | Endpoint::Imagine => "/images/generations",
             Endpoint::Moderation => "/moderations",
         }
     }
 
     fn what(self) -> &'static str {
         match self {
-            Endpoint::ImageGeneration => "image generation",
+            Endpoint::ImageGeneration | Endpoint::Flux | Endpoint::Imagine => "image generation",
             Endpoint::Moderation => "moderation",
         }
     }
 
     fn unit(self) -> MeterUnit {
         match self {
-            Endpoint::ImageGeneration => MeterUnit::Images,
+            Endpoint::ImageGeneration | Endpoint::Flux | Endpoint::Imagine => MeterUnit::Images,
             Endpoint::Moderation => MeterUnit::Calls,
         }
     }
@@ -109,6 +133,47 @@ impl Endpoint {
                 }
                 Ok((n, Count::DataItems { at_most: n }))
             }
+            Endpoint::Flux | Endpoint::Imagine => {
+                match request.get("prompt") {
+                    Some(Value::String(p)) if !p.trim().is_empty() => {}
+                    _ => return bad("`prompt` is required.".into()),
+                }
+                // One image a call.
+                if request.get("n").is_some_and(|n| n.as_u64() != Some(1)) {
+                    return bad("These routes make one image a call.".into());
+                }
+                request.insert("n".into(), 1.into());
+                if let Some(ratio) = request.get("aspect_ratio") {
+                    let valid =
+                        ratio
+                            .as_str()
+                            .and_then(|r| r.split_once(':'))
+                            .is_some_and(|(w, h)| {
+                                [w, h].iter().all(|d| {
+                                    !d.is_empty()
+                                        && d.len() <= 2
+                                        && d.bytes().all(|b| b.is_ascii_digit())
+                                })
+                            });
+                    if !valid {
+                        return bad("`aspect_ratio` must be W:H (e.g. 16:9).".into());
+                    }
+                }
+                if let Some(size) = request.get("size") {
+                    if !size.as_str().is_some_and(valid_size) {
+                        return bad("`size` must be WIDTHxHEIGHT (e.g. 1024x1024).".into());
+                    }
+                }
+                if let Some(format) = request.get("response_format") {
+                    if !format
+                        .as_str()
+                        .is_some_and(|f| ["url", "b64_json"].contains(&f))
+                    {
+                        return bad("`response_format` must be url or b64_json.".into());
+                    }
+                }
+                Ok((1, Count::DataItems { at_most: 1 }))
+            }
             Endpoint::Moderation => {
                 match request.get("input") {
                     Some(Value::String(_)) | Some(Value::Array(_)) => {}
@@ -126,10 +191,14 @@ impl Endpoint {
     /// quality), when it is not the model's own.
     fn price(self, model: &ModelSpec, request: &Map<String, Value>) -> Option<Decimal> {
         match self {
-            Endpoint::ImageGeneration => Some(model.image_price(
+            Endpoint::ImageGeneration | Endpoint::Imagine => Some(model.image_price(
                 request.get("size").and_then(Value::as_str),
                 request.get("quality").and_then(Value::as_str),
             )),
+            // Priced by aspect ratio when image_prices names it.
+            Endpoint::Flux => {
+                Some(model.image_price(request.get("aspect_ratio").and_then(Value::as_str), None))
+            }
             Endpoint::Moderation => None,
         }
     }
@@ -160,6 +229,75 @@ pub async fn moderations(
     body: Bytes,
 ) -> Response {
     detached(relay(app, id, principal, body, Endpoint::Moderation)).await
+}
+
+/// `POST /api/v1/ai/draw/flux/{variant}` (JSON or form).
+pub async fn flux(
+    State(app): State<App>,
+    Extension(id): Extension<RequestId>,
+    Path(variant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some((_, model)) = FLUX_VARIANTS.iter().find(|(v, _)| *v == variant) else {
+        return envelope(Err(ApiError::NotFound(format!("Flux variant {variant:?}"))));
+    };
+    detached(platform(app, id, headers, body, Endpoint::Flux, model)).await
+}
+
+/// `POST /api/v1/ai/draw/nd/imagine` (JSON or form).
+pub async fn imagine(
+    State(app): State<App>,
+    Extension(id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    detached(platform(
+        app,
+        id,
+        headers,
+        body,
+        Endpoint::Imagine,
+        "nd-imagine",
+    ))
+    .await
+}
+
+/// An OhMyGPT drawing route: its caller, its fields as JSON (numbers sent
+/// as form text become numbers), `default_model` when none is named.
+async fn platform(
+    app: App,
+    id: RequestId,
+    headers: HeaderMap,
+    body: Bytes,
+    endpoint: Endpoint,
+    default_model: &str,
+) -> Response {
+    let read = async {
+        let principal = authenticate(&app, &headers).await?;
+        let mut fields = parse_fields(&headers, &body)?;
+        for name in ["n", "seed", "safety_tolerance", "image_prompt_strength"] {
+            if let Some(Value::String(text)) = fields.get(name) {
+                if let Ok(number) = serde_json::from_str::<serde_json::Number>(text.trim()) {
+                    fields.insert(name.into(), Value::Number(number));
+                }
+            }
+        }
+        if let Some(Value::String(text)) = fields.get("raw") {
+            let raw = text.trim() == "true";
+            fields.insert("raw".into(), raw.into());
+        }
+        fields
+            .entry("model")
+            .or_insert_with(|| Value::String(default_model.into()));
+        let body = Bytes::from(serde_json::to_vec(&fields).map_err(|_| ApiError::Internal)?);
+        Ok::<_, ApiError>((principal, body))
+    }
+    .await;
+    match read {
+        Ok((principal, body)) => relay(app, id, principal, body, endpoint).await,
+        Err(e) => envelope(Err(e)),
+    }
 }
 
 async fn relay(
@@ -194,6 +332,7 @@ async fn relay(
                     what: endpoint.what(),
                     body: &request,
                     count,
+                    outputs_envelope: matches!(endpoint, Endpoint::Flux),
                 },
             )
         });
@@ -223,6 +362,7 @@ async fn relay(
                 headers,
             )
         }
+        Err(e) if matches!(endpoint, Endpoint::Flux | Endpoint::Imagine) => envelope(Err(e)),
         Err(e) => e.render(Shape::OpenAi),
     }
 }

@@ -163,6 +163,8 @@ fn management_routes() -> Router<App> {
         .route("/v1/usage", get(usage::list_own_usage))
         .route(search::GOOGLE, get(search::google))
         .route(azure_tts::SYNTHESIS, post(azure_tts::synthesis))
+        .route(media::FLUX, post(media::flux))
+        .route(media::IMAGINE, post(media::imagine))
         .route(azure_tts::VOICES, get(azure_tts::voices))
         .route(search::SERPER, post(search::serper))
         .route(&format!("{omg}/new-api-token"), post(ohmygpt::new_key))

@@ -234,6 +234,9 @@ pub struct MediaCall<'a> {
     pub what: &'static str,
     pub body: &'a Map<String, Value>,
     pub count: crate::relay::transform::Count,
+    /// The answer's `data` goes back as OhMyGPT's `{statusCode, message,
+    /// data: {outputs}}` (its Flux routes).
+    pub outputs_envelope: bool,
 }
 
 /// A Responses turn.

@@ -137,9 +137,12 @@ impl Adapter for OpenAi {
             upload: None,
             body: to_body(&body)?,
             forwarded: Vec::new(),
-            reply: Reply::Whole(Box::new(BodyTransform::Counted {
-                rewriter: ByteRewriter::for_openai(&model.upstream_model, &model.name, false),
-                count: call.count,
+            reply: Reply::Whole(Box::new(match call.outputs_envelope {
+                true => BodyTransform::Outputs { count: call.count },
+                false => BodyTransform::Counted {
+                    rewriter: ByteRewriter::for_openai(&model.upstream_model, &model.name, false),
+                    count: call.count,
+                },
             })),
         })
     }

@@ -36,6 +36,9 @@ pub enum BodyTransform {
         rewriter: ByteRewriter,
         count: Count,
     },
+    /// An OpenAI images answer as OhMyGPT's Flux answers: `{statusCode,
+    /// message, data: {outputs: data}}`, counted likewise.
+    Outputs { count: Count },
 }
 
 /// How a [`BodyTransform::Counted`] answer is counted.
@@ -79,7 +82,10 @@ impl BodyTransform {
     /// Whether the usage [`BodyTransform::apply`] gives is the one to charge
     /// (counted in the model's unit) rather than what the upstream reports.
     pub fn counts_itself(&self) -> bool {
-        matches!(self, BodyTransform::Counted { .. })
+        matches!(
+            self,
+            BodyTransform::Counted { .. } | BodyTransform::Outputs { .. }
+        )
     }
 
     /// The client's body and the upstream's usage, or `None` when a body that
@@ -92,6 +98,19 @@ impl BodyTransform {
                     ..TokenUsage::default()
                 };
                 Some((rewrite(rewriter, body), Some(usage)))
+            }
+            BodyTransform::Outputs { count } => {
+                let usage = TokenUsage {
+                    input: count.of(&body),
+                    ..TokenUsage::default()
+                };
+                let value: Value = serde_json::from_slice(&body).ok()?;
+                let answer = serde_json::json!({
+                    "statusCode": 200,
+                    "message": "success",
+                    "data": {"outputs": value.get("data").cloned().unwrap_or_default()},
+                });
+                Some((Bytes::from(answer.to_string()), Some(usage)))
             }
             BodyTransform::OpenAi(rewriter) => {
                 let usage = protocol::openai::body_usage(&body);

@@ -691,3 +691,99 @@ async fn azure_speech_from_text_or_ssml_is_streamed_and_charged_per_spoken_chara
     assert_eq!(body["statusCode"], 400);
     gw.stop().await;
 }
+
+const DRAW_MODELS: &str = r#"
+[models.flux-schnell]
+provider = "mock"
+unit = "images"
+price = "0.003"
+
+[models."flux-pro-1.1"]
+provider = "mock"
+unit = "images"
+price = "0.04"
+image_prices = { "16:9" = "0.05" }
+
+[models.nd-imagine]
+provider = "mock"
+unit = "images"
+price = "0.02"
+"#;
+
+#[tokio::test]
+async fn ohmygpt_drawing_routes_answer_in_their_shapes_and_cost_per_image() {
+    let mock = start_mock().await;
+    let gw = start_gateway_with(&mock.url, None, "", DRAW_MODELS).await;
+    let (user_id, key) = gw.user("artist", "default", "10").await;
+    let before = gw.balance(user_id).await;
+    let resp = gw
+        .http
+        .post(format!("{}/api/v1/ai/draw/flux/schnell", gw.url))
+        .bearer_auth(&key)
+        .form(&[
+            ("prompt", "a cat"),
+            ("response_format", "b64_json"),
+            ("seed", "42"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["statusCode"], 200);
+    assert_eq!(
+        body["data"]["outputs"][0]["b64_json"],
+        mock_upstream::media::mock_image_b64("a cat", 0)
+    );
+    let sent = &mock.requests()[0];
+    assert_eq!(
+        (&sent.body["model"], &sent.body["seed"], &sent.body["n"]),
+        (&json!("flux-schnell"), &json!(42), &json!(1))
+    );
+    let (status, body) = gw
+        .post_json(
+            "/api/v1/ai/draw/flux/pro-11",
+            &key,
+            &json!({"prompt": "a wide sea", "aspect_ratio": "16:9"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["data"]["outputs"][0]["url"].is_string());
+    let (status, body) = gw
+        .post_json(
+            "/api/v1/ai/draw/nd/imagine",
+            &key,
+            &json!({"prompt": "a castle", "negative_prompt": "fog", "size": "512x512"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["data"][0]["url"].is_string());
+    assert_eq!(mock.requests()[2].body["negative_prompt"], "fog");
+    let records = gw.wait_for_usage(user_id, 3).await;
+    let mut costs: Vec<(&str, i64)> = records.iter().map(|r| (r.model.as_str(), r.cost)).collect();
+    costs.sort();
+    assert_eq!(
+        costs,
+        [
+            ("flux-pro-1.1", 50_000_000),
+            ("flux-schnell", 3_000_000),
+            ("nd-imagine", 20_000_000)
+        ]
+    );
+    gw.assert_charged_exactly(user_id, before, &records).await;
+    // An unknown variant, or no prompt: OhMyGPT's envelope, nothing sent.
+    let (status, body) = gw
+        .post_json("/api/v1/ai/draw/flux/max", &key, &json!({"prompt": "x"}))
+        .await;
+    assert_eq!((status, body["statusCode"].clone()), (404, json!(404)));
+    let (status, body) = gw
+        .post_json(
+            "/api/v1/ai/draw/nd/imagine",
+            &key,
+            &json!({"size": "512x512"}),
+        )
+        .await;
+    assert_eq!((status, body["statusCode"].clone()), (400, json!(400)));
+    assert_eq!(mock.requests().len(), 3);
+    gw.stop().await;
+}
