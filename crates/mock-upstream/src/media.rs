@@ -182,10 +182,15 @@ fn answer_route(
                     }
                 })
                 .collect();
-            Some(json_answer(
-                tracker,
-                serde_json::json!({"created": 1_700_000_000, "data": data}),
-            ))
+            let mut answer = serde_json::json!({"created": 1_700_000_000, "data": data});
+            // A token-priced image model's usage (gpt-image-1's shape):
+            // 50 input tokens, 1,000 output tokens an image.
+            if body["mock_usage"] == true {
+                answer["usage"] = serde_json::json!({"input_tokens": 50,
+                    "output_tokens": 1000 * made, "total_tokens": 50 + 1000 * made,
+                    "input_tokens_details": {"text_tokens": 50, "image_tokens": 0}});
+            }
+            Some(json_answer(tracker, answer))
         }
         "/v1/moderations" => {
             let body = body.cloned().unwrap_or(Value::Null);

@@ -129,7 +129,8 @@ async fn relay(
             }
         }
         let route = app.route(&principal, &model, None)?;
-        if route.model.unit != MeterUnit::Images {
+        let by_tokens = route.model.unit == MeterUnit::Tokens && route.model.images;
+        if route.model.unit != MeterUnit::Images && !by_tokens {
             return Err(ApiError::BadRequest(format!(
                 "The model `{model}` does not edit images (it is metered in {}).",
                 route.model.unit.name()
@@ -138,6 +139,12 @@ async fn relay(
         let price = route
             .model
             .image_price(text("size").as_deref(), text("quality").as_deref());
+        let max_output = route
+            .model
+            .max_output_tokens
+            .unwrap_or(super::media::IMAGE_TOKENS_AT_MOST);
+        // The images sent count in a token-priced model's input.
+        let files_count = files.len() as u64;
         let upload = Upload {
             files: files
                 .into_iter()
@@ -152,7 +159,12 @@ async fn relay(
                     path: task.path(),
                     what: "image edits",
                     upload: upload.clone(),
-                    count: Count::DataItems { at_most: n },
+                    count: match by_tokens {
+                        true => Count::Tokens {
+                            worst_output: max_output.saturating_mul(n),
+                        },
+                        false => Count::DataItems { at_most: n },
+                    },
                 },
             )
         });
@@ -163,10 +175,13 @@ async fn relay(
             route,
             stream: false,
             body: &rewritten.body,
-            max_output: 0,
-            choices: 1,
-            images: 0,
-            units: Some((n, Some(price))),
+            max_output: match by_tokens {
+                true => max_output,
+                false => 0,
+            },
+            choices: n,
+            images: files_count,
+            units: (!by_tokens).then_some((n, Some(price))),
             planner,
             upstream_edits: rewritten.upstream,
             shape: Shape::OpenAi,

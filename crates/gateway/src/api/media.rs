@@ -33,6 +33,10 @@ use crate::state::App;
 const MAX_IMAGE_PROMPT: usize = 32_000;
 /// Most images of one request.
 const MAX_IMAGES: u64 = 10;
+/// Output tokens held for one image of a model priced in tokens that sets
+/// no `max_output_tokens` (gpt-image-1's largest high-quality image takes
+/// 6,240).
+pub(crate) const IMAGE_TOKENS_AT_MOST: u64 = 10_000;
 /// The moderation model when a request names none (OpenAI's default).
 const DEFAULT_MODERATION_MODEL: &str = "omni-moderation-latest";
 
@@ -316,7 +320,12 @@ async fn relay(
             _ => return Err(ApiError::BadRequest("`model` is required.".into())),
         };
         let route = app.route(&principal, &model, None)?;
-        if route.model.unit != endpoint.unit() {
+        // An image model priced in tokens (gpt-image-1) is charged the
+        // tokens its answer reports, held for its worst case.
+        let by_tokens = route.model.unit == MeterUnit::Tokens
+            && route.model.images
+            && endpoint.unit() == MeterUnit::Images;
+        if route.model.unit != endpoint.unit() && !by_tokens {
             return Err(ApiError::BadRequest(format!(
                 "The model `{model}` does not offer {} (it is metered in {}).",
                 endpoint.what(),
@@ -324,6 +333,20 @@ async fn relay(
             )));
         }
         let price = endpoint.price(&route.model, &request);
+        let per_image = route
+            .model
+            .max_output_tokens
+            .unwrap_or(IMAGE_TOKENS_AT_MOST);
+        let (count, units, max_output) = match by_tokens {
+            true => (
+                Count::Tokens {
+                    worst_output: per_image.saturating_mul(at_most),
+                },
+                None,
+                per_image,
+            ),
+            false => (count, Some((at_most, price)), 0),
+        };
         let planner: Planner = Box::new(move |target| {
             target.provider.adapter.media(
                 target,
@@ -343,10 +366,10 @@ async fn relay(
             route,
             stream: false,
             body: &rewritten.body,
-            max_output: 0,
-            choices: 1,
+            max_output,
+            choices: at_most,
             images: 0,
-            units: Some((at_most, price)),
+            units,
             planner,
             upstream_edits: rewritten.upstream,
             shape: Shape::OpenAi,

@@ -143,6 +143,10 @@ pub struct ModelConfig {
     /// Output tokens assumed for the hold when a request sets no cap.
     #[serde(default)]
     pub max_output_tokens: Option<u64>,
+    /// A model priced in tokens that makes images (gpt-image-1): the image
+    /// endpoints serve it, charging the tokens its answers report.
+    #[serde(default)]
+    pub images: bool,
 }
 
 /// One way to serve a model: a provider and the name it knows the model by.
@@ -193,6 +197,8 @@ pub struct ModelSpec {
     pub image_prices: BTreeMap<String, Decimal>,
     pub multiplier: Decimal,
     pub max_output_tokens: Option<u64>,
+    /// Priced in tokens, and makes images.
+    pub images: bool,
 }
 
 impl ModelSpec {
@@ -315,6 +321,7 @@ impl Config {
             image_prices,
             multiplier: dec("multiplier", m.multiplier.as_ref(), Decimal::ONE)?,
             max_output_tokens: m.max_output_tokens,
+            images: m.images,
         })
     }
 

@@ -411,6 +411,7 @@ mod tests {
             image_prices: Default::default(),
             multiplier: Decimal::ONE,
             max_output_tokens: None,
+            images: false,
             channels: Vec::new(),
         }
     }

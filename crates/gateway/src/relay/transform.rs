@@ -48,6 +48,11 @@ pub enum Count {
     Fixed(u64),
     /// The entries of its `data` array (images made), at most this many.
     DataItems { at_most: u64 },
+    /// Tokens, as an images answer reports them (`usage.input_tokens`,
+    /// `output_tokens`: gpt-image-1), for a model priced in tokens; an
+    /// answer that reports none is charged `worst_output` output tokens
+    /// (what was held), never nothing.
+    Tokens { worst_output: u64 },
     /// The audio's seconds as the upstream reports them (`usage.seconds`,
     /// or verbose_json's `duration`), rounded up; `fallback` when it does
     /// not say (text, srt and vtt answers).
@@ -55,6 +60,21 @@ pub enum Count {
 }
 
 impl Count {
+    /// The usage `body` is charged for: tokens as reported, or the count
+    /// in the model's unit (as `input`).
+    pub fn usage(self, body: &[u8]) -> TokenUsage {
+        match self {
+            Count::Tokens { worst_output } => image_token_usage(body).unwrap_or(TokenUsage {
+                output: worst_output,
+                ..TokenUsage::default()
+            }),
+            other => TokenUsage {
+                input: other.of(body),
+                ..TokenUsage::default()
+            },
+        }
+    }
+
     /// The quantity `body` (an upstream answer) is charged for.
     pub fn of(self, body: &[u8]) -> u64 {
         match self {
@@ -63,6 +83,7 @@ impl Count {
                 .ok()
                 .and_then(|v| v.get("data").and_then(Value::as_array).map(Vec::len))
                 .map_or(0, |n| (n as u64).min(at_most)),
+            Count::Tokens { .. } => 0,
             Count::Seconds { fallback } => serde_json::from_slice::<Value>(body)
                 .ok()
                 .and_then(|v| {
@@ -93,17 +114,11 @@ impl BodyTransform {
     pub fn apply(&self, body: Bytes) -> Option<(Bytes, Option<TokenUsage>)> {
         match self {
             BodyTransform::Counted { rewriter, count } => {
-                let usage = TokenUsage {
-                    input: count.of(&body),
-                    ..TokenUsage::default()
-                };
+                let usage = count.usage(&body);
                 Some((rewrite(rewriter, body), Some(usage)))
             }
             BodyTransform::Outputs { count } => {
-                let usage = TokenUsage {
-                    input: count.of(&body),
-                    ..TokenUsage::default()
-                };
+                let usage = count.usage(&body);
                 let value: Value = serde_json::from_slice(&body).ok()?;
                 let answer = serde_json::json!({
                     "statusCode": 200,
@@ -398,4 +413,26 @@ impl<A: StreamTransform, B: StreamTransform> StreamTransform for Chain<A, B> {
     fn usage(&self) -> Option<TokenUsage> {
         self.first.usage().or_else(|| self.second.usage())
     }
+}
+
+/// An images answer's token usage (gpt-image-1: `input_tokens`,
+/// `output_tokens`, cached input in `input_tokens_details.cached_tokens`).
+fn image_token_usage(body: &[u8]) -> Option<TokenUsage> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let usage = value.get("usage")?;
+    let input = usage.get("input_tokens")?.as_u64()?;
+    let output = usage
+        .get("output_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let cached = usage
+        .pointer("/input_tokens_details/cached_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Some(TokenUsage {
+        input,
+        output,
+        cached_input: cached.min(input),
+        cache_write: 0,
+    })
 }

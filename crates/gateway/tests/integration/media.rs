@@ -787,3 +787,42 @@ async fn ohmygpt_drawing_routes_answer_in_their_shapes_and_cost_per_image() {
     assert_eq!(mock.requests().len(), 3);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_token_priced_image_model_is_charged_the_tokens_reported() {
+    let model = "\n[models.gpt-image-test]\nprovider = \"mock\"\ninput_price = 5\noutput_price = 40\nmax_output_tokens = 5000\nimages = true\n";
+    let mock = start_mock().await;
+    let gw = start_gateway_with(&mock.url, None, "", model).await;
+    let (user_id, key) = gw.user("tokens", "default", "10").await;
+    let before = gw.balance(user_id).await;
+    let (status, body) = gw
+        .post_json(
+            "/v1/images/generations",
+            &key,
+            &json!({"model": "gpt-image-test", "prompt": "a fox", "n": 2, "mock_usage": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let records = gw.wait_for_usage(user_id, 1).await;
+    let r = &records[0];
+    assert_eq!(
+        (r.input_tokens, r.output_tokens, r.unit.as_str()),
+        (50, 2000, "")
+    );
+    // (50 × 5 + 2,000 × 40) USD per 1M tokens.
+    assert_eq!(r.cost, 80_250_000);
+    // An answer without usage is charged what was held for its output.
+    let (status, _) = gw
+        .post_json(
+            "/v1/images/generations",
+            &key,
+            &json!({"model": "gpt-image-test", "prompt": "a fox", "n": 1}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let records = gw.wait_for_usage(user_id, 2).await;
+    let unreported = records.iter().find(|r| r.output_tokens == 5000).unwrap();
+    assert_eq!(unreported.cost, 5000 * 40 * 1000);
+    gw.assert_charged_exactly(user_id, before, &records).await;
+    gw.stop().await;
+}
