@@ -173,6 +173,48 @@ upstream_model = "{UPSTREAM_MODEL}"
 input_price = 1
 output_price = 2
 
+# Search and Azure speech providers, on the same mock (issue 14).
+[providers.google]
+kind = "google_cse"
+base_url = "http://127.0.0.1:{mock_port}/v1"
+api_key = "{UPSTREAM_KEY}"
+params = {{ cx = "e2e-engine" }}
+
+[providers.serper]
+kind = "serper"
+base_url = "http://127.0.0.1:{mock_port}/v1"
+api_key = "{UPSTREAM_KEY}"
+
+[providers.azure]
+kind = "azure_tts"
+base_url = "http://127.0.0.1:{mock_port}/v1"
+api_key = "{UPSTREAM_KEY}"
+
+[models.google-search]
+provider = "google"
+unit = "calls"
+price = "0.005"
+
+[models.serper]
+provider = "serper"
+unit = "calls"
+price = "0.001"
+
+[models.azure-tts]
+provider = "azure"
+unit = "characters"
+price = "16"
+
+[models.flux-schnell]
+provider = "mock"
+unit = "images"
+price = "0.003"
+
+[models.nd-imagine]
+provider = "mock"
+unit = "images"
+price = "0.02"
+
 # Models metered in other units (issue 14), on the same mock.
 [models.tts-test]
 provider = "mock"
