@@ -103,6 +103,17 @@ impl Decimal {
 
     /// The product of two decimals, exact; `None` when it does not fit (its
     /// mantissa beyond an i128, or more than 28 fractional digits).
+    /// Whether `self` is greater than `other` (exactly).
+    pub fn greater_than(&self, other: &Decimal) -> bool {
+        let scale = self.scale.max(other.scale);
+        let at = |d: &Decimal| {
+            d.mantissa
+                .checked_mul(10i128.pow(scale - d.scale))
+                .unwrap_or(i128::MAX)
+        };
+        at(self) > at(other)
+    }
+
     pub fn checked_times(&self, other: &Decimal) -> Option<Decimal> {
         let mut product = Decimal {
             mantissa: self.mantissa.checked_mul(other.mantissa)?,

@@ -106,11 +106,11 @@ async fn relay_speech(
 /// Most bytes of an audio file to transcribe (OpenAI's limit).
 const MAX_AUDIO_BYTES: u64 = 25 * 1024 * 1024;
 const TRANSCRIPT_FORMATS: [&str; 5] = ["json", "text", "srt", "verbose_json", "vtt"];
-/// Audio of unknown length is held as if it were this thin (16 kbit/s, below
-/// any speech codec's usual rate: a worst case) …
-const HOLD_BYTES_PER_SECOND: u64 = 2_000;
-/// … and, when nobody can say, charged as if it were this (128 kbit/s).
-const ESTIMATE_BYTES_PER_SECOND: u64 = 16_000;
+/// Audio whose length its header does not give is held, and charged when
+/// the upstream does not say, as if it were this thin (8 kbit/s, the low
+/// end of speech codecs: a worst case, so that no answer format is a way
+/// to pay less).
+const HOLD_BYTES_PER_SECOND: u64 = 1_000;
 
 /// Transcription or translation.
 #[derive(Clone, Copy)]
@@ -181,26 +181,18 @@ async fn relay_transcription(
             ))
         })?;
         let (mut files, fields) = form::read(multipart, &["file"], MAX_AUDIO_BYTES).await?;
+        if files.len() > 1 {
+            return Err(ApiError::BadRequest("Send one `file`.".into()));
+        }
         let (_, file) = files.pop().ok_or_else(|| {
             ApiError::BadRequest("`file` is required: the audio to transcribe.".into())
         })?;
         // The rules see (and may change) the fields as a JSON object.
-        let doc: Map<String, Value> = fields
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        let body = Bytes::from(serde_json::to_vec(&doc).map_err(|_| ApiError::Internal)?);
+        let body = Bytes::from(
+            serde_json::to_vec(&form::to_doc(&fields)).map_err(|_| ApiError::Internal)?,
+        );
         let rewritten = pipeline::rewrite(&app, &principal, task.endpoint(), body).await?;
-        let doc: Map<String, Value> = parse_json(&rewritten.body)?;
-        let fields: Vec<(String, String)> = doc
-            .iter()
-            .filter_map(|(k, v)| match v {
-                Value::String(s) => Some((k.clone(), s.clone())),
-                Value::Number(n) => Some((k.clone(), n.to_string())),
-                Value::Bool(b) => Some((k.clone(), b.to_string())),
-                _ => None,
-            })
-            .collect();
+        let fields = form::from_doc(&parse_json(&rewritten.body)?);
         let model = check_transcription(&fields)?;
         let route = app.route(&principal, &model, None)?;
         if !matches!(route.model.unit, MeterUnit::Seconds | MeterUnit::Minutes) {
@@ -209,14 +201,15 @@ async fn relay_transcription(
                 route.model.unit.name()
             )));
         }
-        let measured = measure(&file.path, file.size).await;
-        let (hold, fallback) = match measured {
-            Some(seconds) => (seconds, seconds),
-            None => (
-                file.size.div_ceil(HOLD_BYTES_PER_SECOND).max(1),
-                file.size.div_ceil(ESTIMATE_BYTES_PER_SECOND).max(1),
-            ),
-        };
+        // A PCM WAV's length is its header's (checked against the file);
+        // anything else is held, and charged unless the upstream says
+        // otherwise, at the thinnest rate speech is sent at.
+        let seconds = match measure(&file.path, file.size).await {
+            Some(seconds) => seconds,
+            None => file.size.div_ceil(HOLD_BYTES_PER_SECOND),
+        }
+        .max(1);
+        let (hold, fallback) = (seconds, seconds);
         let upload = Upload {
             files: vec![("file".into(), Arc::new(file))],
             fields,
@@ -316,6 +309,8 @@ pub fn wav_seconds(head: &[u8], file_size: u64) -> Option<f64> {
         head.get(i..i + 4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     };
+    let u16_at =
+        |i: usize| -> Option<u16> { head.get(i..i + 2).map(|b| u16::from_le_bytes([b[0], b[1]])) };
     let mut at = 12;
     let mut byte_rate = None;
     while at + 8 <= head.len() {
@@ -323,10 +318,27 @@ pub fn wav_seconds(head: &[u8], file_size: u64) -> Option<f64> {
         let len = u32_at(at + 4)? as usize;
         let body = at + 8;
         match id {
-            b"fmt " => byte_rate = u32_at(body + 8).filter(|r| *r > 0),
+            b"fmt " => {
+                // PCM only (format 1), its figures consistent: decoders go
+                // by sample rate and block size, so must the length.
+                let (format, channels) = (u16_at(body)?, u16_at(body + 2)?);
+                let (rate, bytes_per_second) = (u32_at(body + 4)?, u32_at(body + 8)?);
+                let (block, bits) = (u16_at(body + 12)?, u16_at(body + 14)?);
+                let consistent = format == 1
+                    && channels > 0
+                    && u32::from(block) == u32::from(channels) * u32::from(bits) / 8
+                    && Some(bytes_per_second) == rate.checked_mul(u32::from(block))
+                    && bytes_per_second > 0;
+                byte_rate = consistent.then_some(bytes_per_second);
+            }
             b"data" => {
+                // A size of 0 (or past the file) is read to the file's end,
+                // as decoders do.
                 let in_file = file_size.saturating_sub(body as u64);
-                let bytes = (len as u64).min(in_file);
+                let bytes = match len as u64 {
+                    0 => in_file,
+                    n => n.min(in_file),
+                };
                 return Some(bytes as f64 / f64::from(byte_rate?));
             }
             _ => {}
@@ -348,9 +360,16 @@ fn check_speech(request: &mut Map<String, Value>) -> Result<u64, ApiError> {
         Some(Value::String(text)) if !text.is_empty() => text.chars().count(),
         _ => return bad("`input` is required: the text to speak."),
     };
+    // gpt-4o-mini-tts's `instructions` are read too: counted and bounded.
+    let characters = characters
+        + match request.get("instructions") {
+            None | Some(Value::Null) => 0,
+            Some(Value::String(text)) => text.chars().count(),
+            Some(_) => return bad("`instructions` must be text."),
+        };
     if characters > MAX_SPEECH_CHARACTERS {
         return Err(ApiError::BadRequest(format!(
-            "`input` has {characters} characters; the most is {MAX_SPEECH_CHARACTERS}."
+            "`input` and `instructions` have {characters} characters; the most is {MAX_SPEECH_CHARACTERS}."
         )));
     }
     match request.get("voice") {
@@ -396,7 +415,7 @@ mod tests {
     fn wav(data_bytes: u32) -> Vec<u8> {
         let mut h = Vec::new();
         h.extend_from_slice(b"RIFF");
-        h.extend_from_slice(&(36 + data_bytes).to_le_bytes());
+        h.extend_from_slice(&36u32.wrapping_add(data_bytes).to_le_bytes());
         h.extend_from_slice(b"WAVEfmt ");
         h.extend_from_slice(&16u32.to_le_bytes());
         h.extend_from_slice(&1u16.to_le_bytes());

@@ -153,7 +153,10 @@ pub async fn voices(
             .await
             .map_err(|_| ApiError::UpstreamUnreachable)?;
         let status = answer.status();
-        let body = answer.bytes().await.map_err(|_| ApiError::UpstreamReset)?;
+        let body = tokio::time::timeout(provider.request_timeout, answer.bytes())
+            .await
+            .map_err(|_| ApiError::UpstreamTimeout)?
+            .map_err(|_| ApiError::UpstreamReset)?;
         if !status.is_success() {
             return Err(ApiError::UpstreamFailed(status.as_u16()));
         }
@@ -188,27 +191,39 @@ fn escape(text: &str) -> String {
         .replace('\'', "&apos;")
 }
 
-/// The characters Azure bills: the text between the tags, an entity
-/// (`&amp;`) counting as the one character it stands for.
+/// The characters Azure bills: the whole SSML but its `<speak>` and
+/// `<voice>` tags (and an XML declaration), an ideograph (Chinese,
+/// Japanese, Korean) counting twice.
 fn spoken_characters(ssml: &str) -> u64 {
     let mut count = 0u64;
-    let mut in_tag = false;
-    let mut in_entity = false;
-    for c in ssml.chars() {
-        match (in_tag, in_entity, c) {
-            (false, _, '<') => in_tag = true,
-            (true, _, '>') => in_tag = false,
-            (true, _, _) => {}
-            (false, false, '&') => {
-                in_entity = true;
-                count += 1;
+    let mut rest = ssml;
+    while let Some(c) = rest.chars().next() {
+        if c == '<' {
+            let tag = rest.split_once('>').map_or(rest, |(tag, _)| tag);
+            let name = tag
+                .trim_start_matches(['<', '/', '?'])
+                .split(|c: char| c.is_whitespace() || c == '/')
+                .next()
+                .unwrap_or("");
+            if matches!(name, "speak" | "voice" | "xml") {
+                rest = rest.split_once('>').map_or("", |(_, after)| after);
+                continue;
             }
-            (false, true, ';') => in_entity = false,
-            (false, true, _) => {}
-            (false, false, _) => count += 1,
         }
+        count += if is_ideograph(c) { 2 } else { 1 };
+        rest = &rest[c.len_utf8()..];
     }
     count
+}
+
+fn is_ideograph(c: char) -> bool {
+    matches!(c as u32,
+        0x3040..=0x30FF      // Hiragana, Katakana
+        | 0x3400..=0x4DBF    // CJK Extension A
+        | 0x4E00..=0x9FFF    // CJK Unified Ideographs
+        | 0xAC00..=0xD7AF    // Hangul syllables
+        | 0xF900..=0xFAFF    // CJK Compatibility Ideographs
+        | 0x20000..=0x2FFFF) // CJK Extensions B and after
 }
 
 #[cfg(test)]
@@ -219,16 +234,20 @@ mod tests {
     fn ssml_is_built_escaped_and_its_spoken_text_counted() {
         let ssml = build_ssml("Fish & <chips>", "en-US-JennyNeural", "en-US");
         assert!(ssml.contains("Fish &amp; &lt;chips&gt;"), "{ssml}");
+        // The text as sent (entities included); other markup counts.
         assert_eq!(
             spoken_characters(&ssml),
-            "Fish & <chips>".chars().count() as u64
+            "Fish &amp; &lt;chips&gt;".chars().count() as u64
         );
+        let with_break = "<speak><voice name=\"x\">héllo <break time=\"1s\"/>wörld</voice></speak>";
         assert_eq!(
-            spoken_characters(
-                "<speak><voice name=\"x\">héllo <break time=\"1s\"/>wörld</voice></speak>"
-            ),
-            11
+            spoken_characters(with_break),
+            "héllo <break time=\"1s\"/>wörld".chars().count() as u64
         );
-        assert_eq!(spoken_characters("<speak></speak>"), 0);
+        assert_eq!(spoken_characters("<speak><voice>你好</voice></speak>"), 4);
+        assert_eq!(
+            spoken_characters("<?xml version=\"1.0\"?><speak></speak>"),
+            0
+        );
     }
 }

@@ -10,9 +10,10 @@ use tokio::io::AsyncWriteExt;
 use crate::error::ApiError;
 use crate::providers::Spooled;
 
-/// Most fields besides the files, and their size.
+/// Most fields besides the files, and their size (an image prompt may
+/// have 32,000 characters).
 const MAX_FIELDS: usize = 32;
-const MAX_FIELD_BYTES: usize = 8 * 1024;
+const MAX_FIELD_BYTES: usize = 128 * 1024;
 
 /// Reads `multipart`: the parts named in `file_fields` spooled (each at
 /// most `max_file_bytes`), in order, with their names; the rest as text.
@@ -58,17 +59,19 @@ fn bad_form(e: MultipartError) -> ApiError {
 
 /// Writes a file part to the spool folder, at most `max_bytes`.
 async fn spool(field: &mut Field<'_>, max_bytes: u64) -> Result<Spooled, ApiError> {
-    let dir = crate::files::spool_dir();
     let storage = |e: std::io::Error| {
         tracing::error!(error = %e, "an upload could not be spooled");
         ApiError::StorageUnavailable
     };
-    tokio::fs::create_dir_all(&dir).await.map_err(storage)?;
+    let dir = crate::files::private_spool_dir().await.map_err(storage)?;
     let name = field.file_name().unwrap_or("upload").to_string();
+    // Only a well-formed type goes upstream.
     let content_type = field
         .content_type()
-        .unwrap_or("application/octet-stream")
-        .to_string();
+        .and_then(|t| t.parse::<mime_guess::mime::Mime>().ok())
+        .map_or("application/octet-stream".to_string(), |m| {
+            m.essence_str().to_string()
+        });
     // From here on the file is removed when `spooled` goes, whatever happens.
     let mut spooled = Spooled {
         path: dir.join(crate::files::new_id()),
@@ -77,7 +80,11 @@ async fn spool(field: &mut Field<'_>, max_bytes: u64) -> Result<Spooled, ApiErro
         size: 0,
     };
     let mut out = tokio::io::BufWriter::new(
-        tokio::fs::File::create(&spooled.path)
+        tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&spooled.path)
             .await
             .map_err(storage)?,
     );
@@ -95,4 +102,76 @@ async fn spool(field: &mut Field<'_>, max_bytes: u64) -> Result<Spooled, ApiErro
         return Err(ApiError::BadRequest("An uploaded file is empty.".into()));
     }
     Ok(spooled)
+}
+
+/// Form fields as the JSON object the rules see: a field sent several
+/// times (`timestamp_granularities[]`) becomes an array.
+pub fn to_doc(fields: &[(String, String)]) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::Value;
+    let mut doc = serde_json::Map::new();
+    for (name, value) in fields {
+        match doc.get_mut(name) {
+            Some(Value::Array(values)) => values.push(value.clone().into()),
+            Some(first) => {
+                let first = first.take();
+                doc.insert(
+                    name.clone(),
+                    Value::Array(vec![first, value.clone().into()]),
+                );
+            }
+            None => {
+                doc.insert(name.clone(), value.clone().into());
+            }
+        }
+    }
+    doc
+}
+
+/// The fields again from the (rewritten) object: arrays sent as repeated
+/// fields, numbers and booleans as text, anything else left out.
+pub fn from_doc(doc: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
+    use serde_json::Value;
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    let mut fields = Vec::new();
+    for (name, value) in doc {
+        match value {
+            Value::Array(values) => {
+                fields.extend(values.iter().filter_map(text).map(|v| (name.clone(), v)))
+            }
+            other => fields.extend(text(other).map(|v| (name.clone(), v))),
+        }
+    }
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_fields_survive_the_rules_as_arrays() {
+        let fields: Vec<(String, String)> = [
+            ("model", "whisper-1"),
+            ("timestamp_granularities[]", "word"),
+            ("timestamp_granularities[]", "segment"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let doc = to_doc(&fields);
+        assert_eq!(
+            doc["timestamp_granularities[]"],
+            serde_json::json!(["word", "segment"])
+        );
+        let mut back = from_doc(&doc);
+        back.sort();
+        let mut fields = fields;
+        fields.sort();
+        assert_eq!(back, fields);
+    }
 }

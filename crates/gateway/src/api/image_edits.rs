@@ -94,18 +94,13 @@ async fn relay(
             return Err(ApiError::BadRequest("`image` is required.".into()));
         }
         // The rules see (and may change) the fields as a JSON object.
-        let doc: Map<String, Value> = fields
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        let body = Bytes::from(serde_json::to_vec(&doc).map_err(|_| ApiError::Internal)?);
+        let body = Bytes::from(
+            serde_json::to_vec(&form::to_doc(&fields)).map_err(|_| ApiError::Internal)?,
+        );
         let rewritten = pipeline::rewrite(&app, &principal, task.endpoint(), body).await?;
         let doc: Map<String, Value> = parse_json(&rewritten.body)?;
         let text = |name: &str| doc.get(name).and_then(Value::as_str).map(str::to_string);
-        let fields: Vec<(String, String)> = doc
-            .iter()
-            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-            .collect();
+        let fields = form::from_doc(&doc);
         let model = text("model")
             .filter(|m| !m.trim().is_empty())
             .ok_or_else(|| ApiError::BadRequest("`model` is required.".into()))?;
@@ -121,6 +116,12 @@ async fn relay(
                 .filter(|n| (1..=MAX_IMAGES).contains(n))
                 .ok_or_else(|| ApiError::BadRequest(format!("`n` must be 1 to {MAX_IMAGES}.")))?,
         };
+        if text("stream").is_some_and(|s| s.trim() == "true") || doc.contains_key("partial_images")
+        {
+            return Err(ApiError::BadRequest(
+                "Streamed images are not supported: leave `stream` out.".into(),
+            ));
+        }
         if let Some(format) = text("response_format") {
             if !["url", "b64_json"].contains(&format.as_str()) {
                 return Err(ApiError::BadRequest(

@@ -97,6 +97,13 @@ impl Endpoint {
     /// can cost and how its answer is counted.
     fn check(self, request: &mut Map<String, Value>) -> Result<(u64, Count), ApiError> {
         let bad = |m: String| Err(ApiError::BadRequest(m));
+        // Streamed images are not counted here: refused rather than free.
+        if self.unit() == MeterUnit::Images
+            && (request.get("stream") == Some(&Value::Bool(true))
+                || request.contains_key("partial_images"))
+        {
+            return bad("Streamed images are not supported: leave `stream` out.".into());
+        }
         match self {
             Endpoint::ImageGeneration => {
                 match request.get("prompt") {

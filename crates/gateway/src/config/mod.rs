@@ -747,11 +747,15 @@ multiplier = 1.5
         let price = |size, quality| images.image_price(size, quality).to_string();
         assert_eq!(price(Some("1024x1792"), Some("hd")), "0.12");
         assert_eq!(price(Some("1024x1792"), Some("standard")), "0.08");
+        assert_eq!(price(Some("256x256"), Some("standard")), "0.04");
+        // Left to the upstream: the dearest it may choose.
+        assert_eq!(price(Some("1024x1792"), None), "0.12");
+        assert_eq!(price(None, Some("hd")), "0.12");
+        assert_eq!(price(Some("auto"), Some("auto")), "0.12");
         assert_eq!(price(Some("256x256"), None), "0.04");
-        assert_eq!(price(None, None), "0.04");
         for (fields, complaint) in [
             ("unit = \"seconds\"", "price is required"),
-            ("unit = \"images\"", "image_prices"),
+            ("unit = \"images\"", "price is required"),
             ("price = \"1\"", "input_price"),
             ("input_price = 1\nprice = \"1\"", "price is for other units"),
             ("unit = \"furlongs\"\nprice = \"1\"", "unit"),

@@ -233,16 +233,39 @@ impl ModelSpec {
         }
     }
 
-    /// The price of one image of `size` and `quality`: the most specific
-    /// entry of `image_prices`, else `unit_price`.
+    /// The price of one image of `size` and `quality`: with both given,
+    /// the most specific entry of `image_prices` (`SIZE/QUALITY`, then
+    /// `SIZE`), else `unit_price`. With either left out (or `auto`: the
+    /// upstream chooses), the dearest price it may come to — what is held
+    /// is what is charged, and the upstream's choice is not known.
     pub fn image_price(&self, size: Option<&str>, quality: Option<&str>) -> Decimal {
-        let exact = size
-            .zip(quality)
-            .and_then(|(s, q)| self.image_prices.get(&format!("{s}/{q}")));
-        exact
-            .or_else(|| size.and_then(|s| self.image_prices.get(s)))
-            .copied()
-            .unwrap_or(self.unit_price)
+        let size = size.filter(|v| !v.is_empty() && *v != "auto");
+        let quality = quality.filter(|v| !v.is_empty() && *v != "auto");
+        if let (Some(s), Some(q)) = (size, quality) {
+            return self
+                .image_prices
+                .get(&format!("{s}/{q}"))
+                .or_else(|| self.image_prices.get(s))
+                .copied()
+                .unwrap_or(self.unit_price);
+        }
+        let fits = |key: &str| {
+            let (s, q) = key
+                .split_once('/')
+                .map_or((key, None), |(s, q)| (s, Some(q)));
+            size.is_none_or(|want| want == s) && quality.is_none_or(|want| q == Some(want))
+        };
+        let keyed = size.and_then(|s| self.image_prices.get(s)).copied();
+        self.image_prices
+            .iter()
+            .filter(|(key, _)| fits(key))
+            .map(|(_, price)| *price)
+            .chain(keyed)
+            .chain(std::iter::once(self.unit_price))
+            .fold(
+                Decimal::ZERO,
+                |most, p| if p.greater_than(&most) { p } else { most },
+            )
     }
 }
 
@@ -273,12 +296,6 @@ impl Config {
                     "models.{name:?}: price is for other units than tokens; set unit, or use input_price and output_price"
                 )))
             }
-            (MeterUnit::Images, _, None) if m.image_prices.is_empty() => {
-                return Err(ConfigError(format!(
-                    "models.{name:?}: set price (per image) or image_prices"
-                )))
-            }
-            (MeterUnit::Images, _, _) => {}
             (unit, _, None) => {
                 return Err(ConfigError(format!(
                     "models.{name:?}: price is required (USD per {} {})",

@@ -75,9 +75,35 @@ impl Files {
 }
 
 /// Where uploads on their way to an upstream (audio to transcribe) wait:
-/// the system's temporary folder (the sweeper removes what a crash left).
+/// a folder of this user's in the system's temporary folder (the sweeper
+/// removes what a crash left).
 pub fn spool_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join("tollgate-spool")
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    std::env::temp_dir().join(format!("tollgate-spool-{uid}"))
+}
+
+/// [`spool_dir`], made if need be, and checked to be private: ours and
+/// closed to everyone else, so that nobody can read a spooled upload or
+/// swap it for another file.
+pub async fn private_spool_dir() -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let dir = spool_dir();
+    if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(e);
+        }
+    }
+    let meta = tokio::fs::symlink_metadata(&dir).await?;
+    // SAFETY: as above.
+    let ours = meta.uid() == unsafe { libc::getuid() };
+    if !meta.is_dir() || !ours || meta.permissions().mode() & 0o077 != 0 {
+        return Err(std::io::Error::other(format!(
+            "{} is not a private folder of this user's",
+            dir.display()
+        )));
+    }
+    Ok(dir)
 }
 
 /// A fresh file id.

@@ -1,8 +1,9 @@
 //! Answers that are bytes, not events: audio from a text-to-speech
 //! upstream, passed to the client as each piece arrives, never held whole.
 //! What such a request costs is known before it is sent (its characters),
-//! so it is charged in full once the upstream has answered: the upstream
-//! has done (and billed) the work whether or not the client stays.
+//! so it is charged in full once the upstream's audio has begun: the
+//! upstream has done (and billed) the work whether or not the client stays.
+//! An answer that breaks before any audio came is free.
 
 use std::time::Duration;
 
@@ -47,9 +48,13 @@ async fn pump(
     let mut client = ClientSink::new(&app, tx.clone());
     let mut body = response.bytes_stream();
     let mut error = None;
+    let mut delivered = false;
     loop {
         match tokio::time::timeout(read_timeout, body.next()).await {
-            Ok(Some(Ok(piece))) => client.deliver(&app, piece).await,
+            Ok(Some(Ok(piece))) => {
+                delivered |= !piece.is_empty();
+                client.deliver(&app, piece).await
+            }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
                 error = Some(format!("the upstream's answer broke off: {e}"));
@@ -66,10 +71,15 @@ async fn pump(
         // The client learns its bytes are incomplete: the body ends in error.
         let _ = tx.send(Err(std::io::Error::other(message.clone()))).await;
     }
+    // An answer that broke before any of it came is a failure, and free.
+    let status = match (&error, delivered) {
+        (Some(_), false) => 502,
+        _ => 200,
+    };
     ex.settle(Outcome {
         usage: Some(usage),
         delivered: Delivered::default(),
-        status: 200,
+        status,
         error,
     });
     ex.account.limits_returned().await;

@@ -421,10 +421,7 @@ fn image_token_usage(body: &[u8]) -> Option<TokenUsage> {
     let value: Value = serde_json::from_slice(body).ok()?;
     let usage = value.get("usage")?;
     let input = usage.get("input_tokens")?.as_u64()?;
-    let output = usage
-        .get("output_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
+    let output = usage.get("output_tokens")?.as_u64()?;
     let cached = usage
         .pointer("/input_tokens_details/cached_tokens")
         .and_then(Value::as_u64)

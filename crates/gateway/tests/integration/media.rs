@@ -184,8 +184,9 @@ async fn images_are_charged_per_image_made_at_their_size_and_quality() {
     let records = gw.wait_for_usage(user_id, 2).await;
     let mut costs: Vec<(i64, i64)> = records.iter().map(|r| (r.input_tokens, r.cost)).collect();
     costs.sort();
-    // One default image at 0.04; two tall HD ones at 0.12.
-    assert_eq!(costs, [(1, 40_000_000), (2, 240_000_000)]);
+    // Two tall HD ones at 0.12; one of the upstream's default size and
+    // quality at the dearest they may be, 0.12.
+    assert_eq!(costs, [(1, 120_000_000), (2, 240_000_000)]);
     assert!(records
         .iter()
         .all(|r| r.unit == "images" && r.endpoint == "images.generations"));
@@ -461,7 +462,7 @@ async fn transcriptions_are_charged_by_the_seconds_reported_measured_or_estimate
         body,
         format!("{}\n", mock_upstream::media::transcript(audio.len()))
     );
-    // Neither: estimated from its size (48,000 bytes at 16,000 a second).
+    // Neither: the worst case for its size (48,000 bytes at 1,000 a second).
     let (status, _) = transcribe(
         &gw,
         &key,
@@ -480,13 +481,11 @@ async fn transcriptions_are_charged_by_the_seconds_reported_measured_or_estimate
     assert_eq!(sent[1].path, "/v1/audio/translations");
 
     let records = gw.wait_for_usage(user_id, 3).await;
-    // Three seconds each, at 0.006 USD a minute: 300,000 nano-USD.
-    assert!(
-        records
-            .iter()
-            .all(|r| r.input_tokens == 3 && r.cost == 300_000 && r.unit == "seconds"),
-        "{records:?}"
-    );
+    let mut costs: Vec<(i64, i64)> = records.iter().map(|r| (r.input_tokens, r.cost)).collect();
+    costs.sort();
+    // At 0.006 USD a minute: 3 s is 300,000 nano-USD, 48 s 4,800,000.
+    assert_eq!(costs, [(3, 300_000), (3, 300_000), (48, 4_800_000)]);
+    assert!(records.iter().all(|r| r.unit == "seconds"));
     gw.assert_charged_exactly(user_id, before, &records).await;
 
     // Refused before anything is sent: nothing charged.
@@ -509,7 +508,7 @@ async fn transcriptions_are_charged_by_the_seconds_reported_measured_or_estimate
         .unwrap();
     assert_eq!(resp.status(), 400, "no file");
     assert_eq!(mock.requests().len(), 3);
-    assert_eq!(gw.balance(user_id).await.0, before.0 - 900_000);
+    assert_eq!(gw.balance(user_id).await.0, before.0 - 5_400_000);
     gw.stop().await;
 }
 
@@ -525,6 +524,7 @@ async fn image_edits_and_variations_stream_their_files_and_cost_per_image() {
         .text("prompt", "add a hat")
         .text("n", "2")
         .text("size", "1024x1792")
+        .text("quality", "standard")
         .part("image", png(3000))
         .part("mask", png(1000));
     let resp = gw
@@ -558,6 +558,7 @@ async fn image_edits_and_variations_stream_their_files_and_cost_per_image() {
     );
     let form = reqwest::multipart::Form::new()
         .text("model", "img-test")
+        .text("size", "256x256")
         .part("image", png(2000));
     let resp = gw
         .http
@@ -674,8 +675,9 @@ async fn azure_speech_from_text_or_ssml_is_streamed_and_charged_per_spoken_chara
     let records = gw.wait_for_usage(user_id, 2).await;
     let mut costs: Vec<(i64, i64)> = records.iter().map(|r| (r.input_tokens, r.cost)).collect();
     costs.sort();
-    // "Hi there" (8) and "Fish & chips" (12) at 16 USD per 1M characters.
-    assert_eq!(costs, [(8, 128_000), (12, 192_000)]);
+    // "Fish &amp; chips" (16) and "Hi <break time="1s"/>there" (26): the
+    // SSML but its speak and voice tags, at 16 USD per 1M characters.
+    assert_eq!(costs, [(16, 256_000), (26, 416_000)]);
     gw.assert_charged_exactly(user_id, before, &records).await;
     // Nothing to speak: refused, in OhMyGPT's envelope.
     let resp = gw
