@@ -178,17 +178,20 @@ output_price = 2
 kind = "google_cse"
 base_url = "http://127.0.0.1:{mock_port}/v1"
 api_key = "{UPSTREAM_KEY}"
+request_timeout_secs = 30
 params = {{ cx = "e2e-engine" }}
 
 [providers.serper]
 kind = "serper"
 base_url = "http://127.0.0.1:{mock_port}/v1"
 api_key = "{UPSTREAM_KEY}"
+request_timeout_secs = 30
 
 [providers.azure]
 kind = "azure_tts"
 base_url = "http://127.0.0.1:{mock_port}/v1"
 api_key = "{UPSTREAM_KEY}"
+request_timeout_secs = 30
 
 [models.google-search]
 provider = "google"

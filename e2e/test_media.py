@@ -76,6 +76,20 @@ def test_images_and_moderations_cost_per_image_and_per_call(gw):
     assert moderation_record["cost_nano_usd"] == 1_000_000
 
 
+def test_an_image_edit_through_the_sdk_costs_per_image(gw, tmp_path):
+    image = tmp_path / "photo.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2048))
+    mask = tmp_path / "mask.png"
+    mask.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(512))
+    with open(image, "rb") as i, open(mask, "rb") as m:
+        edited = gw.client().images.edit(model="img-test", image=i, mask=m, prompt="add a hat",
+                                         n=1, size="1024x1792")
+    gw.metered.append("edit")
+    assert len(edited.data) == 1
+    (record,) = by_endpoint(gw, "images.edits")
+    assert record["quantity"] == 1 and record["cost_nano_usd"] == 80_000_000
+
+
 def test_bad_input_is_refused_and_costs_nothing(gw):
     before = gw.balance()
     with pytest.raises(openai.BadRequestError):
