@@ -195,14 +195,20 @@ def split(clients_, n, call):
 
 
 def settled(url, user_id, n):
-    """Waits until `n` usage records are written; returns (user, records)."""
+    """Waits until `n` usage records are written; returns (user, records),
+    read at one moment: the records before and after the user are the same
+    (a settlement committed between two reads would otherwise make the
+    balance and the records disagree)."""
     state = {}
 
     def done():
         with admin(url) as http:
+            usage = lambda: http.get(f"/admin/users/{user_id}/usage", params={"limit": 1000}).json()["data"]
+            before = usage()
             state["user"] = http.get(f"/admin/users/{user_id}").json()
-            state["records"] = http.get(f"/admin/users/{user_id}/usage", params={"limit": 1000}).json()["data"]
-        return len(state["records"]) >= n
+            state["records"] = usage()
+        same = {r["request_id"] for r in before} == {r["request_id"] for r in state["records"]}
+        return same and len(state["records"]) >= n
 
     wait_for(done, 15, f"{n} usage records")
     return state["user"], state["records"]
