@@ -45,6 +45,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     ),
     (6, include_str!("../migrations/sqlite/0006_files.sql")),
     (7, include_str!("../migrations/sqlite/0007_units.sql")),
+    (8, include_str!("../migrations/sqlite/0008_console.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -66,6 +67,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     ),
     (6, include_str!("../migrations/postgres/0006_files.sql")),
     (7, include_str!("../migrations/postgres/0007_units.sql")),
+    (8, include_str!("../migrations/postgres/0008_console.sql")),
 ];
 
 /// Serialises concurrent migrators on PostgreSQL (an arbitrary constant).

@@ -15,6 +15,7 @@ mod files;
 mod keys;
 mod responses;
 mod rules;
+mod sessions;
 mod settings;
 pub mod testing;
 mod usage;
@@ -30,6 +31,7 @@ pub use files::{
 pub use keys::{ApiKey, KeyUpdate, NewKey};
 pub use responses::StoredResponse;
 pub use rules::{RuleFilter, RuleHits, StoredRule, OPERATOR};
+pub use sessions::{Login, NewSession, Session};
 pub use usage::{UsageFilter, UsageRecord};
 pub use users::{
     BalanceChange, KeyFigures, LedgerEntry, NewUser, RateLimits, RateLimitsUpdate, User,

@@ -1,0 +1,24 @@
+-- The web console (issue 15): users who can log in, and their sessions.
+-- A user logs in by name or e-mail with a password (an argon2id hash; NULL:
+-- no password, the account cannot log in). is_admin opens the admin pages;
+-- is_disabled closes the console (and its sessions) to the user.
+ALTER TABLE users ADD COLUMN email TEXT;
+ALTER TABLE users ADD COLUMN password_hash TEXT;
+ALTER TABLE users ADD COLUMN is_admin BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN is_disabled BIGINT NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX users_by_email ON users(email);
+
+-- Server-side sessions: the cookie carries a random token, only its SHA-256
+-- is kept (like API keys); each session has its own CSRF token.
+CREATE TABLE sessions (
+    id_hash      TEXT PRIMARY KEY,
+    user_id      BIGINT NOT NULL,
+    csrf_token   TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL,
+    last_seen_at BIGINT NOT NULL,
+    ip           TEXT NOT NULL DEFAULT '',
+    user_agent   TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX sessions_by_user ON sessions(user_id);
+CREATE INDEX sessions_by_expiry ON sessions(expires_at);
