@@ -7,6 +7,7 @@ pub mod auth;
 pub mod billing;
 pub mod catalog;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod files;
 pub mod limits;
@@ -153,6 +154,7 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
     let files = files::Files::open(&config)?;
     let app = Arc::new(AppState {
         files,
+        login_throttle: Default::default(),
         auth_cache,
         billing,
         config,

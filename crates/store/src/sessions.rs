@@ -207,7 +207,10 @@ impl Store {
     }
 
     /// A user's open sessions, newest first.
-    pub async fn sessions_of(&self, user_id: i64) -> Result<Vec<(String, i64, i64, String, String)>> {
+    pub async fn sessions_of(
+        &self,
+        user_id: i64,
+    ) -> Result<Vec<(String, i64, i64, String, String)>> {
         let rows = sqlx::query(
             "SELECT id_hash, created_at, last_seen_at, ip, user_agent FROM sessions \
              WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at DESC",

@@ -42,6 +42,19 @@ pub struct UsageFilter {
 }
 
 impl Store {
+    /// What `user_id` spent since `since` (Unix ms): nano-USD, and requests.
+    pub async fn spend_since(&self, user_id: i64, since: i64) -> Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(cost), 0) AS BIGINT) AS spent, COUNT(*) AS requests \
+             FROM usage_records WHERE user_id = $1 AND created_at >= $2",
+        )
+        .bind(user_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("spent")?, row.try_get("requests")?))
+    }
+
     pub async fn list_usage(&self, f: &UsageFilter) -> Result<Vec<UsageRecord>> {
         // Every optional filter is written as "$N IS NULL OR …" so that one
         // prepared statement serves all combinations on both backends.

@@ -114,7 +114,8 @@ pub struct LedgerEntry {
     pub created_at: i64,
 }
 
-pub(crate) const USER_COLUMNS: &str = "id, name, group_name, tier, membership_expires_at, balance, \
+pub(crate) const USER_COLUMNS: &str =
+    "id, name, group_name, tier, membership_expires_at, balance, \
     free_balance, held, rpm, tpm, concurrency, revision, created_at";
 
 pub(crate) fn user_from_row(row: &AnyRow) -> Result<User> {

@@ -47,10 +47,15 @@ async fn logins_and_sessions_belong_to_their_user() {
         .await
         .unwrap();
     assert!(matches!(
-        store.set_console_access(bob, Some("alice@example.COM"), false, false).await,
+        store
+            .set_console_access(bob, Some("alice@example.COM"), false, false)
+            .await,
         Err(StoreError::Conflict(_))
     ));
-    store.set_password(alice, Some("hash-1"), None).await.unwrap();
+    store
+        .set_password(alice, Some("hash-1"), None)
+        .await
+        .unwrap();
     let login = store.login_of("ALICE@example.com").await.unwrap();
     assert_eq!(login.user.id, alice);
     assert_eq!(login.password_hash.as_deref(), Some("hash-1"));
@@ -62,20 +67,35 @@ async fn logins_and_sessions_belong_to_their_user() {
     ));
 
     let later = store::now_ms() + 60_000;
-    store.open_session(&session("s1", alice, later)).await.unwrap();
-    store.open_session(&session("s2", alice, later)).await.unwrap();
+    store
+        .open_session(&session("s1", alice, later))
+        .await
+        .unwrap();
+    store
+        .open_session(&session("s2", alice, later))
+        .await
+        .unwrap();
     store
         .open_session(&session("old", alice, store::now_ms() - 1))
         .await
         .unwrap();
     let s1 = store.session("s1").await.unwrap();
-    assert_eq!((s1.user.id, s1.is_admin, s1.csrf_token.as_str()), (alice, true, "csrf-s1"));
-    assert!(matches!(store.session("old").await, Err(StoreError::NotFound(_))));
+    assert_eq!(
+        (s1.user.id, s1.is_admin, s1.csrf_token.as_str()),
+        (alice, true, "csrf-s1")
+    );
+    assert!(matches!(
+        store.session("old").await,
+        Err(StoreError::NotFound(_))
+    ));
     assert_eq!(store.sessions_of(alice).await.unwrap().len(), 2);
     // Bob cannot close Alice's session.
     assert!(!store.close_session(bob, "s1").await.unwrap());
     // A new password closes every session but the one kept.
-    store.set_password(alice, Some("hash-2"), Some("s1")).await.unwrap();
+    store
+        .set_password(alice, Some("hash-2"), Some("s1"))
+        .await
+        .unwrap();
     assert!(store.session("s1").await.is_ok());
     assert!(store.session("s2").await.is_err());
     // Disabled: no session works.

@@ -39,6 +39,11 @@ use crate::error::{ApiError, Shape};
 use crate::secrets::new_request_id;
 use crate::state::App;
 
+/// `a=1&b=two` pairs of a form body, decoded.
+pub fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+    body::serde_urlencoded_pairs(body)
+}
+
 /// The id of the request being served, set by [`request_context`].
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -55,6 +60,7 @@ pub fn router(app: App) -> Router {
     let mut routes = management_routes()
         .layer(DefaultBodyLimit::max(limits.management_body_bytes))
         .merge(files::routes(limits.management_body_bytes))
+        .merge(crate::console::routes().layer(DefaultBodyLimit::max(limits.management_body_bytes)))
         .merge(inference.clone())
         .merge(embeddings);
     for mount in AGENT_MOUNTS {

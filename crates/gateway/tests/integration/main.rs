@@ -10,6 +10,7 @@ mod anthropic;
 mod channels;
 mod chaos;
 mod common;
+mod console;
 mod errors;
 mod faults;
 mod files;

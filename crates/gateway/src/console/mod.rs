@@ -1,0 +1,402 @@
+//! The web console (issue 15, in progress): server-rendered pages
+//! (askama templates under `templates/console/`, compiled into the binary,
+//! their stylesheet too), logins with argon2id passwords, server-side
+//! sessions with CSRF tokens, throttled logins. The pages use the same
+//! store and services as the APIs.
+
+mod password;
+mod session;
+mod texts;
+mod throttle;
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+
+pub use password::{check as check_password, hash as hash_password};
+use session::{cookie, csrf_ok, over_https, set_cookie, Member};
+pub use texts::Texts;
+pub use throttle::Throttle;
+
+use crate::money::{format_credits, format_usd};
+use crate::secrets::{hash_secret, new_admin_token};
+use crate::state::App;
+
+const STYLESHEET: &str = include_str!("console.css");
+/// The cookie a login form's CSRF token is checked against (no session
+/// yet: a double submit).
+const LOGIN_CSRF_COOKIE: &str = "tg_login_csrf";
+const LANG_COOKIE: &str = "tg_lang";
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/console", get(|| async { Redirect::to("/console/") }))
+        .route("/console/", get(dashboard))
+        .route("/console/login", get(login_page).post(login))
+        .route("/console/logout", post(logout))
+        .route("/console/static/console.css", get(stylesheet))
+}
+
+#[derive(Deserialize, Default)]
+struct Lang {
+    lang: Option<String>,
+}
+
+/// The language of this visit: asked in the URL (and remembered), else
+/// remembered, else the browser's.
+fn language(headers: &HeaderMap, asked: &Lang) -> (&'static Texts, Option<String>) {
+    if let Some(lang) = asked.lang.as_deref() {
+        let texts = Texts::of(lang);
+        let remember = format!(
+            "{LANG_COOKIE}={}; Path=/console; SameSite=Lax; Max-Age=31536000",
+            texts.lang
+        );
+        return (texts, Some(remember));
+    }
+    if let Some(lang) = cookie(headers, LANG_COOKIE) {
+        return (Texts::of(&lang), None);
+    }
+    let accepted = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    (Texts::of(accepted), None)
+}
+
+fn page(html: Result<String, askama::Error>, cookies: &[String]) -> Response {
+    let mut response = match html {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a console page could not be rendered");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The page could not be made.",
+            )
+                .into_response();
+        }
+    };
+    let headers = response.headers_mut();
+    for c in cookies {
+        if let Ok(value) = c.parse() {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    // Never framed by another site, never cached by a shared cache.
+    headers.insert("x-frame-options", "DENY".parse().expect("static"));
+    headers.insert(header::CACHE_CONTROL, "no-store".parse().expect("static"));
+    response
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+#[derive(Template)]
+#[template(path = "console/login.html")]
+struct LoginPage<'a> {
+    t: &'a Texts,
+    title: &'a str,
+    user_name: Option<String>,
+    csrf: String,
+    error: Option<String>,
+    login: String,
+}
+
+async fn login_page(headers: HeaderMap, Query(lang): Query<Lang>) -> Response {
+    let (t, remember) = language(&headers, &lang);
+    render_login(&headers, t, remember, None, String::new())
+}
+
+fn render_login(
+    headers: &HeaderMap,
+    t: &'static Texts,
+    remember: Option<String>,
+    error: Option<String>,
+    login: String,
+) -> Response {
+    let csrf = new_admin_token();
+    let secure = if over_https(headers) { "; Secure" } else { "" };
+    let mut cookies = vec![format!(
+        "{LOGIN_CSRF_COOKIE}={csrf}; Path=/console; HttpOnly; SameSite=Strict{secure}"
+    )];
+    cookies.extend(remember);
+    let status = match error {
+        Some(_) => StatusCode::UNAUTHORIZED,
+        None => StatusCode::OK,
+    };
+    let html = LoginPage {
+        t,
+        title: t.log_in,
+        user_name: None,
+        csrf,
+        error,
+        login,
+    }
+    .render();
+    let mut response = page(html, &cookies);
+    *response.status_mut() = status;
+    response
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    login: String,
+    password: String,
+    csrf: String,
+}
+
+async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let (t, _) = language(&headers, &Lang::default());
+    let Ok(form) = serde_urlencoded_form::<LoginForm>(&body) else {
+        return render_login(&headers, t, None, Some(t.bad_form.into()), String::new());
+    };
+    // The form must come from our own login page.
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !crate::secrets::hashes_equal(&expected, &form.csrf) {
+        return (StatusCode::FORBIDDEN, t.bad_form).into_response();
+    }
+    let address = client_address(&headers);
+    let account = form.login.trim().to_lowercase();
+    let mut keys = vec![format!("user:{account}")];
+    keys.extend(address.as_ref().map(|a| format!("ip:{a}")));
+    let now = std::time::Instant::now();
+    if let Some(wait) = app.login_throttle.wait(&keys, now) {
+        let message = t
+            .too_many_attempts
+            .replace("{minutes}", &wait.as_secs().div_ceil(60).to_string());
+        let mut response = render_login(&headers, t, None, Some(message), form.login);
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        return response;
+    }
+    // The same work and the same answer whether the account exists or not.
+    let found = app.store.login_of(form.login.trim()).await.ok();
+    let hash = found
+        .as_ref()
+        .and_then(|l| l.password_hash.clone())
+        .unwrap_or_else(|| DUMMY_HASH.to_string());
+    let matches = password::verify(form.password, hash).await;
+    let login = match found {
+        Some(login) if matches && login.password_hash.is_some() && !login.is_disabled => login,
+        _ => {
+            app.login_throttle.failed(&keys, now);
+            return render_login(&headers, t, None, Some(t.wrong_login.into()), form.login);
+        }
+    };
+    app.login_throttle.succeeded(&keys[0]);
+    let token = new_admin_token();
+    let opened = app
+        .store
+        .open_session(&store::NewSession {
+            id_hash: hash_secret(&token),
+            user_id: login.user.id,
+            csrf_token: new_admin_token(),
+            expires_at: store::now_ms() + session::TTL_MS,
+            ip: address.unwrap_or_default(),
+            user_agent: headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .chars()
+                .take(256)
+                .collect(),
+        })
+        .await;
+    if let Err(e) = opened {
+        tracing::error!(error = %e, "a console session could not be opened");
+        return (StatusCode::SERVICE_UNAVAILABLE, t.try_again).into_response();
+    }
+    let mut response = Redirect::to("/console/").into_response();
+    if let Ok(value) = set_cookie(&token, over_https(&headers)).parse() {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// A hash to check a password against when the account has none, so that
+/// a login for a name that does not exist takes as long as one that does.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0n2yT0D5QPEfrLS6mG4YWxgNr7NxdxbgLmr0kc8x8e0";
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Member(session): Member,
+    body: Bytes,
+) -> Response {
+    let given = serde_urlencoded_form::<CsrfForm>(&body)
+        .ok()
+        .map(|f| f.csrf);
+    if !csrf_ok(&session, given.as_deref()) {
+        return (StatusCode::FORBIDDEN, "CSRF").into_response();
+    }
+    if let Err(e) = app
+        .store
+        .close_session(session.user.id, &session.id_hash)
+        .await
+    {
+        tracing::warn!(error = %e, "a console session was not closed");
+    }
+    let mut response = Redirect::to("/console/login").into_response();
+    if let Ok(value) = set_cookie("", over_https(&headers)).parse() {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// One row of the recent requests.
+struct Row {
+    time: String,
+    model: String,
+    key: String,
+    tokens: String,
+    cost: String,
+    status: i64,
+}
+
+#[derive(Template)]
+#[template(path = "console/dashboard.html")]
+struct DashboardPage<'a> {
+    t: &'a Texts,
+    title: &'a str,
+    user_name: Option<String>,
+    csrf: String,
+    balance_credits: String,
+    balance_usd: String,
+    spent_today: String,
+    requests_today: i64,
+    spent_month: String,
+    requests_month: i64,
+    recent: Vec<Row>,
+}
+
+async fn dashboard(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(lang): Query<Lang>,
+    Member(session): Member,
+) -> Response {
+    let (t, remember) = language(&headers, &lang);
+    let user = &session.user;
+    let now = store::now_ms();
+    let today = now - now.rem_euclid(86_400_000);
+    let month = month_start(now);
+    let figures = async {
+        let day = app.store.spend_since(user.id, today).await?;
+        let month = app.store.spend_since(user.id, month).await?;
+        let recent = app
+            .store
+            .list_usage(&store::UsageFilter {
+                user_id: user.id,
+                limit: 10,
+                ..store::UsageFilter::default()
+            })
+            .await?;
+        Ok::<_, store::StoreError>((day, month, recent))
+    }
+    .await;
+    let ((spent_today, requests_today), (spent_month, requests_month), recent) = match figures {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "the dashboard's figures could not be read");
+            return (StatusCode::SERVICE_UNAVAILABLE, t.try_again).into_response();
+        }
+    };
+    let credits = |nano: i64| format_credits(nano, app.config.credits_per_usd);
+    let balance = user.balance + user.free_balance;
+    let html = DashboardPage {
+        t,
+        title: t.dashboard,
+        user_name: Some(user.name.clone()),
+        csrf: session.csrf_token.clone(),
+        balance_credits: credits(balance),
+        balance_usd: format_usd(balance),
+        spent_today: format_usd(spent_today),
+        requests_today,
+        spent_month: format_usd(spent_month),
+        requests_month,
+        recent: recent
+            .iter()
+            .map(|r| Row {
+                time: crate::time::format_ms(r.created_at),
+                model: r.model.clone(),
+                key: r.key_id.clone(),
+                tokens: match r.unit.as_str() {
+                    "" => format!("{} / {}", r.input_tokens, r.output_tokens),
+                    unit => format!("{} {unit}", r.input_tokens),
+                },
+                cost: format_usd(r.cost),
+                status: r.status,
+            })
+            .collect(),
+    }
+    .render();
+    page(html, &remember.into_iter().collect::<Vec<_>>())
+}
+
+/// Unix ms at the start of the UTC month `now` is in.
+fn month_start(now: i64) -> i64 {
+    let date = crate::time::format_ms(now);
+    crate::time::parse_timestamp(&format!("{}-01", &date[..7])).unwrap_or(now)
+}
+
+/// The client's address as the proxy in front says (`X-Forwarded-For`);
+/// without one, logins are throttled per account only.
+fn client_address(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// A form body (`application/x-www-form-urlencoded`).
+fn serde_urlencoded_form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ()> {
+    let pairs = crate::api::form_pairs(body);
+    let map: serde_json::Map<String, serde_json::Value> = pairs
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    serde_json::from_value(serde_json::Value::Object(map)).map_err(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_start_on_the_first_at_midnight() {
+        let now = crate::time::parse_timestamp("2026-12-01T05:00:00Z").unwrap();
+        assert_eq!(
+            month_start(now),
+            crate::time::parse_timestamp("2026-12-01T00:00:00Z").unwrap()
+        );
+        let later = crate::time::parse_timestamp("2027-02-28T23:59:59Z").unwrap();
+        assert_eq!(
+            crate::time::format_ms(month_start(later)),
+            "2027-02-01T00:00:00.000Z"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_dummy_hash_is_a_real_argon2id_hash() {
+        assert!(!password::verify("anything".into(), DUMMY_HASH.into()).await);
+        assert!(argon2::password_hash::PasswordHash::new(DUMMY_HASH).is_ok());
+    }
+}
