@@ -101,6 +101,15 @@ install_audio_tools() {
   fi
 }
 
+# Chromium and its WebDriver (Debian), for the console's browser tests.
+install_browser() {
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    step "installing chromium and chromium-driver from Debian packages"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+}
+
 install_python() {
   if [ ! -x "$VENV/bin/python" ]; then
     step "creating the Python venv at $VENV"
@@ -127,6 +136,7 @@ export TOLLGATE_REQUIRE_REDIS=1
 
 install_python
 install_audio_tools
+install_browser
 start_moto
 trap stop_moto EXIT
 # A missing S3 server fails the S3 tests instead of skipping them.

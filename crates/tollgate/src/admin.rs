@@ -71,7 +71,20 @@ pub enum UserCommand {
         expires: Option<String>,
         #[command(flatten)]
         limits: LimitArgs,
+        /// A console login: the password is read from TOLLGATE_PASSWORD, else
+        /// from the first line of standard input.
+        #[arg(long)]
+        password: bool,
+        /// The e-mail address the user may also log in with.
+        #[arg(long)]
+        email: Option<String>,
+        /// The console's admin pages are open to this user.
+        #[arg(long)]
+        admin: bool,
     },
+    /// Set a user's console password (read as for `create --password`);
+    /// their sessions are closed.
+    Password { id: i64 },
     /// List users.
     List,
     /// Show one user.
@@ -179,7 +192,15 @@ pub async fn user(config: &Config, cmd: UserCommand) -> Result<(), String> {
             tier,
             expires,
             limits,
+            password,
+            email,
+            admin,
         } => {
+            // Read before anything is created: a bad password creates nothing.
+            let hashed = match password {
+                true => Some(new_password().await?),
+                false => None,
+            };
             let new = NewUser {
                 name,
                 group_name: group,
@@ -190,10 +211,28 @@ pub async fn user(config: &Config, cmd: UserCommand) -> Result<(), String> {
             let (user, key, secret) = create_user(&store, config, &new)
                 .await
                 .map_err(|e| e.to_string())?;
+            if hashed.is_some() || email.is_some() || admin {
+                store
+                    .set_console_access(user.id, email.as_deref(), admin, false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                store
+                    .set_password(user.id, hashed.as_deref(), None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             print(
                 &serde_json::json!({"user": user_json(&user, config), "key": secret, "key_id": key.id}),
             );
             eprintln!("The key above is shown once; only its hash is stored.");
+        }
+        UserCommand::Password { id } => {
+            let hashed = new_password().await?;
+            store
+                .set_password(id, Some(&hashed), None)
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!("Password set; the user's console sessions are closed.");
         }
         UserCommand::List => {
             let users = store.list_users().await.map_err(|e| e.to_string())?;
@@ -397,4 +436,21 @@ mod tests {
         let e = limit_args(None, None, Some("lots")).update().unwrap_err();
         assert!(e.starts_with("`concurrency` must be a whole number"), "{e}");
     }
+}
+
+/// A console password from TOLLGATE_PASSWORD or standard input, checked and
+/// hashed (argon2id).
+async fn new_password() -> Result<String, String> {
+    let password = match std::env::var("TOLLGATE_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("cannot read the password: {e}"))?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    gateway::console::check_password(&password)?;
+    gateway::console::hash_password(password).await
 }

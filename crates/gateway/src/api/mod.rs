@@ -234,13 +234,14 @@ fn oversized(request: &Request, shape: Option<Shape>) -> Option<Response> {
 /// their protocol's error shape, like every other error.
 async fn reshape_framework_error(shape: Option<Shape>, response: Response) -> Response {
     let status = response.status();
-    let is_json = response
+    let ours = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"));
-    // Streams are never errors; anything already JSON is ours.
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|v| v.contains("json") || v.starts_with("text/html"));
+    // Streams are never errors; anything already JSON (or a console page)
+    // is ours.
+    if !(status.is_client_error() || status.is_server_error()) || ours {
         return response;
     }
     let (parts, body) = response.into_parts();

@@ -215,7 +215,10 @@ impl Config {
             None => (String::new(), "<defaults>".to_string()),
         };
         let env: Vec<(String, String)> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("TOLLGATE_") && k != "TOLLGATE_CONFIG")
+            // Not settings: where the file is, and a password the CLI reads.
+            .filter(|(k, _)| {
+                k.starts_with("TOLLGATE_") && k != "TOLLGATE_CONFIG" && k != "TOLLGATE_PASSWORD"
+            })
             .collect();
         let mut config = Config::parse_with_env(&text, &origin, &env)?;
         config.source = path.map(|path| Source {

@@ -1,0 +1,113 @@
+"""The web console in a real headless Chromium (Debian's chromium and
+chromium-driver, driven by selenium): an account made with the CLI logs in,
+uses a key with the official openai SDK, and sees the request and its exact
+cost on its dashboard; logging out ends the session. Each test saves a
+screenshot when it fails (next to its temporary files)."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import httpx
+import openai
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ready
+from selenium.webdriver.support.ui import WebDriverWait
+
+from harness import ADMIN_TOKEN, DEFAULT_BIN, MODEL, REQUEST_TIMEOUT, hermetic_env, start_gateway, stop, write_config
+
+
+@pytest.fixture
+def browser(request, tmp_path):
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver_path, "chromium and chromium-driver (Debian packages) are required"
+    options = Options()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1280,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.set_page_load_timeout(REQUEST_TIMEOUT)
+    yield driver
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        driver.save_screenshot(str(tmp_path / f"{request.node.name}.png"))
+    driver.quit()
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "rep_" + report.when, report)
+
+
+@pytest.fixture
+def console(tmp_path, tollgate):
+    """A gateway of the test's own, with a console account made by the CLI:
+    (url, key)."""
+    binary = os.environ.get("TOLLGATE_BIN", DEFAULT_BIN)
+    mock_port = int(tollgate.mock_url.rsplit(":", 1)[1])
+    config = write_config(tmp_path, mock_port)
+    made = subprocess.run(
+        [binary, "--config", str(config), "user", "create", "alice", "--password", "--admin",
+         "--email", "alice@example.com"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env=hermetic_env(TOLLGATE_PASSWORD="correct horse battery"),
+    )
+    assert made.returncode == 0, made.stderr
+    created = json.loads(made.stdout)
+    proc, url = start_gateway(tmp_path, config)
+    try:
+        credited = httpx.post(f"{url}/admin/users/{created['user']['id']}/balance",
+                              json={"amount_usd": "5", "reason": "e2e"},
+                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=REQUEST_TIMEOUT)
+        assert credited.status_code == 200, credited.text
+        yield url, created["key"]
+    finally:
+        stop(proc)
+
+
+def log_in(browser, url, login, password):
+    browser.get(url + "/console/")
+    WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "login")))
+    browser.find_element(By.ID, "login").send_keys(login)
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.ID, "submit").click()
+
+
+def test_a_user_logs_in_uses_a_key_and_sees_the_request_and_its_cost(browser, console):
+    url, key = console
+    log_in(browser, url, "alice@example.com", "correct horse battery")
+    balance = WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "balance-usd")))
+    assert balance.text.startswith("5"), balance.text
+    client = openai.OpenAI(api_key=key, base_url=url + "/v1", max_retries=0,
+                           http_client=httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT))
+    answer = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content
+    usage = httpx.get(url + "/v1/usage", headers={"Authorization": f"Bearer {key}"}, timeout=REQUEST_TIMEOUT)
+    (record,) = usage.json()["data"]
+    # The dashboard shows it, with its exact cost.
+    def shown(driver):
+        driver.refresh()
+        rows = driver.find_elements(By.CSS_SELECTOR, "#recent tbody tr")
+        return rows if rows else False
+    rows = WebDriverWait(browser, 15, poll_frequency=0.5).until(shown)
+    assert MODEL in rows[0].text
+    assert rows[0].find_element(By.CSS_SELECTOR, ".cost").text == record["cost_usd"]
+    browser.find_element(By.ID, "logout").click()
+    WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "login")))
+    browser.get(url + "/console/")
+    assert "/console/login" in browser.current_url
+
+
+def test_a_wrong_password_is_refused_in_the_page(browser, console):
+    url, _ = console
+    log_in(browser, url, "alice", "not the password")
+    error = WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "error")))
+    assert "Wrong user name or password" in error.text
