@@ -371,6 +371,23 @@ pub async fn usage(config: &Config, args: UsageArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// A console password from TOLLGATE_PASSWORD or standard input, checked and
+/// hashed (argon2id).
+async fn new_password() -> Result<String, String> {
+    let password = match std::env::var("TOLLGATE_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("cannot read the password: {e}"))?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    gateway::console::check_password(&password)?;
+    gateway::console::hash_password(password).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,21 +453,4 @@ mod tests {
         let e = limit_args(None, None, Some("lots")).update().unwrap_err();
         assert!(e.starts_with("`concurrency` must be a whole number"), "{e}");
     }
-}
-
-/// A console password from TOLLGATE_PASSWORD or standard input, checked and
-/// hashed (argon2id).
-async fn new_password() -> Result<String, String> {
-    let password = match std::env::var("TOLLGATE_PASSWORD") {
-        Ok(p) => p,
-        Err(_) => {
-            let mut line = String::new();
-            std::io::stdin()
-                .read_line(&mut line)
-                .map_err(|e| format!("cannot read the password: {e}"))?;
-            line.trim_end_matches(['\r', '\n']).to_string()
-        }
-    };
-    gateway::console::check_password(&password)?;
-    gateway::console::hash_password(password).await
 }
