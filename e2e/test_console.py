@@ -1,7 +1,8 @@
 """The web console in a real headless Chromium (Debian's chromium and
 chromium-driver, driven by selenium): an account made with the CLI logs in,
-uses a key with the official openai SDK, and sees the request and its exact
-cost on its dashboard; logging out ends the session. Each test saves a
+makes a key in the browser, uses it with the official openai SDK, and sees
+the request and its exact cost on its dashboard; logging out ends the
+session. Each test saves a
 screenshot when it fails (next to its temporary files)."""
 
 import json
@@ -82,10 +83,18 @@ def log_in(browser, url, login, password):
 
 
 def test_a_user_logs_in_uses_a_key_and_sees_the_request_and_its_cost(browser, console):
-    url, key = console
+    url, _ = console
     log_in(browser, url, "alice@example.com", "correct horse battery")
     balance = WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "balance-usd")))
     assert balance.text.startswith("5"), balance.text
+    # A key made in the console, shown once, used with the SDK.
+    browser.find_element(By.ID, "nav-keys").click()
+    WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "remark")))
+    browser.find_element(By.ID, "remark").send_keys("made in the browser")
+    browser.find_element(By.ID, "create").click()
+    key = WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "secret"))).text
+    assert key.startswith("sk-")
+    browser.get(url + "/console/")
     client = openai.OpenAI(api_key=key, base_url=url + "/v1", max_retries=0,
                            http_client=httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT))
     answer = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])

@@ -4,6 +4,7 @@
 //! sessions with CSRF tokens, throttled logins. The pages use the same
 //! store and services as the APIs.
 
+mod keys;
 mod password;
 mod session;
 mod texts;
@@ -39,6 +40,9 @@ pub fn routes() -> Router<App> {
         .route("/console/", get(dashboard))
         .route("/console/login", get(login_page).post(login))
         .route("/console/logout", post(logout))
+        .route("/console/keys", get(keys::list).post(keys::create))
+        .route("/console/keys/{id}/toggle", post(keys::toggle))
+        .route("/console/keys/{id}/delete", post(keys::delete))
         .route("/console/static/console.css", get(stylesheet))
 }
 
@@ -159,7 +163,7 @@ struct LoginForm {
 
 async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let (t, _) = language(&headers, &Lang::default());
-    let Ok(form) = serde_urlencoded_form::<LoginForm>(&body) else {
+    let Ok(form) = form::<LoginForm>(&body) else {
         return render_login(&headers, t, None, Some(t.bad_form.into()), String::new());
     };
     // The form must come from our own login page.
@@ -239,9 +243,7 @@ async fn logout(
     Member(session): Member,
     body: Bytes,
 ) -> Response {
-    let given = serde_urlencoded_form::<CsrfForm>(&body)
-        .ok()
-        .map(|f| f.csrf);
+    let given = form::<CsrfForm>(&body).ok().map(|f| f.csrf);
     if !csrf_ok(&session, given.as_deref()) {
         return (StatusCode::FORBIDDEN, "CSRF").into_response();
     }
@@ -367,7 +369,7 @@ fn client_address(headers: &HeaderMap) -> Option<String> {
 }
 
 /// A form body (`application/x-www-form-urlencoded`).
-fn serde_urlencoded_form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ()> {
+fn form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ()> {
     let pairs = crate::api::form_pairs(body);
     let map: serde_json::Map<String, serde_json::Value> = pairs
         .into_iter()

@@ -27,6 +27,20 @@ pub struct Texts {
     pub tokens: &'static str,
     pub cost: &'static str,
     pub status: &'static str,
+    pub api_keys: &'static str,
+    pub key_shown_once: &'static str,
+    pub copy: &'static str,
+    pub remark: &'static str,
+    pub spending_limit: &'static str,
+    pub allowed_models: &'static str,
+    pub expires: &'static str,
+    pub create_key: &'static str,
+    pub spent: &'static str,
+    pub disabled: &'static str,
+    pub enable: &'static str,
+    pub disable: &'static str,
+    pub delete: &'static str,
+    pub never: &'static str,
 }
 
 pub const EN: Texts = Texts {
@@ -54,6 +68,20 @@ pub const EN: Texts = Texts {
     tokens: "Tokens (in / out)",
     cost: "Cost",
     status: "Status",
+    api_keys: "API keys",
+    key_shown_once: "Your new key, shown this once: copy it now.",
+    copy: "Copy",
+    remark: "Remark",
+    spending_limit: "Spending limit (USD, 0 = none)",
+    allowed_models: "Models (empty = all)",
+    expires: "Expires",
+    create_key: "Create key",
+    spent: "Spent",
+    disabled: "disabled",
+    enable: "Enable",
+    disable: "Disable",
+    delete: "Delete",
+    never: "never",
 };
 
 pub const ZH: Texts = Texts {
@@ -81,6 +109,20 @@ pub const ZH: Texts = Texts {
     tokens: "Token（输入 / 输出）",
     cost: "费用",
     status: "状态",
+    api_keys: "API 密钥",
+    key_shown_once: "新密钥仅显示这一次：请立即复制。",
+    copy: "复制",
+    remark: "备注",
+    spending_limit: "消费上限（美元，0 为不限）",
+    allowed_models: "可用模型（留空为全部）",
+    expires: "过期时间",
+    create_key: "创建密钥",
+    spent: "已用",
+    disabled: "已停用",
+    enable: "启用",
+    disable: "停用",
+    delete: "删除",
+    never: "永不",
 };
 
 impl Texts {

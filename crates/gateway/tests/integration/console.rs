@@ -168,3 +168,124 @@ async fn five_failed_logins_lock_the_account_even_for_the_right_password() {
     assert_eq!(unknown.status(), 401);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn keys_are_made_shown_once_disabled_and_deleted_by_their_owner_only() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (carol, _) = console_user(&gw, "carol", "carol's password").await;
+    let (dave, dave_key) = console_user(&gw, "dave", "dave's password").await;
+    let dave_key_id = gw.app.store.list_keys(dave).await.unwrap()[0].id.clone();
+    let client = browser();
+    assert_eq!(
+        log_in(&gw, &client, "carol", "carol's password")
+            .await
+            .status(),
+        303
+    );
+    let page = client
+        .get(format!("{}/console/keys", gw.url))
+        .send()
+        .await
+        .unwrap();
+    let html = page.text().await.unwrap();
+    let csrf = csrf_of(&html);
+    let made = client
+        .post(format!("{}/console/keys", gw.url))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("remark", "from the console"),
+            ("max_fee", "2.5"),
+            ("models", "gpt-test"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 200);
+    let html = made.text().await.unwrap();
+    let at = html.find("<code id=\"secret\">").unwrap() + 18;
+    let secret = html[at..].split('<').next().unwrap().to_string();
+    assert!(secret.starts_with("sk-"), "{secret}");
+    // It works, for its models only, and is never shown again.
+    assert_eq!(
+        gw.chat(&secret, chat_body("gpt-test", false))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        gw.chat(&secret, chat_body("cheap", false)).await.status(),
+        403
+    );
+    let listed = client
+        .get(format!("{}/console/keys", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!listed.contains(&secret) && listed.contains("from the console"));
+    let key_id = gw
+        .app
+        .store
+        .list_keys(carol)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.remark == "from the console")
+        .unwrap()
+        .id;
+    // Dave's key is not Carol's to touch; no change without the CSRF token.
+    let post = |path: String, csrf: String| {
+        let client = client.clone();
+        let url = format!("{}{path}", gw.url);
+        async move {
+            client
+                .post(url)
+                .form(&[("csrf", csrf)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        post(format!("/console/keys/{dave_key_id}/delete"), csrf.clone()).await,
+        404
+    );
+    assert_eq!(
+        gw.chat(&dave_key, chat_body("gpt-test", false))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        post(format!("/console/keys/{key_id}/toggle"), "forged".into()).await,
+        403
+    );
+    assert_eq!(
+        post(format!("/console/keys/{key_id}/toggle"), csrf.clone()).await,
+        303
+    );
+    assert_eq!(
+        gw.chat(&secret, chat_body("gpt-test", false))
+            .await
+            .status(),
+        403,
+        "disabled"
+    );
+    assert_eq!(
+        post(format!("/console/keys/{key_id}/delete"), csrf.clone()).await,
+        303
+    );
+    assert_eq!(
+        gw.chat(&secret, chat_body("gpt-test", false))
+            .await
+            .status(),
+        401,
+        "deleted"
+    );
+    gw.stop().await;
+}
