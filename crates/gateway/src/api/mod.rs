@@ -23,7 +23,7 @@ mod rate_limits;
 mod responses;
 mod search;
 mod stored_completions;
-mod usage;
+pub(crate) mod usage;
 
 use std::time::Instant;
 

@@ -9,6 +9,7 @@ mod password;
 mod session;
 mod texts;
 mod throttle;
+mod usage;
 
 use askama::Template;
 use axum::body::Bytes;
@@ -43,6 +44,8 @@ pub fn routes() -> Router<App> {
         .route("/console/keys", get(keys::list).post(keys::create))
         .route("/console/keys/{id}/toggle", post(keys::toggle))
         .route("/console/keys/{id}/delete", post(keys::delete))
+        .route("/console/usage", get(usage::list))
+        .route("/console/usage.csv", get(usage::csv))
         .route("/console/static/console.css", get(stylesheet))
 }
 

@@ -41,6 +41,13 @@ pub struct Texts {
     pub disable: &'static str,
     pub delete: &'static str,
     pub never: &'static str,
+    pub usage: &'static str,
+    pub since: &'static str,
+    pub until: &'static str,
+    pub filter: &'static str,
+    pub export_csv: &'static str,
+    pub latency: &'static str,
+    pub next_page: &'static str,
 }
 
 pub const EN: Texts = Texts {
@@ -82,6 +89,13 @@ pub const EN: Texts = Texts {
     disable: "Disable",
     delete: "Delete",
     never: "never",
+    usage: "Usage",
+    since: "From",
+    until: "Until",
+    filter: "Filter",
+    export_csv: "Export CSV",
+    latency: "Latency",
+    next_page: "Next page",
 };
 
 pub const ZH: Texts = Texts {
@@ -123,6 +137,13 @@ pub const ZH: Texts = Texts {
     disable: "停用",
     delete: "删除",
     never: "永不",
+    usage: "用量",
+    since: "开始",
+    until: "结束",
+    filter: "筛选",
+    export_csv: "导出 CSV",
+    latency: "耗时",
+    next_page: "下一页",
 };
 
 impl Texts {

@@ -289,3 +289,50 @@ async fn keys_are_made_shown_once_disabled_and_deleted_by_their_owner_only() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn the_usage_page_and_its_csv_show_the_users_own_requests() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (erin, erin_key) = console_user(&gw, "erin", "erin's password").await;
+    let (_, frank_key) = console_user(&gw, "frank", "frank's password").await;
+    for _ in 0..3 {
+        assert_eq!(
+            gw.chat(&erin_key, chat_body("gpt-test", false))
+                .await
+                .status(),
+            200
+        );
+    }
+    assert_eq!(
+        gw.chat(&frank_key, chat_body("cheap", false))
+            .await
+            .status(),
+        200
+    );
+    let records = gw.wait_for_usage(erin, 3).await;
+    let client = browser();
+    assert_eq!(
+        log_in(&gw, &client, "erin", "erin's password")
+            .await
+            .status(),
+        303
+    );
+    let get = |path: &str| {
+        let client = client.clone();
+        let url = format!("{}{path}", gw.url);
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let html = get("/console/usage").await;
+    assert_eq!(html.matches("<td class=\"cost\">").count(), 3, "{html}");
+    assert!(html.contains(&gateway::money::format_usd(records[0].cost)));
+    assert!(!html.contains("cheap"), "frank's request is not erin's");
+    let none = get("/console/usage?model=cheap").await;
+    assert_eq!(none.matches("<td class=\"cost\">").count(), 0);
+    let csv = get("/console/usage.csv").await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert!(lines[0].starts_with("time,request_id,model"));
+    assert!(lines[1..].iter().all(|l| l.contains(",gpt-test,")));
+    gw.stop().await;
+}
