@@ -4,6 +4,7 @@
 //! sessions with CSRF tokens, throttled logins. The pages use the same
 //! store and services as the APIs.
 
+mod admin;
 mod keys;
 mod password;
 mod session;
@@ -45,6 +46,9 @@ pub fn routes() -> Router<App> {
         .route("/console/keys/{id}/toggle", post(keys::toggle))
         .route("/console/keys/{id}/delete", post(keys::delete))
         .route("/console/usage", get(usage::list))
+        .route("/console/admin/users", get(admin::users))
+        .route("/console/admin/users/{id}", get(admin::user))
+        .route("/console/admin/users/{id}/balance", post(admin::balance))
         .route("/console/usage.csv", get(usage::csv))
         .route("/console/static/console.css", get(stylesheet))
 }
@@ -116,6 +120,7 @@ struct LoginPage<'a> {
     t: &'a Texts,
     title: &'a str,
     user_name: Option<String>,
+    is_admin: bool,
     csrf: String,
     error: Option<String>,
     login: String,
@@ -147,6 +152,7 @@ fn render_login(
         t,
         title: t.log_in,
         user_name: None,
+        is_admin: false,
         csrf,
         error,
         login,
@@ -280,6 +286,7 @@ struct DashboardPage<'a> {
     t: &'a Texts,
     title: &'a str,
     user_name: Option<String>,
+    is_admin: bool,
     csrf: String,
     balance_credits: String,
     balance_usd: String,
@@ -328,6 +335,7 @@ async fn dashboard(
         t,
         title: t.dashboard,
         user_name: Some(user.name.clone()),
+        is_admin: session.is_admin,
         csrf: session.csrf_token.clone(),
         balance_credits: credits(balance),
         balance_usd: format_usd(balance),

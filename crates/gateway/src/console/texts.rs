@@ -48,6 +48,16 @@ pub struct Texts {
     pub export_csv: &'static str,
     pub latency: &'static str,
     pub next_page: &'static str,
+    pub users: &'static str,
+    pub search: &'static str,
+    pub name: &'static str,
+    pub group: &'static str,
+    pub tier: &'static str,
+    pub amount_usd: &'static str,
+    pub reason: &'static str,
+    pub debit: &'static str,
+    pub apply: &'static str,
+    pub ledger: &'static str,
 }
 
 pub const EN: Texts = Texts {
@@ -96,6 +106,16 @@ pub const EN: Texts = Texts {
     export_csv: "Export CSV",
     latency: "Latency",
     next_page: "Next page",
+    users: "Users",
+    search: "Search",
+    name: "Name",
+    group: "Group",
+    tier: "Tier",
+    amount_usd: "Amount (USD)",
+    reason: "Reason",
+    debit: "Debit instead of credit",
+    apply: "Apply",
+    ledger: "Ledger",
 };
 
 pub const ZH: Texts = Texts {
@@ -144,6 +164,16 @@ pub const ZH: Texts = Texts {
     export_csv: "导出 CSV",
     latency: "耗时",
     next_page: "下一页",
+    users: "用户",
+    search: "搜索",
+    name: "名称",
+    group: "分组",
+    tier: "等级",
+    amount_usd: "金额（美元）",
+    reason: "原因",
+    debit: "扣款（而非充值）",
+    apply: "确定",
+    ledger: "账目",
 };
 
 impl Texts {

@@ -336,3 +336,103 @@ async fn the_usage_page_and_its_csv_show_the_users_own_requests() {
     assert!(lines[1..].iter().all(|l| l.contains(",gpt-test,")));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_admin_credits_a_user_and_nobody_else_reaches_the_admin_pages() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (root, _) = console_user(&gw, "root", "root's password").await;
+    gw.app
+        .store
+        .set_console_access(root, None, true, false)
+        .await
+        .unwrap();
+    let (gina, _) = console_user(&gw, "gina", "gina's password").await;
+    let admin = browser();
+    assert_eq!(
+        log_in(&gw, &admin, "root", "root's password")
+            .await
+            .status(),
+        303
+    );
+    let users = admin
+        .get(format!("{}/console/admin/users?q=gin", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        users.contains(&format!("/console/admin/users/{gina}\""))
+            && !users.contains(&format!("/console/admin/users/{root}\"")),
+        "{users}"
+    );
+    let page = admin
+        .get(format!("{}/console/admin/users/{gina}", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    let before = gw.balance(gina).await.0;
+    let no_reason = admin
+        .post(format!("{}/console/admin/users/{gina}/balance", gw.url))
+        .form(&[("csrf", csrf.as_str()), ("amount", "2.5"), ("reason", " ")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_reason.status(), 400);
+    let credited = admin
+        .post(format!("{}/console/admin/users/{gina}/balance", gw.url))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("amount", "2.5"),
+            ("reason", "welcome bonus"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(credited.status(), 303);
+    assert_eq!(gw.balance(gina).await.0, before + 2_500_000_000);
+    let ledger = gw.app.store.ledger(gina, 1).await.unwrap();
+    assert_eq!(ledger[0].reason, "welcome bonus");
+    // Gina is no admin: the admin pages do not exist for her.
+    let user = browser();
+    assert_eq!(
+        log_in(&gw, &user, "gina", "gina's password").await.status(),
+        303
+    );
+    for path in [
+        "/console/admin/users".to_string(),
+        format!("/console/admin/users/{root}"),
+    ] {
+        let resp = user.get(format!("{}{path}", gw.url)).send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{path}");
+    }
+    let dashboard = user
+        .get(format!("{}/console/", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let own_csrf = csrf_of(&dashboard);
+    let resp = user
+        .post(format!("{}/console/admin/users/{gina}/balance", gw.url))
+        .form(&[
+            ("csrf", own_csrf.as_str()),
+            ("amount", "100"),
+            ("reason", "free money"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(gw.balance(gina).await.0, before + 2_500_000_000);
+    assert!(!dashboard.contains("nav-users"));
+    gw.stop().await;
+}
