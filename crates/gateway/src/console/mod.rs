@@ -8,6 +8,7 @@ mod admin;
 mod keys;
 mod password;
 mod session;
+mod settings;
 mod texts;
 mod throttle;
 mod usage;
@@ -46,6 +47,15 @@ pub fn routes() -> Router<App> {
         .route("/console/keys/{id}/toggle", post(keys::toggle))
         .route("/console/keys/{id}/delete", post(keys::delete))
         .route("/console/usage", get(usage::list))
+        .route("/console/settings", get(settings::show))
+        .route(
+            "/console/settings/password",
+            post(settings::change_password),
+        )
+        .route(
+            "/console/settings/sessions/{id}/close",
+            post(settings::close_session),
+        )
         .route("/console/admin/users", get(admin::users))
         .route("/console/admin/users/{id}", get(admin::user))
         .route("/console/admin/users/{id}/balance", post(admin::balance))

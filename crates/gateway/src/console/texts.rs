@@ -58,6 +58,18 @@ pub struct Texts {
     pub debit: &'static str,
     pub apply: &'static str,
     pub ledger: &'static str,
+    pub settings: &'static str,
+    pub current_password: &'static str,
+    pub new_password: &'static str,
+    pub change_password: &'static str,
+    pub password_changed: &'static str,
+    pub wrong_password: &'static str,
+    pub sessions: &'static str,
+    pub last_seen: &'static str,
+    pub address: &'static str,
+    pub browser: &'static str,
+    pub this_session: &'static str,
+    pub close_session: &'static str,
 }
 
 pub const EN: Texts = Texts {
@@ -116,6 +128,18 @@ pub const EN: Texts = Texts {
     debit: "Debit instead of credit",
     apply: "Apply",
     ledger: "Ledger",
+    settings: "Settings",
+    current_password: "Current password",
+    new_password: "New password",
+    change_password: "Change password",
+    password_changed: "Password changed; your other sessions are closed.",
+    wrong_password: "The current password is wrong.",
+    sessions: "Sessions",
+    last_seen: "Last seen",
+    address: "Address",
+    browser: "Browser",
+    this_session: "this one",
+    close_session: "Close",
 };
 
 pub const ZH: Texts = Texts {
@@ -174,6 +198,18 @@ pub const ZH: Texts = Texts {
     debit: "扣款（而非充值）",
     apply: "确定",
     ledger: "账目",
+    settings: "设置",
+    current_password: "当前密码",
+    new_password: "新密码",
+    change_password: "修改密码",
+    password_changed: "密码已修改；其他会话已退出。",
+    wrong_password: "当前密码错误。",
+    sessions: "会话",
+    last_seen: "最近使用",
+    address: "地址",
+    browser: "浏览器",
+    this_session: "当前会话",
+    close_session: "退出",
 };
 
 impl Texts {

@@ -436,3 +436,97 @@ async fn an_admin_credits_a_user_and_nobody_else_reaches_the_admin_pages() {
     assert!(!dashboard.contains("nav-users"));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_password_change_closes_the_other_sessions_and_sessions_close_one_by_one() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    console_user(&gw, "hal", "hal's first password").await;
+    let (laptop, phone) = (browser(), browser());
+    for client in [&laptop, &phone] {
+        assert_eq!(
+            log_in(&gw, client, "hal", "hal's first password")
+                .await
+                .status(),
+            303
+        );
+    }
+    let page = |client: &reqwest::Client, path: &str| {
+        let client = client.clone();
+        let url = format!("{}{path}", gw.url);
+        async move { client.get(url).send().await.unwrap() }
+    };
+    let settings = page(&laptop, "/console/settings")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(settings.matches("<tr><td>").count(), 2, "two sessions");
+    let csrf = csrf_of(&settings);
+    let wrong = laptop
+        .post(format!("{}/console/settings/password", gw.url))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("current", "a guess"),
+            ("new", "hal's second password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 400);
+    let changed = laptop
+        .post(format!("{}/console/settings/password", gw.url))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("current", "hal's first password"),
+            ("new", "hal's second password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    assert!(changed.text().await.unwrap().contains("Password changed"));
+    assert_eq!(
+        page(&laptop, "/console/").await.status(),
+        200,
+        "this one stays"
+    );
+    assert_eq!(
+        page(&phone, "/console/").await.status(),
+        303,
+        "the other is closed"
+    );
+    assert_eq!(
+        log_in(&gw, &phone, "hal", "hal's first password")
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        log_in(&gw, &phone, "hal", "hal's second password")
+            .await
+            .status(),
+        303
+    );
+    // The laptop closes the phone's session.
+    let settings = page(&laptop, "/console/settings")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let prefix = "/console/settings/sessions/";
+    let at = settings.find(prefix).unwrap() + prefix.len();
+    let other = settings[at..].split('/').next().unwrap().to_string();
+    let closed = laptop
+        .post(format!(
+            "{}/console/settings/sessions/{other}/close",
+            gw.url
+        ))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(closed.status(), 303);
+    assert_eq!(page(&phone, "/console/").await.status(), 303);
+    gw.stop().await;
+}
