@@ -12,6 +12,7 @@
 //! (`[failover]`), [`models`] (the catalog: providers, models, channels,
 //! groups), [`defaults`]; this one reads, overrides and validates.
 
+mod console;
 mod defaults;
 mod failover;
 mod limits;
@@ -26,6 +27,7 @@ use serde::Deserialize;
 
 use crate::money::Decimal;
 
+pub use console::{ConsoleConfig, Signup};
 use failover::status_range;
 pub use failover::{send_budget, Failover, ERROR_BODY_WAIT};
 pub use limits::{HoldsMode, Limits, OnRedisFailure, RedisConfig};
@@ -133,6 +135,9 @@ pub struct Config {
     /// Users' files (`[storage]`).
     #[serde(default)]
     pub storage: StorageConfig,
+    /// The web console (`[console]`).
+    #[serde(default)]
+    pub console: ConsoleConfig,
     /// Where this configuration came from: what a catalog reload reads
     /// again (`None`: not from a file).
     #[serde(skip)]
@@ -346,6 +351,21 @@ impl Config {
             }
         }
         self.validate_storage(&at)?;
+        if self.console.signup_free_nano().is_none() {
+            return Err(ConfigError(format!(
+                "console.signup_free_usd must be a non-negative amount of USD ({})",
+                at("signup_free_usd")
+            )));
+        }
+        if self.console.signup == Signup::Invite && self.console.invite_codes.is_empty() {
+            return Err(ConfigError(format!(
+                "console.signup = \"invite\" needs console.invite_codes ({})",
+                at("signup")
+            )));
+        }
+        for code in &self.console.invite_codes {
+            check_env_reference("console.invite_codes", code, &at("invite_codes"))?;
+        }
         if self.holds() == HoldsMode::Redis && self.redis_url.is_none() {
             return Err(ConfigError(format!(
                 "holds = \"redis\" needs redis_url ({})",

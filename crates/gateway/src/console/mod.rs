@@ -9,6 +9,7 @@ mod keys;
 mod password;
 mod session;
 mod settings;
+mod signup;
 mod texts;
 mod throttle;
 mod usage;
@@ -43,6 +44,7 @@ pub fn routes() -> Router<App> {
         .route("/console/", get(dashboard))
         .route("/console/login", get(login_page).post(login))
         .route("/console/logout", post(logout))
+        .route("/console/signup", get(signup::show).post(signup::create))
         .route("/console/keys", get(keys::list).post(keys::create))
         .route("/console/keys/{id}/toggle", post(keys::toggle))
         .route("/console/keys/{id}/delete", post(keys::delete))
@@ -134,14 +136,31 @@ struct LoginPage<'a> {
     csrf: String,
     error: Option<String>,
     login: String,
+    signup: bool,
 }
 
-async fn login_page(headers: HeaderMap, Query(lang): Query<Lang>) -> Response {
+async fn login_page(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(lang): Query<Lang>,
+) -> Response {
     let (t, remember) = language(&headers, &lang);
-    render_login(&headers, t, remember, None, String::new())
+    render_login(
+        signup_open(&app),
+        &headers,
+        t,
+        remember,
+        None,
+        String::new(),
+    )
+}
+
+fn signup_open(app: &App) -> bool {
+    app.config.console.signup != crate::config::Signup::Closed
 }
 
 fn render_login(
+    signup: bool,
     headers: &HeaderMap,
     t: &'static Texts,
     remember: Option<String>,
@@ -166,6 +185,7 @@ fn render_login(
         csrf,
         error,
         login,
+        signup,
     }
     .render();
     let mut response = page(html, &cookies);
@@ -183,7 +203,14 @@ struct LoginForm {
 async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let (t, _) = language(&headers, &Lang::default());
     let Ok(form) = form::<LoginForm>(&body) else {
-        return render_login(&headers, t, None, Some(t.bad_form.into()), String::new());
+        return render_login(
+            signup_open(&app),
+            &headers,
+            t,
+            None,
+            Some(t.bad_form.into()),
+            String::new(),
+        );
     };
     // The form must come from our own login page.
     let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
@@ -199,7 +226,14 @@ async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
         let message = t
             .too_many_attempts
             .replace("{minutes}", &wait.as_secs().div_ceil(60).to_string());
-        let mut response = render_login(&headers, t, None, Some(message), form.login);
+        let mut response = render_login(
+            signup_open(&app),
+            &headers,
+            t,
+            None,
+            Some(message),
+            form.login,
+        );
         *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         return response;
     }
@@ -214,7 +248,14 @@ async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
         Some(login) if matches && login.password_hash.is_some() && !login.is_disabled => login,
         _ => {
             app.login_throttle.failed(&keys, now);
-            return render_login(&headers, t, None, Some(t.wrong_login.into()), form.login);
+            return render_login(
+                signup_open(&app),
+                &headers,
+                t,
+                None,
+                Some(t.wrong_login.into()),
+                form.login,
+            );
         }
     };
     app.login_throttle.succeeded(&keys[0]);

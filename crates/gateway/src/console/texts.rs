@@ -70,6 +70,12 @@ pub struct Texts {
     pub browser: &'static str,
     pub this_session: &'static str,
     pub close_session: &'static str,
+    pub sign_up: &'static str,
+    pub email: &'static str,
+    pub invite_code: &'static str,
+    pub signup_closed: &'static str,
+    pub bad_invite: &'static str,
+    pub bad_name: &'static str,
 }
 
 pub const EN: Texts = Texts {
@@ -140,6 +146,12 @@ pub const EN: Texts = Texts {
     browser: "Browser",
     this_session: "this one",
     close_session: "Close",
+    sign_up: "Sign up",
+    email: "E-mail (optional)",
+    invite_code: "Invitation code",
+    signup_closed: "Sign-up is closed: ask the operator for an account.",
+    bad_invite: "That invitation code is not valid.",
+    bad_name: "A name has 1 to 64 letters, digits, dots, dashes or underscores.",
 };
 
 pub const ZH: Texts = Texts {
@@ -210,6 +222,12 @@ pub const ZH: Texts = Texts {
     browser: "浏览器",
     this_session: "当前会话",
     close_session: "退出",
+    sign_up: "注册",
+    email: "邮箱（可选）",
+    invite_code: "邀请码",
+    signup_closed: "注册已关闭：请向管理员申请账户。",
+    bad_invite: "邀请码无效。",
+    bad_name: "名称为 1 到 64 个字母、数字、点、短横或下划线。",
 };
 
 impl Texts {

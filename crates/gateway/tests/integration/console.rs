@@ -530,3 +530,105 @@ async fn a_password_change_closes_the_other_sessions_and_sessions_close_one_by_o
     assert_eq!(page(&phone, "/console/").await.status(), 303);
     gw.stop().await;
 }
+
+async fn sign_up(
+    gw: &Gateway,
+    client: &reqwest::Client,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let page = client
+        .get(format!("{}/console/signup", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    let mut form: Vec<(&str, &str)> = fields.to_vec();
+    form.push(("csrf", &csrf));
+    client
+        .post(format!("{}/console/signup", gw.url))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn open_sign_up_makes_a_logged_in_account_with_its_free_balance() {
+    let mock = start_mock().await;
+    let console = "\n[console]\nsignup = \"open\"\nsignup_free_usd = \"1\"\n";
+    let gw = start_gateway_with(&mock.url, None, "", console).await;
+    let client = browser();
+    let made = sign_up(
+        &gw,
+        &client,
+        &[
+            ("name", "ivy"),
+            ("email", "ivy@example.com"),
+            ("password", "ivy's password"),
+        ],
+    )
+    .await;
+    assert_eq!(made.status(), 303);
+    assert_eq!(made.headers()["location"], "/console/keys");
+    let keys = client
+        .get(format!("{}/console/keys", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keys.status(), 200, "logged in at once");
+    let login = gw.app.store.login_of("ivy@example.com").await.unwrap();
+    assert_eq!(login.user.free_balance, 1_000_000_000);
+    assert!(!login.is_admin);
+    let taken = sign_up(
+        &gw,
+        &browser(),
+        &[("name", "ivy"), ("password", "another password")],
+    )
+    .await;
+    assert_eq!(taken.status(), 400);
+    let weak = sign_up(&gw, &browser(), &[("name", "jay"), ("password", "short")]).await;
+    assert_eq!(weak.status(), 400);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn sign_up_is_closed_by_default_and_by_invitation_needs_a_code() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let closed = browser()
+        .get(format!("{}/console/signup", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(closed.status(), 404);
+    gw.stop().await;
+    let console = "\n[console]\nsignup = \"invite\"\ninvite_codes = [\"friends-2026\"]\n";
+    let gw = start_gateway_with(&mock.url, None, "", console).await;
+    let wrong = sign_up(
+        &gw,
+        &browser(),
+        &[
+            ("name", "kim"),
+            ("password", "kim's password"),
+            ("invite", "nope"),
+        ],
+    )
+    .await;
+    assert_eq!(wrong.status(), 400);
+    assert!(gw.app.store.login_of("kim").await.is_err());
+    let right = sign_up(
+        &gw,
+        &browser(),
+        &[
+            ("name", "kim"),
+            ("password", "kim's password"),
+            ("invite", "friends-2026"),
+        ],
+    )
+    .await;
+    assert_eq!(right.status(), 303);
+    gw.stop().await;
+}
