@@ -64,6 +64,10 @@ pub struct Gateway {
     /// Set on the very first start without a configured admin token: the
     /// token created then, to be shown once.
     pub generated_admin_token: Option<String>,
+    /// Set while no one can log in to the console's admin pages: the token
+    /// of the one-time setup link (`/console/setup?token=…`), new at each
+    /// start until an admin is made.
+    pub console_setup_token: Option<String>,
 }
 
 /// Opens the database (migrating it) and builds the shared state.
@@ -79,6 +83,7 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
         tracing::warn!("billing = false: requests are neither held, charged nor recorded (for benchmarks only)");
     }
     let (admin_token_hash, generated_admin_token) = admin_token(&config, &store).await?;
+    let console_setup_token = console::setup::token_at_start(&store).await?;
     // What an earlier process here left unsettled is settled (or released)
     // before anything new is admitted.
     let mut replayed = Vec::new();
@@ -173,6 +178,7 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
     Ok(Gateway {
         app,
         generated_admin_token,
+        console_setup_token,
     })
 }
 

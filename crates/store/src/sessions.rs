@@ -135,6 +135,32 @@ impl Store {
         Ok(())
     }
 
+    /// Whether some user can log in to the console's admin pages.
+    pub async fn console_admin_exists(&self) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM users WHERE is_admin = 1 AND password_hash IS NOT NULL \
+             AND is_disabled = 0",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// Stores `value` as `name`'s value, replacing any.
+    pub async fn replace_setting(&self, name: &str, value: &str) -> Result<()> {
+        // One statement: instances starting together do not trip on each
+        // other (the last one's value stays).
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
     pub async fn open_session(&self, s: &NewSession) -> Result<()> {
         let now = now_ms();
         sqlx::query(

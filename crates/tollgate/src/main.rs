@@ -144,6 +144,11 @@ async fn serve(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if let Some(token) = &gateway.console_setup_token {
+        println!(
+            "Make the console's first admin account (once): http://{addr}/console/setup?token={token}"
+        );
+    }
     println!("Tollgate listening on http://{addr}");
     tracing::info!(%addr, "listening");
     gateway::serve(gateway.app, listener, shutdown_signal())

@@ -9,6 +9,7 @@ mod keys;
 mod password;
 mod session;
 mod settings;
+pub mod setup;
 mod signup;
 mod texts;
 mod throttle;
@@ -45,6 +46,7 @@ pub fn routes() -> Router<App> {
         .route("/console/login", get(login_page).post(login))
         .route("/console/logout", post(logout))
         .route("/console/signup", get(signup::show).post(signup::create))
+        .route("/console/setup", get(setup::show).post(setup::create))
         .route("/console/keys", get(keys::list).post(keys::create))
         .route("/console/keys/{id}/toggle", post(keys::toggle))
         .route("/console/keys/{id}/delete", post(keys::delete))

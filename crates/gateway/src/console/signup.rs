@@ -103,7 +103,7 @@ struct SignupForm {
 }
 
 /// A user name: 1 to 64 letters, digits, `.`, `-` or `_`.
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.chars().count())
         && name
             .chars()

@@ -76,6 +76,8 @@ pub struct Texts {
     pub signup_closed: &'static str,
     pub bad_invite: &'static str,
     pub bad_name: &'static str,
+    pub setup: &'static str,
+    pub setup_used: &'static str,
 }
 
 pub const EN: Texts = Texts {
@@ -152,6 +154,8 @@ pub const EN: Texts = Texts {
     signup_closed: "Sign-up is closed: ask the operator for an account.",
     bad_invite: "That invitation code is not valid.",
     bad_name: "A name has 1 to 64 letters, digits, dots, dashes or underscores.",
+    setup: "Make the first admin account",
+    setup_used: "This setup link has been used, or is not this start's.",
 };
 
 pub const ZH: Texts = Texts {
@@ -228,6 +232,8 @@ pub const ZH: Texts = Texts {
     signup_closed: "注册已关闭：请向管理员申请账户。",
     bad_invite: "邀请码无效。",
     bad_name: "名称为 1 到 64 个字母、数字、点、短横或下划线。",
+    setup: "创建首个管理员账户",
+    setup_used: "此设置链接已使用，或不是本次启动的链接。",
 };
 
 impl Texts {

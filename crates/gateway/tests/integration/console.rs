@@ -632,3 +632,68 @@ async fn sign_up_is_closed_by_default_and_by_invitation_needs_a_code() {
     assert_eq!(right.status(), 303);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn the_one_time_setup_link_makes_the_first_admin_and_then_is_gone() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let token = gateway::console::setup::token_at_start(&gw.app.store)
+        .await
+        .unwrap()
+        .expect("no console admin yet");
+    let client = browser();
+    let bad = client
+        .get(format!("{}/console/setup?token=guess", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 404);
+    let page = client
+        .get(format!("{}/console/setup?token={token}", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let made = client
+        .post(format!("{}/console/setup", gw.url))
+        .form(&[
+            ("token", token.as_str()),
+            ("name", "boss"),
+            ("email", "boss@example.com"),
+            ("password", "the boss's password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 303);
+    assert_eq!(
+        log_in(&gw, &client, "boss@example.com", "the boss's password")
+            .await
+            .status(),
+        303
+    );
+    let admin = client
+        .get(format!("{}/console/admin/users", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 200);
+    let again = client
+        .post(format!("{}/console/setup", gw.url))
+        .form(&[
+            ("token", token.as_str()),
+            ("name", "boss2"),
+            ("password", "another password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404, "used once");
+    assert_eq!(
+        gateway::console::setup::token_at_start(&gw.app.store)
+            .await
+            .unwrap(),
+        None
+    );
+    gw.stop().await;
+}
