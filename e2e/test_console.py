@@ -109,6 +109,9 @@ def test_a_user_logs_in_uses_a_key_and_sees_the_request_and_its_cost(browser, co
     rows = WebDriverWait(browser, 15, poll_frequency=0.5).until(shown)
     assert MODEL in rows[0].text
     assert rows[0].find_element(By.CSS_SELECTOR, ".cost").text == record["cost_usd"]
+    # And in the chart, drawn in the page by the vendored uPlot.
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart canvas"), browser.page_source[:500]
+    assert MODEL in browser.find_element(By.ID, "chart").text
     browser.find_element(By.ID, "logout").click()
     WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "login")))
     browser.get(url + "/console/")

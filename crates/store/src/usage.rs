@@ -55,6 +55,35 @@ impl Store {
         Ok((row.try_get("spent")?, row.try_get("requests")?))
     }
 
+    /// `user_id`'s usage per UTC day (days since 1970) and model since
+    /// `since`: (day, model, nano-USD, input + output tokens), by day.
+    pub async fn daily_usage(
+        &self,
+        user_id: i64,
+        since: i64,
+    ) -> Result<Vec<(i64, String, i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT created_at / 86400000 AS day, model, CAST(SUM(cost) AS BIGINT) AS cost, \
+             CAST(SUM(input_tokens + output_tokens) AS BIGINT) AS tokens FROM usage_records \
+             WHERE user_id = $1 AND created_at >= $2 GROUP BY created_at / 86400000, model \
+             ORDER BY day, model",
+        )
+        .bind(user_id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("day")?,
+                    r.try_get("model")?,
+                    r.try_get("cost")?,
+                    r.try_get("tokens")?,
+                ))
+            })
+            .collect()
+    }
+
     pub async fn list_usage(&self, f: &UsageFilter) -> Result<Vec<UsageRecord>> {
         // Every optional filter is written as "$N IS NULL OR …" so that one
         // prepared statement serves all combinations on both backends.

@@ -34,6 +34,12 @@ use crate::secrets::{hash_secret, new_admin_token};
 use crate::state::App;
 
 const STYLESHEET: &str = include_str!("console.css");
+/// uPlot (MIT, `vendor/LICENSE-uPlot`), the dashboard's chart, vendored:
+/// nothing is fetched from elsewhere at run time.
+const UPLOT_JS: &str = include_str!("vendor/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("vendor/uPlot.min.css");
+/// Days the dashboard's chart covers.
+const CHART_DAYS: i64 = 30;
 /// The cookie a login form's CSRF token is checked against (no session
 /// yet: a double submit).
 const LOGIN_CSRF_COOKIE: &str = "tg_login_csrf";
@@ -65,6 +71,14 @@ pub fn routes() -> Router<App> {
         .route("/console/admin/users/{id}/balance", post(admin::balance))
         .route("/console/usage.csv", get(usage::csv))
         .route("/console/static/console.css", get(stylesheet))
+        .route(
+            "/console/static/uplot.js",
+            get(|| static_file(UPLOT_JS, "text/javascript")),
+        )
+        .route(
+            "/console/static/uplot.css",
+            get(|| static_file(UPLOT_CSS, "text/css")),
+        )
 }
 
 #[derive(Deserialize, Default)]
@@ -115,6 +129,17 @@ fn page(html: Result<String, askama::Error>, cookies: &[String]) -> Response {
     headers.insert("x-frame-options", "DENY".parse().expect("static"));
     headers.insert(header::CACHE_CONTROL, "no-store".parse().expect("static"));
     response
+}
+
+async fn static_file(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn stylesheet() -> Response {
@@ -348,6 +373,9 @@ struct DashboardPage<'a> {
     spent_month: String,
     requests_month: i64,
     recent: Vec<Row>,
+    /// The chart's data, as JSON: `{days: [unix s…], models: [{name, cost:
+    /// [USD…], tokens: […]}]}`.
+    chart: String,
 }
 
 async fn dashboard(
@@ -372,16 +400,21 @@ async fn dashboard(
                 ..store::UsageFilter::default()
             })
             .await?;
-        Ok::<_, store::StoreError>((day, month, recent))
+        let daily = app
+            .store
+            .daily_usage(user.id, today - (CHART_DAYS - 1) * 86_400_000)
+            .await?;
+        Ok::<_, store::StoreError>((day, month, recent, daily))
     }
     .await;
-    let ((spent_today, requests_today), (spent_month, requests_month), recent) = match figures {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::error!(error = %e, "the dashboard's figures could not be read");
-            return (StatusCode::SERVICE_UNAVAILABLE, t.try_again).into_response();
-        }
-    };
+    let ((spent_today, requests_today), (spent_month, requests_month), recent, daily) =
+        match figures {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "the dashboard's figures could not be read");
+                return (StatusCode::SERVICE_UNAVAILABLE, t.try_again).into_response();
+            }
+        };
     let credits = |nano: i64| format_credits(nano, app.config.credits_per_usd);
     let balance = user.balance + user.free_balance;
     let html = DashboardPage {
@@ -410,9 +443,40 @@ async fn dashboard(
                 status: r.status,
             })
             .collect(),
+        chart: chart_json(today / 86_400_000, &daily),
     }
     .render();
     page(html, &remember.into_iter().collect::<Vec<_>>())
+}
+
+/// The chart's series: for each of the last [`CHART_DAYS`] days up to
+/// `today` (a day number), each model's spend (USD) and tokens.
+fn chart_json(today: i64, daily: &[(i64, String, i64, i64)]) -> String {
+    let first = today - (CHART_DAYS - 1);
+    let days: Vec<i64> = (first..=today).map(|d| d * 86_400).collect();
+    let mut models: Vec<&str> = daily.iter().map(|(_, m, _, _)| m.as_str()).collect();
+    models.sort();
+    models.dedup();
+    let series: Vec<serde_json::Value> = models
+        .iter()
+        .map(|model| {
+            let mut cost = vec![0.0f64; CHART_DAYS as usize];
+            let mut tokens = vec![0i64; CHART_DAYS as usize];
+            for (day, _, nano, t) in daily.iter().filter(|(_, m, _, _)| m == model) {
+                if let Ok(i) = usize::try_from(day - first) {
+                    if i < cost.len() {
+                        cost[i] = *nano as f64 / 1e9;
+                        tokens[i] = *t;
+                    }
+                }
+            }
+            serde_json::json!({"name": model, "cost": cost, "tokens": tokens})
+        })
+        .collect();
+    // Safe inside a <script> element: no `</` can close it.
+    serde_json::json!({"days": days, "models": series})
+        .to_string()
+        .replace("</", "<\\/")
 }
 
 /// Unix ms at the start of the UTC month `now` is in.
@@ -445,6 +509,26 @@ fn form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_chart_has_a_point_a_day_per_model_and_cannot_close_its_script() {
+        let today = 20_000;
+        let daily = vec![
+            (today - 1, "b</script>".to_string(), 2_000_000_000, 10),
+            (today, "a".to_string(), 500_000_000, 5),
+            (today - 40, "old".to_string(), 1, 1),
+        ];
+        let json = chart_json(today, &daily);
+        assert!(!json.contains("</"), "{json}");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["days"].as_array().unwrap().len(), CHART_DAYS as usize);
+        assert_eq!(value["days"][29], today * 86_400);
+        let models = value["models"].as_array().unwrap();
+        assert_eq!(models[0]["name"], "a");
+        assert_eq!(models[0]["cost"][29], 0.5);
+        assert_eq!(models[1]["name"], "b</script>");
+        assert_eq!(models[1]["cost"][28], 2.0);
+    }
 
     #[test]
     fn months_start_on_the_first_at_midnight() {

@@ -329,6 +329,12 @@ async fn the_usage_page_and_its_csv_show_the_users_own_requests() {
     assert!(!html.contains("cheap"), "frank's request is not erin's");
     let none = get("/console/usage?model=cheap").await;
     assert_eq!(none.matches("<td class=\"cost\">").count(), 0);
+    let dashboard = get("/console/").await;
+    assert!(
+        dashboard.contains("{\"name\":\"gpt-test\",\"cost\":["),
+        "the chart has erin's model"
+    );
+    assert!(!dashboard.contains("\"cheap\""), "and not frank's");
     let csv = get("/console/usage.csv").await;
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 4, "{csv}");
