@@ -6,6 +6,7 @@
 
 mod admin;
 mod keys;
+mod models;
 mod password;
 mod session;
 mod settings;
@@ -57,6 +58,7 @@ pub fn routes() -> Router<App> {
         .route("/console/keys/{id}/toggle", post(keys::toggle))
         .route("/console/keys/{id}/delete", post(keys::delete))
         .route("/console/usage", get(usage::list))
+        .route("/console/models", get(models::list))
         .route("/console/settings", get(settings::show))
         .route(
             "/console/settings/password",

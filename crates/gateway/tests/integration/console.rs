@@ -335,6 +335,13 @@ async fn the_usage_page_and_its_csv_show_the_users_own_requests() {
         "the chart has erin's model"
     );
     assert!(!dashboard.contains("\"cheap\""), "and not frank's");
+    let models = get("/console/models").await;
+    assert!(
+        models.contains(
+            "<td>gpt-test</td><td>tokens</td><td>2.5 / 10 per 1M (in / out)</td><td>1.5</td>"
+        ),
+        "{models}"
+    );
     let csv = get("/console/usage.csv").await;
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 4, "{csv}");
