@@ -160,6 +160,7 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
     let app = Arc::new(AppState {
         files,
         login_throttle: Default::default(),
+        started: std::time::Instant::now(),
         auth_cache,
         billing,
         config,

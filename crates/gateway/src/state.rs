@@ -39,6 +39,8 @@ pub struct AppState {
     pub files: crate::files::Files,
     /// Failed console logins, per account and per address.
     pub login_throttle: crate::console::Throttle,
+    /// When this instance started.
+    pub started: std::time::Instant,
 }
 
 impl AppState {

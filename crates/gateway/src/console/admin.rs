@@ -226,3 +226,103 @@ pub async fn balance(
         Err(e) => render_user(&app, t, &session, id, Some(e.to_string())).await,
     }
 }
+
+#[derive(Template)]
+#[template(path = "console/admin_status.html")]
+struct StatusPage<'a> {
+    t: &'a Texts,
+    title: &'a str,
+    user_name: Option<String>,
+    is_admin: bool,
+    csrf: String,
+    notice: Option<String>,
+    version: &'static str,
+    uptime: String,
+    in_flight: usize,
+    pending: usize,
+    database: String,
+    /// (model, unit, channels)
+    models: Vec<(String, String, String)>,
+}
+
+fn render_status(
+    app: &App,
+    t: &'static Texts,
+    session: &store::Session,
+    notice: Option<String>,
+) -> Response {
+    let up = app.started.elapsed().as_secs();
+    let catalog = app.catalog.load();
+    let mut models: Vec<(String, String, String)> = catalog
+        .models
+        .values()
+        .map(|m| {
+            let channels = m
+                .channels
+                .iter()
+                .map(|c| format!("{} ({})", c.provider, c.upstream_model))
+                .collect::<Vec<_>>()
+                .join(", ");
+            (m.name.clone(), m.unit.name().to_string(), channels)
+        })
+        .collect();
+    models.sort();
+    let html = StatusPage {
+        t,
+        title: t.system,
+        user_name: Some(session.user.name.clone()),
+        is_admin: true,
+        csrf: session.csrf_token.clone(),
+        notice,
+        version: env!("CARGO_PKG_VERSION"),
+        uptime: format!("{}d {}h {}m", up / 86_400, up / 3600 % 24, up / 60 % 60),
+        in_flight: app.in_flight.count(),
+        pending: app.billing.settlements.pending(),
+        database: format!("{:?}", app.store.backend()),
+        models,
+    }
+    .render();
+    page(html, &[])
+}
+
+pub async fn status(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Member(session): Member,
+) -> Response {
+    if !session.is_admin {
+        return not_found();
+    }
+    let (t, _) = language(&headers, &Lang::default());
+    render_status(&app, t, &session, None)
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+/// Reads the configuration file's catalog again (as SIGHUP does).
+pub async fn reload(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Member(session): Member,
+    body: Bytes,
+) -> Response {
+    if !session.is_admin {
+        return not_found();
+    }
+    let (t, _) = language(&headers, &Lang::default());
+    let given = form::<CsrfForm>(&body).ok().map(|f| f.csrf);
+    if !csrf_ok(&session, given.as_deref()) {
+        return (StatusCode::FORBIDDEN, t.bad_form).into_response();
+    }
+    let reloading = app.clone();
+    let result = tokio::task::spawn_blocking(move || reloading.catalog.reload()).await;
+    let notice = match result {
+        Ok(Ok(_)) => t.reloaded.to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => t.try_again.to_string(),
+    };
+    render_status(&app, t, &session, Some(notice))
+}

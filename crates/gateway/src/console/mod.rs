@@ -69,6 +69,8 @@ pub fn routes() -> Router<App> {
             post(settings::close_session),
         )
         .route("/console/admin/users", get(admin::users))
+        .route("/console/admin/status", get(admin::status))
+        .route("/console/admin/reload", post(admin::reload))
         .route("/console/admin/users/{id}", get(admin::user))
         .route("/console/admin/users/{id}/balance", post(admin::balance))
         .route("/console/usage.csv", get(usage::csv))

@@ -412,6 +412,30 @@ async fn an_admin_credits_a_user_and_nobody_else_reaches_the_admin_pages() {
     assert_eq!(gw.balance(gina).await.0, before + 2_500_000_000);
     let ledger = gw.app.store.ledger(gina, 1).await.unwrap();
     assert_eq!(ledger[0].reason, "welcome bonus");
+    let status = admin
+        .get(format!("{}/console/admin/status", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        status.contains("<td>gpt-test</td><td>tokens</td><td>mock (mock-model)</td>"),
+        "{status}"
+    );
+    assert!(status.contains(env!("CARGO_PKG_VERSION")));
+    let reloaded = admin
+        .post(format!("{}/console/admin/reload", gw.url))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        reloaded.status(),
+        200,
+        "says why when there is no file to read"
+    );
     // Gina is no admin: the admin pages do not exist for her.
     let user = browser();
     assert_eq!(
@@ -421,6 +445,7 @@ async fn an_admin_credits_a_user_and_nobody_else_reaches_the_admin_pages() {
     for path in [
         "/console/admin/users".to_string(),
         format!("/console/admin/users/{root}"),
+        "/console/admin/status".to_string(),
     ] {
         let resp = user.get(format!("{}{path}", gw.url)).send().await.unwrap();
         assert_eq!(resp.status(), 404, "{path}");
