@@ -135,6 +135,15 @@ impl Store {
         Ok(())
     }
 
+    /// A user's e-mail address, if they have one.
+    pub async fn email_of(&self, user_id: i64) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .flatten())
+    }
+
     /// Whether some user can log in to the console's admin pages.
     pub async fn console_admin_exists(&self) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(

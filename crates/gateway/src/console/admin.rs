@@ -118,6 +118,8 @@ struct UserPage<'a> {
     name: String,
     group: String,
     tier: String,
+    expires: String,
+    disabled: bool,
     balance: String,
     ledger: Vec<LedgerRow>,
 }
@@ -142,11 +144,15 @@ async fn render_user(
     id: i64,
     error: Option<String>,
 ) -> Response {
-    let (user, ledger) = match (app.store.get_user(id).await, app.store.ledger(id, 50).await) {
-        (Ok(user), Ok(ledger)) => (user, ledger),
+    let (login, ledger) = match (app.store.get_user(id).await, app.store.ledger(id, 50).await) {
+        (Ok(user), Ok(ledger)) => match app.store.login_of(&user.name).await {
+            Ok(login) => (login, ledger),
+            Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, t.try_again).into_response(),
+        },
         (Err(store::StoreError::NotFound(_)), _) => return not_found(),
         _ => return (StatusCode::SERVICE_UNAVAILABLE, t.try_again).into_response(),
     };
+    let user = &login.user;
     let status = match error {
         Some(_) => StatusCode::BAD_REQUEST,
         None => StatusCode::OK,
@@ -162,6 +168,11 @@ async fn render_user(
         name: user.name.clone(),
         group: user.group_name.clone(),
         tier: user.tier.clone(),
+        expires: user
+            .membership_expires_at
+            .map(|at| crate::time::format_ms(at)[..10].to_string())
+            .unwrap_or_default(),
+        disabled: login.is_disabled,
         balance: format_usd(user.balance + user.free_balance),
         ledger: ledger
             .iter()
@@ -325,4 +336,91 @@ pub async fn reload(
         Err(_) => t.try_again.to_string(),
     };
     render_status(&app, t, &session, Some(notice))
+}
+
+#[derive(Deserialize)]
+struct AccountForm {
+    csrf: String,
+    group: String,
+    tier: String,
+    #[serde(default)]
+    expires: String,
+    #[serde(default)]
+    disabled: Option<String>,
+    #[serde(default)]
+    password: String,
+}
+
+/// Changes a user's group, tier, membership expiry and console access, and
+/// (when given) sets a new password (closing their sessions) — through the
+/// same services as the admin API.
+pub async fn account(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Member(session): Member,
+    body: Bytes,
+) -> Response {
+    if !session.is_admin {
+        return not_found();
+    }
+    let (t, _) = language(&headers, &Lang::default());
+    let Ok(f) = form::<AccountForm>(&body) else {
+        return (StatusCode::BAD_REQUEST, t.bad_form).into_response();
+    };
+    if !csrf_ok(&session, Some(&f.csrf)) {
+        return (StatusCode::FORBIDDEN, t.bad_form).into_response();
+    }
+    let changed = async {
+        let login = match app.store.get_user(id).await {
+            Ok(user) => app.store.login_of(&user.name).await?,
+            Err(e) => return Err(ApiError::from(e)),
+        };
+        let expires = match f.expires.trim() {
+            "" => Some(None),
+            text => Some(Some(crate::time::parse_timestamp(text).ok_or_else(
+                || ApiError::BadRequest("The expiry must be a date.".into()),
+            )?)),
+        };
+        let update = store::UserUpdate {
+            group_name: Some(f.group.trim().to_string()),
+            tier: Some(f.tier.trim().to_string()),
+            membership_expires_at: expires,
+            ..store::UserUpdate::default()
+        };
+        crate::accounts::update_user(&app.store, id, &update).await?;
+        let disabled = f.disabled.as_deref() == Some("true");
+        // An admin does not lock themselves out here.
+        let disabled = disabled && id != session.user.id;
+        app.store
+            .set_console_access(
+                id,
+                current_email(&app, id).await.as_deref(),
+                login.is_admin,
+                disabled,
+            )
+            .await?;
+        if !f.password.is_empty() {
+            super::password::check(&f.password).map_err(ApiError::BadRequest)?;
+            let hashed = super::password::hash(f.password.clone())
+                .await
+                .map_err(|_| ApiError::Internal)?;
+            app.store.set_password(id, Some(&hashed), None).await?;
+        }
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    match changed {
+        Ok(()) => {
+            app.auth_cache.clear();
+            Redirect::to(&format!("/console/admin/users/{id}")).into_response()
+        }
+        Err(ApiError::NotFound(_)) => not_found(),
+        Err(e) => render_user(&app, t, &session, id, Some(e.to_string())).await,
+    }
+}
+
+/// A user's e-mail as stored (the account form does not change it).
+async fn current_email(app: &App, id: i64) -> Option<String> {
+    app.store.email_of(id).await.ok().flatten()
 }

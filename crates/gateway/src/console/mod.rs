@@ -73,6 +73,7 @@ pub fn routes() -> Router<App> {
         .route("/console/admin/reload", post(admin::reload))
         .route("/console/admin/users/{id}", get(admin::user))
         .route("/console/admin/users/{id}/balance", post(admin::balance))
+        .route("/console/admin/users/{id}/account", post(admin::account))
         .route("/console/usage.csv", get(usage::csv))
         .route("/console/static/console.css", get(stylesheet))
         .route(

@@ -472,6 +472,60 @@ async fn an_admin_credits_a_user_and_nobody_else_reaches_the_admin_pages() {
     assert_eq!(resp.status(), 404);
     assert_eq!(gw.balance(gina).await.0, before + 2_500_000_000);
     assert!(!dashboard.contains("nav-users"));
+    // The admin moves gina to another group and tier, and disables her:
+    // her session ends at once.
+    let account = |fields: Vec<(&'static str, String)>| {
+        let admin = admin.clone();
+        let url = format!("{}/console/admin/users/{gina}/account", gw.url);
+        async move {
+            admin
+                .post(url)
+                .form(&fields)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let base = |disabled: bool, password: &str| {
+        let mut f = vec![
+            ("csrf", csrf.clone()),
+            ("group", "vip".to_string()),
+            ("tier", "pro".to_string()),
+            ("expires", "2030-01-01".to_string()),
+            ("password", password.to_string()),
+        ];
+        if disabled {
+            f.push(("disabled", "true".to_string()));
+        }
+        f
+    };
+    assert_eq!(account(base(true, "")).await, 303);
+    let moved = gw.app.store.get_user(gina).await.unwrap();
+    assert_eq!(
+        (moved.group_name.as_str(), moved.tier.as_str()),
+        ("vip", "pro")
+    );
+    assert!(moved.membership_expires_at.is_some());
+    let gone = user
+        .get(format!("{}/console/", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 303, "disabled: her session is closed");
+    assert_eq!(
+        log_in(&gw, &user, "gina", "gina's password").await.status(),
+        401
+    );
+    // Enabled again with a password the admin sets.
+    assert_eq!(account(base(false, "a reset password")).await, 303);
+    assert_eq!(
+        log_in(&gw, &user, "gina", "a reset password")
+            .await
+            .status(),
+        303
+    );
     gw.stop().await;
 }
 
