@@ -123,3 +123,49 @@ def test_a_wrong_password_is_refused_in_the_page(browser, console):
     log_in(browser, url, "alice", "not the password")
     error = WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "error")))
     assert "Wrong user name or password" in error.text
+
+
+def cli_user(tmp_path, name, password, *extra):
+    binary = os.environ.get("TOLLGATE_BIN", DEFAULT_BIN)
+    made = subprocess.run(
+        [binary, "--config", str(tmp_path / "tollgate.toml"), "user", "create", name, "--password", *extra],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=hermetic_env(TOLLGATE_PASSWORD=password),
+    )
+    assert made.returncode == 0, made.stderr
+    return json.loads(made.stdout)
+
+
+def test_an_admin_credits_a_user_who_sees_it_and_cannot_reach_others(browser, console, tmp_path):
+    url, _ = console
+    bob = cli_user(tmp_path, "bob", "bob's long password")
+    log_in(browser, url, "alice", "correct horse battery")
+    WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "nav-users")))
+    browser.get(f"{url}/console/admin/users/{bob['user']['id']}")
+    browser.find_element(By.ID, "amount").send_keys("3.25")
+    browser.find_element(By.ID, "reason").send_keys("e2e credit")
+    browser.find_element(By.ID, "change-balance").click()
+    shown = WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "user-balance")))
+    assert shown.text.startswith("3.25"), shown.text
+    browser.find_element(By.ID, "logout").click()
+    # Bob sees his credit, and nothing of Alice's.
+    log_in(browser, url, "bob", "bob's long password")
+    balance = WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "balance-usd")))
+    assert balance.text.startswith("3.25"), balance.text
+    browser.get(f"{url}/console/admin/users/1")
+    assert "Not found" in browser.page_source
+    # A form posted without its CSRF token changes nothing.
+    forged = httpx.post(url + "/console/keys", data={"remark": "forged"},
+                        cookies={c["name"]: c["value"] for c in browser.get_cookies()}, timeout=REQUEST_TIMEOUT)
+    assert forged.status_code in (400, 403), forged.status_code
+    browser.get(url + "/console/keys")
+    assert "forged" not in browser.page_source
+
+
+def test_logins_are_throttled_in_the_page(browser, console):
+    url, _ = console
+    for _ in range(5):
+        log_in(browser, url, "alice", "a wrong guess")
+        WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "error")))
+    log_in(browser, url, "alice", "correct horse battery")
+    error = WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "error")))
+    assert "Too many failed attempts" in error.text
