@@ -8,6 +8,7 @@ mod admin;
 mod keys;
 mod models;
 mod password;
+mod rules;
 mod session;
 mod settings;
 pub mod setup;
@@ -59,6 +60,8 @@ pub fn routes() -> Router<App> {
         .route("/console/keys/{id}/delete", post(keys::delete))
         .route("/console/usage", get(usage::list))
         .route("/console/models", get(models::list))
+        .route("/console/rules", get(rules::list))
+        .route("/console/rules/{id}/toggle", post(rules::toggle))
         .route("/console/settings", get(settings::show))
         .route(
             "/console/settings/password",

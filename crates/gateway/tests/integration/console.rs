@@ -789,3 +789,72 @@ async fn the_one_time_setup_link_makes_the_first_admin_and_then_is_gone() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn rules_are_listed_and_toggled_by_their_owner_only() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (lee, lee_key) = console_user(&gw, "lee", "lee's password").await;
+    console_user(&gw, "max", "max's password").await;
+    let (status, created) = gw
+        .post_json(
+            "/api/v1/user/override-rules/create",
+            &lee_key,
+            &serde_json::json!({"ruleName": "cool", "actions": [{"type": "override", "field": "temperature", "value": 0.2}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let rule_id = created["data"]["ruleId"].as_str().unwrap().to_string();
+    let lee_browser = browser();
+    assert_eq!(
+        log_in(&gw, &lee_browser, "lee", "lee's password")
+            .await
+            .status(),
+        303
+    );
+    let page = lee_browser
+        .get(format!("{}/console/rules", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("cool") && page.contains("temperature"),
+        "{page}"
+    );
+    let csrf = csrf_of(&page);
+    let max_browser = browser();
+    assert_eq!(
+        log_in(&gw, &max_browser, "max", "max's password")
+            .await
+            .status(),
+        303
+    );
+    let max_page = max_browser
+        .get(format!("{}/console/rules", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!max_page.contains("temperature"));
+    let theirs = max_browser
+        .post(format!("{}/console/rules/{rule_id}/toggle", gw.url))
+        .form(&[("csrf", csrf_of(&max_page))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), 404);
+    let toggled = lee_browser
+        .post(format!("{}/console/rules/{rule_id}/toggle", gw.url))
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(toggled.status(), 303);
+    assert!(!gw.app.store.get_rule(lee, &rule_id).await.unwrap().enabled);
+    gw.stop().await;
+}
