@@ -241,7 +241,7 @@ fn expired(file: &StoredFile) -> bool {
 }
 
 /// A ready, unexpired file `visible` says the caller may see; else 404.
-async fn visible_file(
+pub(crate) async fn visible_file(
     app: &App,
     id: &str,
     visible: impl Fn(&StoredFile) -> bool,
@@ -295,7 +295,12 @@ async fn public_info(State(app): State<App>, Path(id): Path<String>) -> Response
 }
 
 /// The file's bytes (or the range asked), streamed from storage.
-async fn serve(app: &App, file: &StoredFile, headers: &HeaderMap, cache: &str) -> Response {
+pub(crate) async fn serve(
+    app: &App,
+    file: &StoredFile,
+    headers: &HeaderMap,
+    cache: &str,
+) -> Response {
     let size = u64::try_from(file.size).unwrap_or(0);
     let etag = format!("\"{}\"", file.sha256);
     let mut response = Response::builder()

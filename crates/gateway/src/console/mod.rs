@@ -5,6 +5,7 @@
 //! store and services as the APIs.
 
 mod admin;
+mod files;
 mod keys;
 mod models;
 mod password;
@@ -61,6 +62,9 @@ pub fn routes() -> Router<App> {
         .route("/console/usage", get(usage::list))
         .route("/console/models", get(models::list))
         .route("/console/rules", get(rules::list))
+        .route("/console/files", get(files::list))
+        .route("/console/files/{id}/delete", post(files::delete))
+        .route("/console/files/{id}/download", get(files::download))
         .route("/console/rules/{id}/toggle", post(rules::toggle))
         .route("/console/settings", get(settings::show))
         .route(

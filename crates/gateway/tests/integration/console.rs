@@ -858,3 +858,118 @@ async fn rules_are_listed_and_toggled_by_their_owner_only() {
     assert!(!gw.app.store.get_rule(lee, &rule_id).await.unwrap().enabled);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn files_are_listed_downloaded_and_deleted_by_their_owner_only() {
+    let mock = start_mock().await;
+    let dir = std::env::temp_dir()
+        .join("tollgate-tests")
+        .join(format!("console-files-{}", std::process::id()));
+    let storage = format!(
+        "[storage]\nbackend = \"local\"\ndir = \"{}\"\n",
+        dir.display()
+    );
+    let gw = start_gateway_with(&mock.url, None, "", &storage).await;
+    let (_, lee_key) = console_user(&gw, "lee", "lee's password").await;
+    console_user(&gw, "max", "max's password").await;
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"private notes".to_vec())
+                .file_name("notes.txt")
+                .mime_str("text/plain")
+                .unwrap(),
+        )
+        .text("purpose", "COMMON");
+    let uploaded: serde_json::Value = gw
+        .http
+        .post(format!("{}/api/v1/user/files/upload", gw.url))
+        .bearer_auth(&lee_key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = uploaded["data"]["fileUniqueID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let lee_browser = browser();
+    log_in(&gw, &lee_browser, "lee", "lee's password").await;
+    let page = lee_browser
+        .get(format!("{}/console/files", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("notes.txt") && page.contains(&id), "{page}");
+    let csrf = csrf_of(&page);
+    // The private file downloads with the session, not without it.
+    let own = lee_browser
+        .get(format!("{}/console/files/{id}/download", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 200);
+    assert_eq!(own.bytes().await.unwrap().as_ref(), b"private notes");
+    let anonymous = browser()
+        .get(format!("{}/console/files/{id}/download", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 303, "to the login page");
+
+    let max_browser = browser();
+    log_in(&gw, &max_browser, "max", "max's password").await;
+    let max_page = max_browser
+        .get(format!("{}/console/files", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!max_page.contains("notes.txt"));
+    let theirs = max_browser
+        .get(format!("{}/console/files/{id}/download", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), 404);
+    let theirs = max_browser
+        .post(format!("{}/console/files/{id}/delete", gw.url))
+        .form(&[("csrf", csrf_of(&max_page))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), 404);
+    let forged = lee_browser
+        .post(format!("{}/console/files/{id}/delete", gw.url))
+        .form(&[("csrf", "not the token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert!(gw.app.store.get_file(&id).await.is_ok());
+
+    let deleted = lee_browser
+        .post(format!("{}/console/files/{id}/delete", gw.url))
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 303);
+    let gone = lee_browser
+        .get(format!("{}/console/files/{id}/download", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
