@@ -150,6 +150,7 @@ impl Store {
         }
         if !fresh.is_empty() {
             charge(&mut tx, backend, &fresh).await?;
+            add_to_daily_totals(&mut tx, backend, &fresh).await?;
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -369,6 +370,68 @@ async fn charge(tx: &mut Tx<'_>, backend: Backend, fresh: &[&Settlement]) -> Res
                 .bind(format!("{} {}", s.endpoint, s.model))
                 .bind(&s.request_id)
                 .bind(now);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Adds the `fresh` settlements to `usage_daily`, the per-day totals the
+/// console's dashboards and charts read (in the records' transaction, so
+/// they always agree): one row per user, UTC day, model and channel. Rows
+/// are summed here first, as one statement may not touch a row twice.
+async fn add_to_daily_totals(
+    tx: &mut Tx<'_>,
+    backend: Backend,
+    fresh: &[&Settlement],
+) -> Result<()> {
+    // (user, day, model, channel) and [requests, cost, tokens].
+    type Totals<'a> = ((i64, i64, &'a str, &'a str), [i64; 3]);
+    let mut totals: Vec<Totals> = Vec::new();
+    for s in fresh {
+        let key = (
+            s.user_id,
+            s.created_at.div_euclid(crate::usage::DAY_MS),
+            s.model.as_str(),
+            s.provider.as_str(),
+        );
+        // Tokens only: a record metered in another unit counts that unit.
+        let tokens = match s.unit.is_empty() {
+            true => s.input_tokens.saturating_add(s.output_tokens),
+            false => 0,
+        };
+        match totals.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, sums)) => {
+                sums[0] += 1;
+                sums[1] = sums[1].saturating_add(s.cost);
+                sums[2] = sums[2].saturating_add(tokens);
+            }
+            None => totals.push((key, [1, s.cost, tokens])),
+        }
+    }
+    for chunk in totals.chunks(ROWS_PER_STATEMENT) {
+        const COLUMNS: usize = 7;
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| format!("({})", placeholders(backend, r * COLUMNS + 1, COLUMNS)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO usage_daily (user_id, day, model, provider, requests, cost, tokens) \
+             VALUES {} ON CONFLICT (user_id, day, model, provider) DO UPDATE SET \
+             requests = usage_daily.requests + excluded.requests, \
+             cost = usage_daily.cost + excluded.cost, \
+             tokens = usage_daily.tokens + excluded.tokens",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for ((user_id, day, model, provider), [requests, cost, tokens]) in chunk {
+            query = query
+                .bind(*user_id)
+                .bind(*day)
+                .bind(*model)
+                .bind(*provider)
+                .bind(*requests)
+                .bind(*cost)
+                .bind(*tokens);
         }
         query.execute(&mut **tx).await?;
     }

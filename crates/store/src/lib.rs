@@ -32,7 +32,7 @@ pub use keys::{ApiKey, KeyUpdate, NewKey};
 pub use responses::StoredResponse;
 pub use rules::{RuleFilter, RuleHits, StoredRule, OPERATOR};
 pub use sessions::{Login, NewSession, Session};
-pub use usage::{UsageFilter, UsageRecord};
+pub use usage::{DayTotals, UsageFilter, UsageRecord};
 pub use users::{
     BalanceChange, KeyFigures, LedgerEntry, NewUser, RateLimits, RateLimitsUpdate, User,
     UserFigures, UserUpdate,

@@ -301,3 +301,102 @@ async fn a_batch_charges_each_request_once_with_a_consistent_ledger() {
     );
     store.close().await;
 }
+
+#[tokio::test]
+async fn daily_totals_count_each_settled_request_once_and_agree_with_the_records() {
+    let (store, user, key) = store_with_user(1_000_000, 0).await;
+    const DAY: i64 = 86_400_000;
+    let today = store::now_ms() / DAY * DAY;
+    let at = |id: &str, when: i64, model: &str, provider: &str, cost: i64| Settlement {
+        created_at: when,
+        model: model.into(),
+        provider: provider.into(),
+        input_tokens: 10,
+        output_tokens: 5,
+        ..settlement(id, user, &key, cost)
+    };
+    let speech = Settlement {
+        unit: "characters".into(),
+        input_tokens: 400,
+        ..at("r6", today + 5, "tts", "p", 7)
+    };
+    // A batch with a duplicate of its own, then a replay of part of it.
+    let batch = vec![
+        at("r1", today - DAY + 1, "m", "p", 100),
+        at("r2", today - DAY + 2, "m", "q", 20),
+        at("r3", today + 1, "m", "p", 3),
+        at("r3", today + 1, "m", "p", 3),
+        at("r4", today + 2, "n", "p", 40),
+        speech,
+    ];
+    store.settle_many(&batch).await.unwrap();
+    store.settle_many(&batch[2..4]).await.unwrap();
+    store
+        .settle(&at("r5", today + 3, "m", "p", 5))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.spend_since_day(user, today / DAY).await.unwrap(),
+        (55, 4)
+    );
+    assert_eq!(
+        store.spend_since_day(user, today / DAY - 1).await.unwrap(),
+        (175, 6)
+    );
+    let daily = store.daily_usage(user, today / DAY - 1).await.unwrap();
+    assert_eq!(
+        daily,
+        vec![
+            (today / DAY - 1, "m".to_string(), 120, 30),
+            (today / DAY, "m".to_string(), 8, 30),
+            (today / DAY, "n".to_string(), 40, 15),
+            (today / DAY, "tts".to_string(), 7, 0),
+        ]
+    );
+    // Whole days read the totals; a key or a time inside a day reads the
+    // records: both agree.
+    let from_totals = store
+        .usage_by_day(&store::UsageFilter {
+            since: Some(today - DAY),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let from_records = store
+        .usage_by_day(&store::UsageFilter {
+            since: Some(today - DAY),
+            key_id: Some(key.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(from_totals, from_records);
+    assert_eq!(
+        from_totals
+            .iter()
+            .map(|d| (d.requests, d.cost, d.tokens))
+            .collect::<Vec<_>>(),
+        vec![(2, 120, 30), (4, 55, 45)]
+    );
+    let one_channel = store
+        .usage_by_day(&store::UsageFilter {
+            provider: Some("q".into()),
+            user_id: Some(user),
+            model: Some("m".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(one_channel.len(), 1);
+    assert_eq!((one_channel[0].requests, one_channel[0].cost), (1, 20));
+    let inside_today = store
+        .usage_by_day(&store::UsageFilter {
+            since: Some(today + 2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((inside_today[0].requests, inside_today[0].cost), (3, 52));
+    store.close().await;
+}

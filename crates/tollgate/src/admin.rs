@@ -360,7 +360,7 @@ pub async fn key(config: &Config, cmd: KeyCommand) -> Result<(), String> {
 pub async fn usage(config: &Config, args: UsageArgs) -> Result<(), String> {
     let store = open(config).await?;
     let filter = UsageFilter {
-        user_id: args.user_id,
+        user_id: Some(args.user_id),
         limit: args.limit.clamp(1, 1000),
         ..Default::default()
     };

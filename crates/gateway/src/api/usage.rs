@@ -54,11 +54,12 @@ impl UsageQuery {
             })?),
         };
         Ok(UsageFilter {
-            user_id,
+            user_id: Some(user_id),
             since: time("since", &self.since)?,
             until: time("until", &self.until)?,
             model: self.model.clone(),
             key_id: self.key.clone(),
+            provider: None,
             before,
             // One more than asked, to know whether another page follows.
             limit: limit + 1,

@@ -76,6 +76,7 @@ pub fn routes() -> Router<App> {
             post(settings::close_session),
         )
         .route("/console/admin/users", get(admin::users))
+        .route("/console/admin/usage", get(usage::all_users))
         .route("/console/admin/status", get(admin::status))
         .route("/console/admin/reload", post(admin::reload))
         .route("/console/admin/users/{id}", get(admin::user))
@@ -402,19 +403,25 @@ async fn dashboard(
     let today = now - now.rem_euclid(86_400_000);
     let month = month_start(now);
     let figures = async {
-        let day = app.store.spend_since(user.id, today).await?;
-        let month = app.store.spend_since(user.id, month).await?;
+        let day = app
+            .store
+            .spend_since_day(user.id, today / 86_400_000)
+            .await?;
+        let month = app
+            .store
+            .spend_since_day(user.id, month / 86_400_000)
+            .await?;
         let recent = app
             .store
             .list_usage(&store::UsageFilter {
-                user_id: user.id,
+                user_id: Some(user.id),
                 limit: 10,
                 ..store::UsageFilter::default()
             })
             .await?;
         let daily = app
             .store
-            .daily_usage(user.id, today - (CHART_DAYS - 1) * 86_400_000)
+            .daily_usage(user.id, today / 86_400_000 - (CHART_DAYS - 1))
             .await?;
         Ok::<_, store::StoreError>((day, month, recent, daily))
     }

@@ -1,6 +1,8 @@
 //! The console's usage page: the user's requests, newest first, filtered by
 //! model, key and dates, a page at a time (the API's cursor), and the same
 //! selection as CSV, streamed page by page (never the whole log in memory).
+//! The admin's page is the same log across all users, filtered by user,
+//! model and channel too, with the selection's totals and a chart by day.
 
 use askama::Template;
 use axum::body::Body;
@@ -30,6 +32,11 @@ pub struct Filters {
     since: String,
     #[serde(default)]
     until: String,
+    /// The admin's page only: a user's id or name, and a channel.
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    channel: String,
     cursor: Option<String>,
     lang: Option<String>,
 }
@@ -55,6 +62,8 @@ impl Filters {
             ("key", &self.key),
             ("since", &self.since),
             ("until", &self.until),
+            ("user", &self.user),
+            ("channel", &self.channel),
         ]
         .iter()
         .filter(|(_, v)| !v.is_empty())
@@ -114,27 +123,11 @@ pub async fn list(
         Ok::<_, crate::error::ApiError>(app.store.list_usage(&filter).await?)
     }
     .await;
-    let (mut records, error) = match found {
+    let (records, error) = match found {
         Ok(records) => (records, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
-    // One more than a page was asked for: whether another follows.
-    let more = records.len() as i64 > PAGE;
-    records.truncate(PAGE as usize);
-    let next = match (more, records.last()) {
-        (true, Some(last)) => Some(format!(
-            "{}{}cursor={}_{}",
-            filters.encoded(),
-            if filters.encoded().is_empty() {
-                ""
-            } else {
-                "&"
-            },
-            last.created_at,
-            last.request_id
-        )),
-        _ => None,
-    };
+    let (records, next) = one_page(records, &filters);
     let html = UsagePage {
         t,
         title: t.usage,
@@ -163,6 +156,158 @@ pub async fn list(
     }
     .render();
     page(html, &remember.into_iter().collect::<Vec<_>>())
+}
+
+/// The first [`PAGE`] of `records` (one more was asked for: whether another
+/// page follows), and the next page's query string if one does.
+fn one_page(
+    mut records: Vec<store::UsageRecord>,
+    filters: &Filters,
+) -> (Vec<store::UsageRecord>, Option<String>) {
+    let more = records.len() as i64 > PAGE;
+    records.truncate(PAGE as usize);
+    let next = match (more, records.last()) {
+        (true, Some(last)) => {
+            let mut query = filters.encoded();
+            if !query.is_empty() {
+                query.push('&');
+            }
+            Some(format!(
+                "{query}cursor={}_{}",
+                last.created_at, last.request_id
+            ))
+        }
+        _ => None,
+    };
+    (records, next)
+}
+
+struct AdminRow {
+    time: String,
+    user: i64,
+    model: String,
+    channel: String,
+    tokens: String,
+    cost: String,
+    latency: i64,
+    status: i64,
+}
+
+#[derive(Template)]
+#[template(path = "console/admin_usage.html")]
+struct AdminUsagePage<'a> {
+    t: &'a Texts,
+    title: &'a str,
+    user_name: Option<String>,
+    is_admin: bool,
+    csrf: String,
+    error: Option<String>,
+    user: String,
+    model: String,
+    channel: String,
+    since: String,
+    until: String,
+    requests: i64,
+    cost: String,
+    tokens: i64,
+    chart: String,
+    rows: Vec<AdminRow>,
+    next: Option<String>,
+}
+
+/// `GET /console/admin/usage`: everyone's records (a console admin only;
+/// anyone else gets 404), the selection's totals and its chart by day.
+pub async fn all_users(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(filters): Query<Filters>,
+    Member(session): Member,
+) -> Response {
+    if !session.is_admin {
+        return (StatusCode::NOT_FOUND, "Not found").into_response();
+    }
+    let lang = Lang {
+        lang: filters.lang.clone(),
+    };
+    let (t, remember) = language(&headers, &lang);
+    let found = async {
+        let mut filter = filters.query(PAGE).to_filter(0)?;
+        filter.user_id = user_of(&app, &filters.user).await?;
+        filter.provider = Some(filters.channel.trim().to_string()).filter(|c| !c.is_empty());
+        let records = app.store.list_usage(&filter).await?;
+        let days = app.store.usage_by_day(&filter).await?;
+        Ok::<_, crate::error::ApiError>((records, days))
+    }
+    .await;
+    let (records, days, error) = match found {
+        Ok((records, days)) => (records, days, None),
+        Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
+    };
+    let (records, next) = one_page(records, &filters);
+    let sum = |f: fn(&store::DayTotals) -> i64| days.iter().map(f).fold(0i64, i64::saturating_add);
+    let html = AdminUsagePage {
+        t,
+        title: t.all_usage,
+        user_name: Some(session.user.name.clone()),
+        is_admin: true,
+        csrf: session.csrf_token.clone(),
+        error,
+        user: filters.user.clone(),
+        model: filters.model.clone(),
+        channel: filters.channel.clone(),
+        since: filters.since.clone(),
+        until: filters.until.clone(),
+        requests: sum(|d| d.requests),
+        cost: format_usd(sum(|d| d.cost)),
+        tokens: sum(|d| d.tokens),
+        chart: days_chart(&days),
+        rows: records
+            .iter()
+            .map(|r| AdminRow {
+                time: crate::time::format_ms(r.created_at),
+                user: r.user_id,
+                model: r.model.clone(),
+                channel: r.provider.clone(),
+                tokens: tokens(r),
+                cost: format_usd(r.cost),
+                latency: r.latency_ms,
+                status: r.status,
+            })
+            .collect(),
+        next,
+    }
+    .render();
+    page(html, &remember.into_iter().collect::<Vec<_>>())
+}
+
+/// The user a filter names: an id, or a name; empty is everyone.
+async fn user_of(app: &App, given: &str) -> Result<Option<i64>, crate::error::ApiError> {
+    let given = given.trim();
+    if given.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(id) = given.parse::<i64>() {
+        return Ok(Some(id));
+    }
+    match app.store.find_user_by_name(given).await {
+        Ok(user) => Ok(Some(user.id)),
+        Err(store::StoreError::NotFound(_)) => Err(crate::error::ApiError::BadRequest(format!(
+            "No user is named {given}."
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The chart's series, one point per day that has records: the day (Unix
+/// seconds), spend (USD) and tokens.
+fn days_chart(days: &[store::DayTotals]) -> String {
+    let json = serde_json::json!({
+        "days": days.iter().map(|d| d.day * 86_400).collect::<Vec<_>>(),
+        "cost": days.iter().map(|d| d.cost as f64 / 1e9).collect::<Vec<_>>(),
+        "tokens": days.iter().map(|d| d.tokens).collect::<Vec<_>>(),
+    });
+    // Safe inside a <script> element: no `</` can close it.
+    json.to_string().replace("</", "<\\/")
 }
 
 /// `GET /console/usage.csv`: the selection, every page of it, streamed.

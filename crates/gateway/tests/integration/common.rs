@@ -401,7 +401,7 @@ impl Gateway {
     pub async fn wait_for_usage(&self, user_id: i64, n: usize) -> Vec<store::UsageRecord> {
         for _ in 0..200 {
             let filter = store::UsageFilter {
-                user_id,
+                user_id: Some(user_id),
                 limit: 10_000,
                 ..Default::default()
             };
@@ -421,7 +421,7 @@ pub async fn persisted(database_url: &str, user_id: i64) -> (Vec<store::UsageRec
     let store = store::Store::connect(database_url).await.unwrap();
     let records = store
         .list_usage(&store::UsageFilter {
-            user_id,
+            user_id: Some(user_id),
             limit: 10_000,
             ..Default::default()
         })

@@ -973,3 +973,85 @@ async fn files_are_listed_downloaded_and_deleted_by_their_owner_only() {
     gw.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn the_admin_sees_everyones_usage_filtered_with_its_totals() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (root, _) = console_user(&gw, "root", "root's password").await;
+    gw.app
+        .store
+        .set_console_access(root, None, true, false)
+        .await
+        .unwrap();
+    let (erin, erin_key) = console_user(&gw, "erin", "erin's password").await;
+    let (frank, frank_key) = console_user(&gw, "frank", "frank's password").await;
+    for _ in 0..2 {
+        let status = gw
+            .chat(&erin_key, chat_body("gpt-test", false))
+            .await
+            .status();
+        assert_eq!(status, 200);
+    }
+    let status = gw
+        .chat(&frank_key, chat_body("cheap", false))
+        .await
+        .status();
+    assert_eq!(status, 200);
+    let erins = gw.wait_for_usage(erin, 2).await;
+    let franks = gw.wait_for_usage(frank, 1).await;
+    let all_cost = erins.iter().chain(&franks).map(|r| r.cost).sum::<i64>();
+
+    let admin = browser();
+    log_in(&gw, &admin, "root", "root's password").await;
+    let get = |client: &reqwest::Client, path: &str| {
+        let request = client.get(format!("{}{path}", gw.url));
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let between = |html: &str, id: &str| {
+        let at = html.find(&format!("id=\"{id}\">")).unwrap() + id.len() + 6;
+        html[at..].split('<').next().unwrap().to_string()
+    };
+    let (status, html) = get(&admin, "/console/admin/usage").await;
+    assert_eq!(status, 200);
+    assert_eq!(html.matches("<td class=\"cost\">").count(), 3, "{html}");
+    assert_eq!(between(&html, "total-requests"), "3");
+    assert_eq!(
+        between(&html, "total-cost"),
+        gateway::money::format_usd(all_cost)
+    );
+    assert!(html.contains("\"days\":["), "a chart");
+
+    let (_, by_name) = get(&admin, "/console/admin/usage?user=erin").await;
+    assert_eq!(by_name.matches("<td class=\"cost\">").count(), 2);
+    assert_eq!(between(&by_name, "total-requests"), "2");
+    let (_, by_id) = get(&admin, &format!("/console/admin/usage?user={frank}")).await;
+    assert_eq!(by_id.matches("<td class=\"cost\">").count(), 1);
+    let (_, by_model) = get(&admin, "/console/admin/usage?model=cheap").await;
+    assert_eq!(between(&by_model, "total-requests"), "1");
+    let channel = &franks[0].provider;
+    let (_, by_channel) = get(&admin, &format!("/console/admin/usage?channel={channel}")).await;
+    let expected = erins
+        .iter()
+        .chain(&franks)
+        .filter(|r| &r.provider == channel)
+        .count();
+    assert_eq!(between(&by_channel, "total-requests"), expected.to_string());
+    let (_, nobody) = get(&admin, "/console/admin/usage?channel=no-such-channel").await;
+    assert_eq!(between(&nobody, "total-requests"), "0");
+    let (status, unknown) = get(&admin, "/console/admin/usage?user=nobody-here").await;
+    assert_eq!(status, 200);
+    assert!(
+        unknown.contains("No user is named nobody-here."),
+        "{unknown}"
+    );
+
+    let user = browser();
+    log_in(&gw, &user, "erin", "erin's password").await;
+    let (status, _) = get(&user, "/console/admin/usage").await;
+    assert_eq!(status, 404, "not for a user");
+    gw.stop().await;
+}

@@ -102,7 +102,7 @@ async fn client_errors_are_refused_and_nothing_is_charged() {
         .app
         .store
         .list_usage(&store::UsageFilter {
-            user_id: id,
+            user_id: Some(id),
             limit: 10,
             ..Default::default()
         })

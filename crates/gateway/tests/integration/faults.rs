@@ -378,7 +378,7 @@ async fn the_journal_replays_what_a_dead_process_left() {
     );
     let records = store
         .list_usage(&store::UsageFilter {
-            user_id: id,
+            user_id: Some(id),
             limit: 10,
             ..Default::default()
         })

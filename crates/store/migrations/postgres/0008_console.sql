@@ -22,3 +22,25 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_by_user ON sessions(user_id);
 CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+
+-- The admin's usage pages read everyone's records newest first.
+CREATE INDEX usage_by_time ON usage_records(created_at);
+
+-- Usage per user, UTC day (days since 1970), model and channel, kept in the
+-- settlement's transaction: the dashboards and charts read these few rows,
+-- not every record. Tokens count records metered in tokens only.
+CREATE TABLE usage_daily (
+    user_id  BIGINT NOT NULL,
+    day      BIGINT NOT NULL,
+    model    TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    requests BIGINT NOT NULL,
+    cost     BIGINT NOT NULL,
+    tokens   BIGINT NOT NULL,
+    PRIMARY KEY (user_id, day, model, provider)
+);
+CREATE INDEX usage_daily_by_day ON usage_daily(day);
+INSERT INTO usage_daily (user_id, day, model, provider, requests, cost, tokens)
+SELECT user_id, created_at / 86400000, model, provider, COUNT(*), SUM(cost),
+       SUM(CASE WHEN unit = '' THEN input_tokens + output_tokens ELSE 0 END)
+FROM usage_records GROUP BY user_id, created_at / 86400000, model, provider;
