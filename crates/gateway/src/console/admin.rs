@@ -41,6 +41,7 @@ struct UsersPage<'a> {
     is_admin: bool,
     csrf: String,
     q: String,
+    error: Option<String>,
     users: Vec<UserRow>,
 }
 
@@ -66,6 +67,17 @@ pub async fn users(
             lang: search.lang.clone(),
         },
     );
+    render_users(&app, t, &session, &search.q, None, remember).await
+}
+
+async fn render_users(
+    app: &App,
+    t: &'static Texts,
+    session: &store::Session,
+    q: &str,
+    error: Option<String>,
+    remember: Option<String>,
+) -> Response {
     let all = match app.store.list_users().await {
         Ok(all) => all,
         Err(e) => {
@@ -73,17 +85,22 @@ pub async fn users(
             return (StatusCode::SERVICE_UNAVAILABLE, t.try_again).into_response();
         }
     };
-    let q = search.q.trim().to_lowercase();
+    let wanted = q.trim().to_lowercase();
+    let status = match error {
+        Some(_) => StatusCode::BAD_REQUEST,
+        None => StatusCode::OK,
+    };
     let html = UsersPage {
         t,
         title: t.users,
         user_name: Some(session.user.name.clone()),
         is_admin: true,
         csrf: session.csrf_token.clone(),
-        q: search.q.clone(),
+        q: q.to_string(),
+        error,
         users: all
             .iter()
-            .filter(|u| q.is_empty() || u.name.to_lowercase().contains(&q))
+            .filter(|u| wanted.is_empty() || u.name.to_lowercase().contains(&wanted))
             .take(MOST_USERS)
             .map(|u| UserRow {
                 id: u.id,
@@ -95,7 +112,58 @@ pub async fn users(
             .collect(),
     }
     .render();
-    page(html, &remember.into_iter().collect::<Vec<_>>())
+    let mut response = page(html, &remember.into_iter().collect::<Vec<_>>());
+    *response.status_mut() = status;
+    response
+}
+
+#[derive(Deserialize)]
+struct NewUserForm {
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    group: String,
+    admin: Option<String>,
+}
+
+/// `POST /console/admin/users`: a new account with a console login (and a
+/// first key, as the admin API makes), then its page.
+pub async fn create_user(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Member(session): Member,
+    body: Bytes,
+) -> Response {
+    if !session.is_admin {
+        return not_found();
+    }
+    let (t, _) = language(&headers, &Lang::default());
+    let Ok(f) = form::<NewUserForm>(&body) else {
+        return (StatusCode::BAD_REQUEST, t.bad_form).into_response();
+    };
+    if !csrf_ok(&session, Some(&f.csrf)) {
+        return (StatusCode::FORBIDDEN, t.bad_form).into_response();
+    }
+    let group = match f.group.trim() {
+        "" => "default",
+        group => group,
+    };
+    let new = super::logins::NewLogin {
+        name: &f.name,
+        email: &f.email,
+        password: &f.password,
+        group,
+        is_admin: f.admin.as_deref() == Some("true"),
+    };
+    match super::logins::create(&app, t, new).await {
+        Ok(user) => Redirect::to(&format!("/console/admin/users/{}", user.id)).into_response(),
+        Err(e) => render_users(&app, t, &session, "", Some(e), None).await,
+    }
 }
 
 struct LedgerRow {

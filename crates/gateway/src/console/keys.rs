@@ -1,5 +1,6 @@
 //! The console's API keys page: the user's keys (masked), one created and
-//! shown once, disabled or enabled, deleted — through the same services
+//! shown once, edited (remark, spending limit, allowed models, expiry),
+//! disabled or enabled, deleted — through the same services
 //! as the key APIs (`crate::accounts`), every change CSRF-checked and the
 //! key the user's own (another's is 404).
 
@@ -26,6 +27,9 @@ struct Row {
     spent: String,
     expires: String,
     disabled: bool,
+    /// The edit form's values.
+    max_fee: String,
+    expiry_date: String,
 }
 
 #[derive(Template)]
@@ -93,6 +97,13 @@ async fn render(
                     crate::time::format_ms(at)[..10].to_string()
                 }),
                 disabled: k.is_disabled,
+                max_fee: match k.max_fee {
+                    0 => String::new(),
+                    most => format_usd(most),
+                },
+                expiry_date: k.expired_at.map_or(String::new(), |at| {
+                    crate::time::format_ms(at)[..10].to_string()
+                }),
             })
             .collect(),
     }
@@ -128,39 +139,85 @@ pub async fn create(
     if !csrf_ok(&session, Some(&form.csrf)) {
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }
-    let options = async {
-        let max_fee = match form.max_fee.trim() {
-            "" => 0,
-            text => parse_amount("max_fee", text, Unit::Usd, false)
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-        };
-        let expired_at = match form.expires.trim() {
-            "" => None,
-            text => Some(
-                crate::time::parse_timestamp(text)
-                    .ok_or_else(|| ApiError::BadRequest("The expiry must be a date.".into()))?,
-            ),
-        };
-        Ok::<_, ApiError>(KeyOptions {
-            remark: form.remark.trim().to_string(),
-            permissions: form
-                .models
-                .split(',')
-                .map(|m| m.trim().to_string())
-                .filter(|m| !m.is_empty())
-                .collect(),
-            max_fee,
-            expired_at,
-            ..KeyOptions::default()
-        })
-    }
-    .await;
+    let options = key_fields(&form).map(|(remark, permissions, max_fee, expired_at)| KeyOptions {
+        remark,
+        permissions,
+        max_fee,
+        expired_at,
+        ..KeyOptions::default()
+    });
     let created = match options {
         Ok(options) => create_key(&app.store, &app.config, session.user.id, options).await,
         Err(e) => Err(e),
     };
     match created {
         Ok((_, secret)) => render(&app, t, &session, None, Some(secret), None).await,
+        Err(e) => render(&app, t, &session, Some(e.to_string()), None, None).await,
+    }
+}
+
+/// What the create and edit forms give: remark, allowed models, spending
+/// limit (nano-USD, 0 = none) and expiry (Unix ms).
+fn key_fields(form: &NewKeyForm) -> Result<(String, Vec<String>, i64, Option<i64>), ApiError> {
+    let max_fee = match form.max_fee.trim() {
+        "" => 0,
+        text => parse_amount("max_fee", text, Unit::Usd, false)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+    };
+    let expired_at = match form.expires.trim() {
+        "" => None,
+        text => Some(
+            crate::time::parse_timestamp(text)
+                .ok_or_else(|| ApiError::BadRequest("The expiry must be a date.".into()))?,
+        ),
+    };
+    let models = form
+        .models
+        .split(',')
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+    Ok((form.remark.trim().to_string(), models, max_fee, expired_at))
+}
+
+/// `POST /console/keys/{id}/edit`: the key's remark, spending limit,
+/// allowed models and expiry, as the form gives them (empty clears).
+pub async fn edit(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Member(session): Member,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (t, _) = language(&headers, &Lang::default());
+    let Ok(form) = form::<NewKeyForm>(&body) else {
+        return (StatusCode::BAD_REQUEST, t.bad_form).into_response();
+    };
+    if !csrf_ok(&session, Some(&form.csrf)) {
+        return (StatusCode::FORBIDDEN, t.bad_form).into_response();
+    }
+    match app.store.get_key(&id).await {
+        Ok(key) if key.user_id == session.user.id => {}
+        _ => return (StatusCode::NOT_FOUND, "Not found").into_response(),
+    }
+    let updated = match key_fields(&form) {
+        Ok((remark, permissions, max_fee, expired_at)) => {
+            let update = store::KeyUpdate {
+                remark: Some(remark),
+                permissions: Some(permissions),
+                max_fee: Some(max_fee),
+                expired_at: Some(expired_at),
+                ..store::KeyUpdate::default()
+            };
+            update_key(&app.store, &id, &update).await
+        }
+        Err(e) => Err(e),
+    };
+    match updated {
+        Ok(_) => {
+            app.auth_cache.clear();
+            Redirect::to("/console/keys").into_response()
+        }
         Err(e) => render(&app, t, &session, Some(e.to_string()), None, None).await,
     }
 }

@@ -7,6 +7,7 @@
 mod admin;
 mod files;
 mod keys;
+mod logins;
 mod models;
 mod password;
 mod rules;
@@ -58,6 +59,7 @@ pub fn routes() -> Router<App> {
         .route("/console/setup", get(setup::show).post(setup::create))
         .route("/console/keys", get(keys::list).post(keys::create))
         .route("/console/keys/{id}/toggle", post(keys::toggle))
+        .route("/console/keys/{id}/edit", post(keys::edit))
         .route("/console/keys/{id}/delete", post(keys::delete))
         .route("/console/usage", get(usage::list))
         .route("/console/models", get(models::list))
@@ -75,7 +77,10 @@ pub fn routes() -> Router<App> {
             "/console/settings/sessions/{id}/close",
             post(settings::close_session),
         )
-        .route("/console/admin/users", get(admin::users))
+        .route(
+            "/console/admin/users",
+            get(admin::users).post(admin::create_user),
+        )
         .route("/console/admin/usage", get(usage::all_users))
         .route("/console/admin/status", get(admin::status))
         .route("/console/admin/reload", post(admin::reload))

@@ -9,7 +9,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{form, language, page, password, signup, Lang, Texts};
+use super::logins::{self, NewLogin};
+use super::{form, language, page, Lang, Texts};
 use crate::secrets::{hash_secret, hashes_equal, new_admin_token};
 use crate::state::App;
 
@@ -110,36 +111,15 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
     if !valid(&app, &f.token).await {
         return (StatusCode::NOT_FOUND, t.setup_used).into_response();
     }
-    let name = f.name.trim().to_string();
-    if !signup::valid_name(&name) {
-        return render(t, f.token, f.name, Some(t.bad_name.into()));
-    }
-    if let Err(why) = password::check(&f.password) {
-        return render(t, f.token, name, Some(why));
-    }
-    let Ok(hashed) = password::hash(f.password).await else {
-        return (StatusCode::SERVICE_UNAVAILABLE, t.try_again).into_response();
-    };
-    let new = store::NewUser {
-        name: name.clone(),
-        group_name: "default".into(),
-        tier: "free".into(),
-        membership_expires_at: None,
-        limits: Default::default(),
+    let new = NewLogin {
+        name: &f.name,
+        email: &f.email,
+        password: &f.password,
+        group: "default",
+        is_admin: true,
     };
     let made = async {
-        let (user, _, _) = crate::accounts::create_user(&app.store, &app.config, &new)
-            .await
-            .map_err(|e| e.to_string())?;
-        let email = Some(f.email.trim()).filter(|e| !e.is_empty());
-        app.store
-            .set_console_access(user.id, email, true, false)
-            .await
-            .map_err(|e| e.to_string())?;
-        app.store
-            .set_password(user.id, Some(&hashed), None)
-            .await
-            .map_err(|e| e.to_string())?;
+        logins::create(&app, t, new).await?;
         app.store
             .delete_setting(SETTING)
             .await
@@ -148,6 +128,6 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
     .await;
     match made {
         Ok(()) => Redirect::to("/console/login").into_response(),
-        Err(e) => render(t, f.token, name, Some(e)),
+        Err(e) => render(t, f.token, f.name.clone(), Some(e)),
     }
 }

@@ -10,7 +10,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{form, language, page, password, session, Lang, Texts};
+use super::logins::{self, NewLogin};
+use super::{form, language, page, session, Lang, Texts};
 use crate::config::{resolve_secret, Signup};
 use crate::secrets::{hash_secret, hashes_equal, new_admin_token};
 use crate::state::App;
@@ -102,14 +103,6 @@ struct SignupForm {
     invite: String,
 }
 
-/// A user name: 1 to 64 letters, digits, `.`, `-` or `_`.
-pub(super) fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.chars().count())
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_'))
-}
-
 pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let (t, _) = language(&headers, &Lang::default());
     let console = &app.config.console;
@@ -144,37 +137,18 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
             return again(t.bad_invite.into());
         }
     }
-    let name = f.name.trim().to_string();
-    if !valid_name(&name) {
-        return again(t.bad_name.into());
-    }
-    let email = Some(f.email.trim()).filter(|e| !e.is_empty());
-    if email.is_some_and(|e| !e.contains('@') || e.len() > 254) {
-        return again(t.bad_form.into());
-    }
-    if let Err(why) = password::check(&f.password) {
-        return again(why);
-    }
-    let hashed = match password::hash(f.password.clone()).await {
-        Ok(hash) => hash,
-        Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, t.try_again).into_response(),
+    let new = NewLogin {
+        name: &f.name,
+        email: &f.email,
+        password: &f.password,
+        group: &console.signup_group,
+        is_admin: false,
     };
-    let new = store::NewUser {
-        name: name.clone(),
-        group_name: console.signup_group.clone(),
-        tier: "free".into(),
-        membership_expires_at: None,
-        limits: Default::default(),
-    };
-    let user = match crate::accounts::create_user(&app.store, &app.config, &new).await {
-        Ok((user, _, _)) => user,
-        Err(e) => return again(e.to_string()),
+    let user = match logins::create(&app, t, new).await {
+        Ok(user) => user,
+        Err(e) => return again(e),
     };
     let set_up = async {
-        app.store
-            .set_console_access(user.id, email, false, false)
-            .await?;
-        app.store.set_password(user.id, Some(&hashed), None).await?;
         let free = console.signup_free_nano().unwrap_or(0);
         if free > 0 {
             crate::accounts::change_balance(&app.store, user.id, free, true, "sign-up bonus")
@@ -217,19 +191,4 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
         }
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_short_and_plain() {
-        assert!(valid_name("alice.b-2_x"));
-        assert!(valid_name("张三"));
-        assert!(!valid_name(""));
-        assert!(!valid_name("a b"));
-        assert!(!valid_name("<script>"));
-        assert!(!valid_name(&"a".repeat(65)));
-    }
 }

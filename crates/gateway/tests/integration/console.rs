@@ -1055,3 +1055,164 @@ async fn the_admin_sees_everyones_usage_filtered_with_its_totals() {
     assert_eq!(status, 404, "not for a user");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_key_is_edited_by_its_owner_only_and_bad_values_change_nothing() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (gina, gina_key) = console_user(&gw, "gina", "gina's password").await;
+    console_user(&gw, "hank", "hank's password").await;
+    let key_id = gw.app.store.list_keys(gina).await.unwrap()[0].id.clone();
+    let gina_browser = browser();
+    log_in(&gw, &gina_browser, "gina", "gina's password").await;
+    let csrf = csrf_of(
+        &gina_browser
+            .get(format!("{}/console/keys", gw.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let edit = |client: &reqwest::Client, csrf: &str, fields: &[(&str, &str)]| {
+        let mut form = vec![("csrf", csrf.to_string())];
+        form.extend(fields.iter().map(|(k, v)| (*k, v.to_string())));
+        client
+            .post(format!("{}/console/keys/{key_id}/edit", gw.url))
+            .form(&form)
+            .send()
+    };
+    let edited = edit(
+        &gina_browser,
+        &csrf,
+        &[
+            ("remark", "bot"),
+            ("max_fee", "1.25"),
+            ("models", "cheap"),
+            ("expires", "2099-01-01"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(edited.status(), 303);
+    let key = gw.app.store.get_key(&key_id).await.unwrap();
+    assert_eq!(key.remark, "bot");
+    assert_eq!(key.max_fee, 1_250_000_000);
+    assert_eq!(key.permissions, vec!["cheap".to_string()]);
+    assert!(key.expired_at.is_some());
+    // The key now serves its one model only.
+    let refused = gw.chat(&gina_key, chat_body("gpt-test", false)).await;
+    assert_eq!(refused.status(), 403);
+    let page = gina_browser
+        .get(format!("{}/console/keys", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("value=\"1.25\"") && page.contains("value=\"2099-01-01\""));
+
+    let bad = edit(
+        &gina_browser,
+        &csrf,
+        &[("remark", "x"), ("max_fee", "lots")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(gw.app.store.get_key(&key_id).await.unwrap().remark, "bot");
+    let forged = edit(&gina_browser, "forged", &[("remark", "forged")])
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+
+    let hank_browser = browser();
+    log_in(&gw, &hank_browser, "hank", "hank's password").await;
+    let hank_csrf = csrf_of(
+        &hank_browser
+            .get(format!("{}/console/keys", gw.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let theirs = edit(&hank_browser, &hank_csrf, &[("remark", "mine now")])
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), 404);
+    let cleared = edit(&gina_browser, &csrf, &[("remark", "bot")])
+        .await
+        .unwrap();
+    assert_eq!(cleared.status(), 303);
+    let key = gw.app.store.get_key(&key_id).await.unwrap();
+    assert_eq!(
+        (key.max_fee, key.permissions.len(), key.expired_at),
+        (0, 0, None)
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_admin_makes_an_account_that_logs_in_and_nobody_else_can() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (root, _) = console_user(&gw, "root", "root's password").await;
+    gw.app
+        .store
+        .set_console_access(root, None, true, false)
+        .await
+        .unwrap();
+    console_user(&gw, "erin", "erin's password").await;
+    let admin = browser();
+    log_in(&gw, &admin, "root", "root's password").await;
+    let page = admin
+        .get(format!("{}/console/admin/users", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    let create = |client: &reqwest::Client, csrf: &str, name: &str| {
+        client
+            .post(format!("{}/console/admin/users", gw.url))
+            .form(&[
+                ("csrf", csrf),
+                ("name", name),
+                ("email", &format!("{name}@example.com")),
+                ("password", "ivy's long password"),
+                ("group", "vip"),
+            ])
+            .send()
+    };
+    let bad = create(&admin, &csrf, "not a name!").await.unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("1 to 64 letters"));
+    let forged = create(&admin, "forged", "ivy").await.unwrap();
+    assert_eq!(forged.status(), 403);
+    let user = browser();
+    log_in(&gw, &user, "erin", "erin's password").await;
+    let not_admin = create(&user, "whatever", "ivy").await.unwrap();
+    assert_eq!(not_admin.status(), 404);
+    assert!(gw.app.store.find_user_by_name("ivy").await.is_err());
+
+    let made = create(&admin, &csrf, "ivy").await.unwrap();
+    assert_eq!(made.status(), 303);
+    let ivy = gw.app.store.find_user_by_name("ivy").await.unwrap();
+    assert_eq!(ivy.group_name, "vip");
+    assert_eq!(
+        made.headers()["location"],
+        format!("/console/admin/users/{}", ivy.id).as_str()
+    );
+    let again = create(&admin, &csrf, "ivy").await.unwrap();
+    assert_eq!(again.status(), 400, "names are unique");
+    let ivy_browser = browser();
+    let login = log_in(&gw, &ivy_browser, "ivy@example.com", "ivy's long password").await;
+    assert_eq!(login.status(), 303);
+    gw.stop().await;
+}
