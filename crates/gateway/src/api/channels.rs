@@ -68,24 +68,28 @@ async fn list(State(app): State<App>, headers: HeaderMap) -> Response {
     respond(
         async {
             authenticate_admin(&app, &headers)?;
-            let now = Instant::now();
-            let catalog = app.catalog.load();
-            let mut models: Vec<&String> = catalog.channels.keys().collect();
-            models.sort();
-            let data: Vec<Value> = models
-                .into_iter()
-                .flat_map(|model| {
-                    catalog.channels[model]
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| channel_json(&app, model, i, c, now))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            Ok(Json(json!({"object": "list", "data": data})))
+            Ok(Json(json!({"object": "list", "data": all_channels(&app)})))
         }
         .await,
     )
+}
+
+/// Every channel of every model as it stands (the console shows the same).
+pub(crate) fn all_channels(app: &App) -> Vec<Value> {
+    let now = Instant::now();
+    let catalog = app.catalog.load();
+    let mut models: Vec<&String> = catalog.channels.keys().collect();
+    models.sort();
+    models
+        .into_iter()
+        .flat_map(|model| {
+            catalog.channels[model]
+                .iter()
+                .enumerate()
+                .map(|(i, c)| channel_json(app, model, i, c, now))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 fn channel<'a>(catalog: &'a Catalog, model: &str, index: usize) -> Result<&'a Channel, ApiError> {
@@ -98,7 +102,7 @@ fn channel<'a>(catalog: &'a Catalog, model: &str, index: usize) -> Result<&'a Ch
 
 /// An operator's switch on one channel.
 #[derive(Clone, Copy)]
-enum Switch {
+pub(crate) enum Switch {
     Disable,
     Enable,
 }
@@ -123,16 +127,27 @@ async fn switch(app: App, headers: HeaderMap, model: String, index: usize, to: S
     respond(
         async {
             authenticate_admin(&app, &headers)?;
-            let catalog = app.catalog.load();
-            let c = channel(&catalog, &model, index)?;
-            match to {
-                Switch::Disable => c.health.disable("disabled by an operator"),
-                Switch::Enable => c.health.enable(),
-            }
-            Ok(Json(channel_json(&app, &model, index, c, Instant::now())))
+            Ok(Json(switch_channel(&app, &model, index, to)?))
         }
         .await,
     )
+}
+
+/// Takes a channel out of service or brings it back (on this instance:
+/// health is each instance's own); returns it as it now stands.
+pub(crate) fn switch_channel(
+    app: &App,
+    model: &str,
+    index: usize,
+    to: Switch,
+) -> Result<Value, ApiError> {
+    let catalog = app.catalog.load();
+    let c = channel(&catalog, model, index)?;
+    match to {
+        Switch::Disable => c.health.disable("disabled by an operator"),
+        Switch::Enable => c.health.enable(),
+    }
+    Ok(channel_json(app, model, index, c, Instant::now()))
 }
 
 /// Reloads the catalog; a configuration that does not load is a 400 that

@@ -7,7 +7,7 @@ mod audio;
 mod azure_tts;
 mod body;
 pub mod caller;
-mod channels;
+pub(crate) mod channels;
 mod conversations;
 pub mod files;
 mod form;

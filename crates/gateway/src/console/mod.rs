@@ -5,6 +5,7 @@
 //! store and services as the APIs.
 
 mod admin;
+mod channels;
 mod files;
 mod keys;
 mod logins;
@@ -83,6 +84,11 @@ pub fn routes() -> Router<App> {
         )
         .route("/console/admin/usage", get(usage::all_users))
         .route("/console/admin/status", get(admin::status))
+        .route("/console/admin/channels", get(channels::list))
+        .route(
+            "/console/admin/channels/{model}/{index}",
+            post(channels::switch),
+        )
         .route("/console/admin/reload", post(admin::reload))
         .route("/console/admin/users/{id}", get(admin::user))
         .route("/console/admin/users/{id}/balance", post(admin::balance))

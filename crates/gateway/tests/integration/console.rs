@@ -1216,3 +1216,90 @@ async fn an_admin_makes_an_account_that_logs_in_and_nobody_else_can() {
     assert_eq!(login.status(), 303);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_admin_takes_a_channel_out_of_service_and_back() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (root, _) = console_user(&gw, "root", "root's password").await;
+    gw.app
+        .store
+        .set_console_access(root, None, true, false)
+        .await
+        .unwrap();
+    let (_, erin_key) = console_user(&gw, "erin", "erin's password").await;
+    let admin = browser();
+    log_in(&gw, &admin, "root", "root's password").await;
+    let page = || async {
+        admin
+            .get(format!("{}/console/admin/channels", gw.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let html = page().await;
+    let row = |html: &str| {
+        let at = html
+            .find("data-channel=\"gpt-test/0\"")
+            .expect("the channel's row");
+        html[at..].split("</tr>").next().unwrap().to_string()
+    };
+    assert!(
+        row(&html).contains("<td class=\"state\">healthy</td>"),
+        "{html}"
+    );
+    let csrf = csrf_of(&html);
+    let switch = |csrf: &str, to: &str, path: &str| {
+        admin
+            .post(format!("{}/console/admin/channels/{path}", gw.url))
+            .form(&[("csrf", csrf), ("to", to)])
+            .send()
+    };
+    assert_eq!(
+        switch("forged", "disable", "gpt-test/0")
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        switch(&csrf, "disable", "gpt-test/9")
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        switch(&csrf, "disable", "gpt-test/0")
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
+    assert!(row(&page().await).contains("<td class=\"state\">disabled</td>"));
+    let refused = gw.chat(&erin_key, chat_body("gpt-test", false)).await;
+    assert_ne!(refused.status(), 200, "its one channel is out of service");
+    assert_eq!(
+        switch(&csrf, "enable", "gpt-test/0")
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
+    assert!(row(&page().await).contains("<td class=\"state\">healthy</td>"));
+    let served = gw.chat(&erin_key, chat_body("gpt-test", false)).await;
+    assert_eq!(served.status(), 200);
+
+    let user = browser();
+    log_in(&gw, &user, "erin", "erin's password").await;
+    let not_admin = user
+        .get(format!("{}/console/admin/channels", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_admin.status(), 404);
+    gw.stop().await;
+}
