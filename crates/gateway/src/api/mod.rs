@@ -18,7 +18,7 @@ mod ohmygpt;
 mod openai;
 mod operator_rules;
 mod ops;
-mod override_rules;
+pub(crate) mod override_rules;
 mod rate_limits;
 mod responses;
 mod search;

@@ -23,7 +23,7 @@ use crate::state::App;
 
 const BASE: &str = "/api/v1/user/override-rules";
 /// Most rules a user holds.
-const MAX_RULES: i64 = 200;
+pub(crate) const MAX_RULES: i64 = 200;
 
 /// Every route, by its last path segment.
 const ROUTES: [&str; 14] = [
@@ -304,14 +304,15 @@ async fn new_rule(
     principal: &Principal,
     fields: &Map<String, Value>,
 ) -> Result<StoredRule, ApiError> {
-    parse_rule(app, Owner::User(principal), fields).await
+    parse_rule(app, Owner::User(principal.user.id), fields).await
 }
 
 /// Whose a rule is: a user's (its conditions name only that user's keys, and
 /// none of the operator's fields), or the operator's.
 #[derive(Clone, Copy)]
-pub(crate) enum Owner<'a> {
-    User(&'a Principal),
+pub(crate) enum Owner {
+    /// The user's id.
+    User(i64),
     Operator,
 }
 
@@ -319,7 +320,7 @@ pub(crate) enum Owner<'a> {
 /// the key's id, checked and compiled as it will run.
 pub(crate) async fn parse_rule(
     app: &App,
-    owner: Owner<'_>,
+    owner: Owner,
     fields: &Map<String, Value>,
 ) -> Result<StoredRule, ApiError> {
     let mut object = Map::new();
@@ -337,7 +338,7 @@ pub(crate) async fn parse_rule(
     let mut rule: rules::Rule = serde_json::from_value(Value::Object(object))
         .map_err(|e| ApiError::BadRequest(format!("not a rule: {e}")))?;
     for condition in &mut rule.conditions {
-        let Owner::User(principal) = owner else {
+        let Owner::User(user_id) = owner else {
             continue;
         };
         if condition.channel.is_some() || condition.group.is_some() || condition.user.is_some() {
@@ -349,7 +350,7 @@ pub(crate) async fn parse_rule(
             let key = key.trim();
             let found = app
                 .store
-                .resolve_user_key(principal.user.id, key, &hash_secret(key))
+                .resolve_user_key(user_id, key, &hash_secret(key))
                 .await
                 .map_err(|_| ApiError::BadRequest("`secretKey` is not one of your keys.".into()))?;
             condition.secret_key = Some(found.id);
@@ -364,7 +365,7 @@ pub(crate) async fn parse_rule(
         }
     }
     let owner_id = match owner {
-        Owner::User(principal) => principal.user.id,
+        Owner::User(user_id) => user_id,
         Owner::Operator => store::OPERATOR,
     };
     let now = store::now_ms();

@@ -1303,3 +1303,118 @@ async fn an_admin_takes_a_channel_out_of_service_and_back() {
     assert_eq!(not_admin.status(), 404);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn rules_are_made_edited_and_deleted_in_the_page_by_their_owner_only() {
+    let mock = start_mock().await;
+    let gw = start_gateway(&mock.url, None).await;
+    let (lee, lee_key) = console_user(&gw, "lee", "lee's password").await;
+    console_user(&gw, "max", "max's password").await;
+    let lee_browser = browser();
+    log_in(&gw, &lee_browser, "lee", "lee's password").await;
+    let rules_page = |client: &reqwest::Client| {
+        let request = client.get(format!("{}/console/rules", gw.url));
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let csrf = csrf_of(&rules_page(&lee_browser).await);
+    let post = |client: &reqwest::Client, path: &str, csrf: &str, rule: &str| {
+        client
+            .post(format!("{}{path}", gw.url))
+            .form(&[("csrf", csrf), ("rule", rule)])
+            .send()
+    };
+    let count = || async { gw.app.store.list_rules(lee, &all_rules()).await.unwrap().1 };
+    // Not JSON, an operator's condition: refused, the text kept, nothing stored.
+    let bad = post(&lee_browser, "/console/rules", &csrf, "{not json")
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("{not json</textarea>"));
+    let operators = r#"{"conditions": [{"channel": "mock"}], "actions": []}"#;
+    let bad = post(&lee_browser, "/console/rules", &csrf, operators)
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let forged =
+        r#"{"ruleName": "no", "actions": [{"type": "block", "message": "closed", "status": 403}]}"#;
+    assert_eq!(
+        post(&lee_browser, "/console/rules", "forged", forged)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(count().await, 0);
+
+    let block = r#"{"ruleName": "shut", "actions": [{"type": "block", "message": "closed by lee", "status": 403}]}"#;
+    let made = post(&lee_browser, "/console/rules", &csrf, block)
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 303);
+    let refused = gw.chat(&lee_key, chat_body("gpt-test", false)).await;
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("closed by lee"));
+    let rule_id = gw.app.store.list_rules(lee, &all_rules()).await.unwrap().0[0]
+        .id
+        .clone();
+
+    let max_browser = browser();
+    log_in(&gw, &max_browser, "max", "max's password").await;
+    let max_csrf = csrf_of(&rules_page(&max_browser).await);
+    let theirs = post(
+        &max_browser,
+        &format!("/console/rules/{rule_id}/edit"),
+        &max_csrf,
+        block,
+    )
+    .await
+    .unwrap();
+    assert_eq!(theirs.status(), 404);
+    let theirs = post(
+        &max_browser,
+        &format!("/console/rules/{rule_id}/delete"),
+        &max_csrf,
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(theirs.status(), 404);
+
+    let cool = r#"{"ruleName": "cool", "actions": [{"type": "override", "field": "temperature", "value": 0.2}]}"#;
+    let edited = post(
+        &lee_browser,
+        &format!("/console/rules/{rule_id}/edit"),
+        &csrf,
+        cool,
+    )
+    .await
+    .unwrap();
+    assert_eq!(edited.status(), 303);
+    let rule = gw.app.store.get_rule(lee, &rule_id).await.unwrap();
+    assert_eq!(rule.name, "cool");
+    assert_eq!(rule.rule["ruleId"], rule_id.as_str());
+    let served = gw.chat(&lee_key, chat_body("gpt-test", false)).await;
+    assert_eq!(served.status(), 200, "the block is gone at once");
+    assert!(rules_page(&lee_browser)
+        .await
+        .contains("temperature"));
+
+    let deleted = post(
+        &lee_browser,
+        &format!("/console/rules/{rule_id}/delete"),
+        &csrf,
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(deleted.status(), 303);
+    assert_eq!(count().await, 0);
+    gw.stop().await;
+}
+
+fn all_rules() -> store::RuleFilter {
+    store::RuleFilter {
+        limit: 100,
+        ..Default::default()
+    }
+}
