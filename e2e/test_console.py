@@ -41,13 +41,6 @@ def browser(request, tmp_path):
     driver.quit()
 
 
-@pytest.hookimpl(tryfirst=True, hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    setattr(item, "rep_" + report.when, report)
-
-
 @pytest.fixture
 def console(tmp_path, tollgate):
     """A gateway of the test's own, with a console account made by the CLI:
@@ -143,7 +136,9 @@ def test_an_admin_credits_a_user_who_sees_it_and_cannot_reach_others(browser, co
     browser.get(f"{url}/console/admin/users/{bob['user']['id']}")
     browser.find_element(By.ID, "amount").send_keys("3.25")
     browser.find_element(By.ID, "reason").send_keys("e2e credit")
+    before = browser.find_element(By.ID, "user-balance")
     browser.find_element(By.ID, "change-balance").click()
+    WebDriverWait(browser, 10).until(ready.staleness_of(before))
     shown = WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "user-balance")))
     assert shown.text.startswith("3.25"), shown.text
     browser.find_element(By.ID, "logout").click()
@@ -169,3 +164,84 @@ def test_logins_are_throttled_in_the_page(browser, console):
     log_in(browser, url, "alice", "correct horse battery")
     error = WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "error")))
     assert "Too many failed attempts" in error.text
+
+
+@pytest.fixture
+def open_console(tmp_path, tollgate):
+    """A gateway whose console is open to sign-up, with a free balance."""
+    mock_port = int(tollgate.mock_url.rsplit(":", 1)[1])
+    config = write_config(tmp_path, mock_port)
+    with open(config, "a") as f:
+        f.write('\n[console]\nsignup = "open"\nsignup_free_usd = "1.5"\n')
+    proc, url = start_gateway(tmp_path, config)
+    try:
+        yield url
+    finally:
+        stop(proc)
+
+
+def test_a_visitor_signs_up_starts_with_the_free_balance_and_logs_in_again(browser, open_console):
+    url = open_console
+    browser.get(url + "/console/signup")
+    WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "name")))
+    browser.find_element(By.ID, "name").send_keys("carol")
+    browser.find_element(By.ID, "email").send_keys("carol@example.com")
+    browser.find_element(By.ID, "password").send_keys("carol's long password")
+    browser.find_element(By.ID, "submit").click()
+    # Logged in at once, on the keys page (the first key is there).
+    WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "create-key")))
+    browser.get(url + "/console/")
+    balance = WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "balance-usd")))
+    assert balance.text.startswith("1.5"), balance.text
+    browser.find_element(By.ID, "logout").click()
+    WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "login")))
+    log_in(browser, url, "carol@example.com", "carol's long password")
+    balance = WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "balance-usd")))
+    assert balance.text.startswith("1.5"), balance.text
+    # A second account of the same name is refused in the page.
+    browser.find_element(By.ID, "logout").click()
+    WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "login")))
+    browser.get(url + "/console/signup")
+    browser.find_element(By.ID, "name").send_keys("carol")
+    browser.find_element(By.ID, "password").send_keys("another long password")
+    browser.find_element(By.ID, "submit").click()
+    WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "error")))
+
+
+PAGES = [  # (file name, path, an element the page must have)
+    ("dashboard", "/console/", "chart"),
+    ("keys", "/console/keys", "create-key"),
+    ("usage", "/console/usage", "usage"),
+    ("admin-users", "/console/admin/users", "users"),
+    ("admin-usage", "/console/admin/usage", "total-cost"),
+    ("channels", "/console/admin/channels", "channels"),
+]
+
+
+def test_the_main_pages_render_on_a_desktop_and_a_phone(browser, console):
+    """Every main page shows its content, at desktop width and at a phone's
+    (where nothing is wider than the screen). With TOLLGATE_SCREENSHOTS set
+    to a folder, each page is saved there as a PNG (docs/ holds them)."""
+    url, key = console
+    client = openai.OpenAI(api_key=key, base_url=url + "/v1", max_retries=0,
+                           http_client=httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT))
+    for _ in range(3):
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    log_in(browser, url, "alice", "correct horse battery")
+    WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "balance-usd")))
+    shots = os.environ.get("TOLLGATE_SCREENSHOTS")
+    for width, height, suffix in ((1280, 900, ""), (390, 844, "-phone")):
+        browser.set_window_size(width, height)
+        for name, path, element in PAGES:
+            browser.get(url + path)
+            WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, element)))
+            if suffix:
+                overflow = browser.execute_script(
+                    "return document.documentElement.scrollWidth - window.innerWidth")
+                assert overflow <= 1, f"{path} is {overflow} px wider than a phone"
+            if shots:
+                browser.save_screenshot(os.path.join(shots, f"console-{name}{suffix}.png"))
+    # The usage page lists the three requests.
+    browser.set_window_size(1280, 900)
+    browser.get(url + "/console/usage")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#usage tbody tr")) == 3

@@ -1395,9 +1395,7 @@ async fn rules_are_made_edited_and_deleted_in_the_page_by_their_owner_only() {
     assert_eq!(rule.rule["ruleId"], rule_id.as_str());
     let served = gw.chat(&lee_key, chat_body("gpt-test", false)).await;
     assert_eq!(served.status(), 200, "the block is gone at once");
-    assert!(rules_page(&lee_browser)
-        .await
-        .contains("temperature"));
+    assert!(rules_page(&lee_browser).await.contains("temperature"));
 
     let deleted = post(
         &lee_browser,
