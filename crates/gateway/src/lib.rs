@@ -160,6 +160,14 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
     let app = Arc::new(AppState {
         files,
         login_throttle: Default::default(),
+        signup_throttle: console::Throttle::new(
+            console::SIGNUPS_PER_ADDRESS,
+            std::time::Duration::from_secs(3600),
+        ),
+        signups_made: console::Throttle::new(
+            config.console.signups_per_hour,
+            std::time::Duration::from_secs(3600),
+        ),
         started: std::time::Instant::now(),
         auth_cache,
         billing,
@@ -277,6 +285,11 @@ async fn sweep(app: App) {
         }
         responses::fail_abandoned_runs(&app).await;
         app.rule_book.flush_hits(&app.store).await;
+        match app.store.sweep_sessions().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "deleted expired console sessions"),
+            Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+        }
         files::housekeeping::sweep(&app).await;
         match app.store.sweep_expired_objects(store::now_ms()).await {
             Ok(0) => {}

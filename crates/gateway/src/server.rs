@@ -25,6 +25,10 @@ use tokio::time::Sleep;
 
 use crate::state::App;
 
+/// The address a request's connection comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
 /// File descriptors kept free for the database, upstream connections,
 /// the journal and logs.
 const RESERVED_FDS: u64 = 256;
@@ -96,7 +100,7 @@ pub async fn run(
             accepted = listener.accept() => accepted,
             _ = stop.wait_for(|s| *s) => break,
         };
-        let (tcp, _) = match accepted {
+        let (tcp, peer) = match accepted {
             Ok(conn) => conn,
             Err(e) => {
                 // Out of descriptors or memory: back off instead of spinning.
@@ -125,7 +129,13 @@ pub async fn run(
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout);
-            let conn = builder.serve_connection(io, service);
+            // Each request knows its connection's peer (the console
+            // throttles logins per address).
+            let with_peer = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+                request.extensions_mut().insert(Peer(peer));
+                hyper::service::Service::call(&service, request)
+            });
+            let conn = builder.serve_connection(io, with_peer);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => return,

@@ -39,6 +39,10 @@ pub struct AppState {
     pub files: crate::files::Files,
     /// Failed console logins, per account and per address.
     pub login_throttle: crate::console::Throttle,
+    /// Sign-up attempts per address (a few an hour).
+    pub signup_throttle: crate::console::Throttle,
+    /// Accounts sign-up made this hour, all addresses together.
+    pub signups_made: crate::console::Throttle,
     /// When this instance started.
     pub started: std::time::Instant,
 }

@@ -380,6 +380,10 @@ async fn charge(tx: &mut Tx<'_>, backend: Backend, fresh: &[&Settlement]) -> Res
 /// console's dashboards and charts read (in the records' transaction, so
 /// they always agree): one row per user, UTC day, model and channel. Rows
 /// are summed here first, as one statement may not touch a row twice.
+/// A day's tokens stop growing past this (far beyond any real day; what
+/// one statement adds stays far below `i64::MAX` minus it).
+const TOKENS_CEILING: i64 = 4_000_000_000_000_000_000;
+
 async fn add_to_daily_totals(
     tx: &mut Tx<'_>,
     backend: Backend,
@@ -395,9 +399,15 @@ async fn add_to_daily_totals(
             s.model.as_str(),
             s.provider.as_str(),
         );
-        // Tokens only: a record metered in another unit counts that unit.
+        // Tokens only (a record metered in another unit counts that unit),
+        // and no more than any real request has: an upstream's absurd
+        // figure must not overflow the day's sum.
         let tokens = match s.unit.is_empty() {
-            true => s.input_tokens.saturating_add(s.output_tokens),
+            true => s
+                .input_tokens
+                .max(0)
+                .saturating_add(s.output_tokens.max(0))
+                .min(crate::usage::MOST_TOKENS_PER_RECORD),
             false => 0,
         };
         match totals.iter_mut().find(|(k, _)| *k == key) {
@@ -419,7 +429,8 @@ async fn add_to_daily_totals(
              VALUES {} ON CONFLICT (user_id, day, model, provider) DO UPDATE SET \
              requests = usage_daily.requests + excluded.requests, \
              cost = usage_daily.cost + excluded.cost, \
-             tokens = usage_daily.tokens + excluded.tokens",
+             tokens = CASE WHEN usage_daily.tokens > {TOKENS_CEILING} THEN usage_daily.tokens \
+             ELSE usage_daily.tokens + excluded.tokens END",
             rows.join(", ")
         );
         let mut query = sqlx::query(&sql);

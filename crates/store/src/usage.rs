@@ -46,6 +46,9 @@ pub struct UsageFilter {
 
 /// Milliseconds in a day: records are totalled per UTC day.
 pub(crate) const DAY_MS: i64 = 86_400_000;
+/// The most tokens one record counts for in the totals (an upstream may
+/// report anything).
+pub(crate) const MOST_TOKENS_PER_RECORD: i64 = 1_000_000_000_000_000;
 
 impl Store {
     /// What `user_id` spent from the UTC day `first_day` (days since
@@ -161,7 +164,9 @@ impl Store {
                 let mut sql = Selection::new(
                     "SELECT created_at / 86400000 AS day, COUNT(*) AS requests, \
                      CAST(SUM(cost) AS BIGINT) AS cost, \
-                     CAST(SUM(CASE WHEN unit = '' THEN input_tokens + output_tokens ELSE 0 END) \
+                     CAST(SUM(CASE WHEN unit <> '' THEN 0 \
+                     WHEN input_tokens > 1000000000000000 OR output_tokens > 1000000000000000 \
+                     THEN 1000000000000000 ELSE input_tokens + output_tokens END) \
                      AS BIGINT) AS tokens FROM usage_records",
                     "created_at",
                     f,

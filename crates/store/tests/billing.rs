@@ -398,5 +398,28 @@ async fn daily_totals_count_each_settled_request_once_and_agree_with_the_records
         .await
         .unwrap();
     assert_eq!((inside_today[0].requests, inside_today[0].cost), (3, 52));
+
+    // An upstream's absurd token counts settle (and are charged) all the
+    // same; the day's tokens stay a number.
+    for id in ["huge1", "huge2", "huge3"] {
+        let huge = Settlement {
+            input_tokens: i64::MAX,
+            output_tokens: i64::MAX,
+            ..at(id, today + 10, "big", "p", 1)
+        };
+        assert_eq!(store.settle(&huge).await.unwrap(), SettleOutcome::Charged);
+    }
+    let daily = store.daily_usage(user, today / DAY).await.unwrap();
+    let big = daily.iter().find(|d| d.1 == "big").unwrap();
+    assert_eq!((big.2, big.3), (3, 3_000_000_000_000_000));
+    let by_day = store
+        .usage_by_day(&store::UsageFilter {
+            model: Some("big".into()),
+            key_id: Some(key.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_day[0].tokens, 3_000_000_000_000_000);
     store.close().await;
 }

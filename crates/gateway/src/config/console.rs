@@ -27,6 +27,17 @@ pub struct ConsoleConfig {
     pub signup_free_usd: DecimalValue,
     /// The group new accounts join.
     pub signup_group: String,
+    /// Most accounts sign-up makes per hour on one instance (all addresses
+    /// together; each address gets at most 3).
+    pub signups_per_hour: u32,
+    /// Proxies in front of the gateway that append the client's address to
+    /// `X-Forwarded-For`: 0 (default) takes the connection's own address,
+    /// N the N-th address from the right of the header (a client can write
+    /// what it likes to its left).
+    pub forwarded_hops: usize,
+    /// Session cookies are always `Secure` (else only when the request came
+    /// over HTTPS, as `X-Forwarded-Proto: https` says).
+    pub secure_cookies: bool,
 }
 
 impl Default for ConsoleConfig {
@@ -36,6 +47,9 @@ impl Default for ConsoleConfig {
             invite_codes: Vec::new(),
             signup_free_usd: DecimalValue::Int(0),
             signup_group: "default".into(),
+            signups_per_hour: 30,
+            forwarded_hops: 0,
+            secure_cookies: false,
         }
     }
 }

@@ -440,10 +440,23 @@ pub async fn account(
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }
     let changed = async {
+        // Everything is checked before anything is changed.
+        let hashed = match f.password.is_empty() {
+            true => None,
+            false => {
+                super::password::check(&f.password).map_err(ApiError::BadRequest)?;
+                Some(
+                    super::password::hash(f.password.clone())
+                        .await
+                        .map_err(|_| ApiError::Internal)?,
+                )
+            }
+        };
         let login = match app.store.get_user(id).await {
             Ok(user) => app.store.login_of(&user.name).await?,
             Err(e) => return Err(ApiError::from(e)),
         };
+        let email = app.store.email_of(id).await?;
         let expires = match f.expires.trim() {
             "" => Some(None),
             text => Some(Some(crate::time::parse_timestamp(text).ok_or_else(
@@ -461,18 +474,9 @@ pub async fn account(
         // An admin does not lock themselves out here.
         let disabled = disabled && id != session.user.id;
         app.store
-            .set_console_access(
-                id,
-                current_email(&app, id).await.as_deref(),
-                login.is_admin,
-                disabled,
-            )
+            .set_console_access(id, email.as_deref(), login.is_admin, disabled)
             .await?;
-        if !f.password.is_empty() {
-            super::password::check(&f.password).map_err(ApiError::BadRequest)?;
-            let hashed = super::password::hash(f.password.clone())
-                .await
-                .map_err(|_| ApiError::Internal)?;
+        if let Some(hashed) = hashed {
             app.store.set_password(id, Some(&hashed), None).await?;
         }
         Ok::<_, ApiError>(())
@@ -486,9 +490,4 @@ pub async fn account(
         Err(ApiError::NotFound(_)) => not_found(),
         Err(e) => render_user(&app, t, &session, id, Some(e.to_string())).await,
     }
-}
-
-/// A user's e-mail as stored (the account form does not change it).
-async fn current_email(app: &App, id: i64) -> Option<String> {
-    app.store.email_of(id).await.ok().flatten()
 }

@@ -34,6 +34,14 @@ pub async fn create(app: &App, t: &Texts, new: NewLogin<'_>) -> Result<store::Us
         return Err(t.bad_email.into());
     }
     password::check(new.password)?;
+    // A taken e-mail is refused before anything is made.
+    if let Some(email) = email {
+        match app.store.login_of(email).await {
+            Ok(_) => return Err(t.email_taken.into()),
+            Err(store::StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
     let hashed = password::hash(new.password.to_string())
         .await
         .map_err(|_| t.try_again.to_string())?;

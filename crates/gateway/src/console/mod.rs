@@ -30,9 +30,12 @@ use axum::Router;
 use serde::Deserialize;
 
 pub use password::{check as check_password, hash as hash_password};
-use session::{cookie, csrf_ok, over_https, set_cookie, Member};
+use session::{cookie, csrf_ok, secure_cookies, set_cookie, Member};
 pub use texts::Texts;
 pub use throttle::Throttle;
+
+/// Sign-up attempts an address may make an hour.
+pub const SIGNUPS_PER_ADDRESS: u32 = 5;
 
 use crate::money::{format_credits, format_usd};
 use crate::secrets::{hash_secret, new_admin_token};
@@ -198,14 +201,7 @@ async fn login_page(
     Query(lang): Query<Lang>,
 ) -> Response {
     let (t, remember) = language(&headers, &lang);
-    render_login(
-        signup_open(&app),
-        &headers,
-        t,
-        remember,
-        None,
-        String::new(),
-    )
+    render_login(&app, &headers, t, remember, None, String::new())
 }
 
 fn signup_open(app: &App) -> bool {
@@ -213,7 +209,7 @@ fn signup_open(app: &App) -> bool {
 }
 
 fn render_login(
-    signup: bool,
+    app: &App,
     headers: &HeaderMap,
     t: &'static Texts,
     remember: Option<String>,
@@ -221,7 +217,12 @@ fn render_login(
     login: String,
 ) -> Response {
     let csrf = new_admin_token();
-    let secure = if over_https(headers) { "; Secure" } else { "" };
+    let signup = signup_open(app);
+    let secure = if secure_cookies(app, headers) {
+        "; Secure"
+    } else {
+        ""
+    };
     let mut cookies = vec![format!(
         "{LOGIN_CSRF_COOKIE}={csrf}; Path=/console; HttpOnly; SameSite=Strict{secure}"
     )];
@@ -253,11 +254,16 @@ struct LoginForm {
     csrf: String,
 }
 
-async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+async fn login(
+    State(app): State<App>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    body: Bytes,
+) -> Response {
     let (t, _) = language(&headers, &Lang::default());
     let Ok(form) = form::<LoginForm>(&body) else {
         return render_login(
-            signup_open(&app),
+            &app,
             &headers,
             t,
             None,
@@ -270,28 +276,32 @@ async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
     if expected.is_empty() || !crate::secrets::hashes_equal(&expected, &form.csrf) {
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }
-    let address = client_address(&headers);
-    let account = form.login.trim().to_lowercase();
-    let mut keys = vec![format!("user:{account}")];
+    let address = client_address(&app, &headers, &extensions);
+    // The same work and the same answer whether the account exists or not.
+    let found = match app.store.login_of(form.login.trim()).await {
+        Ok(login) => Some(login),
+        Err(store::StoreError::NotFound(_)) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "a login could not be read");
+            return (StatusCode::SERVICE_UNAVAILABLE, t.try_again).into_response();
+        }
+    };
+    // An account is counted by its id, whichever of its name or e-mail is
+    // typed; an unknown one by what was typed.
+    let account = match &found {
+        Some(login) => format!("user:{}", login.user.id),
+        None => format!("login:{}", form.login.trim().to_lowercase()),
+    };
+    let mut keys = vec![account.clone()];
     keys.extend(address.as_ref().map(|a| format!("ip:{a}")));
-    let now = std::time::Instant::now();
-    if let Some(wait) = app.login_throttle.wait(&keys, now) {
+    if let Err(wait) = app.login_throttle.attempt(&keys, std::time::Instant::now()) {
         let message = t
             .too_many_attempts
             .replace("{minutes}", &wait.as_secs().div_ceil(60).to_string());
-        let mut response = render_login(
-            signup_open(&app),
-            &headers,
-            t,
-            None,
-            Some(message),
-            form.login,
-        );
+        let mut response = render_login(&app, &headers, t, None, Some(message), form.login);
         *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         return response;
     }
-    // The same work and the same answer whether the account exists or not.
-    let found = app.store.login_of(form.login.trim()).await.ok();
     let hash = found
         .as_ref()
         .and_then(|l| l.password_hash.clone())
@@ -300,9 +310,8 @@ async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
     let login = match found {
         Some(login) if matches && login.password_hash.is_some() && !login.is_disabled => login,
         _ => {
-            app.login_throttle.failed(&keys, now);
             return render_login(
-                signup_open(&app),
+                &app,
                 &headers,
                 t,
                 None,
@@ -311,7 +320,7 @@ async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
             );
         }
     };
-    app.login_throttle.succeeded(&keys[0]);
+    app.login_throttle.succeeded(&account, &keys[1..]);
     let token = new_admin_token();
     let opened = app
         .store
@@ -335,7 +344,7 @@ async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
         return (StatusCode::SERVICE_UNAVAILABLE, t.try_again).into_response();
     }
     let mut response = Redirect::to("/console/").into_response();
-    if let Ok(value) = set_cookie(&token, over_https(&headers)).parse() {
+    if let Ok(value) = set_cookie(&token, secure_cookies(&app, &headers)).parse() {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
@@ -368,7 +377,7 @@ async fn logout(
         tracing::warn!(error = %e, "a console session was not closed");
     }
     let mut response = Redirect::to("/console/login").into_response();
-    if let Ok(value) = set_cookie("", over_https(&headers)).parse() {
+    if let Ok(value) = set_cookie("", secure_cookies(&app, &headers)).parse() {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
@@ -505,10 +514,10 @@ fn chart_json(today: i64, daily: &[(i64, String, i64, i64)]) -> String {
             serde_json::json!({"name": model, "cost": cost, "tokens": tokens})
         })
         .collect();
-    // Safe inside a <script> element: no `</` can close it.
+    // Safe inside a <script> element: no `<` can close it or open a comment.
     serde_json::json!({"days": days, "models": series})
         .to_string()
-        .replace("</", "<\\/")
+        .replace('<', "\\u003c")
 }
 
 /// Unix ms at the start of the UTC month `now` is in.
@@ -517,15 +526,36 @@ fn month_start(now: i64) -> i64 {
     crate::time::parse_timestamp(&format!("{}-01", &date[..7])).unwrap_or(now)
 }
 
-/// The client's address as the proxy in front says (`X-Forwarded-For`);
-/// without one, logins are throttled per account only.
-fn client_address(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
+/// The client's address: the connection's own, or — behind
+/// `console.forwarded_hops` proxies — the one the outermost of them saw,
+/// counted from the right of `X-Forwarded-For` (what a client writes to
+/// its left is not trusted).
+pub(super) fn client_address(
+    app: &App,
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> Option<String> {
+    let peer = || {
+        extensions
+            .get::<crate::server::Peer>()
+            .map(|p| p.0.ip().to_string())
+    };
+    let hops = app.config.console.forwarded_hops;
+    if hops == 0 {
+        return peer();
+    }
+    let forwarded: Vec<String> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
+        .collect();
+    match forwarded.len().checked_sub(hops) {
+        Some(at) => forwarded.get(at).cloned(),
+        None => peer(),
+    }
 }
 
 /// A form body (`application/x-www-form-urlencoded`).

@@ -14,6 +14,8 @@ use crate::state::App;
 pub const COOKIE: &str = "tg_session";
 /// A session lives this long after its last use.
 pub const TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+/// However it is used, a session ends this long after its login.
+pub const MAX_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
 /// A session's expiry is pushed on at most this often.
 const TOUCH_EVERY_MS: i64 = 5 * 60 * 1000;
 
@@ -38,8 +40,16 @@ impl FromRequestParts<App> for Member {
             }
         };
         let now = store::now_ms();
+        let ends = session.created_at.saturating_add(MAX_LIFETIME_MS);
+        if now >= ends {
+            if let Err(e) = app.store.close_session(session.user.id, &id_hash).await {
+                tracing::warn!(error = %e, "a console session past its lifetime was not closed");
+            }
+            return Err(login());
+        }
         if now - session.last_seen_at > TOUCH_EVERY_MS {
-            if let Err(e) = app.store.touch_session(&id_hash, now + TTL_MS).await {
+            let expires = (now + TTL_MS).min(ends);
+            if let Err(e) = app.store.touch_session(&id_hash, expires).await {
                 tracing::warn!(error = %e, "a console session's expiry was not pushed on");
             }
         }
@@ -59,9 +69,15 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// Whether cookies are `Secure`: always when configured so, else when the
+/// request came over HTTPS.
+pub fn secure_cookies(app: &App, headers: &HeaderMap) -> bool {
+    app.config.console.secure_cookies || over_https(headers)
+}
+
 /// Whether the console was reached over HTTPS (directly, or through a proxy
 /// that says so).
-pub fn over_https(headers: &HeaderMap) -> bool {
+fn over_https(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())

@@ -28,11 +28,14 @@ pub async fn token_at_start(store: &store::Store) -> Result<Option<String>, stor
     Ok(Some(token))
 }
 
+/// The token is the one printed, and no console admin exists yet (one
+/// made otherwise meanwhile, e.g. with the CLI, ends the link).
 async fn valid(app: &App, token: &str) -> bool {
-    match app.store.get_setting(SETTING).await {
+    let matches = match app.store.get_setting(SETTING).await {
         Ok(Some(hash)) => !token.is_empty() && hashes_equal(&hash, &hash_secret(token)),
         _ => false,
-    }
+    };
+    matches && matches!(app.store.console_admin_exists().await, Ok(false))
 }
 
 #[derive(Template)]

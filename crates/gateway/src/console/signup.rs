@@ -42,7 +42,7 @@ fn render(
     email: String,
 ) -> Response {
     let csrf = new_admin_token();
-    let secure = if session::over_https(headers) {
+    let secure = if session::secure_cookies(app, headers) {
         "; Secure"
     } else {
         ""
@@ -103,7 +103,12 @@ struct SignupForm {
     invite: String,
 }
 
-pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn create(
+    State(app): State<App>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    body: Bytes,
+) -> Response {
     let (t, _) = language(&headers, &Lang::default());
     let console = &app.config.console;
     if console.signup == Signup::Closed {
@@ -127,6 +132,24 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
             f.email.clone(),
         )
     };
+    // A few attempts per address an hour, and so many accounts an hour in
+    // all: sign-up (with its free balance) cannot be farmed by a script.
+    let now = std::time::Instant::now();
+    let address = super::client_address(&app, &headers, &extensions).unwrap_or_default();
+    let all = ["all".to_string()];
+    let throttled = app
+        .signup_throttle
+        .attempt(&[format!("ip:{address}")], now)
+        .err()
+        .or_else(|| app.signups_made.wait(&all, now));
+    if let Some(wait) = throttled {
+        let message = t
+            .too_many_attempts
+            .replace("{minutes}", &wait.as_secs().div_ceil(60).to_string());
+        let mut response = again(message);
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        return response;
+    }
     if console.signup == Signup::Invite {
         let given = f.invite.trim();
         let valid = console
@@ -148,6 +171,7 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
         Ok(user) => user,
         Err(e) => return again(e),
     };
+    app.signups_made.count(&all, now);
     let set_up = async {
         let free = console.signup_free_nano().unwrap_or(0);
         if free > 0 {
@@ -186,7 +210,9 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
     })
     .into_response();
     if opened.is_ok() {
-        if let Ok(value) = session::set_cookie(&token, session::over_https(&headers)).parse() {
+        if let Ok(value) =
+            session::set_cookie(&token, session::secure_cookies(&app, &headers)).parse()
+        {
             response.headers_mut().append(header::SET_COOKIE, value);
         }
     }

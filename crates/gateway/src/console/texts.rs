@@ -117,6 +117,7 @@ pub struct Texts {
     pub bad_invite: &'static str,
     pub bad_name: &'static str,
     pub bad_email: &'static str,
+    pub email_taken: &'static str,
     pub setup: &'static str,
     pub setup_used: &'static str,
 }
@@ -236,6 +237,7 @@ pub const EN: Texts = Texts {
     bad_invite: "That invitation code is not valid.",
     bad_name: "A name has 1 to 64 letters, digits, dots, dashes or underscores.",
     bad_email: "That is not an e-mail address.",
+    email_taken: "That e-mail address belongs to another account.",
     setup: "Make the first admin account",
     setup_used: "This setup link has been used, or is not this start's.",
 };
@@ -355,6 +357,7 @@ pub const ZH: Texts = Texts {
     bad_invite: "邀请码无效。",
     bad_name: "名称为 1 到 64 个字母、数字、点、短横或下划线。",
     bad_email: "这不是有效的电子邮件地址。",
+    email_taken: "该电子邮件地址已属于另一个账户。",
     setup: "创建首个管理员账户",
     setup_used: "此设置链接已使用，或不是本次启动的链接。",
 };

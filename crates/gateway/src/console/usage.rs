@@ -306,8 +306,8 @@ fn days_chart(days: &[store::DayTotals]) -> String {
         "cost": days.iter().map(|d| d.cost as f64 / 1e9).collect::<Vec<_>>(),
         "tokens": days.iter().map(|d| d.tokens).collect::<Vec<_>>(),
     });
-    // Safe inside a <script> element: no `</` can close it.
-    json.to_string().replace("</", "<\\/")
+    // Safe inside a <script> element: no `<` can close it or open a comment.
+    json.to_string().replace('<', "\\u003c")
 }
 
 /// `GET /console/usage.csv`: the selection, every page of it, streamed.
@@ -378,7 +378,7 @@ pub async fn csv(
 /// A CSV field: quoted when it holds a comma, a quote or a line break, and
 /// never starting a formula in a spreadsheet.
 fn field(text: &str) -> String {
-    let text = match text.starts_with(['=', '+', '-', '@']) {
+    let text = match text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         true => format!("'{text}"),
         false => text.to_string(),
     };
@@ -400,5 +400,6 @@ mod tests {
         assert_eq!(field("a,b"), "\"a,b\"");
         assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(field("\t=1"), "'\t=1");
     }
 }

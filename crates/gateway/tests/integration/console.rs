@@ -150,7 +150,8 @@ async fn a_session_comes_only_with_the_right_password_and_ends_with_a_csrf_check
 #[tokio::test]
 async fn five_failed_logins_lock_the_account_even_for_the_right_password() {
     let mock = start_mock().await;
-    let gw = start_gateway(&mock.url, None).await;
+    // Behind one proxy: the address is the last of X-Forwarded-For.
+    let gw = start_gateway_with(&mock.url, None, "", "[console]\nforwarded_hops = 1\n").await;
     console_user(&gw, "bob", "the right password").await;
     let client = browser();
     for _ in 0..5 {
@@ -163,9 +164,40 @@ async fn five_failed_logins_lock_the_account_even_for_the_right_password() {
         .await
         .unwrap()
         .contains("Too many failed attempts"));
-    // An unknown account is told the same as a wrong password.
-    let unknown = log_in(&gw, &client, "nobody", "whatever").await;
-    assert_eq!(unknown.status(), 401);
+    // The address is locked too, for any account; another address is not,
+    // and an unknown account there is told the same as a wrong password.
+    let from = |address: &'static str, login: &'static str| {
+        let client = browser();
+        let gw = &gw;
+        async move {
+            let page = client
+                .get(format!("{}/console/login", gw.url))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            client
+                .post(format!("{}/console/login", gw.url))
+                .header("x-forwarded-for", format!("6.6.6.6, {address}"))
+                .form(&[
+                    ("login", login),
+                    ("password", "whatever"),
+                    ("csrf", &csrf_of(&page)),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        from("127.0.0.1", "nobody").await,
+        429,
+        "the address is locked"
+    );
+    assert_eq!(from("10.0.0.2", "nobody").await, 401);
     gw.stop().await;
 }
 
@@ -1415,4 +1447,34 @@ fn all_rules() -> store::RuleFilter {
         limit: 100,
         ..Default::default()
     }
+}
+
+#[tokio::test]
+async fn sign_up_is_limited_per_address_and_in_all_and_a_taken_email_makes_nothing() {
+    let mock = start_mock().await;
+    let console = "\n[console]\nsignup = \"open\"\nsignups_per_hour = 2\n";
+    let gw = start_gateway_with(&mock.url, None, "", console).await;
+    let attempt = |name: &'static str, email: &'static str| {
+        let gw = &gw;
+        async move {
+            let fields = [
+                ("name", name),
+                ("email", email),
+                ("password", "a long password"),
+            ];
+            sign_up(gw, &browser(), &fields).await.status()
+        }
+    };
+    assert_eq!(attempt("ann", "ann@example.com").await, 303);
+    // A taken e-mail is refused and leaves no account behind.
+    assert_eq!(attempt("bea", "ann@example.com").await, 400);
+    assert!(gw.app.store.find_user_by_name("bea").await.is_err());
+    assert_eq!(attempt("cat", "").await, 303);
+    // Two accounts this hour in all.
+    assert_eq!(attempt("dan", "").await, 429);
+    assert!(gw.app.store.find_user_by_name("dan").await.is_err());
+    // And five attempts per address.
+    assert_eq!(attempt("eve", "").await, 429);
+    assert_eq!(attempt("fay", "").await, 429);
+    gw.stop().await;
 }

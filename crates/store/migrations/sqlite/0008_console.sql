@@ -42,5 +42,7 @@ CREATE TABLE usage_daily (
 CREATE INDEX usage_daily_by_day ON usage_daily(day);
 INSERT INTO usage_daily (user_id, day, model, provider, requests, cost, tokens)
 SELECT user_id, created_at / 86400000, model, provider, COUNT(*), SUM(cost),
-       SUM(CASE WHEN unit = '' THEN input_tokens + output_tokens ELSE 0 END)
+       SUM(CASE WHEN unit <> '' THEN 0
+                WHEN input_tokens > 1000000000000000 OR output_tokens > 1000000000000000
+                THEN 1000000000000000 ELSE input_tokens + output_tokens END)
 FROM usage_records GROUP BY user_id, created_at / 86400000, model, provider;
