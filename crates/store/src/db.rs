@@ -46,6 +46,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/sqlite/0006_files.sql")),
     (7, include_str!("../migrations/sqlite/0007_units.sql")),
     (8, include_str!("../migrations/sqlite/0008_console.sql")),
+    (9, include_str!("../migrations/sqlite/0009_payments.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -68,6 +69,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/postgres/0006_files.sql")),
     (7, include_str!("../migrations/postgres/0007_units.sql")),
     (8, include_str!("../migrations/postgres/0008_console.sql")),
+    (9, include_str!("../migrations/postgres/0009_payments.sql")),
 ];
 
 /// Serialises concurrent migrators on PostgreSQL (an arbitrary constant).

@@ -13,6 +13,7 @@ mod conversations;
 mod db;
 mod files;
 mod keys;
+mod payments;
 mod responses;
 mod rules;
 mod sessions;
@@ -29,6 +30,10 @@ pub use files::{
     storage_cost, FileFilter, FileQuota, FileUpdate, FinishedUpload, StoredFile, FILE_CLEANUP_BATCH,
 };
 pub use keys::{ApiKey, KeyUpdate, NewKey};
+pub use payments::{
+    refund_credit, Applied, NewOrder, Order, OrderFilter, OrderState, PaidDay, PaymentChange,
+    PaymentEvent,
+};
 pub use responses::StoredResponse;
 pub use rules::{RuleFilter, RuleHits, StoredRule, OPERATOR};
 pub use sessions::{Login, NewSession, Session};
