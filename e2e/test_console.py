@@ -245,3 +245,67 @@ def test_the_main_pages_render_on_a_desktop_and_a_phone(browser, console):
     browser.set_window_size(1280, 900)
     browser.get(url + "/console/usage")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#usage tbody tr")) == 3
+
+
+
+@pytest.fixture
+def stripe_console(tmp_path, tollgate):
+    """A gateway with top-ups through the fake Stripe (crates/fake-stripe,
+    its binary beside the tollgate one), which sends its signed webhooks to
+    the gateway, and alice's console account: (gateway url, Stripe url)."""
+    binary = os.environ.get("TOLLGATE_BIN", DEFAULT_BIN)
+    fake_binary = os.path.join(os.path.dirname(binary), "fake-stripe")
+    assert os.access(fake_binary, os.X_OK), f"no fake-stripe binary at {fake_binary} (cargo build -p fake-stripe)"
+    fake = subprocess.Popen(
+        [fake_binary, "--port", "0", "--secret-key", "sk_test_e2e", "--webhook-secret", "whsec_e2e"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=hermetic_env(),
+    )
+    proc = None
+    try:
+        line = fake.stdout.readline().strip()
+        assert line.startswith("listening on "), line
+        stripe_url = line.removeprefix("listening on ")
+        config = write_config(tmp_path, int(tollgate.mock_url.rsplit(":", 1)[1]))
+        with open(config, "a") as f:
+            f.write(f'\n[payments]\ncurrency = "usd"\nmin_amount = 5\nmax_amount = 500\n'
+                    f'preset_amounts = [10, 20]\n\n[payments.stripe]\nsecret_key = "sk_test_e2e"\n'
+                    f'webhook_secrets = ["whsec_e2e"]\napi_base = "{stripe_url}"\n')
+        made = subprocess.run(
+            [binary, "--config", str(config), "user", "create", "alice", "--password"],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+            env=hermetic_env(TOLLGATE_PASSWORD="correct horse battery"),
+        )
+        assert made.returncode == 0, made.stderr
+        proc, url = start_gateway(tmp_path, config)
+        webhooks = httpx.post(f"{stripe_url}/_fake/webhooks",
+                              json={"on": True, "url": f"{url}/api/v1/pay/stripe/webhook"}, timeout=REQUEST_TIMEOUT)
+        assert webhooks.status_code == 200, webhooks.text
+        yield url, stripe_url
+    finally:
+        stop(proc)
+        fake.terminate()
+        fake.wait(timeout=10)
+
+
+def test_the_top_up_page_sends_the_user_to_checkout_and_the_payment_credits(browser, stripe_console):
+    url, stripe_url = stripe_console
+    log_in(browser, url, "alice", "correct horse battery")
+    WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "balance-usd")))
+    browser.find_element(By.ID, "nav-topup").click()
+    WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "topup-form")))
+    # A preset fills the amount; checkout goes to Stripe's page.
+    browser.find_element(By.CSS_SELECTOR, "button.preset[data-amount='20']").click()
+    assert browser.find_element(By.ID, "amount").get_attribute("value") == "20"
+    browser.find_element(By.ID, "pay-checkout").click()
+    WebDriverWait(browser, 10).until(lambda b: "/c/pay/cs_" in b.current_url)
+    assert browser.current_url.startswith(stripe_url), browser.current_url
+    # Paying there sends the signed webhook, then the browser back.
+    browser.find_element(By.ID, "pay").click()
+    notice = WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "notice")))
+    assert browser.current_url.startswith(url + "/console/topup"), browser.current_url
+    assert notice.text
+    state = browser.find_element(By.CSS_SELECTOR, "#orders tbody tr .state")
+    assert state.text == "paid", state.text
+    browser.get(url + "/console/")
+    balance = WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "balance-usd")))
+    assert balance.text.startswith("20"), balance.text

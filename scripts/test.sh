@@ -152,7 +152,7 @@ TOLLGATE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres" TOL
   cargo test -p store -p gateway
 
 step "end-to-end tests with the official SDKs"
-cargo build -p tollgate -p mock-upstream --quiet
+cargo build -p tollgate -p mock-upstream -p fake-stripe --quiet
 # The Codex CLI test installs the CLI from npm and fails (not skips) if it cannot.
 # The multi-instance tests run two gateways on a database of this PostgreSQL.
 TOLLGATE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres" \

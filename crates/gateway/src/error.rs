@@ -70,6 +70,13 @@ pub enum ApiError {
     /// Users' files cannot be read or written right now.
     #[error("File storage is unavailable; retry shortly.")]
     StorageUnavailable,
+    /// Top-ups are not configured on this gateway.
+    #[error("Top-ups are not enabled on this gateway.")]
+    PaymentsOff,
+    /// The payment processor failed or refused: the message says what,
+    /// without secrets.
+    #[error("The payment processor failed: {0}")]
+    PaymentProvider(String),
 }
 
 impl ApiError {
@@ -94,6 +101,8 @@ impl ApiError {
             }
             TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            PaymentsOff => StatusCode::NOT_FOUND,
+            PaymentProvider(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -126,6 +135,8 @@ impl ApiError {
             Blocked { .. } => ("invalid_request_error", Some("blocked_by_rule")),
             TooLarge(_) => ("invalid_request_error", Some("too_large")),
             StorageUnavailable => ("api_error", Some("storage_unavailable")),
+            PaymentsOff => ("invalid_request_error", Some("payments_disabled")),
+            PaymentProvider(_) => ("api_error", Some("payment_provider_error")),
         }
     }
 
@@ -175,14 +186,15 @@ impl ApiError {
             KeyDisabled | ModelNotAllowed(_) | AdminKeyRequired => {
                 (StatusCode::FORBIDDEN, "permission_error")
             }
-            ModelNotFound(_) | NotFound(_) => (StatusCode::NOT_FOUND, "not_found_error"),
+            ModelNotFound(_) | NotFound(_) | PaymentsOff => {
+                (StatusCode::NOT_FOUND, "not_found_error")
+            }
             BadRequest(_) | Conflict(_) | InsufficientBalance | KeyLimitReached => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error")
             }
             Blocked { .. } | TooLarge(_) => (self.status(), "invalid_request_error"),
-            UpstreamUnreachable | UpstreamFailed(_) | UpstreamAuth | UpstreamReset | Internal => {
-                (self.status(), "api_error")
-            }
+            UpstreamUnreachable | UpstreamFailed(_) | UpstreamAuth | UpstreamReset | Internal
+            | PaymentProvider(_) => (self.status(), "api_error"),
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "timeout_error"),
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
             // Anthropic's own "overloaded" status, which its clients retry.

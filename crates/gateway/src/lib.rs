@@ -15,6 +15,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod money;
 pub mod overrides;
+pub mod payments;
 pub mod pipeline;
 pub mod providers;
 pub mod relay;
@@ -157,7 +158,9 @@ pub async fn build_with_store(config: Config, store: store::Store) -> Result<Gat
     );
     let rule_book = overrides::RuleBook::new(rules::Restrictions::default(), &config.rules);
     let files = files::Files::open(&config)?;
+    let payments = payments::Payments::new(&config).map(Arc::new);
     let app = Arc::new(AppState {
+        payments,
         files,
         login_throttle: Default::default(),
         signup_throttle: console::Throttle::new(

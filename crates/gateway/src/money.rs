@@ -135,6 +135,27 @@ impl Decimal {
         self.checked_times(other).unwrap_or(Decimal::SATURATED)
     }
 
+    /// `self` in units of 10^-`digits` (cents for 2), when that is exact
+    /// and fits an `i64`: `12.5` is 1250 cents, `0.001` no whole cents.
+    pub fn in_units_of(&self, digits: u32) -> Option<i64> {
+        let exact = if self.scale > digits {
+            let dropped = 10i128.checked_pow(self.scale - digits)?;
+            (self.mantissa % dropped == 0).then_some(self.mantissa / dropped)?
+        } else {
+            self.mantissa
+                .checked_mul(10i128.checked_pow(digits - self.scale)?)?
+        };
+        i64::try_from(exact).ok()
+    }
+
+    /// `units` of 10^-`digits` as a decimal (1250 cents is `12.5`).
+    pub fn from_units(units: i64, digits: u32) -> Option<Decimal> {
+        (units >= 0 && digits <= MAX_SCALE).then_some(Decimal {
+            mantissa: i128::from(units),
+            scale: digits,
+        })
+    }
+
     /// `self` USD in nano-USD, rounded to the nearest; `None` when that is
     /// beyond an `i64`.
     pub fn usd_to_nano(&self) -> Option<i64> {

@@ -37,6 +37,8 @@ pub struct AppState {
     pub runs: crate::responses::registry::Registry,
     /// Users' files: storage and its settings.
     pub files: crate::files::Files,
+    /// Top-ups, when a payment processor is configured.
+    pub payments: Option<Arc<crate::payments::Payments>>,
     /// Failed console logins, per account and per address.
     pub login_throttle: crate::console::Throttle,
     /// Sign-up attempts per address (a few an hour).

@@ -39,6 +39,12 @@ pub fn format_ms(ms: i64) -> String {
     )
 }
 
+/// `2024-05-01`: a day given as days since 1970-01-01.
+pub fn format_day(day: i64) -> String {
+    let (y, m, d) = civil_from_days(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// Parses a timestamp a client sent: Unix seconds (or milliseconds when it
 /// has 13+ digits), `YYYY-MM-DD`, or RFC 3339 with `Z` or an offset.
 pub fn parse_timestamp(text: &str) -> Option<i64> {

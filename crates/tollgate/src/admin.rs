@@ -454,3 +454,38 @@ mod tests {
         assert!(e.starts_with("`concurrency` must be a whole number"), "{e}");
     }
 }
+
+#[derive(Subcommand)]
+pub enum PaymentsCommand {
+    /// Credit every order Stripe shows paid whose webhook never arrived
+    /// (and end expired ones), through the same exactly-once path.
+    Reconcile {
+        /// How many days back to look (1–90).
+        #[arg(long, default_value_t = 3)]
+        days: u32,
+    },
+}
+
+pub async fn payments(config: &Config, cmd: PaymentsCommand) -> Result<(), String> {
+    let PaymentsCommand::Reconcile { days } = cmd;
+    if !(1..=90).contains(&days) {
+        return Err("--days must be between 1 and 90".into());
+    }
+    let payments = gateway::payments::Payments::new(config)
+        .ok_or("top-ups are not configured ([payments.stripe])")?;
+    let store = open(config).await?;
+    let report = payments.reconcile(&store, days).await;
+    store.close().await;
+    let report = report.map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "days": days,
+            "checked": report.checked,
+            "credited": report.credited,
+            "ended": report.ended,
+            "unknown": report.unknown,
+        })
+    );
+    Ok(())
+}

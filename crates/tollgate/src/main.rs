@@ -50,6 +50,9 @@ enum Command {
     Key(admin::KeyCommand),
     /// List a user's usage records, newest first.
     Usage(admin::UsageArgs),
+    /// Top-up orders.
+    #[command(subcommand)]
+    Payments(admin::PaymentsCommand),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
             Command::User(cmd) => admin::user(&config, cmd).await,
             Command::Key(cmd) => admin::key(&config, cmd).await,
             Command::Usage(args) => admin::usage(&config, args).await,
+            Command::Payments(cmd) => admin::payments(&config, cmd).await,
         }
     });
     match result {

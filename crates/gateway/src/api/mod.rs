@@ -19,6 +19,7 @@ mod openai;
 mod operator_rules;
 mod ops;
 pub(crate) mod override_rules;
+pub(crate) mod payments;
 mod rate_limits;
 mod responses;
 mod search;
@@ -196,6 +197,7 @@ fn management_routes() -> Router<App> {
         .merge(rate_limits::routes())
         .merge(override_rules::routes())
         .merge(operator_rules::routes())
+        .merge(payments::routes())
 }
 
 /// Longest request target accepted; hyper's own limit (its read buffer)

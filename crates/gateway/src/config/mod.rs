@@ -17,6 +17,7 @@ mod defaults;
 mod failover;
 mod limits;
 mod models;
+mod payments;
 mod rate_limits;
 mod storage;
 
@@ -35,6 +36,7 @@ pub use models::{
     group_multiplier, ChannelConfig, ChannelSpec, DecimalValue, GroupConfig, LateSystemMessages,
     ModelConfig, ModelSpec, ProviderConfig, ProviderKind,
 };
+pub use payments::{BonusTier, PaymentsConfig, StripeConfig, Terms};
 pub use rate_limits::RateLimits;
 pub use storage::{Backend as StorageBackend, Quota, S3Config, StorageConfig};
 
@@ -138,6 +140,9 @@ pub struct Config {
     /// The web console (`[console]`).
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// Top-ups (`[payments]`, `[payments.stripe]`).
+    #[serde(default)]
+    pub payments: PaymentsConfig,
     /// Where this configuration came from: what a catalog reload reads
     /// again (`None`: not from a file).
     #[serde(skip)]
@@ -366,6 +371,8 @@ impl Config {
         for code in &self.console.invite_codes {
             check_env_reference("console.invite_codes", code, &at("invite_codes"))?;
         }
+        self.payments
+            .validate(&|key, value| check_env_reference(key, value, &at("[payments")))?;
         if self.holds() == HoldsMode::Redis && self.redis_url.is_none() {
             return Err(ConfigError(format!(
                 "holds = \"redis\" needs redis_url ({})",

@@ -18,6 +18,7 @@ pub mod setup;
 mod signup;
 mod texts;
 mod throttle;
+mod topup;
 mod usage;
 
 use askama::Template;
@@ -98,6 +99,17 @@ pub fn routes() -> Router<App> {
         .route("/console/admin/users/{id}", get(admin::user))
         .route("/console/admin/users/{id}/balance", post(admin::balance))
         .route("/console/admin/users/{id}/account", post(admin::account))
+        .route("/console/topup", get(topup::show).post(topup::create))
+        .route("/console/topup/orders/{id}", get(topup::receipt))
+        .route("/console/admin/orders", get(topup::admin_list))
+        .route(
+            "/console/admin/orders/reconcile",
+            post(topup::admin_reconcile),
+        )
+        .route(
+            "/console/admin/orders/{id}/refund",
+            post(topup::admin_refund),
+        )
         .route("/console/usage.csv", get(usage::csv))
         .route("/console/static/console.css", get(stylesheet))
         .route(
@@ -403,6 +415,8 @@ struct DashboardPage<'a> {
     csrf: String,
     balance_credits: String,
     balance_usd: String,
+    /// A balance below zero (a refund after spending): what is owed, USD.
+    owed: Option<String>,
     spent_today: String,
     requests_today: i64,
     spent_month: String,
@@ -466,6 +480,7 @@ async fn dashboard(
         csrf: session.csrf_token.clone(),
         balance_credits: credits(balance),
         balance_usd: format_usd(balance),
+        owed: (balance < 0).then(|| format_usd(balance.saturating_neg())),
         spent_today: format_usd(spent_today),
         requests_today,
         spent_month: format_usd(spent_month),

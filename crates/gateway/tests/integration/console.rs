@@ -4,7 +4,7 @@
 
 use crate::common::*;
 
-async fn console_user(gw: &Gateway, name: &str, password: &str) -> (i64, String) {
+pub(crate) async fn console_user(gw: &Gateway, name: &str, password: &str) -> (i64, String) {
     let (id, key) = gw.user(name, "default", "10").await;
     let hash = gateway::console::hash_password(password.to_string())
         .await
@@ -17,7 +17,7 @@ async fn console_user(gw: &Gateway, name: &str, password: &str) -> (i64, String)
     (id, key)
 }
 
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -26,7 +26,7 @@ fn browser() -> reqwest::Client {
 }
 
 /// The CSRF token a page's form carries.
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     let at = html
         .find("name=\"csrf\" value=\"")
         .expect("a form with a CSRF token")
@@ -34,7 +34,7 @@ fn csrf_of(html: &str) -> String {
     html[at..].split('"').next().unwrap().to_string()
 }
 
-async fn log_in(
+pub(crate) async fn log_in(
     gw: &Gateway,
     client: &reqwest::Client,
     login: &str,

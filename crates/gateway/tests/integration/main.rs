@@ -18,6 +18,7 @@ mod media;
 mod metrics_auth;
 mod mounts;
 mod override_rules;
+mod payments;
 mod rate_limits;
 mod rate_limits_keys;
 mod redis_server;
