@@ -20,7 +20,7 @@ use super::ohmygpt::{admin_principal, envelope};
 use super::respond;
 use crate::api::caller::authenticate_admin;
 use crate::error::ApiError;
-use crate::payments::{format_amount, order_json, Method, Payments};
+use crate::payments::{format_amount, format_minor, order_json, Method, Payments};
 use crate::state::App;
 
 /// The webhook endpoint to register at the processor.
@@ -79,7 +79,7 @@ async fn create_order(State(app): State<App>, headers: HeaderMap, body: Bytes) -
             let order = payments
                 .open_order(&app.store, principal.user.id, method, &amount)
                 .await?;
-            let mut data = order_json(&order, payments.terms(), &app.config);
+            let mut data = order_json(&order, &app.config);
             data["url"] = json!(order.pay_url);
             Ok(("Create recharge order success".to_string(), data))
         }
@@ -92,7 +92,7 @@ async fn create_order(State(app): State<App>, headers: HeaderMap, body: Bytes) -
 async fn list_orders(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     envelope(
         async {
-            let payments = payments(&app)?;
+            payments(&app)?;
             let principal = admin_principal(&app, &headers).await?;
             let fields = parse_fields(&headers, &body)?;
             let number = |name: &str| -> Result<Option<i64>, ApiError> {
@@ -122,10 +122,7 @@ async fn list_orders(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
                     limit: number("limit")?.unwrap_or(20).clamp(1, 100),
                 })
                 .await?;
-            let data: Vec<Value> = orders
-                .iter()
-                .map(|o| order_json(o, payments.terms(), &app.config))
-                .collect();
+            let data: Vec<Value> = orders.iter().map(|o| order_json(o, &app.config)).collect();
             Ok(("Query recharge orders success".to_string(), json!(data)))
         }
         .await,
@@ -135,7 +132,7 @@ async fn list_orders(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
 async fn order_info(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     envelope(
         async {
-            let payments = payments(&app)?;
+            payments(&app)?;
             let principal = admin_principal(&app, &headers).await?;
             let fields = parse_fields(&headers, &body)?;
             let id: i64 = field_str(&fields, "id")
@@ -148,7 +145,7 @@ async fn order_info(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
             }
             Ok((
                 "Query recharge order success".to_string(),
-                order_json(&order, payments.terms(), &app.config),
+                order_json(&order, &app.config),
             ))
         }
         .await,
@@ -208,7 +205,7 @@ async fn admin_orders(
     respond(
         async {
             authenticate_admin(&app, &headers)?;
-            let payments = payments(&app)?;
+            payments(&app)?;
             let state = match query.state.as_deref().filter(|s| !s.is_empty()) {
                 None => None,
                 Some(s) => Some(OrderState::parse(s).ok_or_else(|| {
@@ -226,10 +223,7 @@ async fn admin_orders(
                     limit: query.limit.unwrap_or(50).clamp(1, 500),
                 })
                 .await?;
-            let data: Vec<Value> = orders
-                .iter()
-                .map(|o| order_json(o, payments.terms(), &app.config))
-                .collect();
+            let data: Vec<Value> = orders.iter().map(|o| order_json(o, &app.config)).collect();
             Ok(Json(json!({"object": "list", "data": data})))
         }
         .await,
@@ -253,7 +247,7 @@ async fn admin_daily(
     respond(
         async {
             authenticate_admin(&app, &headers)?;
-            let payments = payments(&app)?;
+            payments(&app)?;
             let days = i64::from(query.days.unwrap_or(30).clamp(1, 3660));
             let since = (store::now_ms() / 86_400_000 - days + 1) * 86_400_000;
             let rows = app.store.paid_by_day(since).await?;
@@ -265,9 +259,9 @@ async fn admin_daily(
                         "day": crate::time::format_day(d.day),
                         "currency": d.currency,
                         "orders": d.orders,
-                        "amount": format_amount(payments.terms(), d.amount),
+                        "amount": format_minor(&d.currency, d.amount),
                         "credit": crate::money::format_credits(d.credit, cpu),
-                        "refunded_amount": format_amount(payments.terms(), d.refunded_amount),
+                        "refunded_amount": format_minor(&d.currency, d.refunded_amount),
                     })
                 })
                 .collect();
@@ -323,8 +317,11 @@ async fn admin_refund(
             let payments = payments(&app)?;
             let fields = parse_fields(&headers, &body)?;
             let amount = field_str(&fields, "amount");
-            let order = payments.refund(&app.store, id, amount.as_deref()).await?;
-            Ok(Json(order_json(&order, payments.terms(), &app.config)))
+            let key = field_str(&fields, "idempotency_key");
+            let order = payments
+                .refund(&app.store, id, amount.as_deref(), key.as_deref())
+                .await?;
+            Ok(Json(order_json(&order, &app.config)))
         }
         .await,
     )

@@ -36,7 +36,7 @@ pub use models::{
     group_multiplier, ChannelConfig, ChannelSpec, DecimalValue, GroupConfig, LateSystemMessages,
     ModelConfig, ModelSpec, ProviderConfig, ProviderKind,
 };
-pub use payments::{BonusTier, PaymentsConfig, StripeConfig, Terms};
+pub use payments::{currency_digits, BonusTier, PaymentsConfig, StripeConfig, Terms};
 pub use rate_limits::RateLimits;
 pub use storage::{Backend as StorageBackend, Quota, S3Config, StorageConfig};
 

@@ -90,6 +90,16 @@ const ZERO_DECIMAL: [&str; 16] = [
 /// tens: not offered.
 const THREE_DECIMAL: [&str; 5] = ["bhd", "jod", "kwd", "omr", "tnd"];
 
+/// Fractional digits of `currency`'s minor unit, as Stripe counts it (2,
+/// or 0 for yen and the other zero-decimal currencies).
+pub fn currency_digits(currency: &str) -> u32 {
+    if ZERO_DECIMAL.contains(&currency.to_ascii_lowercase().as_str()) {
+        0
+    } else {
+        2
+    }
+}
+
 /// The order terms, checked and converted once at load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Terms {
@@ -125,11 +135,7 @@ impl PaymentsConfig {
                 "payments.currency {currency:?} has three decimals, which top-ups do not support"
             )));
         }
-        let digits = if ZERO_DECIMAL.contains(&currency.as_str()) {
-            0
-        } else {
-            2
-        };
+        let digits = currency_digits(&currency);
         let decimal = |key: &str, value: &DecimalValue| {
             value.to_decimal().map_err(|e| {
                 ConfigError(format!("payments.{key} must be a non-negative amount: {e}"))
@@ -216,6 +222,14 @@ impl PaymentsConfig {
                 ));
             }
             check_env("payments.stripe.secret_key", &stripe.secret_key)?;
+            // An empty secret (an unset variable substituted as "") would
+            // let anyone sign a webhook: refused, as is an empty key.
+            let empty = |value: &str| super::resolve_secret(value).trim().is_empty();
+            if empty(&stripe.secret_key) {
+                return Err(ConfigError(
+                    "payments.stripe.secret_key resolves to an empty value".into(),
+                ));
+            }
             if stripe.webhook_secrets.is_empty() {
                 return Err(ConfigError(
                     "payments.stripe.webhook_secrets needs the webhook endpoint's signing secret"
@@ -224,6 +238,12 @@ impl PaymentsConfig {
             }
             for secret in &stripe.webhook_secrets {
                 check_env("payments.stripe.webhook_secrets", secret)?;
+                if empty(secret) {
+                    return Err(ConfigError(
+                        "payments.stripe.webhook_secrets: a secret resolves to an empty value"
+                            .into(),
+                    ));
+                }
             }
             if !(1..=365).contains(&stripe.invoice_days_until_due) {
                 return Err(ConfigError(

@@ -15,7 +15,7 @@ use store::{Order, OrderFilter, OrderState};
 use super::session::{csrf_ok, Member};
 use super::{form, language, page, Lang, Texts};
 use crate::money::{format_credits, format_usd};
-use crate::payments::{format_amount, Method, Payments};
+use crate::payments::{format_amount, format_minor, Method};
 use crate::state::App;
 use crate::time::{format_day, format_ms};
 
@@ -45,9 +45,9 @@ pub struct OrderRow {
     receipt_url: String,
 }
 
-fn order_row(t: &Texts, payments: &Payments, credits_per_usd: u64, order: &Order) -> OrderRow {
+fn order_row(t: &Texts, credits_per_usd: u64, order: &Order) -> OrderRow {
     let currency = order.currency.to_uppercase();
-    let amount = |units: i64| format!("{} {currency}", format_amount(payments.terms(), units));
+    let amount = |units: i64| format!("{} {currency}", format_minor(&order.currency, units));
     OrderRow {
         id: order.id,
         user_id: order.user_id,
@@ -189,7 +189,7 @@ async fn render_topup(
             Ok(orders) => {
                 view.orders = orders
                     .iter()
-                    .map(|o| order_row(t, payments, app.config.credits_per_usd, o))
+                    .map(|o| order_row(t, app.config.credits_per_usd, o))
                     .collect()
             }
             Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, t.try_again).into_response(),
@@ -280,7 +280,7 @@ pub async fn receipt(
     Member(session): Member,
 ) -> Response {
     let (t, _) = language(&headers, &lang);
-    let Some(payments) = &app.payments else {
+    let Some(_) = &app.payments else {
         return not_found();
     };
     let order = match app.store.get_order(id).await {
@@ -298,7 +298,7 @@ pub async fn receipt(
         bonus: format_credits(order.bonus, cpu),
         external_id: order.external_id.clone().unwrap_or_default(),
         credit_usd: format_usd(order.credit),
-        order: order_row(t, payments, cpu, &order),
+        order: order_row(t, cpu, &order),
     }
     .render();
     page(html, &[])
@@ -322,6 +322,8 @@ struct AdminOrdersPage<'a> {
     csrf: String,
     enabled: bool,
     state_options: Vec<(&'static str, bool)>,
+    /// A fresh nonce per page: each refund form sent once refunds once.
+    refund_key: String,
     notice: Option<String>,
     error: Option<String>,
     days: Vec<DayRow>,
@@ -373,12 +375,13 @@ async fn render_admin(
             .into_iter()
             .map(|s| (s, s == query.state))
             .collect(),
+        refund_key: hex::encode(rand::random::<[u8; 16]>()),
         notice,
         error,
         days: Vec::new(),
         orders: Vec::new(),
     };
-    if let Some(payments) = &app.payments {
+    if app.payments.is_some() {
         let cpu = app.config.credits_per_usd;
         let since = (store::now_ms() / 86_400_000 - TOTAL_DAYS + 1) * 86_400_000;
         let read = async {
@@ -401,7 +404,7 @@ async fn render_admin(
         let amount = |units: i64, currency: &str| {
             format!(
                 "{} {}",
-                format_amount(payments.terms(), units),
+                format_minor(currency, units),
                 currency.to_uppercase()
             )
         };
@@ -415,10 +418,7 @@ async fn render_admin(
                 refunded: amount(d.refunded_amount, &d.currency),
             })
             .collect();
-        view.orders = orders
-            .iter()
-            .map(|o| order_row(t, payments, cpu, o))
-            .collect();
+        view.orders = orders.iter().map(|o| order_row(t, cpu, o)).collect();
     }
     let status = if view.error.is_some() {
         StatusCode::BAD_REQUEST
@@ -435,6 +435,9 @@ struct RefundForm {
     csrf: String,
     #[serde(default)]
     amount: String,
+    /// The page's nonce: the same form sent twice is one refund.
+    #[serde(default)]
+    refund_key: String,
 }
 
 /// `POST /console/admin/orders/{id}/refund`: refunds through the processor.
@@ -459,7 +462,8 @@ pub async fn admin_refund(
         return not_found();
     };
     let amount = Some(refund_form.amount.as_str());
-    match payments.refund(&app.store, id, amount).await {
+    let key = Some(refund_form.refund_key.as_str()).filter(|k| !k.is_empty());
+    match payments.refund(&app.store, id, amount, key).await {
         Ok(_) => Redirect::to("/console/admin/orders").into_response(),
         Err(e) => {
             render_admin(

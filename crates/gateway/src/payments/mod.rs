@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::money::{format_credits, format_usd};
 use crate::time::format_ms;
 use provider::{Notice, OrderRef, Payer, PaymentProvider, ReturnUrls, WebhookError};
-pub use terms::{format_amount, quote, Quote};
+pub use terms::{format_amount, format_minor, quote, Quote};
 
 /// How a user pays an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +58,12 @@ pub struct Reconciled {
     /// Objects that belong to no order of ours.
     pub unknown: usize,
 }
+
+/// Most pending orders one reconciliation reads back.
+const MAX_PENDING_CHECKED: i64 = 500;
+/// Most unpaid orders a user may open in a day (each is an object at the
+/// processor, an invoice a numbered document).
+const MAX_UNPAID_PER_DAY: usize = 10;
 
 pub struct Payments {
     terms: Terms,
@@ -106,6 +112,21 @@ impl Payments {
         amount_text: &str,
     ) -> Result<Order, ApiError> {
         let quote = quote(&self.terms, amount_text).map_err(|e| ApiError::BadRequest(e.0))?;
+        let day_ago = store::now_ms() - 86_400_000;
+        let unpaid = store
+            .list_orders(&store::OrderFilter {
+                user_id: Some(user_id),
+                state: Some(OrderState::Pending),
+                limit: MAX_UNPAID_PER_DAY as i64,
+                ..Default::default()
+            })
+            .await?;
+        if unpaid.iter().filter(|o| o.created_at > day_ago).count() >= MAX_UNPAID_PER_DAY {
+            return Err(ApiError::RateLimited {
+                what: format!("{MAX_UNPAID_PER_DAY} unpaid top-up orders a day; pay or wait for one to expire"),
+                retry_after_secs: None,
+            });
+        }
         let user = store.get_user(user_id).await?;
         let payer = Payer {
             user_id,
@@ -187,32 +208,89 @@ impl Payments {
         store: &Store,
         headers: &HeaderMap,
         body: &[u8],
-    ) -> Result<Result<Applied, StoreError>, WebhookError> {
+    ) -> Result<Result<Applied, ApiError>, WebhookError> {
         let notice = self.provider.read_webhook(headers, body)?;
         Ok(self.apply(store, &notice).await)
     }
 
-    /// Applies what a notice says to the order it names. A payment whose
-    /// amount or currency differs from the order's is not credited (and
-    /// logged for the operator): the processor's object was not made for it.
-    pub async fn apply(&self, store: &Store, notice: &Notice) -> Result<Applied, StoreError> {
-        let order = match &notice.order {
-            Some(reference) => self.find_order(store, reference).await?,
-            None => None,
-        };
-        let mut change = notice.change.clone();
-        if let (Some(order), PaymentChange::Paid { .. }) = (&order, &change) {
-            let expected = (order.amount, order.currency.clone());
-            if notice.paid.as_ref() != Some(&expected) {
-                tracing::error!(
-                    order = order.id,
-                    event = %notice.event.id,
-                    paid = ?notice.paid,
-                    ?expected,
-                    "a payment does not match its order: not credited"
-                );
-                change = PaymentChange::Nothing;
+    /// Applies what a notice says to the order it names, exactly once.
+    ///
+    /// A refund can come before the payment it refunds is known here
+    /// (deliveries retried out of order after an outage): the payment is
+    /// then read from the processor and applied first, so that the refund
+    /// is never spent on an unpaid order and lost.
+    pub async fn apply(&self, store: &Store, notice: &Notice) -> Result<Applied, ApiError> {
+        let mut order = self.order_of(store, notice).await?;
+        if let PaymentChange::Refunded { .. } = notice.change {
+            let unpaid = order
+                .as_ref()
+                .is_none_or(|o| !matches!(o.state, OrderState::Paid | OrderState::Refunded));
+            if unpaid {
+                let payment = match (&order, &notice.order) {
+                    (Some(order), _) => self.provider.status(order).await,
+                    (None, Some(OrderRef::Payment { payment_id, .. })) => {
+                        self.provider.find_payment(payment_id).await
+                    }
+                    _ => Ok(None),
+                }
+                .map_err(|e| ApiError::PaymentProvider(e.0))?;
+                if let Some(payment) =
+                    payment.filter(|p| matches!(p.change, PaymentChange::Paid { .. }))
+                {
+                    let paid_order = self.order_of(store, &payment).await?;
+                    self.apply_to(store, &payment, paid_order).await?;
+                    order = self.order_of(store, notice).await?;
+                }
             }
+        }
+        self.apply_to(store, notice, order).await
+    }
+
+    async fn order_of(&self, store: &Store, notice: &Notice) -> Result<Option<Order>, StoreError> {
+        match &notice.order {
+            Some(reference) => self.find_order(store, reference).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Applies `notice` to `order` (its order, found). A payment whose
+    /// amount or currency differs from the order's is not credited (and
+    /// logged for the operator): the processor's object was not made for
+    /// it. A refund of a charge in another currency or amount (the
+    /// processor converted it) takes the same share of the order.
+    async fn apply_to(
+        &self,
+        store: &Store,
+        notice: &Notice,
+        order: Option<Order>,
+    ) -> Result<Applied, ApiError> {
+        let mut change = notice.change.clone();
+        match (&order, &mut change) {
+            (Some(order), PaymentChange::Paid { .. }) => {
+                let expected = (order.amount, order.currency.clone());
+                if notice.paid.as_ref() != Some(&expected) {
+                    tracing::error!(
+                        order = order.id,
+                        event = %notice.event.id,
+                        paid = ?notice.paid,
+                        ?expected,
+                        "a payment does not match its order: not credited"
+                    );
+                    change = PaymentChange::Nothing;
+                }
+            }
+            (Some(order), PaymentChange::Refunded { refunded_total }) => {
+                if let Some((charged, _)) = notice.paid.as_ref().filter(|(a, _)| *a > 0) {
+                    if *charged != order.amount {
+                        // i128: both are at most a payment's few digits.
+                        let share = i128::from((*refunded_total).min(*charged))
+                            * i128::from(order.amount)
+                            / i128::from(*charged);
+                        *refunded_total = share as i64;
+                    }
+                }
+            }
+            _ => {}
         }
         let applied = store
             .apply_payment(&notice.event, order.as_ref().map(|o| o.id), &change)
@@ -245,16 +323,19 @@ impl Payments {
             OrderRef::External {
                 external_id,
                 order_id,
+                user_id,
             } => {
                 if let Some(order) = found(store.order_by_external(provider, external_id).await)? {
                     return Ok(Some(order));
                 }
-                // The object was made but its id not yet kept (the process
-                // stopped in between): the order id in its metadata names
-                // it, if that order is still waiting for one.
+                // The object was made but its id not kept (the process
+                // stopped, or the processor's answer was lost, in between):
+                // the order and user ids in its metadata name it, if that
+                // order of that user is still waiting for one.
                 let Some(id) = order_id else { return Ok(None) };
-                Ok(found(store.get_order(*id).await)?
-                    .filter(|o| o.provider == provider && o.external_id.is_none()))
+                Ok(found(store.get_order(*id).await)?.filter(|o| {
+                    o.provider == provider && o.external_id.is_none() && Some(o.user_id) == *user_id
+                }))
             }
             OrderRef::Payment {
                 payment_id,
@@ -271,16 +352,26 @@ impl Payments {
         }
     }
 
-    /// Applies the processor's objects of the last `days` days: credits
-    /// every paid order whose webhook never arrived (through the same
-    /// exactly-once path) and ends expired ones.
+    /// Brings orders in line with the processor: every pending order is
+    /// read back (a payment whose webhook never arrived is credited through
+    /// the same exactly-once path; an ended one is ended), and the objects
+    /// made in the last `days` days are listed (which finds an order whose
+    /// object's id was never kept).
     pub async fn reconcile(&self, store: &Store, days: u32) -> Result<Reconciled, ApiError> {
-        let since = store::now_ms() / 1000 - i64::from(days.clamp(1, 90)) * 86_400;
-        let notices = self
-            .provider
-            .recent(since)
-            .await
-            .map_err(|e| ApiError::PaymentProvider(e.0))?;
+        let now = store::now_ms();
+        let since = now / 1000 - i64::from(days.clamp(1, 90)) * 86_400;
+        let provider = |e: provider::ProviderError| ApiError::PaymentProvider(e.0);
+        let mut notices = self.provider.recent(since).await.map_err(provider)?;
+        let pending = store
+            .list_orders(&store::OrderFilter {
+                state: Some(OrderState::Pending),
+                limit: MAX_PENDING_CHECKED,
+                ..Default::default()
+            })
+            .await?;
+        for order in pending.iter().filter(|o| o.external_id.is_some()) {
+            notices.extend(self.provider.status(order).await.map_err(provider)?);
+        }
         let mut report = Reconciled::default();
         for notice in &notices {
             report.checked += 1;
@@ -297,19 +388,31 @@ impl Payments {
                 Applied::Unchanged(_) | Applied::Duplicate => {}
             }
         }
+        report.credited.sort_unstable();
+        report.credited.dedup();
         Ok(report)
     }
 
     /// Refunds `amount_text` units (all that is left when `None`) of a paid
     /// order through the processor, and takes the credit back at once (the
     /// processor's `charge.refunded` event, when it comes, changes nothing
-    /// more).
+    /// more). `request_key` (a form's nonce, an API caller's key) makes the
+    /// same request sent twice one refund.
     pub async fn refund(
         &self,
         store: &Store,
         order_id: i64,
         amount_text: Option<&str>,
+        request_key: Option<&str>,
     ) -> Result<Order, ApiError> {
+        if let Some(key) = request_key {
+            let fine = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+            if key.is_empty() || key.len() > 64 || !key.bytes().all(fine) {
+                return Err(ApiError::BadRequest(
+                    "`idempotency_key` has 1 to 64 letters, digits, dashes or underscores.".into(),
+                ));
+            }
+        }
         let order = store.get_order(order_id).await?;
         if order.state != OrderState::Paid {
             return Err(ApiError::Conflict(format!(
@@ -319,23 +422,24 @@ impl Payments {
             )));
         }
         let left = order.amount - order.refunded_amount;
+        let digits = crate::config::currency_digits(&order.currency);
         let amount = match amount_text.map(str::trim).filter(|t| !t.is_empty()) {
             None => left,
             Some(text) => crate::money::Decimal::parse(text)
                 .ok()
-                .and_then(|d| d.in_units_of(self.terms.digits))
+                .and_then(|d| d.in_units_of(digits))
                 .filter(|a| (1..=left).contains(a))
                 .ok_or_else(|| {
                     ApiError::BadRequest(format!(
                         "The refund must be an amount of {} up to the {} left to refund.",
                         order.currency.to_uppercase(),
-                        format_amount(&self.terms, left)
+                        format_minor(&order.currency, left)
                     ))
                 })?,
         };
         let refund_id = self
             .provider
-            .refund(&order, amount)
+            .refund(&order, amount, request_key)
             .await
             .map_err(|e| ApiError::PaymentProvider(e.0))?;
         let notice = Notice {
@@ -363,7 +467,7 @@ impl Payments {
 
 /// An order as the APIs and pages show it: money in the currency's units
 /// and in credits.
-pub fn order_json(order: &Order, terms: &Terms, config: &Config) -> Value {
+pub fn order_json(order: &Order, config: &Config) -> Value {
     let cpu = config.credits_per_usd;
     json!({
         "id": order.id,
@@ -372,12 +476,12 @@ pub fn order_json(order: &Order, terms: &Terms, config: &Config) -> Value {
         "method": order.method,
         "state": order.state.as_str(),
         "currency": order.currency,
-        "amount": format_amount(terms, order.amount),
+        "amount": format_minor(&order.currency, order.amount),
         "amount_minor": order.amount,
         "credit": format_credits(order.credit, cpu),
         "credit_usd": format_usd(order.credit),
         "bonus": format_credits(order.bonus, cpu),
-        "refunded_amount": format_amount(terms, order.refunded_amount),
+        "refunded_amount": format_minor(&order.currency, order.refunded_amount),
         "refunded_credit": format_credits(order.refunded_credit, cpu),
         "external_id": order.external_id,
         "pay_url": (order.state == OrderState::Pending).then_some(order.pay_url.clone()).flatten(),

@@ -44,6 +44,7 @@ pub enum OrderRef {
     External {
         external_id: String,
         order_id: Option<i64>,
+        user_id: Option<i64>,
     },
     /// The processor's payment (a refund names only the payment), or the
     /// invoice it paid.
@@ -112,11 +113,27 @@ pub trait PaymentProvider: Send + Sync {
     /// notices with their own stable ids: what reconciliation applies.
     fn recent<'a>(&'a self, since_secs: i64) -> BoxFuture<'a, Result<Vec<Notice>, ProviderError>>;
 
+    /// What the processor says now of an order's object (paid, ended),
+    /// with a stable notice id; `None` while it is open.
+    fn status<'a>(
+        &'a self,
+        order: &'a Order,
+    ) -> BoxFuture<'a, Result<Option<Notice>, ProviderError>>;
+
+    /// The payment notice of the object a payment (a refund's) paid, when
+    /// it is one of the processor's checkouts.
+    fn find_payment<'a>(
+        &'a self,
+        payment_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Notice>, ProviderError>>;
+
     /// Refunds `amount` minor units of a paid order; returns the refund's
     /// id. The processor's refund event takes the credit back too.
+    /// `request_key` (a form's nonce) makes a repeated request one refund.
     fn refund<'a>(
         &'a self,
         order: &'a Order,
         amount: i64,
+        request_key: Option<&'a str>,
     ) -> BoxFuture<'a, Result<String, ProviderError>>;
 }

@@ -50,6 +50,8 @@ impl Stripe {
                 .webhook_secrets
                 .iter()
                 .map(|s| resolve_secret(s))
+                // Never an empty key (refused at load too): anyone could sign.
+                .filter(|s| !s.trim().is_empty())
                 .collect(),
             days_until_due: config.invoice_days_until_due,
         }
@@ -182,9 +184,9 @@ impl PaymentProvider for Stripe {
                     "line_items[0][price_data][product_data][name]",
                     format!("Balance top-up (order #{})", order.id),
                 ),
-                pair("metadata[order_id]", order.id),
-                pair("metadata[user_id]", order.user_id),
-                pair("payment_intent_data[metadata][order_id]", order.id),
+                pair(ORDER_KEY, order.id),
+                pair(USER_KEY, order.user_id),
+                pair("payment_intent_data[metadata][tollgate_order_id]", order.id),
             ];
             if let Some(email) = &payer.email {
                 form.push(pair("customer_email", email));
@@ -212,10 +214,7 @@ impl PaymentProvider for Stripe {
         payer: &'a Payer,
     ) -> BoxFuture<'a, Result<String, ProviderError>> {
         Box::pin(async move {
-            let mut form = vec![
-                pair("name", &payer.name),
-                pair("metadata[user_id]", payer.user_id),
-            ];
+            let mut form = vec![pair("name", &payer.name), pair(USER_KEY, payer.user_id)];
             if let Some(email) = &payer.email {
                 form.push(pair("email", email));
             }
@@ -251,8 +250,8 @@ impl PaymentProvider for Stripe {
                             "description",
                             format!("Balance top-up (order #{})", order.id),
                         ),
-                        pair("metadata[order_id]", order.id),
-                        pair("metadata[user_id]", order.user_id),
+                        pair(ORDER_KEY, order.id),
+                        pair(USER_KEY, order.user_id),
                     ],
                     &key("create"),
                 )
@@ -269,7 +268,7 @@ impl PaymentProvider for Stripe {
                         "description",
                         format!("Balance top-up (order #{})", order.id),
                     ),
-                    pair("metadata[order_id]", order.id),
+                    pair(ORDER_KEY, order.id),
                 ],
                 &key("item"),
             )
@@ -322,10 +321,54 @@ impl PaymentProvider for Stripe {
         })
     }
 
+    fn status<'a>(
+        &'a self,
+        order: &'a Order,
+    ) -> BoxFuture<'a, Result<Option<Notice>, ProviderError>> {
+        Box::pin(async move {
+            let Some(id) = order.external_id.as_deref() else {
+                return Ok(None);
+            };
+            // Ids come from Stripe; still, nothing but an id goes in a path.
+            if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Ok(None);
+            }
+            Ok(match order.method.as_str() {
+                "invoice" => {
+                    reconciled_invoice(&self.get(&format!("/v1/invoices/{id}"), &[]).await?)
+                }
+                _ => reconciled_session(
+                    &self
+                        .get(&format!("/v1/checkout/sessions/{id}"), &[])
+                        .await?,
+                ),
+            })
+        })
+    }
+
+    fn find_payment<'a>(
+        &'a self,
+        payment_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Notice>, ProviderError>> {
+        Box::pin(async move {
+            let page = self
+                .get(
+                    "/v1/checkout/sessions",
+                    &[pair("payment_intent", payment_id), pair("limit", 1)],
+                )
+                .await?;
+            Ok(page["data"]
+                .as_array()
+                .and_then(|d| d.first())
+                .and_then(reconciled_session))
+        })
+    }
+
     fn refund<'a>(
         &'a self,
         order: &'a Order,
         amount: i64,
+        request_key: Option<&'a str>,
     ) -> BoxFuture<'a, Result<String, ProviderError>> {
         Box::pin(async move {
             let payment = order.payment_id.as_deref().ok_or_else(|| {
@@ -337,14 +380,17 @@ impl PaymentProvider for Stripe {
                     &[
                         pair("payment_intent", payment),
                         pair("amount", amount),
-                        pair("metadata[order_id]", order.id),
+                        pair(ORDER_KEY, order.id),
                     ],
-                    // The same refund asked twice (a double click, a retry)
-                    // is one refund.
-                    &format!(
-                        "tollgate-order-{}-refund-{}-{amount}",
-                        order.id, order.refunded_amount
-                    ),
+                    // The same refund asked twice (a double click, a retry
+                    // of the same form) is one refund.
+                    &match request_key {
+                        Some(key) => format!("tollgate-order-{}-refund-{key}", order.id),
+                        None => format!(
+                            "tollgate-order-{}-refund-{}-{amount}",
+                            order.id, order.refunded_amount
+                        ),
+                    },
                 )
                 .await?;
             id_of(&refund)
@@ -376,7 +422,7 @@ pub fn verify_signature(
         }
     }
     let timestamp = timestamp.ok_or(WebhookError::BadSignature)?;
-    if (now_secs - timestamp).abs() > SIGNATURE_TOLERANCE_SECS {
+    if now_secs.abs_diff(timestamp) > SIGNATURE_TOLERANCE_SECS.unsigned_abs() {
         return Err(WebhookError::BadSignature);
     }
     for secret in secrets {
@@ -411,11 +457,25 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     )
 }
 
-fn order_id_of(object: &Value) -> Option<i64> {
-    object["metadata"]["order_id"]
+/// The metadata keys Tollgate writes on what it makes at Stripe: its own
+/// names, so another integration's objects on the same account (their
+/// `client_reference_id`, their `order_id`) are never taken for ours.
+const ORDER_KEY: &str = "metadata[tollgate_order_id]";
+const USER_KEY: &str = "metadata[tollgate_user_id]";
+
+fn metadata_id(object: &Value, key: &str) -> Option<i64> {
+    object["metadata"][key]
         .as_str()
-        .or_else(|| object["client_reference_id"].as_str())
         .and_then(|s| s.parse().ok())
+}
+
+/// The order (and its user) an object of ours names in its metadata.
+fn external(object: &Value) -> Option<OrderRef> {
+    Some(OrderRef::External {
+        external_id: text(&object["id"])?,
+        order_id: metadata_id(object, "tollgate_order_id"),
+        user_id: metadata_id(object, "tollgate_user_id"),
+    })
 }
 
 fn text(value: &Value) -> Option<String> {
@@ -433,12 +493,7 @@ pub fn notice_of_event(event: &Value) -> Result<Notice, WebhookError> {
         .as_str()
         .ok_or_else(|| WebhookError::BadBody("no event type".into()))?;
     let object = &event["data"]["object"];
-    let session = || {
-        Some(OrderRef::External {
-            external_id: text(&object["id"])?,
-            order_id: order_id_of(object),
-        })
-    };
+    let session = || external(object);
     let paid = || PaymentChange::Paid {
         payment_id: text(&object["payment_intent"]),
     };
@@ -451,6 +506,9 @@ pub fn notice_of_event(event: &Value) -> Result<Notice, WebhookError> {
         "checkout.session.async_payment_failed" => (session(), PaymentChange::Failed),
         "checkout.session.expired" => (session(), PaymentChange::Expired),
         "invoice.paid" => (session(), paid()),
+        // Closed unpaid: the order's pay link is dead.
+        "invoice.voided" => (session(), PaymentChange::Expired),
+        "invoice.marked_uncollectible" => (session(), PaymentChange::Failed),
         "charge.refunded" => (
             text(&object["payment_intent"]).map(|payment_id| OrderRef::Payment {
                 payment_id,
@@ -476,9 +534,17 @@ pub fn notice_of_event(event: &Value) -> Result<Notice, WebhookError> {
 
 /// What the object says was paid (minor units, currency), to check it
 /// against the order before crediting.
+/// For a refunded charge, the charge's own amount and currency: the
+/// refunded share is taken of it.
 fn paid_figures(kind: &str, object: &Value) -> Option<(i64, String)> {
     let amount = if kind.starts_with("invoice.") || object["object"] == "invoice" {
-        object["amount_paid"].as_i64()
+        // The invoice's total: part of it may be paid from the customer's
+        // Stripe balance, which is still paid.
+        object["total"]
+            .as_i64()
+            .or_else(|| object["amount_paid"].as_i64())
+    } else if kind == "charge.refunded" {
+        object["amount"].as_i64()
     } else {
         object["amount_total"].as_i64()
     }?;
@@ -508,10 +574,7 @@ fn reconciled_session(session: &Value) -> Option<Notice> {
             id: format!("reconcile:{id}:{suffix}"),
             kind: format!("reconcile.checkout.session.{suffix}"),
         },
-        order: Some(OrderRef::External {
-            external_id: id.to_string(),
-            order_id: order_id_of(session),
-        }),
+        order: external(session),
         change,
         paid: paid_figures("checkout.session", session),
     })
@@ -525,10 +588,7 @@ fn reconciled_invoice(invoice: &Value) -> Option<Notice> {
             id: format!("reconcile:{id}:paid"),
             kind: "reconcile.invoice.paid".into(),
         },
-        order: Some(OrderRef::External {
-            external_id: id.to_string(),
-            order_id: order_id_of(invoice),
-        }),
+        order: external(invoice),
         change: PaymentChange::Paid {
             payment_id: text(&invoice["payment_intent"]),
         },
@@ -589,7 +649,8 @@ mod tests {
     fn checkout_events_name_their_session_and_credit_only_when_paid() {
         let session = |payment_status: &str| {
             json!({"id": "cs_1", "object": "checkout.session", "client_reference_id": "7",
-                   "metadata": {"order_id": "7"}, "payment_status": payment_status,
+                   "metadata": {"tollgate_order_id": "7", "tollgate_user_id": "3"},
+                   "payment_status": payment_status,
                    "payment_intent": "pi_1", "amount_total": 2500, "currency": "usd"})
         };
         let paid = notice_of_event(&event("checkout.session.completed", session("paid"))).unwrap();
@@ -597,7 +658,8 @@ mod tests {
             paid.order,
             Some(OrderRef::External {
                 external_id: "cs_1".into(),
-                order_id: Some(7)
+                order_id: Some(7),
+                user_id: Some(3),
             })
         );
         assert_eq!(
@@ -634,7 +696,7 @@ mod tests {
 
     #[test]
     fn invoices_refunds_and_other_events() {
-        let invoice = json!({"id": "in_1", "object": "invoice", "metadata": {"order_id": "9"},
+        let invoice = json!({"id": "in_1", "object": "invoice", "metadata": {"tollgate_order_id": "9"},
                               "payment_intent": "pi_9", "amount_paid": 10000, "currency": "usd"});
         let paid = notice_of_event(&event("invoice.paid", invoice)).unwrap();
         assert_eq!(paid.paid, Some((10000, "usd".into())));

@@ -1,6 +1,6 @@
 //! What an order costs and credits: pure arithmetic on the configured terms.
 
-use crate::config::Terms;
+use crate::config::{currency_digits, Terms};
 use crate::money::{Decimal, MAX_AMOUNT_NANO};
 
 /// An order's figures.
@@ -22,7 +22,13 @@ pub struct QuoteError(pub String);
 /// `units` minor units of the terms' currency, written as the user writes
 /// it (`12.5`, `1000` for yen).
 pub fn format_amount(terms: &Terms, units: i64) -> String {
-    Decimal::from_units(units, terms.digits)
+    format_minor(&terms.currency, units)
+}
+
+/// `units` minor units of `currency` (an order's own, whatever the terms
+/// say now).
+pub fn format_minor(currency: &str, units: i64) -> String {
+    Decimal::from_units(units, currency_digits(currency))
         .map(|d| d.to_string())
         .unwrap_or_else(|| units.to_string())
 }
@@ -155,6 +161,32 @@ mod tests {
         }
         assert!(quote(&usd, "5").is_ok());
         assert!(quote(&usd, "10000").is_ok());
+    }
+
+    #[test]
+    fn an_empty_webhook_secret_or_key_is_refused_at_load() {
+        let with = |key: &str, secrets: &[&str]| PaymentsConfig {
+            stripe: Some(crate::config::StripeConfig {
+                secret_key: key.into(),
+                webhook_secrets: secrets.iter().map(|s| s.to_string()).collect(),
+                api_base: "http://127.0.0.1:1".into(),
+                invoice_days_until_due: 30,
+            }),
+            ..Default::default()
+        };
+        let no_env = |_: &str, _: &str| Ok(());
+        assert!(with("sk_test_x", &["whsec_x"]).validate(&no_env).is_ok());
+        for (key, secrets) in [
+            ("sk_test_x", vec![""]),
+            ("sk_test_x", vec!["whsec_x", "  "]),
+            ("sk_test_x", vec![]),
+            ("", vec!["whsec_x"]),
+        ] {
+            assert!(
+                with(key, &secrets).validate(&no_env).is_err(),
+                "{key:?} {secrets:?}"
+            );
+        }
     }
 
     #[test]

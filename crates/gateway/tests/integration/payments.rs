@@ -770,3 +770,164 @@ async fn the_console_tops_up_through_checkout_and_the_admin_refunds_there() {
         .unwrap();
     assert!(reconciled.contains("0 credited"), "{reconciled}");
 }
+
+#[tokio::test]
+async fn a_refund_that_arrives_before_its_payment_applies_both_in_order() {
+    let s = setup().await;
+    let (user, key) = s.gw.user("payer", "default", "0").await;
+    // The endpoint is down: the payment and its refund both wait at Stripe.
+    s.control("/_fake/webhooks", json!({"on": false})).await;
+    let (status, body) = s.order(&key, "20", "checkout").await;
+    assert_eq!(status, 200, "{body}");
+    let order = body["data"]["id"].as_i64().unwrap();
+    let session = body["data"]["external_id"].as_str().unwrap().to_string();
+    s.control(&format!("/_fake/checkout/{session}/pay"), json!({}))
+        .await;
+    let paid_session: Value = s
+        .http
+        .get(format!("{}/v1/checkout/sessions/{session}", s.stripe.url))
+        .bearer_auth(STRIPE_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let payment = paid_session["payment_intent"].as_str().unwrap().to_string();
+    let refunded = s
+        .http
+        .post(format!("{}/v1/refunds", s.stripe.url))
+        .bearer_auth(STRIPE_KEY)
+        .form(&[("payment_intent", payment.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(refunded.status().is_success());
+    s.control("/_fake/settle", json!({})).await;
+    // Back up; the refund's event is retried first.
+    s.control("/_fake/webhooks", json!({"on": true})).await;
+    let refund_event = s.last_event("charge.refunded").await;
+    let resent = s
+        .control(
+            &format!(
+                "/_fake/events/{}/resend",
+                refund_event["id"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(resent["status"], 200, "{resent}");
+    // The payment was read from Stripe and credited, then refunded.
+    assert_eq!(s.balance(user).await, 0);
+    assert_eq!(s.state(order).await, OrderState::Refunded);
+    let kinds: Vec<String> =
+        s.gw.app
+            .store
+            .ledger(user, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+    assert_eq!(kinds, ["refund", "topup"]);
+    // The payment's own event, late: nothing more.
+    let paid_event = s.last_event("checkout.session.completed").await;
+    s.control(
+        &format!(
+            "/_fake/events/{}/resend",
+            paid_event["id"].as_str().unwrap()
+        ),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s.balance(user).await, 0);
+    assert_eq!(s.gw.app.store.ledger(user, 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn only_tollgates_own_metadata_names_an_order_whose_checkout_id_was_lost() {
+    let s = setup().await;
+    let (user, _) = s.gw.user("payer", "default", "0").await;
+    // An order whose Stripe session was made but whose id was never kept
+    // (the process stopped in between).
+    let order =
+        s.gw.app
+            .store
+            .insert_order(&store::NewOrder {
+                user_id: user,
+                provider: "stripe".into(),
+                method: "checkout".into(),
+                currency: "usd".into(),
+                amount: 1500,
+                credit: 15 * USD,
+                bonus: 0,
+            })
+            .await
+            .unwrap();
+    let event = |id: &str, metadata: Value, reference: Value| {
+        json!({"id": id, "object": "event", "type": "checkout.session.completed",
+               "data": {"object": {"id": format!("cs_other_{id}"), "object": "checkout.session",
+                 "payment_status": "paid", "status": "complete", "amount_total": 1500,
+                 "currency": "usd", "payment_intent": format!("pi_{id}"),
+                 "client_reference_id": reference, "metadata": metadata}}})
+        .to_string()
+    };
+    let id = order.id.to_string();
+    // Another integration on the same Stripe account: its own order ids.
+    for (event_id, metadata, reference) in [
+        ("evt_a", json!({"order_id": id}), json!(id)),
+        ("evt_b", json!({}), json!(id)),
+        // Our key, but another user.
+        (
+            "evt_c",
+            json!({"tollgate_order_id": id, "tollgate_user_id": (user + 1).to_string()}),
+            Value::Null,
+        ),
+    ] {
+        let body = event(event_id, metadata, reference);
+        let (status, answer) = s
+            .deliver(
+                &body,
+                Some(fake_stripe::sign(
+                    WEBHOOK_SECRET,
+                    now_secs(),
+                    body.as_bytes(),
+                )),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["outcome"], "ignored", "{event_id}");
+    }
+    assert_eq!(s.balance(user).await, 0);
+    // Ours: credited.
+    let body = event(
+        "evt_d",
+        json!({"tollgate_order_id": id, "tollgate_user_id": user.to_string()}),
+        json!(id),
+    );
+    let (status, answer) = s
+        .deliver(
+            &body,
+            Some(fake_stripe::sign(
+                WEBHOOK_SECRET,
+                now_secs(),
+                body.as_bytes(),
+            )),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outcome"], "applied");
+    assert_eq!(s.balance(user).await, 15 * USD);
+}
+
+#[tokio::test]
+async fn a_user_may_leave_only_so_many_orders_unpaid_in_a_day() {
+    let s = setup().await;
+    let (_, key) = s.gw.user("payer", "default", "0").await;
+    for _ in 0..10 {
+        let (status, body) = s.order(&key, "5", "checkout").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = s.order(&key, "5", "checkout").await;
+    assert_eq!(status, 429, "{body}");
+}
