@@ -17,6 +17,7 @@
 //! | `GET /v1/invoices/{id}`, `GET /v1/invoices` | the invoice; the list (`status`, `customer`, `collection_method` and the pagination above) |
 //! | `POST /v1/refunds` | a refund of a paid session's or invoice's `payment_intent` (or `charge`) (`charge.refunded`) |
 //! | `GET /v1/refunds/{id}`, `GET /v1/charges/{id}` | a refund; a charge |
+//! | `GET /v1/charges` | charges (`payment_intent`, `customer` and the pagination above) |
 //!
 //! Errors come in Stripe's shape (`{"error": {"type", "message", "param",
 //! "code"}}`): 401 for a missing or wrong key, 400 for a bad parameter

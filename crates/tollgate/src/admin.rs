@@ -484,6 +484,7 @@ pub async fn payments(config: &Config, cmd: PaymentsCommand) -> Result<(), Strin
             "checked": report.checked,
             "credited": report.credited,
             "ended": report.ended,
+            "refunded": report.refunded,
             "unknown": report.unknown,
         })
     );

@@ -295,6 +295,7 @@ fn dispatch(
         ["invoiceitems"] if post => invoices::create_item(store, p),
         ["refunds"] if post => refunds::create(store, ctx, p),
         ["refunds", id] if get => refunds::retrieve(store, id),
+        ["charges"] if get => refunds::list_charges(store, p),
         ["charges", id] if get => refunds::retrieve_charge(store, id),
         _ => Err(FakeError::unknown_url(method.as_str(), path)),
     }

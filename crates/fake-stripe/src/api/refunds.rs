@@ -118,3 +118,23 @@ pub(super) fn retrieve_charge(store: &Store, id: &str) -> Result<Value, FakeErro
         .map(|c| c.to_json())
         .ok_or_else(|| FakeError::no_such("charge", id))
 }
+
+/// `GET /v1/charges`: newest first, filtered by `payment_intent`,
+/// `customer` and `created`, as Stripe lists them.
+pub(super) fn list_charges(store: &Store, p: &Params) -> Result<Value, FakeError> {
+    let query = super::list::ListQuery::parse(p)?;
+    let payment_intent = p.str("payment_intent")?;
+    let customer = p.str("customer")?;
+    query.page(
+        &store.charges,
+        |c| &c.id,
+        |c| {
+            query.created.contains(c.created)
+                && super::list::wanted(payment_intent, Some(&c.payment_intent))
+                && super::list::wanted(customer, c.customer.as_deref())
+        },
+        |c| c.to_json(),
+        "charge",
+        "/v1/charges",
+    )
+}

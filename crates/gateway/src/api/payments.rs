@@ -296,6 +296,7 @@ async fn admin_reconcile(State(app): State<App>, headers: HeaderMap, body: Bytes
                 "checked": report.checked,
                 "credited": report.credited,
                 "ended": report.ended,
+                "refunded": report.refunded,
                 "unknown": report.unknown,
             })))
         }

@@ -55,6 +55,8 @@ pub struct Reconciled {
     pub credited: Vec<i64>,
     /// Orders ended (expired) now.
     pub ended: Vec<i64>,
+    /// Orders whose refund was taken back now (its webhook never arrived).
+    pub refunded: Vec<i64>,
     /// Objects that belong to no order of ours.
     pub unknown: usize,
 }
@@ -354,9 +356,10 @@ impl Payments {
 
     /// Brings orders in line with the processor: every pending order is
     /// read back (a payment whose webhook never arrived is credited through
-    /// the same exactly-once path; an ended one is ended), and the objects
-    /// made in the last `days` days are listed (which finds an order whose
-    /// object's id was never kept).
+    /// the same exactly-once path; an ended one is ended), the objects made
+    /// in the last `days` days are listed (which finds an order whose
+    /// object's id was never kept), and the refunds of orders paid in those
+    /// days are read (a lost `charge.refunded` is taken back).
     pub async fn reconcile(&self, store: &Store, days: u32) -> Result<Reconciled, ApiError> {
         let now = store::now_ms();
         let since = now / 1000 - i64::from(days.clamp(1, 90)) * 86_400;
@@ -372,20 +375,41 @@ impl Payments {
         for order in pending.iter().filter(|o| o.external_id.is_some()) {
             notices.extend(self.provider.status(order).await.map_err(provider)?);
         }
+        // Refunds of the orders paid in those days whose event was lost.
+        let paid = store
+            .list_orders(&store::OrderFilter {
+                state: Some(OrderState::Paid),
+                limit: MAX_PENDING_CHECKED,
+                ..Default::default()
+            })
+            .await?;
+        for order in paid
+            .iter()
+            .filter(|o| o.paid_at.is_some_and(|t| t / 1000 >= since))
+        {
+            notices.extend(self.provider.refunded(order).await.map_err(provider)?);
+        }
         let mut report = Reconciled::default();
         for notice in &notices {
             report.checked += 1;
-            match self.apply(store, notice).await? {
-                Applied::Changed(order) if order.state == OrderState::Paid => {
+            match (self.apply(store, notice).await?, &notice.change) {
+                (Applied::Changed(order), PaymentChange::Paid { .. }) => {
                     tracing::warn!(
                         order = order.id,
                         "reconciliation credited an order whose webhook never arrived"
                     );
                     report.credited.push(order.id);
                 }
-                Applied::Changed(order) => report.ended.push(order.id),
-                Applied::NoOrder => report.unknown += 1,
-                Applied::Unchanged(_) | Applied::Duplicate => {}
+                (Applied::Changed(order), PaymentChange::Refunded { .. }) => {
+                    tracing::warn!(
+                        order = order.id,
+                        "reconciliation took back a refund whose webhook never arrived"
+                    );
+                    report.refunded.push(order.id);
+                }
+                (Applied::Changed(order), _) => report.ended.push(order.id),
+                (Applied::NoOrder, _) => report.unknown += 1,
+                (Applied::Unchanged(_) | Applied::Duplicate, _) => {}
             }
         }
         report.credited.sort_unstable();

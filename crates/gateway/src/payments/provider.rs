@@ -127,6 +127,13 @@ pub trait PaymentProvider: Send + Sync {
         payment_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Notice>, ProviderError>>;
 
+    /// What has been refunded of a paid order's payment so far, as a
+    /// refund notice with a stable id; `None` when nothing has been.
+    fn refunded<'a>(
+        &'a self,
+        order: &'a Order,
+    ) -> BoxFuture<'a, Result<Option<Notice>, ProviderError>>;
+
     /// Refunds `amount` minor units of a paid order; returns the refund's
     /// id. The processor's refund event takes the credit back too.
     /// `request_key` (a form's nonce) makes a repeated request one refund.

@@ -364,6 +364,29 @@ impl PaymentProvider for Stripe {
         })
     }
 
+    fn refunded<'a>(
+        &'a self,
+        order: &'a Order,
+    ) -> BoxFuture<'a, Result<Option<Notice>, ProviderError>> {
+        Box::pin(async move {
+            let Some(payment) = order.payment_id.as_deref() else {
+                return Ok(None);
+            };
+            let page = self
+                .get(
+                    "/v1/charges",
+                    &[pair("payment_intent", payment), pair("limit", 10)],
+                )
+                .await?;
+            Ok(page["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["amount_refunded"].as_i64().unwrap_or(0) > 0)
+                .and_then(reconciled_refund))
+        })
+    }
+
     fn refund<'a>(
         &'a self,
         order: &'a Order,
@@ -577,6 +600,28 @@ fn reconciled_session(session: &Value) -> Option<Notice> {
         order: external(session),
         change,
         paid: paid_figures("checkout.session", session),
+    })
+}
+
+/// A listed charge with refunds, as reconciliation reads it: the id names
+/// the cumulative amount, so the same refunds read twice are one notice.
+fn reconciled_refund(charge: &Value) -> Option<Notice> {
+    let id = charge["id"].as_str()?;
+    let refunded = charge["amount_refunded"].as_i64()?;
+    Some(Notice {
+        event: PaymentEvent {
+            provider: "stripe".into(),
+            id: format!("reconcile:{id}:refunded:{refunded}"),
+            kind: "reconcile.charge.refunded".into(),
+        },
+        order: Some(OrderRef::Payment {
+            payment_id: text(&charge["payment_intent"])?,
+            external_id: text(&charge["invoice"]),
+        }),
+        change: PaymentChange::Refunded {
+            refunded_total: refunded,
+        },
+        paid: paid_figures("charge.refunded", charge),
     })
 }
 

@@ -931,3 +931,54 @@ async fn a_user_may_leave_only_so_many_orders_unpaid_in_a_day() {
     let (status, body) = s.order(&key, "5", "checkout").await;
     assert_eq!(status, 429, "{body}");
 }
+
+#[tokio::test]
+async fn reconciliation_takes_back_a_refund_whose_webhook_never_arrived() {
+    let s = setup().await;
+    let (user, key) = s.gw.user("payer", "default", "0").await;
+    let (order, _) = s.paid_order(&key, "40").await;
+    assert_eq!(s.balance(user).await, 40 * USD);
+    // Refunded in Stripe's dashboard while the endpoint is down.
+    s.control("/_fake/webhooks", json!({"on": false})).await;
+    let payment =
+        s.gw.app
+            .store
+            .get_order(order)
+            .await
+            .unwrap()
+            .payment_id
+            .unwrap();
+    let response = s
+        .http
+        .post(format!("{}/v1/refunds", s.stripe.url))
+        .bearer_auth(STRIPE_KEY)
+        .form(&[("payment_intent", payment.as_str()), ("amount", "1000")])
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    s.control("/_fake/settle", json!({})).await;
+    assert_eq!(s.balance(user).await, 40 * USD);
+    for expected in [json!([order]), json!([])] {
+        let (status, report) =
+            s.gw.admin(
+                reqwest::Method::POST,
+                "/admin/payments/reconcile",
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["refunded"], expected, "{report}");
+        assert_eq!(s.balance(user).await, 30 * USD);
+    }
+    // The late event changes nothing more.
+    s.control("/_fake/webhooks", json!({"on": true})).await;
+    let late = s.last_event("charge.refunded").await;
+    s.control(
+        &format!("/_fake/events/{}/resend", late["id"].as_str().unwrap()),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s.balance(user).await, 30 * USD);
+    assert_eq!(s.state(order).await, OrderState::Paid);
+}
