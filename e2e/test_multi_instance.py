@@ -246,11 +246,17 @@ def test_a_shared_60_rpm_limit_admits_60_in_all_not_120(deployment):
     urls = deployment(f'\n[rate_limits.models."{MODEL}"]\nrpm = 60\n')
     user_id, key = new_user(urls[0], "split-rpm", "10")
     hello = [{"role": "user", "content": "hello"}]
+    started = time.monotonic()
     outcomes = split(clients(urls, key), 200, lambda c: c.chat.completions.create(model=MODEL, messages=hello))
-    assert outcomes.count("ok") == 60, outcomes
+    elapsed = time.monotonic() - started
+    # 60 at once, and one more for each whole second the burst took (the
+    # limit refills at 1 a second; a loaded machine once took over one):
+    # never the 120 two separate limits would admit.
+    served = outcomes.count("ok")
+    assert 60 <= served <= 60 + int(elapsed), (served, elapsed, outcomes)
     assert set(o for o in outcomes if o != "ok") == {(429, "rate_limit_exceeded")}
-    user, records = settled(urls[0], user_id, 60)
-    assert len(records) == 60
+    user, records = settled(urls[0], user_id, served)
+    assert len(records) == served
     assert balance_nano(user) == 10 * 10**9 - sum(int(r["cost_nano_usd"]) for r in records)
 
 
