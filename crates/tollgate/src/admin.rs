@@ -468,8 +468,9 @@ pub enum PaymentsCommand {
 
 pub async fn payments(config: &Config, cmd: PaymentsCommand) -> Result<(), String> {
     let PaymentsCommand::Reconcile { days } = cmd;
-    if !(1..=90).contains(&days) {
-        return Err("--days must be between 1 and 90".into());
+    use gateway::payments::MAX_RECONCILE_DAYS;
+    if !(1..=MAX_RECONCILE_DAYS).contains(&days) {
+        return Err(format!("--days must be between 1 and {MAX_RECONCILE_DAYS}"));
     }
     let payments = gateway::payments::Payments::new(config)
         .ok_or("top-ups are not configured ([payments.stripe])")?;
@@ -479,14 +480,7 @@ pub async fn payments(config: &Config, cmd: PaymentsCommand) -> Result<(), Strin
     let report = report.map_err(|e| e.to_string())?;
     println!(
         "{}",
-        serde_json::json!({
-            "days": days,
-            "checked": report.checked,
-            "credited": report.credited,
-            "ended": report.ended,
-            "refunded": report.refunded,
-            "unknown": report.unknown,
-        })
+        serde_json::to_string(&report).map_err(|e| e.to_string())?
     );
     Ok(())
 }

@@ -20,7 +20,9 @@ use super::ohmygpt::{admin_principal, envelope};
 use super::respond;
 use crate::api::caller::authenticate_admin;
 use crate::error::ApiError;
-use crate::payments::{format_amount, format_minor, order_json, Method, Payments};
+use crate::payments::{
+    format_amount, format_minor, order_json, Method, Payments, MAX_RECONCILE_DAYS,
+};
 use crate::state::App;
 
 /// The webhook endpoint to register at the processor.
@@ -58,6 +60,18 @@ pub fn terms_json(payments: &Payments) -> Value {
         })).collect::<Vec<_>>(),
         "methods": ["checkout", "invoice"],
     })
+}
+
+/// A `state` filter: absent or empty for all.
+fn order_state(text: Option<&str>) -> Result<Option<OrderState>, ApiError> {
+    match text.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => OrderState::parse(s).map(Some).ok_or_else(|| {
+            ApiError::BadRequest(
+                "`state` must be pending, paid, expired, failed or refunded.".into(),
+            )
+        }),
+    }
 }
 
 async fn terms(State(app): State<App>) -> Response {
@@ -105,14 +119,7 @@ async fn list_orders(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
                     })
                     .transpose()
             };
-            let state = match field_str(&fields, "state").filter(|s| !s.is_empty()) {
-                None => None,
-                Some(s) => Some(OrderState::parse(&s).ok_or_else(|| {
-                    ApiError::BadRequest(
-                        "`state` must be pending, paid, expired, failed or refunded.".into(),
-                    )
-                })?),
-            };
+            let state = order_state(field_str(&fields, "state").as_deref())?;
             let orders = app
                 .store
                 .list_orders(&OrderFilter {
@@ -206,14 +213,7 @@ async fn admin_orders(
         async {
             authenticate_admin(&app, &headers)?;
             payments(&app)?;
-            let state = match query.state.as_deref().filter(|s| !s.is_empty()) {
-                None => None,
-                Some(s) => Some(OrderState::parse(s).ok_or_else(|| {
-                    ApiError::BadRequest(
-                        "`state` must be pending, paid, expired, failed or refunded.".into(),
-                    )
-                })?),
-            };
+            let state = order_state(query.state.as_deref())?;
             let orders = app
                 .store
                 .list_orders(&OrderFilter {
@@ -285,20 +285,14 @@ async fn admin_reconcile(State(app): State<App>, headers: HeaderMap, body: Bytes
                     .trim()
                     .parse::<u32>()
                     .ok()
-                    .filter(|d| (1..=90).contains(d))
+                    .filter(|d| (1..=MAX_RECONCILE_DAYS).contains(d))
                     .ok_or_else(|| {
-                        ApiError::BadRequest("`days` must be between 1 and 90.".into())
+                        ApiError::BadRequest(format!(
+                            "`days` must be between 1 and {MAX_RECONCILE_DAYS}."
+                        ))
                     })?,
             };
-            let report = payments.reconcile(&app.store, days).await?;
-            Ok(Json(json!({
-                "days": days,
-                "checked": report.checked,
-                "credited": report.credited,
-                "ended": report.ended,
-                "refunded": report.refunded,
-                "unknown": report.unknown,
-            })))
+            Ok(Json(payments.reconcile(&app.store, days).await?))
         }
         .await,
     )

@@ -46,9 +46,14 @@ impl Method {
     }
 }
 
-/// What a reconciliation found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Most days one reconciliation looks back.
+pub const MAX_RECONCILE_DAYS: u32 = 90;
+
+/// What a reconciliation found (the API and the CLI print it as JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Reconciled {
+    /// The days looked back.
+    pub days: u32,
     /// Objects the processor listed that say something about an order.
     pub checked: usize,
     /// Orders credited now (their webhook never arrived).
@@ -362,7 +367,8 @@ impl Payments {
     /// days are read (a lost `charge.refunded` is taken back).
     pub async fn reconcile(&self, store: &Store, days: u32) -> Result<Reconciled, ApiError> {
         let now = store::now_ms();
-        let since = now / 1000 - i64::from(days.clamp(1, 90)) * 86_400;
+        let days = days.clamp(1, MAX_RECONCILE_DAYS);
+        let since = now / 1000 - i64::from(days) * 86_400;
         let provider = |e: provider::ProviderError| ApiError::PaymentProvider(e.0);
         let mut notices = self.provider.recent(since).await.map_err(provider)?;
         let pending = store
@@ -389,7 +395,10 @@ impl Payments {
         {
             notices.extend(self.provider.refunded(order).await.map_err(provider)?);
         }
-        let mut report = Reconciled::default();
+        let mut report = Reconciled {
+            days,
+            ..Reconciled::default()
+        };
         for notice in &notices {
             report.checked += 1;
             match (self.apply(store, notice).await?, &notice.change) {
