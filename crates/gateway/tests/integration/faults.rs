@@ -521,7 +521,18 @@ async fn a_graceful_stop_settles_streams_whose_clients_read_nothing() {
     let mock = start_mock().await;
     let big = "y".repeat(16 * 1024);
     mock.set_default(Script::new().text(vec![big; 320]));
-    let gw = start_gateway_with(&mock.url, None, "", "[limits]\nclient_stall_secs = 1\n").await;
+    // The stop waits up to 14 s (not the harness's 10; twice that stays
+    // within `stop`'s 30 s) for the 20 streams of 5 MB to be read to their
+    // end: on a loaded CI machine 10 s looked too little once (a stream
+    // was recorded unpaid).
+    let database_url = store::testing::fresh_database_url().await;
+    let text = format!(
+        "{}\n[limits]\nclient_stall_secs = 1\n",
+        config_text(&mock.url, &database_url)
+            .replace("shutdown_grace_secs = 10", "shutdown_grace_secs = 14")
+    );
+    let config = gateway::config::Config::parse(&text, "test.toml").unwrap();
+    let gw = start_gateway_config(config, database_url).await;
     let (id, key) = gw.user("stalled-stop", "default", "100").await;
     const CLIENTS: usize = 20;
     let addr = gw.url.trim_start_matches("http://").to_string();
