@@ -77,6 +77,14 @@ pub enum ApiError {
     /// without secrets.
     #[error("The payment processor failed: {0}")]
     PaymentProvider(String),
+    /// The OAuth flow or the open API refused: `kind` is OhMyGPT's
+    /// `errorType` (or RFC 6749's error code), `status` a 4xx.
+    #[error("{message}")]
+    OAuth {
+        status: u16,
+        kind: &'static str,
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -103,6 +111,9 @@ impl ApiError {
             StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             PaymentsOff => StatusCode::NOT_FOUND,
             PaymentProvider(_) => StatusCode::BAD_GATEWAY,
+            OAuth { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
+            }
         }
     }
 
@@ -137,6 +148,7 @@ impl ApiError {
             StorageUnavailable => ("api_error", Some("storage_unavailable")),
             PaymentsOff => ("invalid_request_error", Some("payments_disabled")),
             PaymentProvider(_) => ("api_error", Some("payment_provider_error")),
+            OAuth { kind, .. } => ("invalid_request_error", Some(kind)),
         }
     }
 
@@ -192,7 +204,7 @@ impl ApiError {
             BadRequest(_) | Conflict(_) | InsufficientBalance | KeyLimitReached => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error")
             }
-            Blocked { .. } | TooLarge(_) => (self.status(), "invalid_request_error"),
+            Blocked { .. } | TooLarge(_) | OAuth { .. } => (self.status(), "invalid_request_error"),
             UpstreamUnreachable | UpstreamFailed(_) | UpstreamAuth | UpstreamReset | Internal
             | PaymentProvider(_) => (self.status(), "api_error"),
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "timeout_error"),

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod metadata;
 pub mod metrics;
 pub mod money;
+pub mod oauth;
 pub mod overrides;
 pub mod payments;
 pub mod pipeline;
@@ -292,6 +293,9 @@ async fn sweep(app: App) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "deleted expired console sessions"),
             Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+        }
+        if let Err(e) = app.store.sweep_codes().await {
+            tracing::warn!(error = %e, "OAuth code sweep failed");
         }
         files::housekeeping::sweep(&app).await;
         match app.store.sweep_expired_objects(store::now_ms()).await {

@@ -34,6 +34,30 @@ pub fn new_object_id(prefix: &str) -> String {
     format!("{prefix}_{}", random_hex(24))
 }
 
+/// The prefix of OAuth tokens (OhMyGPT's).
+pub const OAUTH_TOKEN_PREFIX: &str = "omg-oat-v1-";
+
+/// An OAuth app's public id: 24 hex characters.
+pub fn new_client_id() -> String {
+    random_hex(12)
+}
+
+/// An OAuth app's secret, an authorization code, an OAuth token.
+pub fn new_client_secret() -> String {
+    random_alphanumeric(40)
+}
+
+pub fn new_oauth_code() -> String {
+    random_alphanumeric(40)
+}
+
+pub fn new_oauth_token() -> String {
+    format!(
+        "{OAUTH_TOKEN_PREFIX}{}",
+        random_alphanumeric(KEY_RANDOM_LEN)
+    )
+}
+
 pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }

@@ -47,6 +47,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/sqlite/0007_units.sql")),
     (8, include_str!("../migrations/sqlite/0008_console.sql")),
     (9, include_str!("../migrations/sqlite/0009_payments.sql")),
+    (10, include_str!("../migrations/sqlite/0010_oauth.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -70,6 +71,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/postgres/0007_units.sql")),
     (8, include_str!("../migrations/postgres/0008_console.sql")),
     (9, include_str!("../migrations/postgres/0009_payments.sql")),
+    (10, include_str!("../migrations/postgres/0010_oauth.sql")),
 ];
 
 /// Serialises concurrent migrators on PostgreSQL (an arbitrary constant).

@@ -31,6 +31,9 @@ pub struct ApiKey {
     pub created_at: i64,
     pub used_at: Option<i64>,
     pub expired_at: Option<i64>,
+    /// The OAuth grant whose API access this key is (such a key belongs to
+    /// the grant: it is not listed or managed with the user's own keys).
+    pub grant_id: Option<String>,
 }
 
 impl ApiKey {
@@ -69,7 +72,7 @@ pub struct KeyUpdate {
 
 const KEY_COLUMNS: &str = "k.id, k.user_id, k.key_prefix, k.key_last4, k.remark, k.is_admin, \
     k.is_disabled, k.permissions, k.max_fee, k.used_fee, k.held, k.rpm, k.tpm, k.concurrency, k.revision, k.used_times, \
-    k.created_at, k.used_at, k.expired_at";
+    k.created_at, k.used_at, k.expired_at, k.grant_id";
 
 fn key_from_row(row: &AnyRow) -> Result<ApiKey> {
     let permissions: String = row.try_get("permissions")?;
@@ -91,7 +94,39 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKey> {
         created_at: row.try_get("created_at")?,
         used_at: row.try_get("used_at")?,
         expired_at: row.try_get("expired_at")?,
+        grant_id: row.try_get("grant_id")?,
     })
+}
+
+/// Writes a key's row; `grant_id` marks the key of an OAuth grant.
+pub(crate) async fn insert_key_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    new: &NewKey,
+    grant_id: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO api_keys (id, user_id, key_hash, key_prefix, key_last4, remark, is_admin, \
+         permissions, max_fee, created_at, expired_at, rpm, tpm, concurrency, grant_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(&new.id)
+    .bind(new.user_id)
+    .bind(&new.key_hash)
+    .bind(&new.key_prefix)
+    .bind(&new.key_last4)
+    .bind(&new.remark)
+    .bind(new.is_admin as i64)
+    .bind(permissions_json(&new.permissions))
+    .bind(new.max_fee)
+    .bind(now_ms())
+    .bind(new.expired_at)
+    .bind(new.limits.rpm)
+    .bind(new.limits.tpm)
+    .bind(new.limits.concurrency)
+    .bind(grant_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn permissions_json(permissions: &[String]) -> String {
@@ -111,36 +146,18 @@ impl Store {
         if touched.rows_affected() == 0 {
             return Err(StoreError::NotFound("user"));
         }
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = $1")
-            .bind(new.user_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM api_keys WHERE user_id = $1 AND grant_id IS NULL",
+        )
+        .bind(new.user_id)
+        .fetch_one(&mut *tx)
+        .await?;
         if count >= max_keys {
             return Err(StoreError::Conflict(format!(
                 "this user already holds the maximum of {max_keys} API keys"
             )));
         }
-        sqlx::query(
-            "INSERT INTO api_keys (id, user_id, key_hash, key_prefix, key_last4, remark, is_admin, \
-             permissions, max_fee, created_at, expired_at, rpm, tpm, concurrency) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(&new.id)
-        .bind(new.user_id)
-        .bind(&new.key_hash)
-        .bind(&new.key_prefix)
-        .bind(&new.key_last4)
-        .bind(&new.remark)
-        .bind(new.is_admin as i64)
-        .bind(permissions_json(&new.permissions))
-        .bind(new.max_fee)
-        .bind(now_ms())
-        .bind(new.expired_at)
-        .bind(new.limits.rpm)
-        .bind(new.limits.tpm)
-        .bind(new.limits.concurrency)
-        .execute(&mut *tx)
-        .await?;
+        insert_key_row(&mut tx, new, None).await?;
         tx.commit().await?;
         self.get_key(&new.id).await
     }
@@ -191,7 +208,8 @@ impl Store {
     /// The id of the user's key matching `id_or_hash` (either its id or its hash).
     pub async fn resolve_user_key(&self, user_id: i64, id: &str, hash: &str) -> Result<ApiKey> {
         let sql = format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.user_id = $1 AND (k.id = $2 OR k.key_hash = $3)"
+            "SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.user_id = $1 AND k.grant_id IS NULL \
+             AND (k.id = $2 OR k.key_hash = $3)"
         );
         let row = sqlx::query(&sql)
             .bind(user_id)
@@ -205,7 +223,8 @@ impl Store {
 
     pub async fn list_keys(&self, user_id: i64) -> Result<Vec<ApiKey>> {
         let sql = format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.user_id = $1 ORDER BY k.created_at, k.id"
+            "SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.user_id = $1 AND k.grant_id IS NULL \
+             ORDER BY k.created_at, k.id"
         );
         let rows = sqlx::query(&sql)
             .bind(user_id)

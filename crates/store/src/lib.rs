@@ -13,6 +13,7 @@ mod conversations;
 mod db;
 mod files;
 mod keys;
+mod oauth;
 mod payments;
 mod responses;
 mod rules;
@@ -30,6 +31,10 @@ pub use files::{
     storage_cost, FileFilter, FileQuota, FileUpdate, FinishedUpload, StoredFile, FILE_CLEANUP_BATCH,
 };
 pub use keys::{ApiKey, KeyUpdate, NewKey};
+pub use oauth::{
+    day_of, AppUpdate, Charge, ChargeOutcome, CodeRefusal, Connection, Earnings, Grant, NewApp,
+    NewCharge, OAuthApp, OAuthCode, Redemption,
+};
 pub use payments::{
     refund_credit, Applied, NewOrder, Order, OrderFilter, OrderState, PaidDay, PaymentChange,
     PaymentEvent,

@@ -14,6 +14,7 @@ mod form;
 mod image_edits;
 mod list;
 mod media;
+pub(crate) mod oauth;
 mod ohmygpt;
 mod openai;
 mod operator_rules;
@@ -198,6 +199,7 @@ fn management_routes() -> Router<App> {
         .merge(override_rules::routes())
         .merge(operator_rules::routes())
         .merge(payments::routes())
+        .merge(oauth::routes())
 }
 
 /// Longest request target accepted; hyper's own limit (its read buffer)

@@ -112,6 +112,28 @@ impl Ledger {
         Ok(())
     }
 
+    /// Holds `amount` against a user's balance alone (an OAuth app's
+    /// charge, while it is written), or refuses: so that a charge cannot
+    /// take what this instance's requests in flight hold.
+    pub fn hold_user(&self, user: &store::User, amount: i64) -> bool {
+        let mut shard = self.lock(shard_of_user(user.id));
+        let account = shard.users.entry(user.id).or_insert_with(|| UserAccount {
+            balance: user.balance + user.free_balance,
+            held: 0,
+            used: Instant::now(),
+        });
+        if account.balance - account.held < amount {
+            return false;
+        }
+        account.held += amount;
+        true
+    }
+
+    /// The end of a [`Ledger::hold_user`]: the hold goes, `spent` is spent.
+    pub fn release_user_hold(&self, user_id: i64, held: i64, spent: i64) {
+        self.release_user(user_id, held, spent);
+    }
+
     /// A request was settled (committed): its hold goes, its cost is spent.
     pub fn settled(&self, user_id: i64, key_id: &str, held: i64, cost: i64) {
         self.release_user(user_id, held, cost);
@@ -236,6 +258,7 @@ mod tests {
                 created_at: 0,
                 used_at: None,
                 expired_at: None,
+                grant_id: None,
             },
         }
     }

@@ -17,6 +17,7 @@ mod defaults;
 mod failover;
 mod limits;
 mod models;
+mod oauth;
 mod payments;
 mod rate_limits;
 mod storage;
@@ -36,6 +37,7 @@ pub use models::{
     group_multiplier, ChannelConfig, ChannelSpec, DecimalValue, GroupConfig, LateSystemMessages,
     ModelConfig, ModelSpec, ProviderConfig, ProviderKind,
 };
+pub use oauth::{GrantLimits, OAuthConfig};
 pub use payments::{currency_digits, BonusTier, PaymentsConfig, StripeConfig, Terms};
 pub use rate_limits::RateLimits;
 pub use storage::{Backend as StorageBackend, Quota, S3Config, StorageConfig};
@@ -143,6 +145,9 @@ pub struct Config {
     /// Top-ups (`[payments]`, `[payments.stripe]`).
     #[serde(default)]
     pub payments: PaymentsConfig,
+    /// OAuth apps (`[oauth]`).
+    #[serde(default)]
+    pub oauth: OAuthConfig,
     /// Where this configuration came from: what a catalog reload reads
     /// again (`None`: not from a file).
     #[serde(skip)]
@@ -373,6 +378,7 @@ impl Config {
         }
         self.payments
             .validate(&|key, value| check_env_reference(key, value, &at("[payments")))?;
+        self.oauth.validate(&at)?;
         if self.holds() == HoldsMode::Redis && self.redis_url.is_none() {
             return Err(ConfigError(format!(
                 "holds = \"redis\" needs redis_url ({})",

@@ -197,7 +197,7 @@ pub async fn edit(
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }
     match app.store.get_key(&id).await {
-        Ok(key) if key.user_id == session.user.id => {}
+        Ok(key) if key.user_id == session.user.id && key.grant_id.is_none() => {}
         _ => return (StatusCode::NOT_FOUND, "Not found").into_response(),
     }
     let updated = match key_fields(&form) {
@@ -268,7 +268,7 @@ async fn change(
     }
     // Another user's key is as missing as one that does not exist.
     let key = match app.store.get_key(id).await {
-        Ok(key) if key.user_id == session.user.id => key,
+        Ok(key) if key.user_id == session.user.id && key.grant_id.is_none() => key,
         _ => return (StatusCode::NOT_FOUND, "Not found").into_response(),
     };
     let done = match change {

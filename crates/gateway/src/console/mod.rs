@@ -10,6 +10,7 @@ mod files;
 mod keys;
 mod logins;
 mod models;
+mod oauth;
 mod password;
 mod rules;
 mod session;
@@ -110,6 +111,23 @@ pub fn routes() -> Router<App> {
             "/console/admin/orders/{id}/refund",
             post(topup::admin_refund),
         )
+        .route(
+            crate::api::oauth::CONSENT_PAGE,
+            get(oauth::authorize).post(oauth::answer),
+        )
+        .route(crate::api::oauth::SUCCEED_PAGE, get(oauth::succeed))
+        .route("/console/apps", get(oauth::list).post(oauth::create))
+        .route("/console/apps/{client_id}/rotate", post(oauth::rotate))
+        .route("/console/apps/{client_id}/delete", post(oauth::delete))
+        .route(
+            "/console/apps/connections/{grant_id}/revoke",
+            post(oauth::revoke),
+        )
+        .route("/console/admin/apps", get(oauth::admin_list))
+        .route(
+            "/console/admin/apps/{client_id}/suspend",
+            post(oauth::admin_suspend),
+        )
         .route("/console/usage.csv", get(usage::csv))
         .route("/console/static/console.css", get(stylesheet))
         .route(
@@ -205,15 +223,35 @@ struct LoginPage<'a> {
     error: Option<String>,
     login: String,
     signup: bool,
+    /// Where to go after the login (a console path).
+    next: String,
+}
+
+#[derive(Deserialize, Default)]
+struct Next {
+    next: Option<String>,
+}
+
+/// A console path to return to after the login: only our own pages (a
+/// full URL, or `//host`, would make the login page an open redirect).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with("/console/") && !n.contains('\\') && !n.starts_with("//") => {
+            n.to_string()
+        }
+        _ => String::new(),
+    }
 }
 
 async fn login_page(
     State(app): State<App>,
     headers: HeaderMap,
     Query(lang): Query<Lang>,
+    Query(next): Query<Next>,
 ) -> Response {
     let (t, remember) = language(&headers, &lang);
-    render_login(&app, &headers, t, remember, None, String::new())
+    let next = safe_next(next.next.as_deref());
+    render_login(&app, &headers, t, remember, None, String::new(), next)
 }
 
 fn signup_open(app: &App) -> bool {
@@ -227,6 +265,7 @@ fn render_login(
     remember: Option<String>,
     error: Option<String>,
     login: String,
+    next: String,
 ) -> Response {
     let csrf = new_admin_token();
     let signup = signup_open(app);
@@ -252,6 +291,7 @@ fn render_login(
         error,
         login,
         signup,
+        next,
     }
     .render();
     let mut response = page(html, &cookies);
@@ -264,6 +304,7 @@ struct LoginForm {
     login: String,
     password: String,
     csrf: String,
+    next: Option<String>,
 }
 
 async fn login(
@@ -280,6 +321,7 @@ async fn login(
             t,
             None,
             Some(t.bad_form.into()),
+            String::new(),
             String::new(),
         );
     };
@@ -310,7 +352,8 @@ async fn login(
         let message = t
             .too_many_attempts
             .replace("{minutes}", &wait.as_secs().div_ceil(60).to_string());
-        let mut response = render_login(&app, &headers, t, None, Some(message), form.login);
+        let next = safe_next(form.next.as_deref());
+        let mut response = render_login(&app, &headers, t, None, Some(message), form.login, next);
         *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         return response;
     }
@@ -322,6 +365,7 @@ async fn login(
     let login = match found {
         Some(login) if matches && login.password_hash.is_some() && !login.is_disabled => login,
         _ => {
+            let next = safe_next(form.next.as_deref());
             return render_login(
                 &app,
                 &headers,
@@ -329,6 +373,7 @@ async fn login(
                 None,
                 Some(t.wrong_login.into()),
                 form.login,
+                next,
             );
         }
     };
@@ -355,7 +400,9 @@ async fn login(
         tracing::error!(error = %e, "a console session could not be opened");
         return (StatusCode::SERVICE_UNAVAILABLE, t.try_again).into_response();
     }
-    let mut response = Redirect::to("/console/").into_response();
+    let next = safe_next(form.next.as_deref());
+    let to = if next.is_empty() { "/console/" } else { &next };
+    let mut response = Redirect::to(to).into_response();
     if let Ok(value) = set_cookie(&token, secure_cookies(&app, &headers)).parse() {
         response.headers_mut().append(header::SET_COOKIE, value);
     }

@@ -320,6 +320,7 @@ mod tests {
                 created_at: 0,
                 used_at: None,
                 expired_at: None,
+                grant_id: None,
             },
             user: store::User {
                 id: 7,
