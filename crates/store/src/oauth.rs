@@ -529,6 +529,18 @@ impl Store {
         Ok(Ok(code))
     }
 
+    /// A user's codes not yet exchanged nor expired.
+    pub async fn open_codes(&self, user_id: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM oauth_codes WHERE user_id = $1 AND used_at IS NULL \
+             AND expires_at > $2",
+        )
+        .bind(user_id)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Codes past their expiry are deleted (used ones a day later, so that
     /// a late replay is still recognised as one).
     pub async fn sweep_codes(&self) -> Result<u64> {

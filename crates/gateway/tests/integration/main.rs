@@ -17,6 +17,7 @@ mod files;
 mod media;
 mod metrics_auth;
 mod mounts;
+mod oauth;
 mod override_rules;
 mod payments;
 mod rate_limits;
