@@ -801,26 +801,29 @@ async fn concurrent_charges_take_only_what_the_daily_limit_allows() {
     assert_eq!(ok, 5);
     assert_eq!(paid_balance(&s.gw, s.payer_id).await, 5 * USD);
     assert_eq!(paid_balance(&s.gw, s.owner_id).await, 5 * USD * 9 / 10);
-    // Beyond the balance: 402 in OhMyGPT's shape, nothing charged.
-    let big = token_for(
-        &s,
-        "charge",
-        &[
-            ("choose_charge_limit", "10000000"),
-            ("choose_daily_limit", "10000000"),
-        ],
-    )
-    .await;
+    // Beyond the balance (4 USD after an operator's debit) but within the
+    // limits (5 USD a charge by default): 402 in OhMyGPT's shape.
+    s.gw.app
+        .store
+        .change_balance(&store::BalanceChange {
+            user_id: s.payer_id,
+            amount: -USD,
+            free: false,
+            reason: "test".into(),
+        })
+        .await
+        .unwrap();
+    let big = token_for(&s, "charge", &[]).await;
     let (status, body) = omg(
         &s.gw,
         "/api/v1/user/oauth/app/charge-user-fees",
         &big,
-        json!({"amount": 5 * CPU + 1, "idempotency_key": "too-much", "description": "x"}),
+        json!({"amount": 5 * CPU, "idempotency_key": "too-much", "description": "x"}),
     )
     .await;
     assert_eq!(status, 402, "{body}");
     assert_eq!(body["errorType"], "insufficient_balance_error");
-    assert_eq!(paid_balance(&s.gw, s.payer_id).await, 5 * USD);
+    assert_eq!(paid_balance(&s.gw, s.payer_id).await, 4 * USD);
 }
 
 #[tokio::test]
