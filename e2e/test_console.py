@@ -215,6 +215,8 @@ PAGES = [  # (file name, path, an element the page must have)
     ("admin-users", "/console/admin/users", "users"),
     ("admin-usage", "/console/admin/usage", "total-cost"),
     ("channels", "/console/admin/channels", "channels"),
+    ("apps", "/console/apps", "app-form"),
+    ("admin-apps", "/console/admin/apps", "all-apps"),
 ]
 
 
