@@ -1058,3 +1058,111 @@ async fn apps_are_the_owners_to_manage_and_the_operators_to_suspend() {
     let page = consent(&s, &[("client_id", &s.client_id)]).await;
     assert_eq!(page.status(), 403);
 }
+
+#[tokio::test]
+async fn an_app_opens_a_recharge_for_the_user_to_pay() {
+    use crate::payments::{payments_config, STRIPE_KEY, WEBHOOK_SECRET};
+    let stripe = fake_stripe::start(fake_stripe::Options {
+        secret_key: STRIPE_KEY.into(),
+        webhook_url: None,
+        webhook_secret: WEBHOOK_SECRET.into(),
+    })
+    .await
+    .unwrap();
+    let s = setup_with(&format!("{OAUTH_CONFIG}\n{}", payments_config(&stripe.url))).await;
+    let plain = token_for(&s, "user_info", &[]).await;
+    let (status, _) = omg(
+        &s.gw,
+        "/api/v1/user/oauth/app/create-stripe-checkout-order",
+        &plain,
+        json!({"amount": "20"}),
+    )
+    .await;
+    assert_eq!(status, 403, "the recharge scope is needed");
+    let token = token_for(&s, "recharge", &[]).await;
+    for (path, method) in [
+        ("create-stripe-checkout-order", "checkout"),
+        ("create-stripe-invoice-order", "invoice"),
+    ] {
+        let (status, body) = omg(
+            &s.gw,
+            &format!("/api/v1/user/oauth/app/{path}"),
+            &token,
+            json!({"amount": "20"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body["data"]["url"].as_str().unwrap().starts_with("http"));
+        let order =
+            s.gw.app
+                .store
+                .get_order(body["data"]["id"].as_i64().unwrap())
+                .await
+                .unwrap();
+        assert_eq!(order.user_id, s.payer_id, "the order is the user's");
+        assert_eq!(order.method, method);
+    }
+    let (status, body) = omg(
+        &s.gw,
+        "/api/v1/user/oauth/app/create-stripe-checkout-order",
+        &token,
+        json!({"amount": "1"}),
+    )
+    .await;
+    assert_eq!(status, 400, "below the minimum: {body}");
+}
+
+#[tokio::test]
+async fn an_app_without_a_callback_shows_the_code_and_templates_shape_the_callback() {
+    let s = setup().await;
+    let (_, made) = omg(
+        &s.gw,
+        "/api/v1/user/oauth/apps/create",
+        &s.owner_key,
+        json!({"name": "CLI tool", "scopes": ["user_info"]}),
+    )
+    .await;
+    let cli = made["data"]["client_id"].as_str().unwrap().to_string();
+    let page = consent(&s, &[("client_id", &cli), ("state", "q")])
+        .await
+        .text()
+        .await
+        .unwrap();
+    let location = answer(&s, &page, "approve", &[]).await;
+    assert!(
+        location.starts_with("/next/v1/oauth/succeed?code="),
+        "{location}"
+    );
+    let shown = s
+        .browser
+        .get(format!("{}{location}", s.gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let code = query_value(&format!("http://x{location}"), "code").unwrap();
+    assert!(shown.contains(&format!("<code id=\"code\">{code}</code>")));
+
+    // OhMyGPT's redirect_template: base64 of what follows the redirect URI.
+    let template = base64::engine::general_purpose::STANDARD.encode("#/login?c={code}&s={state}");
+    let page = consent(
+        &s,
+        &[
+            ("client_id", &s.client_id),
+            ("redirect_uri", CALLBACK),
+            ("state", "st"),
+            ("redirect_template", &template),
+        ],
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    let location = answer(&s, &page, "approve", &[]).await;
+    assert!(
+        location.starts_with(&format!("{CALLBACK}#/login?c=")) && location.ends_with("&s=st"),
+        "{location}"
+    );
+}

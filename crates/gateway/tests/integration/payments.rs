@@ -11,9 +11,9 @@ use store::{OrderFilter, OrderState};
 
 use crate::common::*;
 
-const WEBHOOK_SECRET: &str = "whsec_test_current";
+pub(crate) const WEBHOOK_SECRET: &str = "whsec_test_current";
 const OLD_WEBHOOK_SECRET: &str = "whsec_test_old";
-const STRIPE_KEY: &str = "sk_test_tollgate_fake";
+pub(crate) const STRIPE_KEY: &str = "sk_test_tollgate_fake";
 /// 1 USD in nano-USD.
 const USD: i64 = 1_000_000_000;
 
@@ -24,7 +24,7 @@ struct Setup {
     _mock: Mock,
 }
 
-fn payments_config(stripe_url: &str) -> String {
+pub(crate) fn payments_config(stripe_url: &str) -> String {
     format!(
         r#"
 [payments]
