@@ -32,8 +32,8 @@ pub use files::{
 };
 pub use keys::{ApiKey, KeyUpdate, NewKey};
 pub use oauth::{
-    day_of, AppUpdate, Charge, ChargeOutcome, CodeRefusal, Connection, Earnings, Grant, NewApp,
-    NewCharge, OAuthApp, OAuthCode, Redemption,
+    day_of, replay, AppUpdate, Charge, ChargeOutcome, CodeRefusal, Connection, Earnings, Grant,
+    NewApp, NewCharge, OAuthApp, OAuthCode, Redemption,
 };
 pub use payments::{
     refund_credit, Applied, NewOrder, Order, OrderFilter, OrderState, PaidDay, PaymentChange,

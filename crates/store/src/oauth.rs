@@ -264,6 +264,16 @@ fn charge_from_row(row: &AnyRow) -> Result<Charge> {
     })
 }
 
+/// An earlier charge under the same idempotency key: its result, or a
+/// refusal when the key now comes with another amount.
+pub fn replay(earlier: Charge, amount: i64) -> ChargeOutcome {
+    if earlier.amount == amount {
+        ChargeOutcome::Replayed(earlier)
+    } else {
+        ChargeOutcome::KeyReused
+    }
+}
+
 /// The UTC day number of a Unix millisecond time.
 pub fn day_of(ms: i64) -> i64 {
     ms.div_euclid(86_400_000)
@@ -454,11 +464,16 @@ impl Store {
     /// Redeems a code for `app_id`, once: marks it used and writes what it
     /// becomes, in one transaction. A second redemption is refused and
     /// revokes what the first made (the code leaked).
+    ///
+    /// A plain key (the keyless flow) counts against the user's `max_keys`;
+    /// a token replaces the user's earlier grants to the app (so limits are
+    /// one set per app and user, not one per consent).
     pub async fn redeem_code(
         &self,
         code_hash: &str,
         app_id: i64,
         redemption: &Redemption,
+        max_keys: i64,
     ) -> Result<Result<OAuthCode, CodeRefusal>> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
@@ -487,6 +502,15 @@ impl Store {
                 CodeRefusal::OtherClient
             } else if code.used_at.is_some() {
                 revoke(&mut tx, Grants::FromCode(code_hash)).await?;
+                // A key the keyless flow made of it goes too.
+                sqlx::query(
+                    "UPDATE api_keys SET is_disabled = 1, key_hash = 'revoked:' || id, \
+                     revision = revision + 1 WHERE id = \
+                     (SELECT key_id FROM oauth_codes WHERE code_hash = $1)",
+                )
+                .bind(code_hash)
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
                 return Ok(Err(CodeRefusal::Reused));
             } else {
@@ -501,6 +525,7 @@ impl Store {
                 token_last4,
                 key,
             } => {
+                revoke(&mut tx, Grants::OfAppUser(code.app_id, code.user_id)).await?;
                 if let Some(key) = key {
                     insert_key_row(&mut tx, key, Some(grant_id)).await?;
                 }
@@ -523,7 +548,30 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            Redemption::Key(key) => insert_key_row(&mut tx, key, None).await?,
+            Redemption::Key(key) => {
+                // The user's row first: its lock makes the count exact.
+                sqlx::query("UPDATE users SET id = id WHERE id = $1")
+                    .bind(code.user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                let count: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM api_keys WHERE user_id = $1 AND grant_id IS NULL",
+                )
+                .bind(code.user_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                if count >= max_keys {
+                    return Err(StoreError::Conflict(format!(
+                        "this user already holds the maximum of {max_keys} API keys"
+                    )));
+                }
+                insert_key_row(&mut tx, key, None).await?;
+                sqlx::query("UPDATE oauth_codes SET key_id = $1 WHERE code_hash = $2")
+                    .bind(&key.id)
+                    .bind(code_hash)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(Ok(code))
@@ -679,7 +727,8 @@ impl Store {
         // the grant's row: concurrent charges of one grant run one by one,
         // so each sees the ones before it in today's total.
         let locked = sqlx::query(
-            "UPDATE oauth_grants SET used_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+            "UPDATE oauth_grants SET used_at = $1 WHERE id = $2 AND revoked_at IS NULL \
+             AND app_id IN (SELECT id FROM oauth_apps WHERE is_suspended = 0)",
         )
         .bind(now)
         .bind(&charge.grant_id)
@@ -706,19 +755,17 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         if let Some(row) = earlier {
-            let earlier = charge_from_row(&row)?;
-            return Ok(if earlier.amount == charge.amount {
-                ChargeOutcome::Replayed(earlier)
-            } else {
-                ChargeOutcome::KeyReused
-            });
+            return Ok(replay(charge_from_row(&row)?, charge.amount));
         }
         let day = day_of(now);
+        // Every charge of the app to the user today, whichever grant made
+        // it (a new consent replaces the grant, not the day's total).
         let today: i64 = sqlx::query_scalar(
             "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM oauth_charges \
-             WHERE grant_id = $1 AND day = $2",
+             WHERE app_id = $1 AND user_id = $2 AND day = $3",
         )
-        .bind(&grant.id)
+        .bind(grant.app_id)
+        .bind(grant.user_id)
         .bind(day)
         .fetch_one(&mut *tx)
         .await?;
@@ -821,6 +868,26 @@ impl Store {
         })
     }
 
+    /// The charge an app made to a user under an idempotency key.
+    pub async fn charge_by_key(
+        &self,
+        app_id: i64,
+        user_id: i64,
+        idempotency_key: &str,
+    ) -> Result<Option<Charge>> {
+        let sql = format!(
+            "SELECT {CHARGE_COLUMNS} FROM oauth_charges \
+             WHERE app_id = $1 AND user_id = $2 AND idempotency_key = $3"
+        );
+        let row = sqlx::query(&sql)
+            .bind(app_id)
+            .bind(user_id)
+            .bind(idempotency_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(charge_from_row).transpose()
+    }
+
     /// The user's management key: their oldest admin-capable key.
     pub async fn management_key(&self, user_id: i64) -> Result<Option<crate::ApiKey>> {
         let keys = self.list_keys(user_id).await?;
@@ -830,12 +897,23 @@ impl Store {
     /// Replaces the user's management key with `new` (admin-capable) in one
     /// transaction; without one, `new` becomes it.
     pub async fn rotate_management_key(&self, user_id: i64, new: &NewKey) -> Result<crate::ApiKey> {
-        let old = self.management_key(user_id).await?;
         let mut tx = self.writer.begin().await?;
+        // The user's row first: concurrent rotations run one by one, each
+        // replacing the key the one before it made.
+        sqlx::query("UPDATE users SET id = id WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let old: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM api_keys WHERE user_id = $1 AND is_admin = 1 AND grant_id IS NULL \
+             ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
         if let Some(old) = old {
-            sqlx::query("DELETE FROM api_keys WHERE id = $1 AND user_id = $2")
-                .bind(&old.id)
-                .bind(user_id)
+            sqlx::query("DELETE FROM api_keys WHERE id = $1")
+                .bind(&old)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -849,6 +927,7 @@ impl Store {
 #[derive(Clone, Copy)]
 enum Grants<'a> {
     OfApp(i64),
+    OfAppUser(i64, i64),
     FromCode(&'a str),
     One(&'a str),
 }
@@ -861,6 +940,13 @@ async fn revoke(tx: &mut Tx<'_>, which: Grants<'_>) -> Result<()> {
         Grants::OfApp(app_id) => {
             sqlx::query_scalar(&format!("{live}app_id = $1"))
                 .bind(app_id)
+                .fetch_all(&mut **tx)
+                .await?
+        }
+        Grants::OfAppUser(app_id, user_id) => {
+            sqlx::query_scalar(&format!("{live}app_id = $1 AND user_id = $2"))
+                .bind(app_id)
+                .bind(user_id)
                 .fetch_all(&mut **tx)
                 .await?
         }

@@ -329,7 +329,8 @@ async fn request_context(State(app): State<App>, mut request: Request, next: Nex
     let shape = Shape::of_path(request.uri().path());
     // Every log line of the request, in whichever task, carries its id.
     let span = tracing::info_span!("request", id = %id);
-    let mut response = match oversized(&request, shape) {
+    let refused = oversized(&request, shape).or_else(|| oauth_token_refused(&request, shape));
+    let mut response = match refused {
         Some(refused) => refused,
         None => {
             request.extensions_mut().insert(RequestId(id.clone()));
@@ -346,6 +347,27 @@ async fn request_context(State(app): State<App>, mut request: Request, next: Nex
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+/// An OAuth token (not a key) reaches only the model APIs and the open
+/// API: not the user's files, stored objects, usage or key management,
+/// which the user never approved for the app.
+fn oauth_token_refused(request: &Request, shape: Option<Shape>) -> Option<Response> {
+    let token = crate::auth::presented_secret(request.headers())?;
+    if !token.starts_with(crate::secrets::OAUTH_TOKEN_PREFIX)
+        || crate::oauth::token_may_call(request.method(), request.uri().path())
+    {
+        return None;
+    }
+    let refusal = crate::oauth::oauth_error(
+        403,
+        "oauth_scope_error",
+        "An OAuth token may call only the model APIs and the OAuth open API.",
+    );
+    Some(match shape {
+        Some(shape) => refusal.render(shape),
+        None => ohmygpt::envelope(Err(refusal)),
+    })
 }
 
 /// Runs a metered handler's work in its own task. A client that hangs up

@@ -236,7 +236,11 @@ struct Next {
 /// full URL, or `//host`, would make the login page an open redirect).
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with("/console/") && !n.contains('\\') && !n.starts_with("//") => {
+        Some(n)
+            if n.starts_with("/console/")
+                && !n.contains('\\')
+                && !n.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
             n.to_string()
         }
         _ => String::new(),

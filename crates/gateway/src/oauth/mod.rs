@@ -280,8 +280,11 @@ pub async fn authorize(app: &App, query: &AuthorizeQuery) -> Result<Consent, Api
             }
         },
     };
-    let asked = scopes::parse_list(query.scope.as_deref().unwrap_or("user_info"))
+    let mut asked = scopes::parse_list(query.scope.as_deref().unwrap_or(""))
         .map_err(|e| oauth_error(400, "invalid_scope", e))?;
+    if asked.is_empty() {
+        asked.push(Scope::UserInfo);
+    }
     let allowed = scopes::from_names(&registered.scopes);
     if let Some(extra) = asked.iter().find(|s| !allowed.contains(s)) {
         return Err(oauth_error(
@@ -290,11 +293,6 @@ pub async fn authorize(app: &App, query: &AuthorizeQuery) -> Result<Consent, Api
             format!("The app did not register the scope `{extra}`."),
         ));
     }
-    let asked = if asked.is_empty() {
-        vec![Scope::UserInfo]
-    } else {
-        asked
-    };
     let state = query.state.clone().unwrap_or_default();
     if state.len() > MAX_STATE_BYTES {
         return Err(invalid_request("state is too long."));
@@ -559,7 +557,12 @@ pub async fn exchange(app: &App, request: &Exchange, as_key: bool) -> Result<Iss
     };
     match app
         .store
-        .redeem_code(&code_hash, registered.id, &redemption)
+        .redeem_code(
+            &code_hash,
+            registered.id,
+            &redemption,
+            app.config.max_keys_per_user,
+        )
         .await?
     {
         Ok(_) => Ok(issued),
@@ -574,6 +577,43 @@ pub async fn exchange(app: &App, request: &Exchange, as_key: bool) -> Result<Iss
             Err(invalid_grant("The code was issued to another client."))
         }
         Err(CodeRefusal::Unknown) => Err(invalid_grant("The code is not valid.")),
+    }
+}
+
+/// The model routes an OAuth token with the `api` scope may call (below
+/// an agent mount too).
+const MODEL_ROUTES: [&str; 14] = [
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/responses",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/v1/complete",
+    "/v1/audio/speech",
+    "/v1/audio/transcriptions",
+    "/v1/audio/translations",
+    "/v1/images/generations",
+    "/v1/images/edits",
+    "/v1/images/variations",
+    "/v1/moderations",
+];
+
+/// Whether an OAuth token may be presented on this route: the open API,
+/// the model calls and the model list — nothing that reads or manages the
+/// user's stored data.
+pub fn token_may_call(method: &axum::http::Method, path: &str) -> bool {
+    if path.starts_with("/api/v1/user/oauth/app/") {
+        return true;
+    }
+    let path = crate::api::AGENT_MOUNTS
+        .iter()
+        .find_map(|mount| path.strip_prefix(mount))
+        .unwrap_or(path);
+    match *method {
+        axum::http::Method::POST => MODEL_ROUTES.contains(&path),
+        axum::http::Method::GET => matches!(path, "/v1/models" | "/models"),
+        _ => false,
     }
 }
 
@@ -650,6 +690,15 @@ pub async fn charge(
         return Err(invalid_request("description is required."));
     }
     check_length("description", description, MAX_DESCRIPTION_CHARS)?;
+    // A retry of a charge already made answers with it, before anything
+    // else can refuse it (the balance it took, the hold below).
+    if let Some(earlier) = app
+        .store
+        .charge_by_key(caller.app.id, caller.user.id, key)
+        .await?
+    {
+        return Ok(store::replay(earlier, request.amount));
+    }
     let new = NewCharge {
         grant_id: caller.grant.id.clone(),
         idempotency_key: key.to_string(),
@@ -676,9 +725,8 @@ pub async fn charge(
     }
     let outcome = outcome?;
     if let ChargeOutcome::Charged { charge, .. } = &outcome {
-        // The owner's balance grew: the next request reads it afresh.
+        // The owner's balance grew: their next request reads it afresh.
         ledger.forget_user(charge.owner_id);
-        app.auth_cache.clear();
     }
     Ok(outcome)
 }
@@ -712,4 +760,35 @@ pub async fn rotate_management_key(
     let key = app.store.rotate_management_key(user_id, &new).await?;
     app.auth_cache.clear();
     Ok((key, secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_may_call;
+    use axum::http::Method;
+
+    #[test]
+    fn tokens_reach_the_models_and_the_open_api_only() {
+        assert!(token_may_call(&Method::POST, "/v1/chat/completions"));
+        assert!(token_may_call(
+            &Method::POST,
+            "/api/v1/ai/openai/cc-omg/v1/messages"
+        ));
+        assert!(token_may_call(&Method::GET, "/v1/models"));
+        assert!(token_may_call(
+            &Method::POST,
+            "/api/v1/user/oauth/app/charge-user-fees"
+        ));
+        for (method, path) in [
+            (Method::GET, "/v1/chat/completions"),
+            (Method::GET, "/v1/responses/resp_1"),
+            (Method::POST, "/v1/conversations"),
+            (Method::GET, "/v1/usage"),
+            (Method::POST, "/api/v1/user/admin/balance"),
+            (Method::POST, "/api/v1/user/files/upload"),
+            (Method::POST, "/api/v1/user/oauth/apps/create"),
+        ] {
+            assert!(!token_may_call(&method, path), "{method} {path}");
+        }
+    }
 }

@@ -29,6 +29,11 @@ pub fn check_registered(uri: &str) -> Result<(), String> {
             "a redirect URI is longer than {MAX_URI_BYTES} bytes"
         ));
     }
+    // The URL parser drops tabs and newlines silently: such a URI would
+    // never match what is stored.
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a redirect URI may not contain spaces or control characters".into());
+    }
     let url = Url::parse(uri).map_err(|e| format!("`{uri}` is not a URL: {e}"))?;
     let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
     match url.scheme() {
@@ -137,6 +142,7 @@ mod tests {
             "https://app.example/cb#frag",
             "https://user:pw@app.example/cb",
             "/relative",
+            "https://app.example/c\nb",
         ] {
             assert!(check_registered(bad).is_err(), "{bad}");
         }

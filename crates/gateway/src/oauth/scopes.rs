@@ -54,7 +54,8 @@ impl Scope {
             Scope::Recharge => "Open top-up orders for you to pay",
             Scope::Api => "Use the models with your balance, up to the spending limit below",
             Scope::ManagementKey => {
-                "Read and replace your management key (it can manage all your API keys)"
+                "Read and replace your management key: the new key, which can manage all \
+                 your API keys, is given to the app and stays valid until you delete it"
             }
         }
     }

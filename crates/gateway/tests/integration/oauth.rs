@@ -785,13 +785,18 @@ async fn concurrent_charges_take_only_what_the_daily_limit_allows() {
                 .send()
                 .await
                 .unwrap();
-            resp.status().as_u16()
+            (i, resp.status().as_u16())
         }));
     }
     let mut ok = 0;
+    let mut charged_key = None;
     for t in tasks {
-        match t.await.unwrap() {
-            200 => ok += 1,
+        let (i, status) = t.await.unwrap();
+        match status {
+            200 => {
+                ok += 1;
+                charged_key = Some(format!("burst-{i}"));
+            }
             // Past the daily limit; or, while ten charges are in flight
             // at once, past what the balance can hold for them all.
             403 | 402 => {}
@@ -824,6 +829,36 @@ async fn concurrent_charges_take_only_what_the_daily_limit_allows() {
     assert_eq!(status, 402, "{body}");
     assert_eq!(body["errorType"], "insufficient_balance_error");
     assert_eq!(paid_balance(&s.gw, s.payer_id).await, 4 * USD);
+    // The new consent replaced the first grant: its token is dead, and the
+    // day's total is the app's, not the grant's (5 USD charged, 20 a day
+    // by default: 15 left, not 20).
+    let (status, _) = charge(&s, &token, "1", "old-token").await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        s.gw.app.store.connections(s.payer_id).await.unwrap().len(),
+        1
+    );
+    // With nothing left, a retry of a charge made answers with it (not
+    // with "insufficient"), under the new token too.
+    s.gw.app
+        .store
+        .change_balance(&store::BalanceChange {
+            user_id: s.payer_id,
+            amount: -4 * USD,
+            free: false,
+            reason: "test".into(),
+        })
+        .await
+        .unwrap();
+    let (status, body) = omg(
+        &s.gw,
+        "/api/v1/user/oauth/app/charge-user-fees",
+        &big,
+        json!({"amount": CPU, "idempotency_key": charged_key.unwrap(), "description": "a burst"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["replayed"], true);
 }
 
 #[tokio::test]
@@ -1164,5 +1199,44 @@ async fn an_app_without_a_callback_shows_the_code_and_templates_shape_the_callba
     assert!(
         location.starts_with(&format!("{CALLBACK}#/login?c=")) && location.ends_with("&s=st"),
         "{location}"
+    );
+}
+
+#[tokio::test]
+async fn a_new_consent_does_not_reset_the_days_limit_and_tokens_stay_out_of_user_data() {
+    let s = setup().await;
+    let first = token_for(&s, "charge api", &[("choose_daily_limit", "68000")]).await;
+    let (status, body) = charge(&s, &first, "68000", "a").await;
+    assert_eq!(status, 200, "{body}");
+    let second = token_for(&s, "charge", &[("choose_daily_limit", "68000")]).await;
+    let (status, body) = charge(&s, &second, "1", "b").await;
+    assert_eq!(status, 403, "the day's 2 USD are spent: {body}");
+    // The first token (and its API key) went with the new consent.
+    assert_eq!(
+        s.gw.chat(&first, chat_body("cheap", false)).await.status(),
+        401
+    );
+    // A token with the api scope reaches the models, never the user's data.
+    let token = token_for(&s, "api", &[]).await;
+    for (method, path) in [
+        (reqwest::Method::GET, "/v1/usage"),
+        (reqwest::Method::POST, "/v1/conversations"),
+        (reqwest::Method::GET, "/v1/chat/completions"),
+        (reqwest::Method::POST, "/api/v1/user/admin/balance"),
+        (reqwest::Method::GET, "/api/v1/user/files/list"),
+    ] {
+        let resp =
+            s.gw.http
+                .request(method.clone(), format!("{}{path}", s.gw.url))
+                .bearer_auth(&token)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(resp.status(), 403, "{method} {path}");
+    }
+    assert_eq!(
+        s.gw.chat(&token, chat_body("cheap", false)).await.status(),
+        200
     );
 }

@@ -33,7 +33,9 @@ CREATE TABLE oauth_codes (
     spend_limit    INTEGER NOT NULL,
     created_at     INTEGER NOT NULL,
     expires_at     INTEGER NOT NULL,
-    used_at        INTEGER
+    used_at        INTEGER,
+    -- The plain API key the keyless PKCE flow made of it.
+    key_id         TEXT
 );
 CREATE INDEX oauth_codes_by_expiry ON oauth_codes(expires_at);
 
@@ -61,7 +63,8 @@ CREATE INDEX oauth_grants_by_code ON oauth_grants(code_hash);
 
 -- Every fee an app charged: one row per (app, user, idempotency key), so a
 -- replayed charge finds its first result. `fee` is the platform's part;
--- the owner was credited `amount - fee`. `day` is the UTC day number.
+-- the owner was credited `amount - fee`. `day` is the UTC day number: a
+-- user's approved daily limit counts every charge of the app that day.
 CREATE TABLE oauth_charges (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     app_id          INTEGER NOT NULL,
@@ -76,7 +79,9 @@ CREATE TABLE oauth_charges (
     created_at      INTEGER NOT NULL,
     UNIQUE (app_id, user_id, idempotency_key)
 );
-CREATE INDEX oauth_charges_by_grant_day ON oauth_charges(grant_id, day);
+CREATE INDEX oauth_charges_by_day ON oauth_charges(app_id, user_id, day);
+CREATE INDEX oauth_charges_by_user ON oauth_charges(user_id, id);
 CREATE INDEX oauth_charges_by_app ON oauth_charges(app_id, id);
 
 ALTER TABLE api_keys ADD COLUMN grant_id TEXT;
+CREATE INDEX api_keys_by_grant ON api_keys(grant_id);
