@@ -198,6 +198,8 @@ const APP_COLUMNS: &str = "id, client_id, owner_id, name, homepage, redirect_uri
     secret_hash, is_suspended, created_at, updated_at";
 const GRANT_COLUMNS: &str = "g.id, g.app_id, g.user_id, g.token_last4, g.scopes, \
     g.charge_limit, g.daily_limit, g.key_id, g.created_at, g.revoked_at";
+const CODE_COLUMNS: &str = "code_hash, app_id, user_id, redirect_uri, scopes, code_challenge, \
+    charge_limit, daily_limit, spend_limit, created_at, expires_at, used_at";
 const CHARGE_COLUMNS: &str = "id, app_id, grant_id, user_id, owner_id, idempotency_key, amount, \
     fee, description, created_at";
 
@@ -450,11 +452,9 @@ impl Store {
 
     /// The code with this hash, whatever its state.
     pub async fn code(&self, code_hash: &str) -> Result<Option<OAuthCode>> {
-        let row = sqlx::query(
-            "SELECT code_hash, app_id, user_id, redirect_uri, scopes, code_challenge, \
-             charge_limit, daily_limit, spend_limit, created_at, expires_at, used_at \
-             FROM oauth_codes WHERE code_hash = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {CODE_COLUMNS} FROM oauth_codes WHERE code_hash = $1"
+        ))
         .bind(code_hash)
         .fetch_optional(&self.pool)
         .await?;
@@ -486,11 +486,9 @@ impl Store {
         .bind(app_id)
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query(
-            "SELECT code_hash, app_id, user_id, redirect_uri, scopes, code_challenge, \
-             charge_limit, daily_limit, spend_limit, created_at, expires_at, used_at \
-             FROM oauth_codes WHERE code_hash = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {CODE_COLUMNS} FROM oauth_codes WHERE code_hash = $1"
+        ))
         .bind(code_hash)
         .fetch_optional(&mut *tx)
         .await?;

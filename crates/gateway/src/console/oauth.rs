@@ -505,6 +505,19 @@ fn csrf_of(body: &[u8]) -> Option<String> {
     form::<CsrfForm>(body).ok().map(|f| f.csrf)
 }
 
+/// After a change: back to the apps page, or the page with what failed.
+async fn back_to_apps(
+    app: &App,
+    t: &'static Texts,
+    session: &store::Session,
+    done: Result<(), ApiError>,
+) -> Response {
+    match done {
+        Ok(()) => Redirect::to("/console/apps").into_response(),
+        Err(e) => render(app, t, session, Some(e.to_string()), None).await,
+    }
+}
+
 pub async fn rotate(
     State(app): State<App>,
     headers: HeaderMap,
@@ -542,10 +555,8 @@ pub async fn delete(
     if !csrf_ok(&session, csrf_of(&body).as_deref()) {
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }
-    match oauth::delete(&app, session.user.id, &client_id).await {
-        Ok(()) => Redirect::to("/console/apps").into_response(),
-        Err(e) => render(&app, t, &session, Some(e.to_string()), None).await,
-    }
+    let done = oauth::delete(&app, session.user.id, &client_id).await;
+    back_to_apps(&app, t, &session, done).await
 }
 
 pub async fn revoke(
@@ -559,10 +570,8 @@ pub async fn revoke(
     if !csrf_ok(&session, csrf_of(&body).as_deref()) {
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }
-    match oauth::revoke(&app, &grant_id, session.user.id).await {
-        Ok(()) => Redirect::to("/console/apps").into_response(),
-        Err(e) => render(&app, t, &session, Some(e.to_string()), None).await,
-    }
+    let done = oauth::revoke(&app, &grant_id, session.user.id).await;
+    back_to_apps(&app, t, &session, done).await
 }
 
 #[derive(Template)]
