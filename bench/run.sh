@@ -69,7 +69,10 @@ LITELLM_MASTER_KEY=sk-bench-master
 BALANCE_USD=1000000
 COST_NANO=75000 # one answer: 10 prompt × 2.5 + 5 completion × 10 USD per 1M tokens
 LUA=$BENCH_DIR/wrk-post.lua
-CHAT_BODY='{"model":"bench-model","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}'
+# The mock paces a whole answer like its stream (--chunks × --chunk-delay-ms
+# in all); the non-stream load request asks it, in the prompt, not to wait:
+# the streaming runs alone are paced.
+CHAT_BODY='{"model":"bench-model","messages":[{"role":"user","content":"Say hello. [mock-script:{\"chunk_delay_ms\":0}]"}],"max_tokens":16}'
 OUT=$BENCH_DIR/out # raw outputs of the last run (git-ignored)
 
 # The targets in their usual order; `direct` (the baseline) always.

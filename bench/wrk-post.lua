@@ -3,7 +3,8 @@
 -- given on wrk's command line (-H) so that this file holds no key.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"model":"bench-model","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}'
+-- The prompt's mock script: no pacing of this whole answer (see run.sh).
+wrk.body = '{"model":"bench-model","messages":[{"role":"user","content":"Say hello. [mock-script:{\\"chunk_delay_ms\\":0}]"}],"max_tokens":16}'
 
 -- Latency percentiles are in microseconds; errors.status counts HTTP
 -- statuses above 399 (wrk's "Non-2xx or 3xx responses").
