@@ -79,10 +79,18 @@ pub async fn create_key(
     check_max_fee("max_fee", options.max_fee)?;
     limit_fields::check(&options.limits)?;
     let secret = new_api_key();
-    let new = NewKey {
+    let new = key_row(user_id, &secret, options);
+    let key = store.insert_key(&new, config.max_keys_per_user).await?;
+    Ok((key, secret))
+}
+
+/// The row of a new key whose `secret` (a generated, ASCII key or token)
+/// only the caller sees: its hash and its masked ends.
+pub fn key_row(user_id: i64, secret: &str, options: KeyOptions) -> NewKey {
+    NewKey {
         id: new_key_id(),
         user_id,
-        key_hash: hash_secret(&secret),
+        key_hash: hash_secret(secret),
         key_prefix: secret[..7].to_string(),
         key_last4: secret[secret.len() - 4..].to_string(),
         remark: options.remark,
@@ -91,9 +99,7 @@ pub async fn create_key(
         max_fee: options.max_fee,
         expired_at: options.expired_at,
         limits: options.limits,
-    };
-    let key = store.insert_key(&new, config.max_keys_per_user).await?;
-    Ok((key, secret))
+    }
 }
 
 /// Creates a user with a first, admin-capable key (it may manage the user's

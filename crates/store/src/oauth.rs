@@ -691,28 +691,26 @@ impl Store {
             .collect()
     }
 
-    /// The newest charges of an app (for its owner), else to a user.
-    pub async fn charges(
-        &self,
-        app_id: Option<i64>,
-        user_id: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<Charge>> {
-        let (column, id) = match (app_id, user_id) {
-            (Some(app), _) => ("app_id", app),
-            (None, Some(user)) => ("user_id", user),
-            (None, None) => return Ok(Vec::new()),
-        };
-        let sql = format!(
-            "SELECT {CHARGE_COLUMNS} FROM oauth_charges WHERE {column} = $1 \
-             ORDER BY id DESC LIMIT $2"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(id)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(charge_from_row).collect()
+    /// The newest charges to a user, each with its app's name (`app #ID`
+    /// once the app is deleted).
+    pub async fn charges_to_user(&self, user_id: i64, limit: i64) -> Result<Vec<(Charge, String)>> {
+        let rows = sqlx::query(
+            "SELECT c.*, a.name AS app_name FROM oauth_charges c \
+             LEFT JOIN oauth_apps a ON a.id = c.app_id \
+             WHERE c.user_id = $1 ORDER BY c.id DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let charge = charge_from_row(row)?;
+                let name: Option<String> = row.try_get("app_name")?;
+                let name = name.unwrap_or_else(|| format!("app #{}", charge.app_id));
+                Ok((charge, name))
+            })
+            .collect()
     }
 
     /// Charges a fee to the grant's user for its app, exactly once per

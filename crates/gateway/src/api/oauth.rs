@@ -24,7 +24,7 @@ use super::respond;
 use crate::api::caller::authenticate_admin;
 use crate::error::ApiError;
 use crate::money::{format_credits, format_usd};
-use crate::oauth::{self, oauth_error, AppFields, ChargeRequest, Exchange, Issued, Scope};
+use crate::oauth::{self, oauth_error, AppFields, ChargeRequest, Exchange, Scope};
 use crate::payments::{order_json, Method};
 use crate::state::App;
 use crate::time::format_ms;
@@ -106,17 +106,15 @@ async fn issue_token(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
     envelope(
         async {
             let request = exchange_of(&headers, &body)?;
-            match oauth::exchange(&app, &request, false).await? {
-                Issued::Token {
-                    token,
-                    user_id,
-                    client_id,
-                } => Ok((
-                    "Issue OAuth Token success".to_string(),
-                    json!({"user_id": user_id.to_string(), "client_id": client_id, "token": token}),
-                )),
-                Issued::Key { .. } => Err(ApiError::Internal),
-            }
+            let issued = oauth::issue_token(&app, &request).await?;
+            Ok((
+                "Issue OAuth Token success".to_string(),
+                json!({
+                    "user_id": issued.user_id.to_string(),
+                    "client_id": issued.client_id,
+                    "token": issued.token,
+                }),
+            ))
         }
         .await,
     )
@@ -127,17 +125,16 @@ async fn issue_token(State(app): State<App>, headers: HeaderMap, body: Bytes) ->
 async fn auth_keys(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
         let request = exchange_of(&headers, &body)?;
-        oauth::exchange(&app, &request, true).await
+        oauth::issue_key(&app, &request).await
     }
     .await;
     match result {
-        Ok(Issued::Key {
-            secret,
-            user_id,
-            app_name,
-        }) => Json(json!({"key": secret, "user_id": user_id.to_string(), "app": app_name}))
-            .into_response(),
-        Ok(Issued::Token { .. }) => ApiError::Internal.into_response(),
+        Ok(issued) => Json(json!({
+            "key": issued.secret,
+            "user_id": issued.user_id.to_string(),
+            "app": issued.app_name,
+        }))
+        .into_response(),
         Err(e) => {
             let status = e.status();
             let body = json!({"error": {"code": status.as_u16(), "message": e.to_string()}});

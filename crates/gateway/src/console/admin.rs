@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::session::{csrf_ok, Member};
-use super::{form, language, page, Lang, Texts};
+use super::{form, language, page, posted_csrf, Lang, Texts};
 use crate::accounts::change_balance;
 use crate::error::ApiError;
 use crate::money::{format_usd, parse_amount, Unit};
@@ -376,11 +376,6 @@ pub async fn status(
     render_status(&app, t, &session, None)
 }
 
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
-}
-
 /// Reads the configuration file's catalog again (as SIGHUP does).
 pub async fn reload(
     State(app): State<App>,
@@ -392,7 +387,7 @@ pub async fn reload(
         return not_found();
     }
     let (t, _) = language(&headers, &Lang::default());
-    let given = form::<CsrfForm>(&body).ok().map(|f| f.csrf);
+    let given = posted_csrf(&body);
     if !csrf_ok(&session, given.as_deref()) {
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }

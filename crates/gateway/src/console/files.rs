@@ -7,10 +7,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde::Deserialize;
 
 use super::session::{csrf_ok, Member};
-use super::{form, language, page, Lang, Texts};
+use super::{language, page, posted_csrf, Lang, Texts};
 use crate::state::App;
 
 /// Most files the page lists.
@@ -88,11 +87,6 @@ pub async fn download(
     }
 }
 
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
-}
-
 pub async fn delete(
     State(app): State<App>,
     headers: HeaderMap,
@@ -101,7 +95,7 @@ pub async fn delete(
     body: Bytes,
 ) -> Response {
     let (t, _) = language(&headers, &Lang::default());
-    let given = form::<CsrfForm>(&body).ok().map(|f| f.csrf);
+    let given = posted_csrf(&body);
     if !csrf_ok(&session, given.as_deref()) {
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }

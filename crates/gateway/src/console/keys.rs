@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::session::{csrf_ok, Member};
-use super::{form, language, page, Lang, Texts};
+use super::{form, language, page, posted_csrf, Lang, Texts};
 use crate::accounts::{create_key, update_key, KeyOptions};
 use crate::error::ApiError;
 use crate::money::{format_usd, parse_amount, Unit};
@@ -222,11 +222,6 @@ pub async fn edit(
     }
 }
 
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
-}
-
 /// Disables an enabled key, or enables a disabled one.
 pub async fn toggle(
     State(app): State<App>,
@@ -262,7 +257,7 @@ async fn change(
     change: Change,
 ) -> Response {
     let (t, _) = language(headers, &Lang::default());
-    let given = form::<CsrfForm>(body).ok().map(|f| f.csrf);
+    let given = posted_csrf(body);
     if !csrf_ok(session, given.as_deref()) {
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }

@@ -422,13 +422,18 @@ struct CsrfForm {
     csrf: String,
 }
 
+/// The CSRF token a posted form carries (every state-changing form has one).
+fn posted_csrf(body: &[u8]) -> Option<String> {
+    form::<CsrfForm>(body).ok().map(|f| f.csrf)
+}
+
 async fn logout(
     State(app): State<App>,
     headers: HeaderMap,
     Member(session): Member,
     body: Bytes,
 ) -> Response {
-    let given = form::<CsrfForm>(&body).ok().map(|f| f.csrf);
+    let given = posted_csrf(&body);
     if !csrf_ok(&session, given.as_deref()) {
         return (StatusCode::FORBIDDEN, "CSRF").into_response();
     }

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::session::{csrf_ok, Member};
-use super::{form, language, page, Lang, Texts};
+use super::{language, page, posted_csrf, Lang, Texts};
 use crate::api::oauth::CONSENT_PAGE;
 use crate::config::GrantLimits;
 use crate::error::ApiError;
@@ -63,13 +63,16 @@ const REQUEST_FIELDS: [&str; 11] = [
     "spend_limit",
 ];
 
+/// The first value of `name` among a query's or a form's pairs.
+fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
 fn query_of(pairs: &[(String, String)]) -> AuthorizeQuery {
-    let get = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let get = |name: &str| field(pairs, name).map(str::to_string);
     AuthorizeQuery {
         response_type: get("response_type"),
         client_id: get("client_id"),
@@ -181,8 +184,8 @@ fn chosen_limits(
     consent: &Consent,
 ) -> Result<GrantLimits, ApiError> {
     let pick = |name: &str, asked: i64| -> Result<i64, ApiError> {
-        match pairs.iter().find(|(k, _)| k == name) {
-            Some((_, v)) if !v.trim().is_empty() => Ok(oauth::credits(app, name, v)?.min(asked)),
+        match field(pairs, name) {
+            Some(v) if !v.trim().is_empty() => Ok(oauth::credits(app, name, v)?.min(asked)),
             _ => Ok(asked),
         }
     };
@@ -203,13 +206,7 @@ pub async fn answer(
 ) -> Response {
     let (t, _) = language(&headers, &Lang::default());
     let pairs = crate::api::form_pairs(&body);
-    let field = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    if !csrf_ok(&session, field("csrf")) {
+    if !csrf_ok(&session, field(&pairs, "csrf")) {
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }
     // The request is checked again: the form's fields came back through
@@ -218,7 +215,7 @@ pub async fn answer(
         Ok(consent) => consent,
         Err(e) => return refusal(t, &session, &e),
     };
-    if field("decision") != Some("approve") {
+    if field(&pairs, "decision") != Some("approve") {
         return match &consent.redirect_uri {
             Some(uri) => {
                 Redirect::to(&oauth::redirect::denied(uri, &consent.state)).into_response()
@@ -356,22 +353,13 @@ async fn render(
     let user = session.user.id;
     let figures = async {
         let connections = app.store.connections(user).await?;
-        let charges = app.store.charges(None, Some(user), 20).await?;
+        let charges = app.store.charges_to_user(user, 20).await?;
         let apps = app.store.list_apps(Some(user)).await?;
         let earnings = app.store.earnings(user).await?;
-        let mut names: HashMap<i64, String> = HashMap::new();
-        for c in &charges {
-            if let Entry::Vacant(slot) = names.entry(c.app_id) {
-                slot.insert(match app.store.app_by_id(c.app_id).await {
-                    Ok(a) => a.name,
-                    Err(_) => format!("app #{}", c.app_id),
-                });
-            }
-        }
-        Ok::<_, store::StoreError>((connections, charges, apps, earnings, names))
+        Ok::<_, store::StoreError>((connections, charges, apps, earnings))
     }
     .await;
-    let (connections, charges, apps, earnings, names) = match figures {
+    let (connections, charges, apps, earnings) = match figures {
         Ok(f) => f,
         Err(e) => {
             tracing::error!(error = %e, "the apps page could not be read");
@@ -408,9 +396,9 @@ async fn render(
             .collect(),
         charges: charges
             .iter()
-            .map(|c| ChargeRow {
+            .map(|(c, app_name)| ChargeRow {
                 time: format_ms(c.created_at),
-                app: names.get(&c.app_id).cloned().unwrap_or_default(),
+                app: app_name.clone(),
                 description: c.description.clone(),
                 amount: credits(c.amount),
             })
@@ -454,20 +442,14 @@ pub async fn create(
 ) -> Response {
     let (t, _) = language(&headers, &Lang::default());
     let pairs = crate::api::form_pairs(&body);
-    let field = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    if !csrf_ok(&session, field("csrf").as_deref()) {
+    if !csrf_ok(&session, field(&pairs, "csrf")) {
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }
     let fields = AppFields {
-        name: Some(field("name").unwrap_or_default()),
-        homepage: field("homepage"),
+        name: Some(field(&pairs, "name").unwrap_or_default().to_string()),
+        homepage: field(&pairs, "homepage").map(str::to_string),
         redirect_uris: Some(
-            field("redirect_uris")
+            field(&pairs, "redirect_uris")
                 .unwrap_or_default()
                 .split_whitespace()
                 .map(str::to_string)
@@ -496,15 +478,6 @@ pub async fn create(
     }
 }
 
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
-}
-
-fn csrf_of(body: &[u8]) -> Option<String> {
-    form::<CsrfForm>(body).ok().map(|f| f.csrf)
-}
-
 /// After a change: back to the apps page, or the page with what failed.
 async fn back_to_apps(
     app: &App,
@@ -526,7 +499,7 @@ pub async fn rotate(
     body: Bytes,
 ) -> Response {
     let (t, _) = language(&headers, &Lang::default());
-    if !csrf_ok(&session, csrf_of(&body).as_deref()) {
+    if !csrf_ok(&session, posted_csrf(&body).as_deref()) {
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }
     match oauth::rotate_secret(&app, session.user.id, &client_id).await {
@@ -552,7 +525,7 @@ pub async fn delete(
     body: Bytes,
 ) -> Response {
     let (t, _) = language(&headers, &Lang::default());
-    if !csrf_ok(&session, csrf_of(&body).as_deref()) {
+    if !csrf_ok(&session, posted_csrf(&body).as_deref()) {
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }
     let done = oauth::delete(&app, session.user.id, &client_id).await;
@@ -567,7 +540,7 @@ pub async fn revoke(
     body: Bytes,
 ) -> Response {
     let (t, _) = language(&headers, &Lang::default());
-    if !csrf_ok(&session, csrf_of(&body).as_deref()) {
+    if !csrf_ok(&session, posted_csrf(&body).as_deref()) {
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }
     let done = oauth::revoke(&app, &grant_id, session.user.id).await;
@@ -652,7 +625,7 @@ pub async fn admin_suspend(
     if !session.is_admin {
         return (StatusCode::NOT_FOUND, "Not found").into_response();
     }
-    if !csrf_ok(&session, csrf_of(&body).as_deref()) {
+    if !csrf_ok(&session, posted_csrf(&body).as_deref()) {
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }
     let suspended = match app.store.app(&client_id).await {

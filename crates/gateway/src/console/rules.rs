@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::session::{csrf_ok, Member};
-use super::{form, language, page, Lang, Texts};
+use super::{form, language, page, posted_csrf, Lang, Texts};
 use crate::api::override_rules::{parse_rule, Owner, MAX_RULES};
 use crate::error::ApiError;
 use crate::state::App;
@@ -210,7 +210,7 @@ pub async fn delete(
     body: Bytes,
 ) -> Response {
     let (t, _) = language(&headers, &Lang::default());
-    let given = form::<CsrfForm>(&body).ok().map(|f| f.csrf);
+    let given = posted_csrf(&body);
     if !csrf_ok(&session, given.as_deref()) {
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }
@@ -225,11 +225,6 @@ pub async fn delete(
     }
 }
 
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
-}
-
 /// Enables a disabled rule of the user's, or disables an enabled one.
 pub async fn toggle(
     State(app): State<App>,
@@ -239,7 +234,7 @@ pub async fn toggle(
     body: Bytes,
 ) -> Response {
     let (t, _) = language(&headers, &Lang::default());
-    let given = form::<CsrfForm>(&body).ok().map(|f| f.csrf);
+    let given = posted_csrf(&body);
     if !csrf_ok(&session, given.as_deref()) {
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }

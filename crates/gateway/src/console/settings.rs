@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::session::{csrf_ok, Member};
-use super::{form, language, page, password, Lang, Texts};
+use super::{form, language, page, password, posted_csrf, Lang, Texts};
 use crate::state::App;
 
 struct SessionRow {
@@ -150,11 +150,6 @@ pub async fn change_password(
     }
 }
 
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
-}
-
 /// Closes one of the user's own sessions.
 pub async fn close_session(
     State(app): State<App>,
@@ -164,7 +159,7 @@ pub async fn close_session(
     body: Bytes,
 ) -> Response {
     let (t, _) = language(&headers, &Lang::default());
-    let given = form::<CsrfForm>(&body).ok().map(|f| f.csrf);
+    let given = posted_csrf(&body);
     if !csrf_ok(&session, given.as_deref()) {
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use store::{Order, OrderFilter, OrderState};
 
 use super::session::{csrf_ok, Member};
-use super::{form, language, page, Lang, Texts};
+use super::{form, language, page, posted_csrf, Lang, Texts};
 use crate::money::{format_credits, format_usd};
 use crate::payments::{format_amount, format_minor, Method};
 use crate::state::App;
@@ -479,11 +479,6 @@ pub async fn admin_refund(
     }
 }
 
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
-}
-
 /// `POST /console/admin/orders/reconcile`: the last 3 days.
 pub async fn admin_reconcile(
     State(app): State<App>,
@@ -495,7 +490,7 @@ pub async fn admin_reconcile(
         return not_found();
     }
     let (t, _) = language(&headers, &Lang::default());
-    let given = form::<CsrfForm>(&body).ok().map(|f| f.csrf);
+    let given = posted_csrf(&body);
     if !csrf_ok(&session, given.as_deref()) {
         return (StatusCode::FORBIDDEN, t.bad_form).into_response();
     }

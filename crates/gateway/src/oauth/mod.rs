@@ -6,9 +6,10 @@
 //!   an app asks; the user approves ([`approve`]) and a single-use code goes
 //!   back to the app, bound to it, to the redirect URI and to the PKCE
 //!   challenge; it lives [`crate::config::OAuthConfig::code_ttl_secs`].
-//! * The app exchanges the code ([`exchange`]) for an OAuth token (a grant
-//!   with the approved scopes and limits) or, in the keyless PKCE flow,
-//!   for a plain API key with the approved spending limit.
+//! * The app exchanges the code for an OAuth token ([`issue_token`]: a
+//!   grant with the approved scopes and limits) or, in the keyless PKCE
+//!   flow, for a plain API key with the approved spending limit
+//!   ([`issue_key`]).
 //! * With its token an app calls the open API (`api::oauth`): each route
 //!   needs its scope ([`TokenCaller`]); charges go through [`charge`].
 
@@ -18,17 +19,16 @@ pub mod scopes;
 
 use serde::Deserialize;
 use store::{
-    ChargeOutcome, CodeRefusal, Grant, NewApp, NewCharge, NewKey, OAuthApp, OAuthCode, Redemption,
-    User,
+    ChargeOutcome, CodeRefusal, Grant, NewApp, NewCharge, OAuthApp, OAuthCode, Redemption, User,
 };
 
-use crate::accounts::check_length;
+use crate::accounts::{check_length, key_row, KeyOptions, MAX_REMARK_CHARS};
 use crate::config::GrantLimits;
 use crate::error::ApiError;
 use crate::money::MAX_AMOUNT_NANO;
 use crate::secrets::{
-    hash_secret, hashes_equal, new_client_id, new_client_secret, new_key_id, new_oauth_code,
-    new_oauth_token, new_object_id, OAUTH_TOKEN_PREFIX,
+    hash_secret, hashes_equal, new_client_id, new_client_secret, new_oauth_code, new_oauth_token,
+    new_object_id, OAUTH_TOKEN_PREFIX,
 };
 use crate::state::App;
 pub use scopes::Scope;
@@ -397,24 +397,31 @@ pub struct Exchange {
     pub code: Option<String>,
 }
 
-/// What a code was exchanged for.
-pub enum Issued {
-    Token {
-        token: String,
-        user_id: i64,
-        client_id: String,
-    },
-    Key {
-        secret: String,
-        user_id: i64,
-        app_name: String,
-    },
+/// An OAuth token, issued for a code.
+pub struct IssuedToken {
+    pub token: String,
+    pub user_id: i64,
+    pub client_id: String,
 }
 
-/// Exchanges a code: the client proves itself with its secret or (when the
-/// code has a PKCE challenge) its verifier. `as_key` asks for a plain API
-/// key (OpenRouter's keyless flow, PKCE only).
-pub async fn exchange(app: &App, request: &Exchange, as_key: bool) -> Result<Issued, ApiError> {
+/// A plain API key, made for a code (the keyless flow).
+pub struct IssuedKey {
+    pub secret: String,
+    pub user_id: i64,
+    pub app_name: String,
+}
+
+/// A code whose client proved itself, ready to be redeemed.
+struct Verified {
+    code_hash: String,
+    code: OAuthCode,
+    app: OAuthApp,
+}
+
+/// Checks a code exchange: the client proves itself with its secret or
+/// (when the code has a PKCE challenge) its verifier. `as_key`: the
+/// keyless flow (OpenRouter's), PKCE only, no client id needed.
+async fn verify(app: &App, request: &Exchange, as_key: bool) -> Result<Verified, ApiError> {
     let code = request
         .code
         .as_deref()
@@ -491,81 +498,87 @@ pub async fn exchange(app: &App, request: &Exchange, as_key: bool) -> Result<Iss
             ));
         }
     }
-    let scopes = scopes::from_names(&found.scopes);
-    let label = format!("{} (OAuth app)", registered.name);
-    let key_for = |secret: &str, max_fee: i64| NewKey {
-        id: new_key_id(),
-        user_id: found.user_id,
-        key_hash: hash_secret(secret),
-        key_prefix: secret.chars().take(7).collect(),
-        key_last4: secret
-            .chars()
-            .rev()
-            .take(4)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect(),
-        remark: label
-            .chars()
-            .take(crate::accounts::MAX_REMARK_CHARS)
-            .collect(),
-        is_admin: false,
-        permissions: Vec::new(),
-        max_fee,
-        expired_at: None,
-        limits: store::RateLimits::default(),
+    Ok(Verified {
+        code_hash,
+        code: found,
+        app: registered,
+    })
+}
+
+/// The key a redeemed code makes for its user: labelled with the app,
+/// limited to the spending the user approved.
+fn app_key(verified: &Verified, secret: &str) -> store::NewKey {
+    let label = format!("{} (OAuth app)", verified.app.name);
+    let options = KeyOptions {
+        remark: label.chars().take(MAX_REMARK_CHARS).collect(),
+        max_fee: verified.code.spend_limit,
+        ..KeyOptions::default()
     };
-    let (issued, redemption) = if as_key {
-        if !scopes.contains(&Scope::Api) {
-            return Err(oauth_error(
-                400,
-                "invalid_scope",
-                "An API key needs the `api` scope.",
-            ));
-        }
-        if found.spend_limit <= 0 {
-            return Err(invalid_request(
-                "The user approved no spending: an API key would be useless.",
-            ));
-        }
-        let secret = crate::secrets::new_api_key();
-        let redemption = Redemption::Key(key_for(&secret, found.spend_limit));
-        let issued = Issued::Key {
-            secret,
-            user_id: found.user_id,
-            app_name: registered.name.clone(),
-        };
-        (issued, redemption)
-    } else {
-        let token = new_oauth_token();
-        // No spending approved, no API access (a key's 0 means unlimited).
-        let key = (scopes.contains(&Scope::Api) && found.spend_limit > 0)
-            .then(|| key_for(&token, found.spend_limit));
-        let redemption = Redemption::Token {
-            grant_id: new_object_id("grant"),
-            token_hash: hash_secret(&token),
-            token_last4: token[token.len() - 4..].to_string(),
-            key,
-        };
-        let issued = Issued::Token {
-            token,
-            user_id: found.user_id,
-            client_id: registered.client_id.clone(),
-        };
-        (issued, redemption)
+    key_row(verified.code.user_id, secret, options)
+}
+
+/// Exchanges a code for an OAuth token (`issue-token`); with the `api`
+/// scope the token is also an API key of the user.
+pub async fn issue_token(app: &App, request: &Exchange) -> Result<IssuedToken, ApiError> {
+    let verified = verify(app, request, false).await?;
+    let token = new_oauth_token();
+    let scopes = scopes::from_names(&verified.code.scopes);
+    // No spending approved, no API access (a key's 0 means unlimited).
+    let key = (scopes.contains(&Scope::Api) && verified.code.spend_limit > 0)
+        .then(|| app_key(&verified, &token));
+    let redemption = Redemption::Token {
+        grant_id: new_object_id("grant"),
+        token_hash: hash_secret(&token),
+        token_last4: token[token.len() - 4..].to_string(),
+        key,
     };
-    match app
+    redeem(app, &verified, &redemption).await?;
+    Ok(IssuedToken {
+        token,
+        user_id: verified.code.user_id,
+        client_id: verified.app.client_id,
+    })
+}
+
+/// Exchanges a code for a plain API key of the user (OpenRouter's keyless
+/// PKCE flow): it needs the `api` scope and some approved spending.
+pub async fn issue_key(app: &App, request: &Exchange) -> Result<IssuedKey, ApiError> {
+    let verified = verify(app, request, true).await?;
+    if !scopes::from_names(&verified.code.scopes).contains(&Scope::Api) {
+        return Err(oauth_error(
+            400,
+            "invalid_scope",
+            "An API key needs the `api` scope.",
+        ));
+    }
+    if verified.code.spend_limit <= 0 {
+        return Err(invalid_request(
+            "The user approved no spending: an API key would be useless.",
+        ));
+    }
+    let secret = crate::secrets::new_api_key();
+    let redemption = Redemption::Key(app_key(&verified, &secret));
+    redeem(app, &verified, &redemption).await?;
+    Ok(IssuedKey {
+        secret,
+        user_id: verified.code.user_id,
+        app_name: verified.app.name,
+    })
+}
+
+/// Redeems a verified code, once.
+async fn redeem(app: &App, verified: &Verified, redemption: &Redemption) -> Result<(), ApiError> {
+    let redeemed = app
         .store
         .redeem_code(
-            &code_hash,
-            registered.id,
-            &redemption,
+            &verified.code_hash,
+            verified.app.id,
+            redemption,
             app.config.max_keys_per_user,
         )
-        .await?
-    {
-        Ok(_) => Ok(issued),
+        .await?;
+    match redeemed {
+        Ok(_) => Ok(()),
         Err(CodeRefusal::Reused) => {
             app.auth_cache.clear();
             Err(invalid_grant(
@@ -744,19 +757,12 @@ pub async fn rotate_management_key(
     user_id: i64,
 ) -> Result<(store::ApiKey, String), ApiError> {
     let secret = crate::secrets::new_api_key();
-    let new = NewKey {
-        id: new_key_id(),
-        user_id,
-        key_hash: hash_secret(&secret),
-        key_prefix: secret[..7].to_string(),
-        key_last4: secret[secret.len() - 4..].to_string(),
+    let options = KeyOptions {
         remark: "management key".into(),
         is_admin: true,
-        permissions: Vec::new(),
-        max_fee: 0,
-        expired_at: None,
-        limits: store::RateLimits::default(),
+        ..KeyOptions::default()
     };
+    let new = key_row(user_id, &secret, options);
     let key = app.store.rotate_management_key(user_id, &new).await?;
     app.auth_cache.clear();
     Ok((key, secret))
