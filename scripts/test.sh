@@ -44,14 +44,36 @@ start_postgres() {
   local run=()
   if [ "$(id -u)" = 0 ]; then run=(runuser -u postgres --); fi
   if [ -f "$PG_DIR/postmaster.pid" ] && "${run[@]}" "$bin/pg_ctl" -D "$PG_DIR" status >/dev/null 2>&1; then
+    # Already running (an earlier run): its port is line 4 of the pid file.
+    PG_PORT=$(sed -n 4p "$PG_DIR/postmaster.pid")
     return 0
   fi
   rm -rf "$PG_DIR"
   mkdir -p "$PG_DIR"
   [ "$(id -u)" = 0 ] && chown postgres:postgres "$PG_DIR"
   "${run[@]}" "$bin/initdb" -D "$PG_DIR" -U postgres --auth=trust >/dev/null
-  "${run[@]}" "$bin/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 60 \
-    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null
+  # A server left listening on the port by something else (another clone's
+  # cluster, a hand-started one) would make pg_ctl fail: take the next free port.
+  local first=$PG_PORT
+  while port_in_use "$PG_PORT"; do
+    PG_PORT=$((PG_PORT + 1))
+    if [ "$PG_PORT" -gt $((first + 50)) ]; then
+      echo "no free port for PostgreSQL in $first..$PG_PORT" >&2
+      exit 1
+    fi
+  done
+  [ "$PG_PORT" = "$first" ] || echo "port $first is taken: PostgreSQL listens on $PG_PORT" >&2
+  if ! "${run[@]}" "$bin/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 60 \
+    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null; then
+    echo "PostgreSQL did not start; its log:" >&2
+    cat "$PG_DIR/server.log" >&2 || true
+    exit 1
+  fi
+}
+
+# True when something accepts connections on 127.0.0.1:$1.
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 # Debian's redis-server: the tests that share limits between instances
