@@ -133,9 +133,27 @@ impl Store {
         }
         let backend = self.backend();
         let mut tx = self.writer.begin().await?;
+        // Nearly always every request id is new: the records go in without
+        // RETURNING (on SQLite each row returned is one more message from
+        // its worker thread), and the row counts prove it. Otherwise (a
+        // replay, a retry, an id twice in the batch) the batch starts over,
+        // asking which ids the insert adds.
         let mut inserted = HashSet::new();
+        let mut all_new = true;
         for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-            inserted.extend(insert_usage(&mut tx, backend, chunk).await?);
+            if insert_usage(&mut tx, backend, chunk).await? != chunk.len() as u64 {
+                all_new = false;
+                break;
+            }
+        }
+        if all_new {
+            inserted.extend(batch.iter().map(|s| s.request_id.clone()));
+        } else {
+            tx.rollback().await?;
+            tx = self.writer.begin().await?;
+            for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+                inserted.extend(insert_usage_returning_new(&mut tx, backend, chunk).await?);
+            }
         }
         // The first occurrence of each newly inserted id is the one charged.
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -213,26 +231,12 @@ const ROWS_PER_STATEMENT: usize = 64;
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
-/// Inserts usage records, skipping ids already settled; returns the ids inserted.
-async fn insert_usage(
-    tx: &mut Tx<'_>,
-    backend: Backend,
-    chunk: &[Settlement],
-) -> Result<Vec<String>> {
-    const COLUMNS: usize = 18;
-    let rows: Vec<String> = (0..chunk.len())
-        .map(|r| format!("({})", placeholders(backend, r * COLUMNS + 1, COLUMNS)))
-        .collect();
-    let sql = format!(
-        "INSERT INTO usage_records (request_id, user_id, key_id, endpoint, model, provider, \
-         upstream_model, stream, input_tokens, output_tokens, cached_tokens, cost, latency_ms, \
-         status, error, created_at, cache_write_tokens, unit) VALUES {} \
-         ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
-        rows.join(", ")
-    );
-    let mut query = sqlx::query_scalar::<_, String>(&sql);
-    for s in chunk {
-        query = query
+/// Binds a settlement's 18 columns in `usage_insert_sql`'s order (a macro:
+/// `query` and `query_scalar` are different types with the same `bind`).
+macro_rules! bind_settlement {
+    ($query:expr, $s:expr) => {{
+        let s = $s;
+        $query
             .bind(&s.request_id)
             .bind(s.user_id)
             .bind(&s.key_id)
@@ -250,9 +254,54 @@ async fn insert_usage(
             .bind(&s.error)
             .bind(s.created_at)
             .bind(s.cache_write_tokens)
-            .bind(&s.unit);
+            .bind(&s.unit)
+    }};
+}
+
+/// Inserts usage records, skipping ids already settled; returns how many
+/// were inserted.
+async fn insert_usage(tx: &mut Tx<'_>, backend: Backend, chunk: &[Settlement]) -> Result<u64> {
+    let sql = usage_insert_sql(backend, chunk.len(), "");
+    let query = bind_usage(sqlx::query(&sql), chunk);
+    Ok(query.execute(&mut **tx).await?.rows_affected())
+}
+
+/// Inserts usage records, skipping ids already settled; returns the ids inserted.
+async fn insert_usage_returning_new(
+    tx: &mut Tx<'_>,
+    backend: Backend,
+    chunk: &[Settlement],
+) -> Result<Vec<String>> {
+    let sql = usage_insert_sql(backend, chunk.len(), " RETURNING request_id");
+    let mut query = sqlx::query_scalar::<_, String>(&sql);
+    for s in chunk {
+        query = bind_settlement!(query, s);
     }
     Ok(query.fetch_all(&mut **tx).await?)
+}
+
+fn usage_insert_sql(backend: Backend, rows: usize, returning: &str) -> String {
+    const COLUMNS: usize = 18;
+    let rows: Vec<String> = (0..rows)
+        .map(|r| format!("({})", placeholders(backend, r * COLUMNS + 1, COLUMNS)))
+        .collect();
+    format!(
+        "INSERT INTO usage_records (request_id, user_id, key_id, endpoint, model, provider, \
+         upstream_model, stream, input_tokens, output_tokens, cached_tokens, cost, latency_ms, \
+         status, error, created_at, cache_write_tokens, unit) VALUES {} \
+         ON CONFLICT (request_id) DO NOTHING{returning}",
+        rows.join(", ")
+    )
+}
+
+fn bind_usage<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    chunk: &'q [Settlement],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for s in chunk {
+        query = bind_settlement!(query, s);
+    }
+    query
 }
 
 /// Releases the holds of `fresh` settlements, charges users and keys (one
