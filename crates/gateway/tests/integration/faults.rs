@@ -602,8 +602,10 @@ async fn the_journal_stays_small_while_a_long_request_stays_open() {
             .unwrap()
             .map(|e| e.unwrap().metadata().unwrap().len())
             .sum();
-        // Two 1 MiB segments (the active one and its cleared spare).
-        assert!(bytes <= 2 * 1024 * 1024, "{bytes} bytes of journal");
+        // Two segments (the active one and its cleared spare), each 1 MiB or
+        // twice what was open at a rotation (here up to 1,000 requests of
+        // ~1.1 kB): a few MB, however much was written (30 MB).
+        assert!(bytes <= 6 * 1024 * 1024, "{bytes} bytes of journal");
     }
     let (_, replay) = Journal::open(&dir, false, &store).await.unwrap();
     assert_eq!((replay.settled, replay.interrupted), (0, 1));
