@@ -142,6 +142,8 @@ def test_an_admin_credits_a_user_who_sees_it_and_cannot_reach_others(browser, co
     shown = WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "user-balance")))
     assert shown.text.startswith("3.25"), shown.text
     browser.find_element(By.ID, "logout").click()
+    # The logout's answer first: a page loaded before it would still be Alice's.
+    WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "login")))
     # Bob sees his credit, and nothing of Alice's.
     log_in(browser, url, "bob", "bob's long password")
     balance = WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.ID, "balance-usd")))
