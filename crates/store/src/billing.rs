@@ -8,6 +8,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use sqlx::Row;
+
 use crate::users::placeholders;
 use crate::{now_ms, Backend, Result, Store};
 
@@ -137,29 +139,28 @@ impl Store {
         // RETURNING (on SQLite each row returned is one more message from
         // its worker thread), and the row counts prove it. Otherwise (a
         // replay, a retry, an id twice in the batch) the batch starts over,
-        // asking which ids the insert adds.
-        let mut inserted = HashSet::new();
-        let mut all_new = true;
+        // asking which ids the insert adds. `None`: all of them.
+        let mut added: Option<HashSet<String>> = None;
         for chunk in batch.chunks(ROWS_PER_STATEMENT) {
             if insert_usage(&mut tx, backend, chunk).await? != chunk.len() as u64 {
-                all_new = false;
+                tx.rollback().await?;
+                tx = self.writer.begin().await?;
+                let mut ids = HashSet::new();
+                for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+                    ids.extend(insert_usage_returning_new(&mut tx, backend, chunk).await?);
+                }
+                added = Some(ids);
                 break;
-            }
-        }
-        if all_new {
-            inserted.extend(batch.iter().map(|s| s.request_id.clone()));
-        } else {
-            tx.rollback().await?;
-            tx = self.writer.begin().await?;
-            for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-                inserted.extend(insert_usage_returning_new(&mut tx, backend, chunk).await?);
             }
         }
         // The first occurrence of each newly inserted id is the one charged.
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut fresh: Vec<&Settlement> = Vec::new();
         for s in batch {
-            if inserted.remove(s.request_id.as_str()) {
+            let new = added
+                .as_mut()
+                .is_none_or(|ids| ids.remove(s.request_id.as_str()));
+            if new {
                 outcomes.push(SettleOutcome::Charged);
                 fresh.push(s);
             } else {
@@ -231,12 +232,51 @@ const ROWS_PER_STATEMENT: usize = 64;
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
-/// Binds a settlement's 18 columns in `usage_insert_sql`'s order (a macro:
-/// `query` and `query_scalar` are different types with the same `bind`).
-macro_rules! bind_settlement {
-    ($query:expr, $s:expr) => {{
-        let s = $s;
-        $query
+/// Inserts usage records, skipping ids already settled; returns how many
+/// were inserted.
+async fn insert_usage(tx: &mut Tx<'_>, backend: Backend, chunk: &[Settlement]) -> Result<u64> {
+    let sql = usage_insert_sql(backend, chunk.len(), "");
+    let query = bind_usage(sqlx::query(&sql), chunk);
+    Ok(query.execute(&mut **tx).await?.rows_affected())
+}
+
+/// Inserts usage records, skipping ids already settled; returns the ids inserted.
+async fn insert_usage_returning_new(
+    tx: &mut Tx<'_>,
+    backend: Backend,
+    chunk: &[Settlement],
+) -> Result<Vec<String>> {
+    let sql = usage_insert_sql(backend, chunk.len(), " RETURNING request_id");
+    let rows = bind_usage(sqlx::query(&sql), chunk)
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<std::result::Result<_, _>>()?)
+}
+
+fn usage_insert_sql(backend: Backend, rows: usize, returning: &str) -> String {
+    const COLUMNS: usize = 18;
+    let rows: Vec<String> = (0..rows)
+        .map(|r| format!("({})", placeholders(backend, r * COLUMNS + 1, COLUMNS)))
+        .collect();
+    format!(
+        "INSERT INTO usage_records (request_id, user_id, key_id, endpoint, model, provider, \
+         upstream_model, stream, input_tokens, output_tokens, cached_tokens, cost, latency_ms, \
+         status, error, created_at, cache_write_tokens, unit) VALUES {} \
+         ON CONFLICT (request_id) DO NOTHING{returning}",
+        rows.join(", ")
+    )
+}
+
+/// Binds the settlements' 18 columns each, in `usage_insert_sql`'s order.
+fn bind_usage<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    chunk: &'q [Settlement],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for s in chunk {
+        query = query
             .bind(&s.request_id)
             .bind(s.user_id)
             .bind(&s.key_id)
@@ -254,52 +294,7 @@ macro_rules! bind_settlement {
             .bind(&s.error)
             .bind(s.created_at)
             .bind(s.cache_write_tokens)
-            .bind(&s.unit)
-    }};
-}
-
-/// Inserts usage records, skipping ids already settled; returns how many
-/// were inserted.
-async fn insert_usage(tx: &mut Tx<'_>, backend: Backend, chunk: &[Settlement]) -> Result<u64> {
-    let sql = usage_insert_sql(backend, chunk.len(), "");
-    let query = bind_usage(sqlx::query(&sql), chunk);
-    Ok(query.execute(&mut **tx).await?.rows_affected())
-}
-
-/// Inserts usage records, skipping ids already settled; returns the ids inserted.
-async fn insert_usage_returning_new(
-    tx: &mut Tx<'_>,
-    backend: Backend,
-    chunk: &[Settlement],
-) -> Result<Vec<String>> {
-    let sql = usage_insert_sql(backend, chunk.len(), " RETURNING request_id");
-    let mut query = sqlx::query_scalar::<_, String>(&sql);
-    for s in chunk {
-        query = bind_settlement!(query, s);
-    }
-    Ok(query.fetch_all(&mut **tx).await?)
-}
-
-fn usage_insert_sql(backend: Backend, rows: usize, returning: &str) -> String {
-    const COLUMNS: usize = 18;
-    let rows: Vec<String> = (0..rows)
-        .map(|r| format!("({})", placeholders(backend, r * COLUMNS + 1, COLUMNS)))
-        .collect();
-    format!(
-        "INSERT INTO usage_records (request_id, user_id, key_id, endpoint, model, provider, \
-         upstream_model, stream, input_tokens, output_tokens, cached_tokens, cost, latency_ms, \
-         status, error, created_at, cache_write_tokens, unit) VALUES {} \
-         ON CONFLICT (request_id) DO NOTHING{returning}",
-        rows.join(", ")
-    )
-}
-
-fn bind_usage<'q>(
-    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    chunk: &'q [Settlement],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    for s in chunk {
-        query = bind_settlement!(query, s);
+            .bind(&s.unit);
     }
     query
 }
