@@ -38,10 +38,6 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-profile.XXXXXX")
 trap 'stop_all; rm -rf "$WORK"' EXIT
 count_requests() { :; }
 record() { :; }
-admin() { # admin TARGET METHOD PATH [JSON]
-    curl -sf -X "$2" -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
-        ${4:+-d "$4"} "${URL[$1]}$3"
-}
 
 check_port_free "$PORT" PORT_BASE
 check_port_free $((PORT + 20)) PORT_BASE
@@ -58,9 +54,9 @@ log "sampling $SECS s at c=$CONC"
 perf record -q -e cpu-clock -F 999 -g --call-graph dwarf,16384 -p "${PID[tollgate]}" \
     -o "$WORK/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
 perf_pid=$!
-ticks_before=$(awk '{print $14 + $15}' "/proc/${PID[tollgate]}/stat")
+ticks_before=$(cpu_ticks "${PID[tollgate]}")
 result=$(wrk_run "${SECS}s")
-ticks_after=$(awk '{print $14 + $15}' "/proc/${PID[tollgate]}/stat")
+ticks_after=$(cpu_ticks "${PID[tollgate]}")
 wait "$perf_pid" || true
 requests=$(grep -o 'requests=[0-9]*' <<<"$result" | cut -d= -f2)
 log "$result"
