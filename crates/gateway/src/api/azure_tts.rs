@@ -20,6 +20,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, Shape};
 use crate::money::MeterUnit;
 use crate::pipeline::{self, Metered, Planner};
+use crate::providers::client;
 use crate::state::App;
 
 pub const SYNTHESIS: &str = "/api/v1/openapi/azure/tts/v1";
@@ -153,7 +154,7 @@ pub async fn voices(
             .await
             .map_err(|_| ApiError::UpstreamUnreachable)?;
         let status = answer.status();
-        let body = tokio::time::timeout(provider.request_timeout, answer.bytes())
+        let body = tokio::time::timeout(provider.request_timeout, client::read_whole(answer))
             .await
             .map_err(|_| ApiError::UpstreamTimeout)?
             .map_err(|_| ApiError::UpstreamReset)?;

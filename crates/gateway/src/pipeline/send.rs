@@ -14,6 +14,7 @@ use crate::catalog::Catalog;
 use crate::config::ModelSpec;
 use crate::config::{send_budget, ERROR_BODY_WAIT};
 use crate::error::ApiError;
+use crate::providers::client::UpstreamResponse;
 use crate::providers::{KeyIndex, Outgoing, Provider, Target, UpstreamCall};
 use crate::relay::{send, Payload, UpstreamFailure};
 use crate::routing::health::Attempt;
@@ -164,7 +165,7 @@ pub(crate) async fn send_with_failover<R: Sendable>(
     app: &App,
     request: &mut R,
     failover: &mut Failover<R::Call>,
-) -> Result<reqwest::Response, UpstreamFailure> {
+) -> Result<UpstreamResponse, UpstreamFailure> {
     let policy = &app.config.failover;
     let mut started = None;
     // Whether a try to `provider` starting now would end within the budget.

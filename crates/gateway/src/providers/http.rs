@@ -3,8 +3,12 @@
 
 use std::time::{Duration, Instant};
 
+use axum::http::{Method, Request, Uri};
+use bytes::Bytes;
+use http_body_util::Full;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
+use super::client::{self, DirectClient, SendError, UpstreamResponse};
 use super::keys::{KeyIndex, Keys};
 use super::{adapter, Adapter, UpstreamError};
 use crate::config::{resolve_secret, LateSystemMessages, ProviderConfig};
@@ -28,12 +32,15 @@ pub struct Provider {
     base_url: String,
     /// `base_url` + each path the gateway calls, parsed once: URL parsing
     /// is a measurable share of a request's cost.
-    endpoints: Vec<(&'static str, reqwest::Url)>,
+    endpoints: Vec<(&'static str, Uri)>,
     /// The configured headers and the kind's own, sent with every call.
     headers: HeaderMap,
     /// The upstream keys, in rotation.
     keys: Keys,
     client: reqwest::Client,
+    /// hyper's client for JSON calls; `None` when the environment sends
+    /// this upstream through a proxy, which only reqwest speaks.
+    direct: Option<DirectClient>,
     pub request_timeout: Duration,
     pub read_timeout: Duration,
     /// How late system messages reach it through translation.
@@ -61,6 +68,23 @@ impl Provider {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| format!("providers.{name}: cannot build HTTP client: {e}"))?;
+        let base_url = config.base_url.trim_end_matches('/').to_string();
+        let endpoints: Vec<(&'static str, Uri)> = UPSTREAM_PATHS
+            .iter()
+            .map(|path| {
+                format!("{base_url}{path}")
+                    .parse::<Uri>()
+                    .map(|u| (*path, u))
+                    .map_err(|e| format!("providers.{name}.base_url: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        let direct = match endpoints.first() {
+            Some((_, uri)) if !client::proxied(uri) => Some(
+                DirectClient::new(Duration::from_secs(config.connect_timeout_secs))
+                    .map_err(|e| format!("providers.{name}: {e}"))?,
+            ),
+            _ => None,
+        };
         let adapter = adapter(config.kind);
         for (header, value) in adapter
             .fixed_headers(config)
@@ -91,19 +115,12 @@ impl Provider {
             name: name.to_string(),
             adapter,
             responses_api: config.responses_api,
-            endpoints: UPSTREAM_PATHS
-                .iter()
-                .map(|path| {
-                    let url = format!("{}{path}", config.base_url.trim_end_matches('/'));
-                    reqwest::Url::parse(&url)
-                        .map(|u| (*path, u))
-                        .map_err(|e| format!("providers.{name}.base_url: {e}"))
-                })
-                .collect::<Result<_, _>>()?,
-            base_url: config.base_url.trim_end_matches('/').to_string(),
+            endpoints,
+            base_url,
             headers,
             keys: Keys::new(keys),
             client,
+            direct,
             request_timeout: Duration::from_secs(config.request_timeout_secs),
             read_timeout: Duration::from_secs(config.read_timeout_secs),
             late_system_messages: config.late_system_messages,
@@ -147,7 +164,7 @@ impl Provider {
         query: &str,
         forwarded: &[(HeaderName, HeaderValue)],
         key: Option<KeyIndex>,
-    ) -> Result<reqwest::Response, UpstreamError> {
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let mut headers = self.headers.clone();
         for (name, value) in forwarded {
             headers.insert(name.clone(), value.clone());
@@ -168,7 +185,7 @@ impl Provider {
         upload: &super::Upload,
         forwarded: &[(HeaderName, HeaderValue)],
         key: Option<KeyIndex>,
-    ) -> Result<reqwest::Response, UpstreamError> {
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let mut headers = self.headers.clone();
         for (name, value) in forwarded {
             headers.insert(name.clone(), value.clone());
@@ -207,7 +224,7 @@ impl Provider {
         body: Vec<u8>,
         forwarded: &[(HeaderName, HeaderValue)],
         key: Option<KeyIndex>,
-    ) -> Result<reqwest::Response, UpstreamError> {
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let mut headers = self.headers.clone();
         for (name, value) in forwarded {
             headers.insert(name.clone(), value.clone());
@@ -219,20 +236,42 @@ impl Provider {
         if let Some((name, value)) = key.and_then(|k| self.keys.get(k)).map(|k| &k.header) {
             headers.insert(name.clone(), value.clone());
         }
-        let url = match self.endpoints.iter().find(|(p, _)| *p == path) {
-            Some((_, url)) => url.clone(),
-            None => reqwest::Url::parse(&format!("{}{path}", self.base_url))
+        let uri = match self.endpoints.iter().find(|(p, _)| *p == path) {
+            Some((_, uri)) => uri.clone(),
+            None => format!("{}{path}", self.base_url)
+                .parse::<Uri>()
                 .map_err(|_| UpstreamError::Unreachable)?,
         };
-        self.call(self.client.post(url).headers(headers).body(body))
-            .await
+        let Some(direct) = &self.direct else {
+            let url =
+                reqwest::Url::parse(&uri.to_string()).map_err(|_| UpstreamError::Unreachable)?;
+            return self
+                .call(self.client.post(url).headers(headers).body(body))
+                .await;
+        };
+        let mut request = Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        match tokio::time::timeout(self.request_timeout, direct.send(request)).await {
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(Err(SendError::Connect(e))) => {
+                tracing::warn!(provider = %self.name, error = %client::describe(&e), "upstream unreachable");
+                Err(UpstreamError::Unreachable)
+            }
+            Ok(Err(SendError::Other(e))) => {
+                tracing::warn!(provider = %self.name, error = %client::describe(&e), "upstream connection failed before its answer");
+                Err(UpstreamError::Broken)
+            }
+            Ok(Ok(response)) => Ok(response),
+        }
     }
 
     /// Sends `request`, within the provider's time for a whole call.
     async fn call(
         &self,
         request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, UpstreamError> {
+    ) -> Result<UpstreamResponse, UpstreamError> {
         match tokio::time::timeout(self.request_timeout, request.send()).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Err(e)) if e.is_timeout() => Err(UpstreamError::Timeout),
@@ -244,7 +283,7 @@ impl Provider {
                 tracing::warn!(provider = %self.name, error = %without_url(&e), "upstream connection failed before its answer");
                 Err(UpstreamError::Broken)
             }
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => Ok(client::from_reqwest(response)),
         }
     }
 

@@ -10,6 +10,7 @@
 
 mod anthropic;
 mod azure_tts;
+pub mod client;
 mod http;
 mod keys;
 mod openai;

@@ -24,6 +24,7 @@ use crate::billing::Outcome;
 use crate::config::ERROR_BODY_WAIT;
 use crate::error::{ApiError, Shape};
 use crate::pipeline::Account;
+use crate::providers::client::{self, UpstreamResponse};
 use crate::providers::{KeyIndex, Provider, UpstreamError};
 use crate::state::{App, InFlightGuard};
 pub use raw::answer_raw;
@@ -216,7 +217,7 @@ pub(crate) async fn send(
     path: &str,
     payload: Payload<'_>,
     forwarded: &[(HeaderName, HeaderValue)],
-) -> Result<reqwest::Response, UpstreamFailure> {
+) -> Result<UpstreamResponse, UpstreamFailure> {
     let sent = match payload {
         Payload::Query(query) => provider.get(path, query, forwarded, key).await,
         Payload::Upload(upload) => provider.post_multipart(path, upload, forwarded, key).await,
@@ -246,7 +247,7 @@ pub(crate) async fn send(
         .collect();
     let body = tokio::time::timeout(
         ERROR_BODY_WAIT.min(provider.request_timeout),
-        response.bytes(),
+        client::read_whole(response),
     )
     .await
     .ok()
@@ -299,25 +300,27 @@ pub(crate) fn refuse(mut ex: Exchange, failure: UpstreamFailure) -> Answer {
 pub async fn answer_json(
     mut ex: Exchange,
     transform: BodyTransform,
-    response: reqwest::Response,
+    response: UpstreamResponse,
     _guard: InFlightGuard,
 ) -> Answer {
     let wire = ex.provider.adapter.wire();
     let status = response.status();
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-    let bytes = match tokio::time::timeout(ex.provider.request_timeout, response.bytes()).await {
-        Ok(Ok(b)) => b,
-        failed => {
-            // A reset is not a timeout: the client may retry either, but
-            // should be told which.
-            let error = match failed {
-                Err(_) => ApiError::UpstreamTimeout,
-                _ => ApiError::UpstreamReset,
-            };
-            ex.settle(failure_outcome(error.status().as_u16()));
-            return Answer::Error(error, ex.shape);
-        }
-    };
+    let bytes =
+        match tokio::time::timeout(ex.provider.request_timeout, client::read_whole(response)).await
+        {
+            Ok(Ok(b)) => b,
+            failed => {
+                // A reset is not a timeout: the client may retry either, but
+                // should be told which.
+                let error = match failed {
+                    Err(_) => ApiError::UpstreamTimeout,
+                    _ => ApiError::UpstreamReset,
+                };
+                ex.settle(failure_outcome(error.status().as_u16()));
+                return Answer::Error(error, ex.shape);
+            }
+        };
     let mut watch = UsageWatch::new(wire);
     watch.body(&bytes);
     let counts_itself = transform.counts_itself();
@@ -351,7 +354,7 @@ pub async fn answer_json(
 pub async fn answer_stream<T: StreamTransform>(
     ex: Exchange,
     transform: T,
-    response: reqwest::Response,
+    response: UpstreamResponse,
     guard: InFlightGuard,
 ) -> Answer {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
@@ -398,7 +401,7 @@ impl ClientSink {
 /// gets the last bytes, so that a client that saw its answer end was charged.
 async fn pump<T: StreamTransform>(
     mut ex: Exchange,
-    response: reqwest::Response,
+    response: UpstreamResponse,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     mut transform: T,
     _guard: InFlightGuard,
@@ -470,7 +473,7 @@ pub async fn forward_unmetered(
         }
     };
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::OK);
-    match tokio::time::timeout(provider.request_timeout, response.bytes()).await {
+    match tokio::time::timeout(provider.request_timeout, client::read_whole(response)).await {
         Ok(Ok(body)) => Answer::Whole {
             status,
             content_type: HeaderValue::from_static("application/json"),

@@ -17,13 +17,14 @@ use tracing::Instrument;
 use super::{Answer, ClientSink, Exchange, STREAM_BUFFER};
 use crate::billing::estimate::Delivered;
 use crate::billing::Outcome;
+use crate::providers::client::{self, UpstreamResponse};
 use crate::state::InFlightGuard;
 
 /// Streams `response`'s bytes to the client and settles `usage`.
 pub async fn answer_raw(
     ex: Exchange,
     usage: TokenUsage,
-    response: reqwest::Response,
+    response: UpstreamResponse,
     guard: InFlightGuard,
 ) -> Answer {
     let content_type = response
@@ -39,14 +40,14 @@ pub async fn answer_raw(
 async fn pump(
     mut ex: Exchange,
     usage: TokenUsage,
-    response: reqwest::Response,
+    response: UpstreamResponse,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     _guard: InFlightGuard,
 ) {
     let app = ex.account.app().clone();
     let read_timeout: Duration = ex.provider.read_timeout;
     let mut client = ClientSink::new(&app, tx.clone());
-    let mut body = response.bytes_stream();
+    let mut body = client::pieces(response);
     let mut error = None;
     let mut delivered = false;
     loop {

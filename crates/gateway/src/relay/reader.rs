@@ -9,10 +9,11 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use protocol::sse::{SseDecoder, SseEvent};
 
+use crate::providers::client::{self, BodyError, UpstreamResponse};
 use crate::providers::Provider;
 use crate::state::App;
 
-type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + Send>>;
 
 /// An upstream answer's Server-Sent Events, as they arrive.
 pub(crate) struct EventReader {
@@ -62,9 +63,9 @@ impl Break {
 }
 
 impl EventReader {
-    pub(crate) fn new(response: reqwest::Response, provider: &Provider) -> Self {
+    pub(crate) fn new(response: UpstreamResponse, provider: &Provider) -> Self {
         EventReader {
-            upstream: Box::pin(response.bytes_stream()),
+            upstream: Box::pin(client::pieces(response)),
             decoder: SseDecoder::new(),
             read_timeout: provider.read_timeout,
         }

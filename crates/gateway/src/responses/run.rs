@@ -19,6 +19,7 @@ use super::registry::Run;
 use crate::billing::{Delivered, Outcome};
 use crate::error::ApiError;
 use crate::pipeline::{send_with_failover, Account, Failover, Sendable};
+use crate::providers::client::UpstreamResponse;
 use crate::providers::{Provider, ResponsesUpstream};
 use crate::relay::{EventReader, Read, UpstreamFailure};
 use crate::routing::Route;
@@ -122,7 +123,7 @@ pub(crate) async fn connect(
     app: &App,
     turn: &mut Turn,
     failover: &mut Failover<ResponsesUpstream>,
-) -> Result<reqwest::Response, UpstreamFailure> {
+) -> Result<UpstreamResponse, UpstreamFailure> {
     match send_with_failover(app, turn, failover).await {
         Ok(response) => Ok(response),
         Err(failure) => {
@@ -164,7 +165,7 @@ pub struct Finished {
 pub async fn drive(
     app: App,
     mut turn: Turn,
-    upstream: reqwest::Response,
+    upstream: UpstreamResponse,
     mut sink: Sink,
 ) -> Finished {
     let _guard = InFlight::enter(&app);
