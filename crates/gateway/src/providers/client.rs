@@ -8,7 +8,7 @@
 //! per request: multipart uploads, GETs, and any provider reached through a
 //! proxy (`HTTPS_PROXY` and friends, which only reqwest honours).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::http::{Request, Response, Uri};
@@ -66,7 +66,7 @@ impl DirectClient {
         tcp.set_connect_timeout(Some(connect_timeout));
         tcp.enforce_http(false);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config()?)
+            .with_tls_config(tls_config()?.clone())
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(tcp);
@@ -88,8 +88,14 @@ impl DirectClient {
 }
 
 /// TLS as reqwest configures it here: ring, TLS 1.2 and 1.3, webpki's
-/// roots plus the system's.
-fn tls_config() -> Result<rustls::ClientConfig, String> {
+/// roots plus the system's. Made once: reading the system's store takes
+/// milliseconds, and every provider of every catalog reload needs it.
+fn tls_config() -> Result<&'static rustls::ClientConfig, String> {
+    static CONFIG: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
+    CONFIG.get_or_init(make_tls_config).as_ref().map_err(Clone::clone)
+}
+
+fn make_tls_config() -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     // A system store that cannot be read (or has bad entries) leaves the
