@@ -92,7 +92,10 @@ impl DirectClient {
 /// milliseconds, and every provider of every catalog reload needs it.
 fn tls_config() -> Result<&'static rustls::ClientConfig, String> {
     static CONFIG: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
-    CONFIG.get_or_init(make_tls_config).as_ref().map_err(Clone::clone)
+    CONFIG
+        .get_or_init(make_tls_config)
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 fn make_tls_config() -> Result<rustls::ClientConfig, String> {
