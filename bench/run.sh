@@ -4,6 +4,7 @@
 #   bash bench/run.sh                          # everything; ≈ 30 min; writes bench/RESULTS.md
 #   DURATION=2s RUNS=1 SOAK=0 bash bench/run.sh  # a quick look (≈ 3 min after the installs)
 #   TARGETS="tollgate-sqlite nginx" bash bench/run.sh
+#   REPORT_FROM=bench/out bash bench/run.sh      # the report again from the last run's raw outputs
 #
 # Measures, in one run and back to back, the same requests against the mock
 # upstream directly, nginx in front of it, Tollgate (SQLite, PostgreSQL, and
@@ -103,6 +104,35 @@ for t in direct nginx tollgate-sqlite litellm; do want "$t" && streams=$((stream
 for t in direct nginx tollgate-sqlite; do want "$t" && streams=$((streams + 1)); done
 estimate=$((RUNS * (cells * (DURATION_S + 1) + streams * (STREAM_S + 2)) + SOAK_S + 60))
 log "targets: $ACTIVE_TARGETS; $RUNS × $cells load runs of $DURATION, $streams streaming runs; soak ${SOAK_S}s; ≈ $((estimate / 60)) min $((estimate % 60)) s of measurements"
+
+# REPORT_FROM=bench/out bash bench/run.sh: measures nothing; writes the
+# report again from the raw outputs a finished run left (give it that run's
+# settings), e.g. after a change to the report itself. The date, commit and
+# load average stay the run's, read from the RESULTS.md it wrote.
+if [[ -n ${REPORT_FROM:-} ]]; then
+    [[ -f $REPORT_FROM/results.txt && -f $REPORT_FROM/RESULTS.md ]] ||
+        die "$REPORT_FROM holds no results.txt and RESULTS.md of a run"
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-bench.XXXXXX")
+    trap 'rm -rf "$WORK"' EXIT
+    cp -r "$REPORT_FROM"/. "$WORK"/
+    mkdir -p "$WORK/nginx"
+    if [[ -f $WORK/nginx.conf ]]; then cp "$WORK/nginx.conf" "$WORK/nginx/nginx.conf"; fi
+    RESULTS=$WORK/results.txt
+    from_header() { sed -n "s/^- $1: //p" "$REPORT_FROM/RESULTS.md" | head -n 1; }
+    REPORT_DATE=$(from_header date)
+    HEAD=$(from_header commit | cut -d'`' -f2)
+    DIRTY=$(from_header commit | sed 's/^`[^`]*`//')
+    LOAD_BEFORE=$(from_header machine | sed 's/.*load runs: //')
+    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+    PG_BIN=$(dirname "$(find /usr/lib/postgresql -path '*/bin/initdb' 2>/dev/null | sort -V | tail -n 1)")
+    PIN=(taskset -c "$WRK_CPU")
+    write_report "$WORK/RESULTS.md"
+    write_chart "$WORK/added-latency.png"
+    cp "$WORK/RESULTS.md" "$BENCH_DIR/RESULTS.md"
+    if [[ -f $WORK/added-latency.png ]]; then cp "$WORK/added-latency.png" "$BENCH_DIR/added-latency.png"; fi
+    log "wrote bench/RESULTS.md and bench/added-latency.png again from $REPORT_FROM"
+    exit 0
+fi
 
 # --- tools, build, work folder -------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-bench.XXXXXX")
