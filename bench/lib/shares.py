@@ -9,7 +9,7 @@ import sys
 PARTS = [
     ("SQLite writer (usage records, ledger, daily totals)", ["sqlx_sqlite::", "sqlite3"]),
     ("crash journal", ["billing::journal"]),
-    ("upstream client (reqwest, hyper-util)", ["reqwest::", "hyper_util::client"]),
+    ("upstream client (hyper's, reqwest's)", ["reqwest::", "hyper_util::client", "hyper::proto::h1::dispatch::Client", "hyper::client::"]),
     ("server side of hyper (client connections)", ["hyper::proto::h1::dispatch::Server", "hyper::server::"]),
     ("JSON (serde_json)", ["serde_json::"]),
     ("billing (meter, holds, settlement queue)", ["gateway::billing::"]),
