@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use axum::http::{Method, Request, Uri};
 use bytes::Bytes;
 use http_body_util::Full;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
 
 use super::client::{self, DirectClient, SendError, UpstreamResponse};
 use super::keys::{KeyIndex, Keys};
@@ -39,7 +39,8 @@ pub struct Provider {
     keys: Keys,
     client: reqwest::Client,
     /// hyper's client for JSON calls; `None` when the environment sends
-    /// this upstream through a proxy, which only reqwest speaks.
+    /// this upstream through a proxy, which only reqwest speaks, or its URL
+    /// carries credentials.
     direct: Option<DirectClient>,
     pub request_timeout: Duration,
     pub read_timeout: Duration,
@@ -79,7 +80,7 @@ impl Provider {
             })
             .collect::<Result<_, _>>()?;
         let direct = match endpoints.first() {
-            Some((_, uri)) if !client::proxied(uri) => Some(
+            Some((_, uri)) if !client::needs_reqwest(uri) => Some(
                 DirectClient::new(Duration::from_secs(config.connect_timeout_secs))
                     .map_err(|e| format!("providers.{name}: {e}"))?,
             ),
@@ -225,46 +226,78 @@ impl Provider {
         forwarded: &[(HeaderName, HeaderValue)],
         key: Option<KeyIndex>,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let mut headers = self.headers.clone();
-        for (name, value) in forwarded {
-            headers.insert(name.clone(), value.clone());
-        }
-        // JSON unless the kind says otherwise (Azure's SSML).
-        headers
-            .entry(CONTENT_TYPE)
-            .or_insert(HeaderValue::from_static("application/json"));
-        if let Some((name, value)) = key.and_then(|k| self.keys.get(k)).map(|k| &k.header) {
-            headers.insert(name.clone(), value.clone());
-        }
+        let other_path;
         let uri = match self.endpoints.iter().find(|(p, _)| *p == path) {
-            Some((_, uri)) => uri.clone(),
-            None => format!("{}{path}", self.base_url)
-                .parse::<Uri>()
-                .map_err(|_| UpstreamError::Unreachable)?,
+            Some((_, uri)) => uri,
+            None => {
+                other_path = format!("{}{path}", self.base_url)
+                    .parse::<Uri>()
+                    .map_err(|_| UpstreamError::Unreachable)?;
+                &other_path
+            }
         };
         let Some(direct) = &self.direct else {
             let url =
                 reqwest::Url::parse(&uri.to_string()).map_err(|_| UpstreamError::Unreachable)?;
+            let headers = self.json_headers(forwarded, key);
             return self
                 .call(self.client.post(url).headers(headers).body(body))
                 .await;
         };
-        let mut request = Request::new(Full::new(Bytes::from(body)));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = uri;
-        *request.headers_mut() = headers;
-        match tokio::time::timeout(self.request_timeout, direct.send(request)).await {
-            Err(_) => Err(UpstreamError::Timeout),
+        let body = Bytes::from(body);
+        let sent = async {
+            let mut refusals = 0;
+            loop {
+                let mut request = Request::new(Full::new(body.clone()));
+                *request.method_mut() = Method::POST;
+                *request.uri_mut() = uri.clone();
+                *request.headers_mut() = self.json_headers(forwarded, key);
+                match direct.send(request).await {
+                    // As reqwest's default policy: twice more at most.
+                    Err(SendError::Refused(e)) if refusals < 2 => {
+                        refusals += 1;
+                        tracing::debug!(provider = %self.name, error = %client::describe(&e), "upstream refused the stream unprocessed; sending again");
+                    }
+                    sent => return sent,
+                }
+            }
+        };
+        match tokio::time::timeout(self.request_timeout, sent).await {
+            Err(_) | Ok(Err(SendError::ConnectTimeout)) => Err(UpstreamError::Timeout),
             Ok(Err(SendError::Connect(e))) => {
                 tracing::warn!(provider = %self.name, error = %client::describe(&e), "upstream unreachable");
                 Err(UpstreamError::Unreachable)
             }
-            Ok(Err(SendError::Other(e))) => {
+            Ok(Err(SendError::Other(e) | SendError::Refused(e))) => {
                 tracing::warn!(provider = %self.name, error = %client::describe(&e), "upstream connection failed before its answer");
                 Err(UpstreamError::Broken)
             }
             Ok(Ok(response)) => Ok(response),
         }
+    }
+
+    /// The headers of a JSON call: the provider's, the client's forwarded
+    /// ones, the content type (JSON unless the kind set its own, e.g.
+    /// Azure's SSML), `accept: */*` as reqwest sends, and the key's.
+    fn json_headers(
+        &self,
+        forwarded: &[(HeaderName, HeaderValue)],
+        key: Option<KeyIndex>,
+    ) -> HeaderMap {
+        let mut headers = self.headers.clone();
+        for (name, value) in forwarded {
+            headers.insert(name.clone(), value.clone());
+        }
+        headers
+            .entry(CONTENT_TYPE)
+            .or_insert(HeaderValue::from_static("application/json"));
+        headers
+            .entry(ACCEPT)
+            .or_insert(HeaderValue::from_static("*/*"));
+        if let Some((name, value)) = key.and_then(|k| self.keys.get(k)).map(|k| &k.header) {
+            headers.insert(name.clone(), value.clone());
+        }
+        headers
     }
 
     /// Sends `request`, within the provider's time for a whole call.

@@ -42,8 +42,19 @@ priority = 0
 
 #[tokio::test]
 async fn every_way_a_channel_fails_before_answering_moves_the_request() {
-    let ways = ["refused", "reset", "500", "429", "timeout"];
+    let ways = ["refused", "reset", "500", "429", "timeout", "tls-silent"];
     for way in ways {
+        // A listener that accepts and never says a word: a TLS handshake
+        // to it never finishes, and only the connect timeout (which covers
+        // DNS, TCP and TLS) ends the attempt, well before the call's.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_url = format!("https://{}/v1", silent.local_addr().unwrap());
+        let holding = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((tcp, _)) = silent.accept().await {
+                held.push(tcp);
+            }
+        });
         let (main, a, b) = (start_mock().await, start_mock().await, start_mock().await);
         let (first, settings) = match way {
             // Nothing listens on port 9 of the loopback.
@@ -62,6 +73,10 @@ async fn every_way_a_channel_fails_before_answering_moves_the_request() {
                 a.set_default(Script::new().status(429));
                 (a.url.clone(), "")
             }
+            "tls-silent" => (
+                silent_url,
+                "connect_timeout_secs = 1\nrequest_timeout_secs = 60",
+            ),
             _ => {
                 a.set_default(Script::new().head_delay_ms(3_000));
                 (a.url.clone(), "request_timeout_secs = 1")
@@ -71,6 +86,7 @@ async fn every_way_a_channel_fails_before_answering_moves_the_request() {
         let gw = start_gateway_with(&main.url, None, "", &config).await;
         let (user_id, key) = gw.user(&format!("way-{way}"), "default", "10").await;
         let before = gw.balance(user_id).await;
+        let started = std::time::Instant::now();
         for stream in [false, true] {
             let resp = gw.chat(&key, chat_body("multi", stream)).await;
             assert_eq!(resp.status(), 200, "{way}, stream {stream}");
@@ -86,6 +102,12 @@ async fn every_way_a_channel_fails_before_answering_moves_the_request() {
             (200, Some("completed")),
             "{way}: {body}"
         );
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{way}: three requests took {:?}",
+            started.elapsed()
+        );
+        holding.abort();
         let records = gw.wait_for_usage(user_id, 3).await;
         assert_eq!(records.len(), 3, "{way}: one record per request");
         for r in &records {
