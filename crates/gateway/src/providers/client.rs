@@ -113,30 +113,27 @@ impl DirectClient {
 /// default retry policy reads it): an HTTP/2 stream refused with
 /// REFUSED_STREAM, or a graceful GOAWAY (NO_ERROR) from the upstream.
 fn refused_unprocessed(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = e.source();
-    while let Some(cause) = source {
-        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
+    causes(e)
+        .find_map(|cause| cause.downcast_ref::<h2::Error>())
+        .is_some_and(|h2| {
             let goaway =
                 h2.is_go_away() && h2.is_remote() && h2.reason() == Some(h2::Reason::NO_ERROR);
             let refused =
                 h2.is_reset() && h2.is_remote() && h2.reason() == Some(h2::Reason::REFUSED_STREAM);
-            return goaway || refused;
-        }
-        source = cause.source();
-    }
-    false
+            goaway || refused
+        })
 }
 
 /// Whether an error of type `E` is among `e`'s causes.
 fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = e.source();
-    while let Some(cause) = source {
-        if cause.is::<E>() {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
+    causes(e).any(|cause| cause.is::<E>())
+}
+
+/// `e`'s causes, nearest first.
+fn causes<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(e.source(), |cause| cause.source())
 }
 
 /// A connector whose connections (DNS, TCP, TLS) must be made within
@@ -231,13 +228,11 @@ fn proxied(uri: &Uri) -> bool {
 
 /// An error's text with its causes, for the log (hyper's errors name no URL,
 /// so no credential can be in it).
-pub fn describe(e: &dyn std::error::Error) -> String {
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
+    for cause in causes(e) {
         text.push_str(": ");
         text.push_str(&cause.to_string());
-        source = cause.source();
     }
     text
 }

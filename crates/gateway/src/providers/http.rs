@@ -154,10 +154,6 @@ impl Provider {
         self.keys.rest(key, rest, Instant::now());
     }
 
-    /// Sends a JSON body with upstream key `key` and returns the response
-    /// head (the body streams). `forwarded` are client headers meant for
-    /// the upstream (e.g. `anthropic-beta`); they never override the
-    /// provider's credentials.
     /// `GET {base_url}{path}?{query}`, with the provider's credentials.
     pub async fn get(
         &self,
@@ -166,13 +162,7 @@ impl Provider {
         forwarded: &[(HeaderName, HeaderValue)],
         key: Option<KeyIndex>,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let mut headers = self.headers.clone();
-        for (name, value) in forwarded {
-            headers.insert(name.clone(), value.clone());
-        }
-        if let Some((name, value)) = key.and_then(|k| self.keys.get(k)).map(|k| &k.header) {
-            headers.insert(name.clone(), value.clone());
-        }
+        let headers = self.headers_for(forwarded, key);
         let url = reqwest::Url::parse(&format!("{}{path}?{query}", self.base_url))
             .map_err(|_| UpstreamError::Unreachable)?;
         self.call(self.client.get(url).headers(headers)).await
@@ -187,13 +177,7 @@ impl Provider {
         forwarded: &[(HeaderName, HeaderValue)],
         key: Option<KeyIndex>,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let mut headers = self.headers.clone();
-        for (name, value) in forwarded {
-            headers.insert(name.clone(), value.clone());
-        }
-        if let Some((name, value)) = key.and_then(|k| self.keys.get(k)).map(|k| &k.header) {
-            headers.insert(name.clone(), value.clone());
-        }
+        let headers = self.headers_for(forwarded, key);
         let mut form = reqwest::multipart::Form::new();
         for (name, value) in &upload.fields {
             form = form.text(name.clone(), value.clone());
@@ -219,6 +203,8 @@ impl Provider {
             .await
     }
 
+    /// Sends a JSON body with upstream key `key` and returns the response
+    /// head (the body streams).
     pub async fn post_json(
         &self,
         path: &str,
@@ -276,10 +262,10 @@ impl Provider {
         }
     }
 
-    /// The headers of a JSON call: the provider's, the client's forwarded
-    /// ones, the content type (JSON unless the kind set its own, e.g.
-    /// Azure's SSML), `accept: */*` as reqwest sends, and the key's.
-    fn json_headers(
+    /// The headers of a call: the provider's, then `forwarded` (client
+    /// headers meant for the upstream, e.g. `anthropic-beta`), then the
+    /// key's, which nothing forwarded overrides.
+    fn headers_for(
         &self,
         forwarded: &[(HeaderName, HeaderValue)],
         key: Option<KeyIndex>,
@@ -288,15 +274,27 @@ impl Provider {
         for (name, value) in forwarded {
             headers.insert(name.clone(), value.clone());
         }
+        if let Some((name, value)) = key.and_then(|k| self.keys.get(k)).map(|k| &k.header) {
+            headers.insert(name.clone(), value.clone());
+        }
+        headers
+    }
+
+    /// The headers of a JSON call: [`Self::headers_for`]'s, the content type
+    /// (JSON unless the kind set its own, e.g. Azure's SSML) and
+    /// `accept: */*`, as reqwest sends.
+    fn json_headers(
+        &self,
+        forwarded: &[(HeaderName, HeaderValue)],
+        key: Option<KeyIndex>,
+    ) -> HeaderMap {
+        let mut headers = self.headers_for(forwarded, key);
         headers
             .entry(CONTENT_TYPE)
             .or_insert(HeaderValue::from_static("application/json"));
         headers
             .entry(ACCEPT)
             .or_insert(HeaderValue::from_static("*/*"));
-        if let Some((name, value)) = key.and_then(|k| self.keys.get(k)).map(|k| &k.header) {
-            headers.insert(name.clone(), value.clone());
-        }
         headers
     }
 
