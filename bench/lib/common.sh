@@ -169,13 +169,16 @@ pairs() {
         }' "$RESULTS" | sort
 }
 
-# median: the median of the numbers on stdin (mean of the middle two for an
-# even count); nothing for no input.
+# median [DIGITS]: the median of the numbers on stdin (mean of the middle
+# two for an even count), to DIGITS decimals (default: a whole number as
+# such, else one decimal); nothing for no input.
 median() {
-    sort -g | awk '{ a[NR] = $1 } END {
+    sort -g | awk -v d="${1:-}" '{ a[NR] = $1 } END {
         if (NR == 0) exit
         m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
-        if (m == int(m)) printf "%d\n", m; else printf "%.1f\n", m }'
+        if (d != "") printf "%." d "f\n", m
+        else if (m == int(m)) printf "%d\n", m
+        else printf "%.1f\n", m }'
 }
 sum() { awk '{ s += $1 } END { printf "%d\n", s }'; }
 max() { sort -g | tail -n 1; }

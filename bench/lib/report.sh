@@ -16,15 +16,7 @@ runs_ratio() {
     local kind=$1 field=$2 base=$3 target=$4
     shift 4
     join <(pairs "$kind" "$field" target="$base" "$@") <(pairs "$kind" "$field" target="$target" "$@") |
-        awk '$2 > 0 { printf "%.4f\n", $3 / $2 }' | median_fine
-}
-
-# median_fine: the median of the numbers on stdin to 4 decimals (median
-# rounds to one, too coarse for a ratio such as 0.53).
-median_fine() {
-    sort -g | awk '{ a[NR] = $1 } END {
-        if (NR == 0) exit
-        printf "%.4f\n", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+        awk '$2 > 0 { printf "%.4f\n", $3 / $2 }' | median 4 # one decimal is too coarse for 0.53
 }
 
 # met VALUE OP LIMIT: yes / no / – (not measured)
