@@ -35,11 +35,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tracing::Instrument;
 
 use crate::error::{ApiError, Shape};
 use crate::secrets::new_request_id;
 use crate::state::App;
+use tracing::Instrument;
 
 /// `a=1&b=two` pairs of a form body, decoded.
 pub fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
@@ -370,24 +370,21 @@ fn oauth_token_refused(request: &Request, shape: Option<Shape>) -> Option<Respon
     })
 }
 
-/// Runs a metered handler's work in its own task. A client that hangs up
-/// drops the handler's future; the work must not be dropped with it, or a
-/// hold could be placed and never settled.
+/// Runs a metered handler's work so that a client hanging up cannot cancel
+/// it: the connection polls it in place, and if the connection drops it
+/// unfinished, the rest runs in a task of its own — a hold once placed is
+/// always settled ([`Finishing`](crate::finishing::Finishing)).
 ///
-/// The work is boxed before it is spawned: a metered handler's future holds
-/// the state of every step, several kilobytes, and spawning it unboxed
-/// copies it whole through each call on the way into the task (7 % of a
-/// request's CPU was memcpy, bench/PROFILE.md). The handler's own future
-/// keeps only the task's handle.
+/// Not an `async fn`: the work is boxed at once, and the handler's future
+/// holds only the box (an `async fn` would hold the whole work, kilobytes,
+/// copied into each future on the way).
 pub(crate) fn detached<F>(work: F) -> impl std::future::Future<Output = Response>
 where
     F: std::future::Future<Output = Response> + Send + 'static,
 {
-    let task = tokio::spawn(Box::pin(work).in_current_span());
-    async move {
-        task.await
-            .unwrap_or_else(|_| ApiError::Internal.into_response())
-    }
+    use futures_util::FutureExt;
+    crate::finishing::Finishing::new(work)
+        .map(|answered| answered.unwrap_or_else(|| ApiError::Internal.into_response()))
 }
 
 /// Turns a handler's `Result` into a response.
