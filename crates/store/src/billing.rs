@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 
-use crate::users::placeholders;
+use crate::users::{placeholders, statement_chunks};
 use crate::{now_ms, Backend, Result, Store};
 
 /// A hold to place before forwarding a request.
@@ -141,12 +141,12 @@ impl Store {
         // replay, a retry, an id twice in the batch) the batch starts over,
         // asking which ids the insert adds. `None`: all of them.
         let mut added: Option<HashSet<String>> = None;
-        for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(batch, ROWS_PER_STATEMENT) {
             if insert_usage(&mut tx, backend, chunk).await? != chunk.len() as u64 {
                 tx.rollback().await?;
                 tx = self.writer.begin().await?;
                 let mut ids = HashSet::new();
-                for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+                for chunk in statement_chunks(batch, ROWS_PER_STATEMENT) {
                     ids.extend(insert_usage_returning_new(&mut tx, backend, chunk).await?);
                 }
                 added = Some(ids);
@@ -225,9 +225,10 @@ async fn release_amount(
     Ok(())
 }
 
-/// Rows per multi-row statement (18 parameters each in the widest). SQLite
-/// statements use anonymous placeholders, whose binding is linear (see
-/// `placeholders`); numbered ones made larger statements cost more, not less.
+/// Most rows in one multi-row statement (18 parameters each in the widest),
+/// a power of two ([`statement_chunks`]). SQLite statements use anonymous
+/// placeholders, whose binding is linear (see `placeholders`); numbered ones
+/// made larger statements cost more, not less.
 const ROWS_PER_STATEMENT: usize = 64;
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
@@ -305,7 +306,7 @@ async fn charge(tx: &mut Tx<'_>, backend: Backend, fresh: &[&Settlement]) -> Res
     // Holds placed in the database (holds = "database"); the sweeper may
     // already have released an expired one, and memory holds have no row.
     let mut held: HashMap<&str, i64> = HashMap::new();
-    for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(fresh, ROWS_PER_STATEMENT) {
         let sql = format!(
             "DELETE FROM holds WHERE request_id IN ({}) RETURNING request_id, amount",
             placeholders(backend, 1, chunk.len())
@@ -389,7 +390,7 @@ async fn charge(tx: &mut Tx<'_>, backend: Backend, fresh: &[&Settlement]) -> Res
     }
     after.reverse();
     let rows: Vec<(&&&Settlement, i64)> = charged.iter().zip(after).collect();
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(&rows, ROWS_PER_STATEMENT) {
         const COLUMNS: usize = 6;
         let values: Vec<String> = (0..chunk.len())
             .map(|r| {
@@ -463,7 +464,7 @@ async fn add_to_daily_totals(
             None => totals.push((key, [1, s.cost, tokens])),
         }
     }
-    for chunk in totals.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(&totals, ROWS_PER_STATEMENT) {
         const COLUMNS: usize = 7;
         let rows: Vec<String> = (0..chunk.len())
             .map(|r| format!("({})", placeholders(backend, r * COLUMNS + 1, COLUMNS)))
