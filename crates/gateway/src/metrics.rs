@@ -3,10 +3,10 @@
 //! Series are created on first use and then updated with atomics; the map is
 //! only written when a new label combination appears.
 
-use std::collections::HashMap;
 use std::fmt::Write;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
 /// Upper bounds of the latency histogram, seconds.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -84,20 +84,37 @@ impl Histogram {
     }
 }
 
+/// Maps of the metrics: hashbrown's (foldhash, and lookups by an
+/// equivalent borrowed key), so that counting a request allocates nothing.
+type Map<K, V> = hashbrown::HashMap<K, V>;
+
 /// A family of counters keyed by their label values.
 #[derive(Default)]
-struct CounterFamily(RwLock<HashMap<Vec<String>, Arc<AtomicU64>>>);
+struct CounterFamily(RwLock<Map<Vec<String>, AtomicU64>>);
+
+/// Label values as given, to find a series' `Vec<String>` key without
+/// building one: a slice of `&str` hashes as the `Vec<String>` does.
+struct Labels<'a>(&'a [&'a str]);
+
+impl Hash for Labels<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<Vec<String>> for Labels<'_> {
+    fn equivalent(&self, key: &Vec<String>) -> bool {
+        self.0.len() == key.len() && self.0.iter().zip(key).all(|(a, b)| *a == b)
+    }
+}
 
 impl CounterFamily {
     fn add(&self, labels: &[&str], value: u64) {
-        if let Some(c) = self
-            .0
-            .read()
-            .ok()
-            .and_then(|m| m.get(&labels_key(labels)).cloned())
-        {
-            c.fetch_add(value, Ordering::Relaxed);
-            return;
+        if let Ok(map) = self.0.read() {
+            if let Some(counter) = map.get(&Labels(labels)) {
+                counter.fetch_add(value, Ordering::Relaxed);
+                return;
+            }
         }
         if let Ok(mut map) = self.0.write() {
             map.entry(labels_key(labels))
@@ -142,7 +159,7 @@ pub fn render_labels(names: &[&str], values: &[String]) -> String {
 #[derive(Default)]
 pub struct Metrics {
     requests: CounterFamily,
-    latency: RwLock<HashMap<String, Arc<Histogram>>>,
+    latency: RwLock<Map<String, Histogram>>,
     upstream_errors: CounterFamily,
     tokens: CounterFamily,
     cost: CounterFamily,
@@ -159,16 +176,18 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn record_request(&self, route: &str, status: u16, seconds: f64) {
-        self.requests.add(&[route, &status.to_string()], 1);
-        let hist = self.latency.read().ok().and_then(|m| m.get(route).cloned());
-        let hist = match hist {
-            Some(h) => h,
-            None => match self.latency.write() {
-                Ok(mut m) => m.entry(route.to_string()).or_default().clone(),
-                Err(_) => return,
-            },
-        };
-        hist.observe(seconds);
+        match axum::http::StatusCode::from_u16(status) {
+            Ok(code) => self.requests.add(&[route, code.as_str()], 1),
+            Err(_) => self.requests.add(&[route, &status.to_string()], 1),
+        }
+        if let Ok(map) = self.latency.read() {
+            if let Some(hist) = map.get(route) {
+                return hist.observe(seconds);
+            }
+        }
+        if let Ok(mut map) = self.latency.write() {
+            map.entry_ref(route).or_default().observe(seconds);
+        }
     }
 
     pub fn record_upstream_error(&self, provider: &str, kind: &str) {

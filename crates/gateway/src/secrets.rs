@@ -73,7 +73,19 @@ pub fn new_oauth_token() -> String {
 }
 
 pub fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    lower_hex(&Sha256::digest(secret.as_bytes()))
+}
+
+/// `bytes` in lowercase hex, through a table (`hex::encode` builds its
+/// string a `char` at a time: most of what hashing a key for the auth
+/// cache cost, on every request).
+fn lower_hex(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len() * 2];
+    match hex::encode_to_slice(bytes, &mut out) {
+        Ok(()) => String::from_utf8(out).unwrap_or_default(),
+        // Only for an output of the wrong length, which `out` is not.
+        Err(_) => hex::encode(bytes),
+    }
 }
 
 /// Compares two hashes in constant time.
@@ -96,12 +108,19 @@ fn random_alphanumeric(len: usize) -> String {
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::thread_rng().fill(&mut buf[..]);
-    hex::encode(buf)
+    lower_hex(&buf)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lower_hex_is_hex_encode() {
+        for bytes in [&b""[..], b"\x00", b"\x01\xab\xff", &[0x5a; 33]] {
+            assert_eq!(lower_hex(bytes), hex::encode(bytes));
+        }
+    }
 
     #[test]
     fn keys_are_unique_and_well_formed() {

@@ -117,13 +117,21 @@ fn clamp_i64(n: u64) -> i64 {
 }
 
 /// How many images a request body carries (OpenAI `image_url` /
-/// `input_image` parts, Anthropic `image` blocks). A byte scan: cheap, and
-/// it can only over-count, which keeps the hold a worst case.
+/// `input_image` parts, Anthropic `image` blocks). A byte scan: cheap (SIMD
+/// substring search with finders built once), and it can only over-count,
+/// which keeps the hold a worst case.
 pub fn image_parts(body: &[u8]) -> u64 {
-    const MARKERS: [&[u8]; 3] = [b"\"image_url\"", b"\"input_image\"", b"\"image\""];
+    use memchr::memmem::Finder;
+    static MARKERS: std::sync::LazyLock<[Finder<'static>; 3]> = std::sync::LazyLock::new(|| {
+        [
+            Finder::new(b"\"image_url\""),
+            Finder::new(b"\"input_image\""),
+            Finder::new(b"\"image\""),
+        ]
+    });
     MARKERS
         .iter()
-        .map(|m| body.windows(m.len()).filter(|w| w == m).count() as u64)
+        .map(|m| m.find_iter(body).count() as u64)
         .sum()
 }
 
@@ -534,6 +542,26 @@ pub struct Charge {
 mod tests {
     use super::*;
     use crate::money::Prices;
+
+    #[test]
+    fn image_parts_counts_every_kind_of_image_part() {
+        let openai = br#"{"messages":[{"role":"user","content":[{"type":"text","text":"two"},
+            {"type":"image_url","image_url":{"url":"https://a/1.png"}},
+            {"type":"image_url","image_url":{"url":"https://a/2.png"}}]}]}"#;
+        // Each part names its type and its field: a worst case, by design.
+        assert_eq!(image_parts(openai), 4);
+        let anthropic =
+            br#"{"messages":[{"role":"user","content":[{"type":"image","source":{}}]}]}"#;
+        assert_eq!(image_parts(anthropic), 1);
+        let responses =
+            br#"{"input":[{"role":"user","content":[{"type":"input_image","image_url":"u"}]}]}"#;
+        assert_eq!(image_parts(responses), 2);
+        assert_eq!(
+            image_parts(br#"{"messages":[{"role":"user","content":"an image"}]}"#),
+            0
+        );
+        assert_eq!(image_parts(b""), 0);
+    }
 
     /// A request for a model at 2.5 / 10 USD per million tokens, holding `held`.
     fn meter(held: i64) -> Meter {

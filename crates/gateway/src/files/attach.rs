@@ -36,9 +36,7 @@ struct Inlined {
 /// At most [`MAX_REFERENCES`] references, and `max_inline_bytes` in all
 /// (a file named twice counts twice): the request carries them.
 pub async fn attach(app: &App, principal: &Principal, body: Bytes) -> Result<Bytes, ApiError> {
-    let public_prefix = app.files.public_url("");
-    let finder = |needle: &str| memchr::memmem::find(&body, needle.as_bytes()).is_some();
-    if !finder(REFERENCE_SCHEME) && !finder(&public_prefix) {
+    if !app.files.may_be_referenced(&body) {
         return Ok(body);
     }
     // A body that is not JSON is refused by the handler, in its own words.

@@ -42,6 +42,9 @@ pub struct Files {
     pub config: StorageConfig,
     /// `{public_url}/api/v1/user/files/public/`: public files' URLs.
     public_prefix: String,
+    /// Finders of [`REFERENCE_SCHEME`] and `public_prefix`, built once: a
+    /// finder takes longer to build than to scan a small request body.
+    reference_finders: [memchr::memmem::Finder<'static>; 2],
 }
 
 impl Files {
@@ -51,11 +54,23 @@ impl Files {
             Some(url) => url.trim_end_matches('/').to_string(),
             None => format!("http://{}", config.listen),
         };
+        let public_prefix = format!("{base}{}/", crate::api::files::PUBLIC);
+        let reference_finders = [REFERENCE_SCHEME, &public_prefix]
+            .map(|needle| memchr::memmem::Finder::new(needle.as_bytes()).into_owned());
         Ok(Files {
             storage,
             config: config.storage.clone(),
-            public_prefix: format!("{base}{}/", crate::api::files::PUBLIC),
+            public_prefix,
+            reference_finders,
         })
+    }
+
+    /// Whether `body` may reference a file (it names a private file's
+    /// scheme or the public files' URL prefix somewhere).
+    pub fn may_be_referenced(&self, body: &[u8]) -> bool {
+        self.reference_finders
+            .iter()
+            .any(|finder| finder.find(body).is_some())
     }
 
     /// A public file's URL (anyone may fetch it).
