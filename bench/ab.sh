@@ -12,12 +12,20 @@
 # measured seconds apart: the script prints each run, then the medians, the
 # median of the B/A ratios of each pair, and Tollgate's own CPU time per
 # request (from /proc), which drifts less than throughput.
+#
+# MODE=stream measures streams instead: `stream-probe` (crates/mock-upstream)
+# keeps CONC streams of 64 chunks, 5 ms apart, in flight for DURATION; each
+# run prints the time to first token's p50 and p99 and the CPU per stream,
+# and the summary compares the p50s. The mock's own TTFT is not subtracted:
+# both builds share it.
 set -euo pipefail
 A=${1:?old build directory}
 B=${2:?new build directory}
 PAIRS=${3:-6}
 CONC=${CONC:-64}
 DURATION=${DURATION:-5s}
+MODE=${MODE:-chat}
+case $MODE in chat | stream) ;; *) echo "MODE: chat or stream" >&2; exit 2 ;; esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 MOCK_PORT=${MOCK_PORT:-9300}
 GATE_PORT=${GATE_PORT:-9320}
@@ -25,11 +33,13 @@ ADMIN=ab-admin-token
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-# One run of build $1: prints "rps cpu_us_per_request".
+# One run of build $1: prints "rps cpu_us_per_request" (chat) or
+# "ttft_p50_us ttft_p99_us cpu_us_per_stream" (stream).
 run_once() {
-  local bin=$1 run=$WORK/run.$RANDOM
+  local bin=$1 run=$WORK/run.$RANDOM mock_args=(--chunks 16)
   mkdir -p "$run"
-  "$bin/mock-upstream" --listen 127.0.0.1:$MOCK_PORT --chunks 16 > "$run/mock.log" 2>&1 &
+  [ "$MODE" = chat ] || mock_args=(--chunks 64 --chunk-delay-ms 5)
+  "$bin/mock-upstream" --listen 127.0.0.1:$MOCK_PORT "${mock_args[@]}" > "$run/mock.log" 2>&1 &
   local mock=$!
   cat > "$run/tollgate.toml" <<EOF
 listen = "127.0.0.1:$GATE_PORT"
@@ -64,6 +74,16 @@ EOF
   local ticks_before ticks_after result requests threads=2
   [ "$CONC" -gt 1 ] || threads=1
   ticks_before=$(awk '{print $14 + $15}' "/proc/$gate/stat")
+  if [ "$MODE" = stream ]; then
+    result=$(taskset -c 1 "$bin/stream-probe" --url "http://127.0.0.1:$GATE_PORT/v1/chat/completions" \
+      --key "$key" --connections "$CONC" --duration "${DURATION%s}" --expect-chunks 64 | grep PROBE_RESULT)
+    ticks_after=$(awk '{print $14 + $15}' "/proc/$gate/stat")
+    kill "$gate" "$mock"
+    wait "$gate" "$mock" 2> /dev/null || true
+    field() { grep -o " $1=[0-9]*" <<< "$result" | cut -d= -f2; }
+    echo "$(field ttft_p50_us) $(field ttft_p99_us) $(( (ticks_after - ticks_before) * 10000 / $(field ok) ))"
+    return
+  fi
   result=$(taskset -c 1 wrk -t$threads -c"$CONC" -d"$DURATION" -H "Authorization: Bearer $key" \
     -s "$HERE/wrk-post.lua" "http://127.0.0.1:$GATE_PORT/v1/chat/completions" | grep BENCH_RESULT)
   ticks_after=$(awk '{print $14 + $15}' "/proc/$gate/stat")
@@ -80,10 +100,28 @@ for pair in $(seq "$PAIRS"); do
     dir=$A
     [ $side = A ] || dir=$B
     line=$(run_once "$dir")
-    echo "pair $pair $side rps=${line% *} cpu_us_per_request=${line#* }"
+    if [ "$MODE" = stream ]; then
+      read -r p50 p99 cpu <<< "$line"
+      echo "pair $pair $side ttft_p50_us=$p50 ttft_p99_us=$p99 cpu_us_per_stream=$cpu"
+    else
+      echo "pair $pair $side rps=${line% *} cpu_us_per_request=${line#* }"
+    fi
     echo "$side $line" >> "$WORK/results"
   done
 done
+if [ "$MODE" = stream ]; then
+  python3 - "$WORK/results" "$CONC" <<'EOF'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+col = lambda s, i: [float(r[i]) for r in rows if r[0] == s]
+ratios = [b / a for a, b in zip(col("A", 1), col("B", 1))]
+print(f"streams c={sys.argv[2]}: median TTFT p50 µs A={statistics.median(col('A', 1)):.0f} B={statistics.median(col('B', 1)):.0f}; "
+      f"median of pair ratios B/A={statistics.median(ratios):.3f} (from {min(ratios):.3f} to {max(ratios):.3f}); "
+      f"TTFT p99 µs A={statistics.median(col('A', 2)):.0f} B={statistics.median(col('B', 2)):.0f}; "
+      f"CPU µs per stream A={statistics.median(col('A', 3)):.0f} B={statistics.median(col('B', 3)):.0f}")
+EOF
+  exit
+fi
 python3 - "$WORK/results" "$CONC" <<'EOF'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Instructions a request costs, counted by callgrind, run by hand:
+#
+#   bash bench/instructions.sh BIN_DIR [BIN_DIR…]
+#
+# Each directory holds a release `tollgate` and `mock-upstream`. Tollgate
+# runs under `valgrind --tool=callgrind` (the mock natively) with billing on
+# and a fresh SQLite database; `ab` sends WARMUP requests, callgrind's
+# counters are zeroed, `ab` sends REQUESTS more (the same small non-stream
+# chat completion as bench/run.sh, CONC at a time, keep-alive), the
+# settlement writer is given a moment to write them, and the counters are
+# dumped. It prints user-space instructions per request for each build.
+#
+# Unlike req/s or CPU time on a shared 2-core VM (±15 %, and whole slow
+# spells), the count repeats within ~2 % from one run to the next (the
+# settlement writer's batches vary with timing), so two runs of each build
+# tell a 3 % change apart. It sees no kernel work,
+# no cache misses and no wake-up latency: a change meant to save those
+# (fewer syscalls, fewer task hops) is judged by bench/ab.sh too.
+# KEEP=DIR keeps each build's counts as DIR/callgrind.NAME.out, for
+# `callgrind_annotate` (where the instructions go, function by function).
+set -euo pipefail
+(($#)) || { echo "usage: bash bench/instructions.sh BIN_DIR [BIN_DIR…]" >&2; exit 2; }
+REQUESTS=${REQUESTS:-2000}
+WARMUP=${WARMUP:-300}
+CONC=${CONC:-8}
+HERE=$(cd "$(dirname "$0")" && pwd)
+MOCK_PORT=${MOCK_PORT:-9340}
+GATE_PORT=${GATE_PORT:-9360}
+ADMIN=instructions-admin-token
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+for tool in valgrind callgrind_control ab jq curl; do
+  command -v "$tool" > /dev/null || {
+    echo "$tool missing (Debian: valgrind, apache2-utils, jq, curl)" >&2
+    exit 1
+  }
+done
+# The request body of bench/wrk-post.lua.
+sed -n "s/^wrk.body = '\(.*\)'$/\1/p" "$HERE/wrk-post.lua" | sed 's/\\\\/\\/g' > "$WORK/body.json"
+jq -e .model "$WORK/body.json" > /dev/null
+
+# Instructions per request of build $1.
+count() {
+  local bin=$1 run=$WORK/run.$RANDOM
+  mkdir -p "$run"
+  "$bin/mock-upstream" --listen 127.0.0.1:$MOCK_PORT --chunks 16 > "$run/mock.log" 2>&1 &
+  local mock=$!
+  cat > "$run/tollgate.toml" << EOF
+listen = "127.0.0.1:$GATE_PORT"
+database_url = "sqlite://$run/tollgate.db"
+admin_token = "$ADMIN"
+log_level = "warn"
+billing = true
+
+[providers.mock]
+kind = "openai"
+base_url = "http://127.0.0.1:$MOCK_PORT/v1"
+api_key = "sk-bench-upstream"
+
+[models."bench-model"]
+provider = "mock"
+input_price = 2.5
+output_price = 10
+max_output_tokens = 64
+EOF
+  valgrind --tool=callgrind --compress-strings=no --compress-pos=no --callgrind-out-file="$run/callgrind.out" \
+    "$bin/tollgate" --config "$run/tollgate.toml" serve > "$run/tollgate.log" 2>&1 &
+  local gate=$!
+  for _ in $(seq 600); do
+    curl -sf "http://127.0.0.1:$GATE_PORT/healthz" > /dev/null && break
+    sleep 0.2
+  done
+  local key url=http://127.0.0.1:$GATE_PORT/v1/chat/completions
+  key=$(curl -sf -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \
+    -d '{"name":"instructions"}' "http://127.0.0.1:$GATE_PORT/admin/users" | jq -r .key)
+  curl -sf -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \
+    -d '{"amount_usd":"100000","reason":"instructions"}' \
+    "http://127.0.0.1:$GATE_PORT/admin/users/1/balance" > /dev/null
+  load() {
+    ab -q -k -n "$1" -c "$CONC" -p "$WORK/body.json" -T application/json \
+      -H "Authorization: Bearer $key" "$url" > "$run/ab.txt"
+    grep -q "^Non-2xx responses" "$run/ab.txt" && { echo "non-2xx answers: $(cat "$run/ab.txt")" >&2; exit 1; }
+    grep -q "^Failed requests: *0$" "$run/ab.txt" || { echo "failed requests: $(cat "$run/ab.txt")" >&2; exit 1; }
+  }
+  load "$WARMUP"
+  sleep 1
+  callgrind_control --zero "$gate" > /dev/null 2>&1
+  load "$REQUESTS"
+  # The settlement writer batches what the requests queued.
+  sleep 2
+  callgrind_control --dump=measured "$gate" > /dev/null 2>&1
+  kill "$gate" "$mock"
+  wait "$gate" "$mock" 2> /dev/null || true
+  local dumped total
+  dumped=$(grep -l "^desc: Trigger: dump measured" "$run"/callgrind.out.* | head -1)
+  total=$(awk '/^summary:/ {print $2; exit}' "$dumped")
+  if [[ -n ${KEEP:-} ]]; then
+    mkdir -p "$KEEP"
+    cp "$dumped" "$KEEP/callgrind.$(basename "$bin").out"
+  fi
+  echo $((total / REQUESTS))
+}
+
+for dir in "$@"; do
+  echo "$dir: $(count "$dir") instructions per request (REQUESTS=$REQUESTS CONC=$CONC)"
+done
