@@ -19,11 +19,20 @@
 # (fewer syscalls, fewer task hops) is judged by bench/ab.sh too.
 # KEEP=DIR keeps each build's counts as DIR/callgrind.NAME.out, for
 # `callgrind_annotate` (where the instructions go, function by function).
+# MODE=stream counts a streamed chat completion instead (64 chunks, 5 ms
+# apart, from `stream-probe`, which each directory then holds too): the
+# instructions per stream.
 set -euo pipefail
 (($#)) || { echo "usage: bash bench/instructions.sh BIN_DIR [BIN_DIR…]" >&2; exit 2; }
 REQUESTS=${REQUESTS:-2000}
 WARMUP=${WARMUP:-300}
 CONC=${CONC:-8}
+MODE=${MODE:-chat}
+case $MODE in chat | stream) ;; *) echo "MODE: chat or stream" >&2; exit 2 ;; esac
+if [[ $MODE == stream ]]; then
+  # Whole streams per connection: the counts must divide evenly.
+  ((REQUESTS % CONC == 0 && WARMUP % CONC == 0)) || { echo "REQUESTS and WARMUP: multiples of CONC" >&2; exit 2; }
+fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 MOCK_PORT=${MOCK_PORT:-9340}
 GATE_PORT=${GATE_PORT:-9360}
@@ -42,9 +51,10 @@ jq -e .model "$WORK/body.json" > /dev/null
 
 # Instructions per request of build $1.
 count() {
-  local bin=$1 run=$WORK/run.$RANDOM
+  local bin=$1 run=$WORK/run.$RANDOM mock_args=(--chunks 16)
   mkdir -p "$run"
-  "$bin/mock-upstream" --listen 127.0.0.1:$MOCK_PORT --chunks 16 > "$run/mock.log" 2>&1 &
+  [[ $MODE == chat ]] || mock_args=(--chunks 64 --chunk-delay-ms 5)
+  "$bin/mock-upstream" --listen 127.0.0.1:$MOCK_PORT "${mock_args[@]}" > "$run/mock.log" 2>&1 &
   local mock=$!
   cat > "$run/tollgate.toml" << EOF
 listen = "127.0.0.1:$GATE_PORT"
@@ -78,6 +88,13 @@ EOF
     -d '{"amount_usd":"100000","reason":"instructions"}' \
     "http://127.0.0.1:$GATE_PORT/admin/users/1/balance" > /dev/null
   load() {
+    if [[ $MODE == stream ]]; then
+      "$bin/stream-probe" --url "$url" --key "$key" --connections "$CONC" --streams $(($1 / CONC)) \
+        --expect-chunks 64 --stall-ms 60000 --timeout-secs 600 > "$run/probe.txt" 2>&1
+      grep -q "^PROBE_RESULT streams=$1 ok=$1 errors=0 " "$run/probe.txt" ||
+        { echo "streams failed: $(tail -3 "$run/probe.txt")" >&2; exit 1; }
+      return
+    fi
     ab -q -k -n "$1" -c "$CONC" -p "$WORK/body.json" -T application/json \
       -H "Authorization: Bearer $key" "$url" > "$run/ab.txt"
     grep -q "^Non-2xx responses" "$run/ab.txt" && { echo "non-2xx answers: $(cat "$run/ab.txt")" >&2; exit 1; }
@@ -103,5 +120,5 @@ EOF
 }
 
 for dir in "$@"; do
-  echo "$dir: $(count "$dir") instructions per request (REQUESTS=$REQUESTS CONC=$CONC)"
+  echo "$dir: $(count "$dir") instructions per $([[ $MODE == chat ]] && echo request || echo stream) (REQUESTS=$REQUESTS CONC=$CONC)"
 done

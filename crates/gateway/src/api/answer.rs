@@ -26,20 +26,27 @@ impl IntoResponse for Answer {
                     .insert(header::CONTENT_TYPE, content_type);
                 response
             }
-            Answer::Stream(pieces) => Response::builder()
-                .status(StatusCode::OK)
-                .header(header::CONTENT_TYPE, "text/event-stream")
-                .header(header::CACHE_CONTROL, "no-cache")
-                .body(Body::from_stream(pieces))
-                .unwrap_or_else(|_| ApiError::Internal.into_response()),
-            Answer::Bytes {
-                content_type,
-                pieces,
-            } => Response::builder()
-                .status(StatusCode::OK)
-                .header(header::CONTENT_TYPE, content_type)
-                .body(Body::from_stream(pieces))
-                .unwrap_or_else(|_| ApiError::Internal.into_response()),
+            Answer::Stream(rx) => {
+                let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|item| (item, rx))
+                });
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, "text/event-stream")
+                    .header(header::CACHE_CONTROL, "no-cache")
+                    .body(Body::from_stream(stream))
+                    .unwrap_or_else(|_| ApiError::Internal.into_response())
+            }
+            Answer::Bytes { content_type, rx } => {
+                let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|item| (item, rx))
+                });
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, content_type)
+                    .body(Body::from_stream(stream))
+                    .unwrap_or_else(|_| ApiError::Internal.into_response())
+            }
             Answer::Error(error, shape) => error.render(shape),
             Answer::Refused {
                 failure,

@@ -21,7 +21,6 @@ use super::list::{page, ListQuery};
 use super::{detached, with_headers, RequestId};
 use crate::api::caller::Caller;
 use crate::error::{ApiError, Shape};
-use crate::finishing::Pumped;
 use crate::pipeline::Failover;
 use crate::providers::ResponsesUpstream;
 use crate::relay::Answer;
@@ -88,25 +87,18 @@ pub async fn create(
                 turn.deadline = Some(Instant::now() + turn.provider.request_timeout);
             }
             if prepared.stream {
-                // Driven by the client's body while it reads; without it if
-                // it goes, so that a client hanging up cannot stop the
-                // settlement.
                 let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-                let run = async move {
-                    drive(app, turn, upstream, Sink::Client(Some(tx))).await;
-                };
-                return sse(Body::from_stream(Pumped::new(rx, run)));
+                tokio::spawn(drive(app, turn, upstream, Sink::Client(Some(tx))).in_current_span());
+                return sse(Body::from_stream(receiver_stream(rx)));
             }
-            // Within `detached`: a client hanging up cannot stop the
-            // settlement. A run the upstream broke off is answered with its
-            // `failed` Response, charged for what was produced, as a stream
-            // is; one that outlasts the provider's `request_timeout_secs` is
-            // a 504, charged likewise.
-            let run = drive(app, turn, upstream, Sink::Discard).await;
-            if run.timed_out {
-                ApiError::UpstreamTimeout.into_response()
-            } else {
-                Json(run.response).into_response()
+            // Spawned so that a client hanging up cannot stop the settlement. A
+            // run the upstream broke off is answered with its `failed` Response,
+            // charged for what was produced, as a stream is; one that outlasts
+            // the provider's `request_timeout_secs` is a 504, charged likewise.
+            match tokio::spawn(drive(app, turn, upstream, Sink::Discard).in_current_span()).await {
+                Ok(run) if run.timed_out => ApiError::UpstreamTimeout.into_response(),
+                Ok(run) => Json(run.response).into_response(),
+                Err(_) => ApiError::Internal.into_response(),
             }
         }
         .await;
@@ -196,6 +188,14 @@ fn sse(body: Body) -> Response {
         .header(header::CACHE_CONTROL, "no-cache")
         .body(body)
         .unwrap_or_else(|_| ApiError::Internal.into_response())
+}
+
+fn receiver_stream(
+    rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
 }
 
 /// A run's events from index `from`, live until the run ends.

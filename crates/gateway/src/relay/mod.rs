@@ -17,12 +17,12 @@ use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::billing::estimate::{UsageWatch, Wire};
 use crate::billing::Outcome;
 use crate::config::ERROR_BODY_WAIT;
 use crate::error::{ApiError, Shape};
-use crate::finishing::Pumped;
 use crate::pipeline::Account;
 use crate::providers::client::{self, UpstreamResponse};
 use crate::providers::{KeyIndex, Provider, UpstreamError};
@@ -44,10 +44,6 @@ pub(crate) enum Payload<'a> {
 /// How many chunks may wait for a slow client before the upstream read pauses.
 const STREAM_BUFFER: usize = 64;
 
-/// A streamed answer's pieces, produced by its pump as the client reads them
-/// (and to the upstream's end without the client, should it go).
-pub type Pieces = Pumped<Result<Bytes, std::io::Error>>;
-
 /// What the client is answered, before it is HTTP: `api` renders it.
 pub enum Answer {
     /// A whole body.
@@ -57,11 +53,11 @@ pub enum Answer {
         body: Bytes,
     },
     /// Server-Sent Events, each piece sent as it is produced.
-    Stream(Pieces),
+    Stream(mpsc::Receiver<Result<Bytes, std::io::Error>>),
     /// Bytes of `content_type` (audio…), each piece sent as it arrives.
     Bytes {
         content_type: HeaderValue,
-        pieces: Pieces,
+        rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
     },
     /// A gateway error, in the client's protocol.
     Error(ApiError, Shape),
@@ -353,8 +349,7 @@ pub async fn answer_json(
 
 /// Answers with a stream once the upstream call succeeded ([`send`]);
 /// events reach the client through `transform`, each upstream read
-/// forwarded as soon as it is transformed, by a pump the client's body
-/// drives while the client reads ([`Pumped`]). `guard` keeps the process up
+/// forwarded as soon as it is transformed. `guard` keeps the process up
 /// until the stream is settled.
 pub async fn answer_stream<T: StreamTransform>(
     ex: Exchange,
@@ -363,7 +358,8 @@ pub async fn answer_stream<T: StreamTransform>(
     guard: InFlightGuard,
 ) -> Answer {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
-    Answer::Stream(Pumped::new(rx, pump(ex, response, tx, transform, guard)))
+    tokio::spawn(pump(ex, response, tx, transform, guard).in_current_span());
+    Answer::Stream(rx)
 }
 
 /// The client's end of a stream: it gets each piece while it listens. A

@@ -12,11 +12,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use protocol::TokenUsage;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::{Answer, ClientSink, Exchange, STREAM_BUFFER};
 use crate::billing::estimate::Delivered;
 use crate::billing::Outcome;
-use crate::finishing::Pumped;
 use crate::providers::client::{self, UpstreamResponse};
 use crate::state::InFlightGuard;
 
@@ -33,10 +33,8 @@ pub async fn answer_raw(
         .cloned()
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
-    Answer::Bytes {
-        content_type,
-        pieces: Pumped::new(rx, pump(ex, usage, response, tx, guard)),
-    }
+    tokio::spawn(pump(ex, usage, response, tx, guard).in_current_span());
+    Answer::Bytes { content_type, rx }
 }
 
 async fn pump(
