@@ -27,71 +27,38 @@ DURATION=${DURATION:-5s}
 MODE=${MODE:-chat}
 case $MODE in chat | stream) ;; *) echo "MODE: chat or stream" >&2; exit 2 ;; esac
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib/build.sh
+source "$HERE/lib/build.sh"
 MOCK_PORT=${MOCK_PORT:-9300}
 GATE_PORT=${GATE_PORT:-9320}
-ADMIN=ab-admin-token
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 # One run of build $1: prints "rps cpu_us_per_request" (chat) or
 # "ttft_p50_us ttft_p99_us cpu_us_per_stream" (stream).
 run_once() {
-  local bin=$1 run=$WORK/run.$RANDOM mock_args=(--chunks 16)
-  mkdir -p "$run"
-  [ "$MODE" = chat ] || mock_args=(--chunks 64 --chunk-delay-ms 5)
-  "$bin/mock-upstream" --listen 127.0.0.1:$MOCK_PORT "${mock_args[@]}" > "$run/mock.log" 2>&1 &
-  local mock=$!
-  cat > "$run/tollgate.toml" <<EOF
-listen = "127.0.0.1:$GATE_PORT"
-database_url = "sqlite://$run/tollgate.db"
-admin_token = "$ADMIN"
-log_level = "warn"
-billing = true
-
-[providers.mock]
-kind = "openai"
-base_url = "http://127.0.0.1:$MOCK_PORT/v1"
-api_key = "sk-bench-upstream"
-
-[models."bench-model"]
-provider = "mock"
-input_price = 2.5
-output_price = 10
-max_output_tokens = 64
-EOF
-  "$bin/tollgate" --config "$run/tollgate.toml" serve > "$run/tollgate.log" 2>&1 &
-  local gate=$!
-  for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$GATE_PORT/healthz" > /dev/null && break
-    sleep 0.1
-  done
-  local key
-  key=$(curl -sf -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \
-    -d '{"name":"ab"}' "http://127.0.0.1:$GATE_PORT/admin/users" | jq -r .key)
-  curl -sf -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \
-    -d '{"amount_usd":"100000","reason":"ab"}' \
-    "http://127.0.0.1:$GATE_PORT/admin/users/1/balance" > /dev/null
-  local ticks_before ticks_after result requests threads=2
+  local bin=$1 mock_args="--chunks 16"
+  [ "$MODE" = chat ] || mock_args="--chunks 64 --chunk-delay-ms 5"
+  start_build "$bin" "$WORK/run.$RANDOM" "$mock_args"
+  local ticks_before ticks_after result threads=2
   [ "$CONC" -gt 1 ] || threads=1
-  ticks_before=$(awk '{print $14 + $15}' "/proc/$gate/stat")
+  ticks_before=$(awk '{print $14 + $15}' "/proc/$GATE_PID/stat")
   if [ "$MODE" = stream ]; then
-    result=$(taskset -c 1 "$bin/stream-probe" --url "http://127.0.0.1:$GATE_PORT/v1/chat/completions" \
-      --key "$key" --connections "$CONC" --duration "${DURATION%s}" --expect-chunks 64 | grep PROBE_RESULT)
-    ticks_after=$(awk '{print $14 + $15}' "/proc/$gate/stat")
-    kill "$gate" "$mock"
-    wait "$gate" "$mock" 2> /dev/null || true
-    field() { grep -o " $1=[0-9]*" <<< "$result" | cut -d= -f2; }
-    echo "$(field ttft_p50_us) $(field ttft_p99_us) $(( (ticks_after - ticks_before) * 10000 / $(field ok) ))"
-    return
+    result=$(taskset -c 1 "$bin/stream-probe" --url "$CHAT_URL" --key "$KEY" --connections "$CONC" \
+      --duration "${DURATION%s}" --expect-chunks 64 | grep PROBE_RESULT)
+  else
+    result=$(taskset -c 1 wrk -t$threads -c"$CONC" -d"$DURATION" -H "Authorization: Bearer $KEY" \
+      -s "$HERE/wrk-post.lua" "$CHAT_URL" | grep BENCH_RESULT)
   fi
-  result=$(taskset -c 1 wrk -t$threads -c"$CONC" -d"$DURATION" -H "Authorization: Bearer $key" \
-    -s "$HERE/wrk-post.lua" "http://127.0.0.1:$GATE_PORT/v1/chat/completions" | grep BENCH_RESULT)
-  ticks_after=$(awk '{print $14 + $15}' "/proc/$gate/stat")
-  requests=$(grep -o 'requests=[0-9]*' <<< "$result" | cut -d= -f2)
-  kill "$gate" "$mock"
-  wait "$gate" "$mock" 2> /dev/null || true
+  ticks_after=$(awk '{print $14 + $15}' "/proc/$GATE_PID/stat")
+  stop_build
+  field() { grep -o " $1=[0-9.]*" <<< " $result" | cut -d= -f2; }
   # /proc counts CPU time in ticks of 1/100 s.
-  echo "$(grep -o 'rps=[0-9.]*' <<< "$result" | cut -d= -f2) $(( (ticks_after - ticks_before) * 10000 / requests ))"
+  if [ "$MODE" = stream ]; then
+    echo "$(field ttft_p50_us) $(field ttft_p99_us) $(( (ticks_after - ticks_before) * 10000 / $(field ok) ))"
+  else
+    echo "$(field rps) $(( (ticks_after - ticks_before) * 10000 / $(field requests) ))"
+  fi
 }
 
 : > "$WORK/results"

@@ -34,9 +34,10 @@ if [[ $MODE == stream ]]; then
   ((REQUESTS % CONC == 0 && WARMUP % CONC == 0)) || { echo "REQUESTS and WARMUP: multiples of CONC" >&2; exit 2; }
 fi
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib/build.sh
+source "$HERE/lib/build.sh"
 MOCK_PORT=${MOCK_PORT:-9340}
 GATE_PORT=${GATE_PORT:-9360}
-ADMIN=instructions-admin-token
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for tool in valgrind callgrind_control ab jq curl; do
@@ -51,64 +52,31 @@ jq -e .model "$WORK/body.json" > /dev/null
 
 # Instructions per request of build $1.
 count() {
-  local bin=$1 run=$WORK/run.$RANDOM mock_args=(--chunks 16)
-  mkdir -p "$run"
-  [[ $MODE == chat ]] || mock_args=(--chunks 64 --chunk-delay-ms 5)
-  "$bin/mock-upstream" --listen 127.0.0.1:$MOCK_PORT "${mock_args[@]}" > "$run/mock.log" 2>&1 &
-  local mock=$!
-  cat > "$run/tollgate.toml" << EOF
-listen = "127.0.0.1:$GATE_PORT"
-database_url = "sqlite://$run/tollgate.db"
-admin_token = "$ADMIN"
-log_level = "warn"
-billing = true
-
-[providers.mock]
-kind = "openai"
-base_url = "http://127.0.0.1:$MOCK_PORT/v1"
-api_key = "sk-bench-upstream"
-
-[models."bench-model"]
-provider = "mock"
-input_price = 2.5
-output_price = 10
-max_output_tokens = 64
-EOF
-  valgrind --tool=callgrind --compress-strings=no --compress-pos=no --callgrind-out-file="$run/callgrind.out" \
-    "$bin/tollgate" --config "$run/tollgate.toml" serve > "$run/tollgate.log" 2>&1 &
-  local gate=$!
-  for _ in $(seq 600); do
-    curl -sf "http://127.0.0.1:$GATE_PORT/healthz" > /dev/null && break
-    sleep 0.2
-  done
-  local key url=http://127.0.0.1:$GATE_PORT/v1/chat/completions
-  key=$(curl -sf -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \
-    -d '{"name":"instructions"}' "http://127.0.0.1:$GATE_PORT/admin/users" | jq -r .key)
-  curl -sf -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \
-    -d '{"amount_usd":"100000","reason":"instructions"}' \
-    "http://127.0.0.1:$GATE_PORT/admin/users/1/balance" > /dev/null
+  local bin=$1 run=$WORK/run.$RANDOM mock_args="--chunks 16"
+  [[ $MODE == chat ]] || mock_args="--chunks 64 --chunk-delay-ms 5"
+  start_build "$bin" "$run" "$mock_args" \
+    valgrind --tool=callgrind --compress-strings=no --compress-pos=no --callgrind-out-file="$run/callgrind.out"
   load() {
     if [[ $MODE == stream ]]; then
-      "$bin/stream-probe" --url "$url" --key "$key" --connections "$CONC" --streams $(($1 / CONC)) \
+      "$bin/stream-probe" --url "$CHAT_URL" --key "$KEY" --connections "$CONC" --streams $(($1 / CONC)) \
         --expect-chunks 64 --stall-ms 60000 --timeout-secs 600 > "$run/probe.txt" 2>&1
       grep -q "^PROBE_RESULT streams=$1 ok=$1 errors=0 " "$run/probe.txt" ||
         { echo "streams failed: $(tail -3 "$run/probe.txt")" >&2; exit 1; }
       return
     fi
     ab -q -k -n "$1" -c "$CONC" -p "$WORK/body.json" -T application/json \
-      -H "Authorization: Bearer $key" "$url" > "$run/ab.txt"
+      -H "Authorization: Bearer $KEY" "$CHAT_URL" > "$run/ab.txt"
     grep -q "^Non-2xx responses" "$run/ab.txt" && { echo "non-2xx answers: $(cat "$run/ab.txt")" >&2; exit 1; }
     grep -q "^Failed requests: *0$" "$run/ab.txt" || { echo "failed requests: $(cat "$run/ab.txt")" >&2; exit 1; }
   }
   load "$WARMUP"
   sleep 1
-  callgrind_control --zero "$gate" > /dev/null 2>&1
+  callgrind_control --zero "$GATE_PID" > /dev/null 2>&1
   load "$REQUESTS"
   # The settlement writer batches what the requests queued.
   sleep 2
-  callgrind_control --dump=measured "$gate" > /dev/null 2>&1
-  kill "$gate" "$mock"
-  wait "$gate" "$mock" 2> /dev/null || true
+  callgrind_control --dump=measured "$GATE_PID" > /dev/null 2>&1
+  stop_build
   local dumped total
   dumped=$(grep -l "^desc: Trigger: dump measured" "$run"/callgrind.out.* | head -1)
   total=$(awk '/^summary:/ {print $2; exit}' "$dumped")
