@@ -10,7 +10,7 @@ pub mod config;
 pub mod console;
 pub mod error;
 pub mod files;
-pub mod finishing;
+pub(crate) mod finishing;
 pub mod limits;
 pub mod metadata;
 pub mod metrics;

@@ -35,11 +35,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use tracing::Instrument;
 
 use crate::error::{ApiError, Shape};
 use crate::secrets::new_request_id;
 use crate::state::App;
-use tracing::Instrument;
 
 /// `a=1&b=two` pairs of a form body, decoded.
 pub fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
