@@ -323,16 +323,14 @@ pub async fn answer_json(
         };
     let mut watch = UsageWatch::new(wire);
     watch.body(&bytes);
-    let counts_itself = transform.counts_itself();
     let Some((body, counted)) = transform.apply(bytes) else {
         let error = ApiError::UpstreamFailed(status.as_u16());
         ex.settle(failure_outcome(502));
         return Answer::Error(error, ex.shape);
     };
-    let (mut usage, delivered) = watch.outcome();
-    if counts_itself {
-        usage = counted;
-    }
+    let (reported, delivered) = watch.outcome();
+    // Counted in the model's unit, or in tokens as the upstream reported.
+    let usage = counted.or(reported);
     ex.settle(Outcome {
         usage,
         delivered,

@@ -100,17 +100,12 @@ impl Count {
 }
 
 impl BodyTransform {
-    /// Whether the usage [`BodyTransform::apply`] gives is the one to charge
-    /// (counted in the model's unit) rather than what the upstream reports.
-    pub fn counts_itself(&self) -> bool {
-        matches!(
-            self,
-            BodyTransform::Counted { .. } | BodyTransform::Outputs { .. }
-        )
-    }
-
-    /// The client's body and the upstream's usage, or `None` when a body that
-    /// must be translated is not the JSON it should be.
+    /// The client's body, and — for a transform that counts in the model's
+    /// unit (images, calls, seconds) — the usage to charge; `None` when a
+    /// body that must be translated is not the JSON it should be. Token
+    /// usage the upstream reports is read by the caller's
+    /// [`UsageWatch`](crate::billing::estimate::UsageWatch), once: it is
+    /// not parsed here again.
     pub fn apply(&self, body: Bytes) -> Option<(Bytes, Option<TokenUsage>)> {
         match self {
             BodyTransform::Counted { rewriter, count } => {
@@ -127,25 +122,18 @@ impl BodyTransform {
                 });
                 Some((Bytes::from(answer.to_string()), Some(usage)))
             }
-            BodyTransform::OpenAi(rewriter) => {
-                let usage = protocol::openai::body_usage(&body);
-                Some((rewrite(rewriter, body), usage))
-            }
-            BodyTransform::Anthropic(rewriter) => {
-                let usage = protocol::anthropic::body_usage(&body);
-                Some((rewrite(rewriter, body), usage))
+            BodyTransform::OpenAi(rewriter) | BodyTransform::Anthropic(rewriter) => {
+                Some((rewrite(rewriter, body), None))
             }
             BodyTransform::MessagesViaChat { public_model } => {
                 let value: Value = serde_json::from_slice(&body).ok()?;
-                let usage = protocol::openai::body_usage(&body);
                 let message = messages_via_chat::response(&value, public_model);
-                Some((Bytes::from(message.to_string()), usage))
+                Some((Bytes::from(message.to_string()), None))
             }
             BodyTransform::ChatViaMessages { public_model } => {
                 let value: Value = serde_json::from_slice(&body).ok()?;
-                let usage = protocol::anthropic::body_usage(&body);
                 let completion = chat_via_messages::response(&value, public_model, unix_now());
-                Some((Bytes::from(completion.to_string()), usage))
+                Some((Bytes::from(completion.to_string()), None))
             }
             BodyTransform::Complete {
                 inner,
