@@ -6,8 +6,9 @@ use serde_json::{Map, Value};
 
 use crate::usage::TokenUsage;
 
-/// The body of `POST /v1/messages` (and `/v1/messages/count_tokens`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The body of `POST /v1/messages` (and `/v1/messages/count_tokens`); the
+/// rest of it is in `extra` (read by [`crate::extra`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MessagesRequest {
     pub model: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -17,6 +18,8 @@ pub struct MessagesRequest {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+crate::extra::with_extra!(MessagesRequest { model; max_tokens, stream });
 
 impl MessagesRequest {
     pub fn is_stream(&self) -> bool {

@@ -7,6 +7,7 @@
 pub mod anthropic;
 pub mod assemble;
 pub mod delivered;
+mod extra;
 pub mod openai;
 pub mod rewrite;
 pub mod sse;

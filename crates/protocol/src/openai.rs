@@ -18,8 +18,9 @@ pub struct StreamOptions {
 /// The body of `POST /v1/chat/completions` or `POST /v1/completions`.
 ///
 /// Both share the fields the gateway acts on; `messages` / `prompt` and every
-/// other parameter travel in `extra`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// other parameter travel in `extra` (read by [`crate::extra`], not serde's
+/// `flatten`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CompletionRequest {
     pub model: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,6 +36,11 @@ pub struct CompletionRequest {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+crate::extra::with_extra!(CompletionRequest {
+    model;
+    stream, stream_options, max_tokens, max_completion_tokens, n
+});
 
 impl CompletionRequest {
     pub fn is_stream(&self) -> bool {
@@ -132,12 +138,14 @@ struct StreamOptionsView<'a> {
 }
 
 /// The body of `POST /v1/embeddings`: only the model is read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EmbeddingRequest {
     pub model: String,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+crate::extra::with_extra!(EmbeddingRequest { model; });
 
 /// OpenAI's `usage` object (chat, legacy completions and embeddings).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -283,6 +291,35 @@ mod tests {
         assert_eq!(serde_json::to_value(&req).unwrap(), body);
         assert!(req.is_stream());
         assert!(!req.client_wants_stream_usage());
+    }
+
+    #[test]
+    fn a_request_reads_as_serde_would_read_it() {
+        let req: CompletionRequest = serde_json::from_str(
+            r#"{"messages":[],"stream":null,"n":null,"model":"m","max_tokens":3,"x":{"y":[1]},"x":2}"#,
+        )
+        .unwrap();
+        assert_eq!((req.model.as_str(), req.stream, req.n), ("m", None, None));
+        assert_eq!(req.max_tokens, Some(3));
+        assert_eq!(
+            req.extra.get("x"),
+            Some(&json!(2)),
+            "the last of a repeated key"
+        );
+        assert_eq!(req.extra.keys().collect::<Vec<_>>(), ["messages", "x"]);
+        for (body, error) in [
+            (r#"{"messages":[]}"#, "missing field `model`"),
+            (r#"{"model":"a","model":"b"}"#, "duplicate field `model`"),
+            (
+                r#"{"model":"a","max_tokens":-1}"#,
+                "invalid value: integer `-1`",
+            ),
+            (r#"{"model":"a","stream":"yes"}"#, "invalid type: string"),
+            (r#"["model"]"#, "invalid type: sequence"),
+        ] {
+            let e = serde_json::from_str::<CompletionRequest>(body).unwrap_err();
+            assert!(e.to_string().contains(error), "{body}: {e}");
+        }
     }
 
     #[test]
