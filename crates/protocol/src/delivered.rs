@@ -102,7 +102,8 @@ pub fn openai_usage_complete(json: &str) -> bool {
 }
 
 /// The usage of an OpenAI chunk or body when it carries numbers (not
-/// `null`, not `{}`): one parse that skips everything else.
+/// `null`, not `{}`): the top-level `usage` is found by skimming
+/// ([`crate::skim`]) and only it is parsed.
 pub fn openai_complete_usage(json: &[u8]) -> Option<crate::TokenUsage> {
     #[derive(Deserialize)]
     struct Details {
@@ -118,12 +119,8 @@ pub fn openai_complete_usage(json: &[u8]) -> Option<crate::TokenUsage> {
         #[serde(default)]
         prompt_tokens_details: Option<Details>,
     }
-    #[derive(Deserialize)]
-    struct Probe {
-        #[serde(default)]
-        usage: Option<Counts>,
-    }
-    let counts = serde_json::from_slice::<Probe>(json).ok()?.usage?;
+    let usage = crate::skim::top_level_value(json, "usage")?;
+    let counts = serde_json::from_slice::<Option<Counts>>(usage).ok()??;
     if counts.prompt_tokens.is_none() && counts.completion_tokens.is_none() {
         return None;
     }
