@@ -42,8 +42,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use memmap2::MmapMut;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+#[cfg(test)]
+use serde::Serialize;
 use store::{Settlement, Store};
+
+mod line;
 
 /// The size of a segment (a sparse file: untouched pages take no disk).
 /// Both segments stay mapped and their pages resident, so this is resident
@@ -86,9 +90,10 @@ enum Record {
     },
 }
 
-/// [`Record`] as written: borrowed, so journaling copies nothing.
-#[derive(Serialize)]
-#[serde(tag = "k", rename_all = "lowercase")]
+/// [`Record`] as written: borrowed, so journaling copies nothing. Encoded
+/// by [`line`], into the bytes serde would write (kept as serde's
+/// `Serialize` for its tests).
+#[cfg_attr(test, derive(Serialize), serde(tag = "k", rename_all = "lowercase"))]
 enum RecordRef<'a> {
     Start { s: &'a Settlement },
     Settle { s: &'a Settlement },
@@ -352,7 +357,7 @@ impl Journal {
     fn append(&self, entry: Option<Entry>, record: &RecordRef<'_>) -> Option<Entry> {
         LINE.with_borrow_mut(|line| {
             line.clear();
-            if let Err(e) = serde_json::to_writer(&mut *line, record) {
+            if let Err(e) = line::encode(record, line) {
                 tracing::error!(error = %e, "journal: could not encode a record");
                 return None;
             }
