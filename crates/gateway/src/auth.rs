@@ -3,7 +3,7 @@
 //! on the gateway's state; the HTTP side (the `Caller` extractor, the
 //! errors in the client's shape) is `api::caller`.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 

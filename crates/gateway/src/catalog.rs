@@ -10,7 +10,9 @@
 //! (its warm connections with it), and so is the health of a channel that
 //! is still served the same way (an operator's disable included).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;

@@ -3,7 +3,7 @@
 //! at most once a second per owner, so that a change made through any
 //! instance applies everywhere within a second.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

@@ -15,7 +15,7 @@
 //! charges themselves stay exact. `holds = "database"` gives exact admission
 //! across instances at the price of one write transaction per request.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 

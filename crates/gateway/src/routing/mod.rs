@@ -6,7 +6,7 @@ pub mod health;
 mod select;
 pub mod stats;
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
