@@ -113,12 +113,10 @@ struct MessageProbe {
     usage: Option<Usage>,
 }
 
-/// The usage of a complete `Message` body (its top-level `usage`, found by
-/// [`crate::skim`]).
+/// The usage of a complete `Message` body.
 pub fn body_usage(body: &[u8]) -> Option<TokenUsage> {
-    let usage = crate::skim::top_level_value(body, "usage")?;
-    let usage: Option<Usage> = serde_json::from_slice(usage).ok()?;
-    usage.map(|u| u.to_tokens())
+    let probe: MessageProbe = serde_json::from_slice(body).ok()?;
+    probe.usage.map(|u| u.to_tokens())
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -102,8 +102,7 @@ pub fn openai_usage_complete(json: &str) -> bool {
 }
 
 /// The usage of an OpenAI chunk or body when it carries numbers (not
-/// `null`, not `{}`): the top-level `usage` is found by skimming
-/// ([`crate::skim`]) and only it is parsed.
+/// `null`, not `{}`): one parse that skips everything else.
 pub fn openai_complete_usage(json: &[u8]) -> Option<crate::TokenUsage> {
     #[derive(Deserialize)]
     struct Details {
@@ -119,8 +118,12 @@ pub fn openai_complete_usage(json: &[u8]) -> Option<crate::TokenUsage> {
         #[serde(default)]
         prompt_tokens_details: Option<Details>,
     }
-    let usage = crate::skim::top_level_value(json, "usage")?;
-    let counts = serde_json::from_slice::<Option<Counts>>(usage).ok()??;
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        usage: Option<Counts>,
+    }
+    let counts = serde_json::from_slice::<Probe>(json).ok()?.usage?;
     if counts.prompt_tokens.is_none() && counts.completion_tokens.is_none() {
         return None;
     }

@@ -10,7 +10,6 @@ pub mod delivered;
 mod extra;
 pub mod openai;
 pub mod rewrite;
-pub mod skim;
 pub mod sse;
 pub mod translate;
 pub mod usage;
