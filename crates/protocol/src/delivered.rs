@@ -194,6 +194,14 @@ pub fn anthropic_text(json: &[u8], sink: &mut impl FnMut(&str)) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn embeddings_usage_from_body() {
+        let body = br#"{"data":[],"usage":{"prompt_tokens":7,"total_tokens":7}}"#;
+        let u = openai_complete_usage(body).unwrap();
+        assert_eq!(u.input, 7);
+        assert_eq!(u.output, 0);
+    }
+
     fn collect(f: impl Fn(&[u8], &mut dyn FnMut(&str)), json: &str) -> String {
         let mut out = String::new();
         f(json.as_bytes(), &mut |t: &str| out.push_str(t));

@@ -218,12 +218,6 @@ pub fn chunk_usage(data: &str) -> Option<ChunkUsage> {
     })
 }
 
-/// Reads the usage of a complete (non-stream) response body.
-pub fn body_usage(body: &[u8]) -> Option<TokenUsage> {
-    let probe: UsageProbe = serde_json::from_slice(body).ok()?;
-    probe.usage.as_ref().map(TokenUsage::from)
-}
-
 /// OpenAI's error envelope: `{"error": {"message", "type", "param", "code"}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -386,13 +380,6 @@ mod tests {
         )
         .unwrap();
         assert!(!u.usage_only);
-    }
-
-    #[test]
-    fn embeddings_usage_from_body() {
-        let u = body_usage(br#"{"data":[],"usage":{"prompt_tokens":7,"total_tokens":7}}"#).unwrap();
-        assert_eq!(u.input, 7);
-        assert_eq!(u.output, 0);
     }
 
     #[test]
